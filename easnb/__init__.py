@@ -1,0 +1,68 @@
+"""easnb: call PAI-EAS and Open Inference Protocol (V2) gRPC services from Jupyter.
+
+>>> import easnb
+>>> conn = easnb.connect("localhost:50051", token="...")        # doctest: +SKIP
+>>> conn.infer("add_sub", {"INPUT0": a, "INPUT1": b})["OUTPUT0"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .connection import DEFAULT, Connection, Keepalive, connect
+from .endpoint import Endpoint, parse_endpoint
+from .errors import (
+    AuthenticationError,
+    DeadlineError,
+    EasnbError,
+    EndpointError,
+    InvalidArgumentError,
+    MessageTooLargeError,
+    NotFoundError,
+    ServerError,
+    TensorError,
+    TokenError,
+    UnavailableError,
+)
+from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
+from .tensors import Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT",
+    "AuthenticationError",
+    "Connection",
+    "ConnectionWidget",
+    "DeadlineError",
+    "EasnbError",
+    "Endpoint",
+    "EndpointError",
+    "InferResult",
+    "InvalidArgumentError",
+    "Keepalive",
+    "MessageTooLargeError",
+    "ModelMetadata",
+    "NotFoundError",
+    "ServerError",
+    "ServerMetadata",
+    "Tensor",
+    "TensorError",
+    "TensorMetadata",
+    "TokenError",
+    "UnavailableError",
+    "connect",
+    "inspect",
+    "parse_endpoint",
+]
+
+_LAZY = {"ConnectionWidget": "widgets", "inspect": "widgets"}
+
+
+def __getattr__(name: str) -> Any:
+    # Widgets pull in ipywidgets: load them on first use, not on `import easnb`.
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'easnb' has no attribute {name!r}")

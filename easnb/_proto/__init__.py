@@ -1,0 +1,57 @@
+"""The V2 and hello-world messages, built in easnb's own descriptor pool.
+
+The pool is private, so the standard names (``inference.ModelInferRequest``) are
+kept, the wire is exactly standard, and nothing is registered in protobuf's
+default pool where tritonclient, KServe or MLServer register theirs.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import descriptor_pool, message_factory
+from google.protobuf.descriptor_pb2 import FileDescriptorSet
+from google.protobuf.message import Message
+
+from . import _descriptors
+
+V2_SERVICE = "inference.GRPCInferenceService"
+GREETER_SERVICE = "helloworld.GreeterService"
+
+
+def load_pool(*descriptor_sets: bytes) -> descriptor_pool.DescriptorPool:
+    """A new private pool holding the files of the given serialized FileDescriptorSets."""
+    pool = descriptor_pool.DescriptorPool()
+    for data in descriptor_sets:
+        for file in FileDescriptorSet.FromString(data).file:
+            pool.Add(file)
+    return pool
+
+
+POOL = load_pool(_descriptors.GRPC_PREDICT_V2, _descriptors.HELLOWORLD)
+
+
+def message_class(full_name: str, pool: descriptor_pool.DescriptorPool = POOL) -> type[Message]:
+    """The message class for a full name such as ``inference.ModelInferRequest``."""
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+
+
+ServerLiveRequest = message_class("inference.ServerLiveRequest")
+ServerLiveResponse = message_class("inference.ServerLiveResponse")
+ServerReadyRequest = message_class("inference.ServerReadyRequest")
+ServerReadyResponse = message_class("inference.ServerReadyResponse")
+ModelReadyRequest = message_class("inference.ModelReadyRequest")
+ModelReadyResponse = message_class("inference.ModelReadyResponse")
+ServerMetadataRequest = message_class("inference.ServerMetadataRequest")
+ServerMetadataResponse = message_class("inference.ServerMetadataResponse")
+ModelMetadataRequest = message_class("inference.ModelMetadataRequest")
+ModelMetadataResponse = message_class("inference.ModelMetadataResponse")
+ModelInferRequest = message_class("inference.ModelInferRequest")
+ModelInferResponse = message_class("inference.ModelInferResponse")
+InferParameter = message_class("inference.InferParameter")
+InferTensorContents = message_class("inference.InferTensorContents")
+HelloRequest = message_class("helloworld.HelloRequest")
+HelloResponse = message_class("helloworld.HelloResponse")
+
+
+def method_path(service: str, method: str) -> str:
+    """The HTTP/2 path of a method: ``/inference.GRPCInferenceService/ModelInfer``."""
+    return f"/{service}/{method}"

@@ -1,0 +1,113 @@
+"""A token-checking gateway in front of any gRPC server, as EAS puts one in front of a service.
+
+Every method is forwarded as raw bytes (unary and streaming alike, which look the
+same on the wire), with the caller's metadata less the token, and the backend's
+status, details and metadata passed back.
+
+>>> with Gateway("127.0.0.1:50051", token="secret") as gw:   # doctest: +SKIP
+...     print(gw.endpoint)
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent import futures
+
+
+import grpc
+
+from ..errors import EasnbError
+from .auth import check_authorization
+from .server import SERVER_OPTIONS, format_endpoint
+
+# HTTP/2 and gRPC headers the proxy's own channel sets for itself.
+_HOP_BY_HOP = {"authorization", "user-agent", "te", "content-type", "grpc-timeout", "grpc-accept-encoding", "grpc-encoding"}
+
+
+class _Proxy(grpc.GenericRpcHandler):
+    def __init__(self, backend: grpc.Channel, token: str) -> None:
+        self._backend = backend
+        self._token = token
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = details.method
+
+        def forward(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+            problem = check_authorization(context.invocation_metadata(), self._token) if self._token else None
+            if problem:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+            metadata = [(k, v) for k, v in context.invocation_metadata() if k not in _HOP_BY_HOP and not k.startswith(":")]
+            remaining = context.time_remaining()
+            call = self._backend.stream_stream(method)(
+                requests, metadata=metadata, timeout=remaining if remaining and remaining < 1e8 else None
+            )
+            context.add_callback(call.cancel)
+            try:
+                context.send_initial_metadata(call.initial_metadata() or ())
+                yield from call
+                context.set_trailing_metadata(call.trailing_metadata() or ())
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.CANCELLED and not context.is_active():
+                    return
+                context.set_trailing_metadata(exc.trailing_metadata() or ())
+                context.abort(exc.code(), exc.details() or "")
+
+        return grpc.stream_stream_rpc_method_handler(forward)
+
+
+class Gateway:
+    """Listen on ``host:port`` and forward every call with a valid token to ``backend``."""
+
+    def __init__(
+        self,
+        backend: str,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_workers: int = 128,
+    ) -> None:
+        self._token = secrets.token_urlsafe(24) if token is None else token
+        self.backend = backend
+        self.host = host
+        self._channel = grpc.insecure_channel(backend, options=SERVER_OPTIONS)
+        # Each call holds a worker for its whole life: size the pool for calls in flight.
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="easnb-gateway"),
+            handlers=[_Proxy(self._channel, self._token)],
+            options=SERVER_OPTIONS,
+            maximum_concurrent_rpcs=max_workers,
+        )
+        self.port = self._server.add_insecure_port(format_endpoint(host, port))
+        if not self.port:
+            raise EasnbError(f"The gateway could not listen on {format_endpoint(host, port)}.", hint="Pick another port.")
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    @property
+    def endpoint(self) -> str:
+        return format_endpoint(self.host, self.port)
+
+    def start(self) -> Gateway:
+        self._server.start()
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        self._server.stop(grace).wait()
+        self._channel.close()
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.endpoint} -> {self.backend}>"
+
+

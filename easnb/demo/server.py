@@ -1,0 +1,286 @@
+"""The demo's gRPC server: every V2 RPC, the hello-world GreeterService, and the EAS token check.
+
+>>> with DemoServer(token="secret") as server:   # doctest: +SKIP
+...     easnb.connect(server.endpoint, token=server.token).live()
+True
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+
+from .. import __version__, _proto, wire
+from .._proto import GREETER_SERVICE, V2_SERVICE
+from ..errors import EasnbError
+from ..inference import decode_request
+from ..tensors import Tensor, decode_tensor, encode_tensor
+from .auth import check_authorization
+from .models import Model, all_models
+
+SERVER_NAME = "easnb-demo"
+SERVER_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+
+class Abort(Exception):
+    """A call to refuse with a status code and a message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class V2Service:
+    """The V2 ``GRPCInferenceService`` over the demo models."""
+
+    def __init__(self, models: Mapping[str, Model] | None = None) -> None:
+        self.models = dict(all_models() if models is None else models)
+
+    def model(self, name: str, version: str) -> Model:
+        model = self.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.models))
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}; this server has {known}")
+        if version and version not in model.metadata.versions:
+            raise Abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {name!r} has no version {version!r}; versions: {', '.join(model.metadata.versions)}",
+            )
+        return model
+
+    def server_live(self, request: Any) -> Any:
+        return _proto.ServerLiveResponse(live=True)
+
+    def server_ready(self, request: Any) -> Any:
+        return _proto.ServerReadyResponse(ready=True)
+
+    def model_ready(self, request: Any) -> Any:
+        self.model(request.name, request.version)
+        return _proto.ModelReadyResponse(ready=True)
+
+    def server_metadata(self, request: Any) -> Any:
+        return _proto.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=[])
+
+    def model_metadata(self, request: Any) -> Any:
+        meta = self.model(request.name, request.version).metadata
+        reply = _proto.ModelMetadataResponse(
+            name=meta.name, versions=list(meta.versions), platform=meta.platform, properties=dict(meta.properties)
+        )
+        for items, tensors in ((reply.inputs, meta.inputs), (reply.outputs, meta.outputs)):
+            for t in tensors:
+                items.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
+        return reply
+
+    def model_infer(self, data: bytes) -> bytes:
+        try:
+            request, raws = decode_request(data)
+        except EasnbError as exc:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
+        model = self.model(request.model_name, request.model_version)
+        arrays, datatypes = self._inputs(model, request, raws)
+        try:
+            outputs = model.run(arrays, datatypes)
+        except (ValueError, KeyError) as exc:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {model.metadata.name!r}: {exc}") from None
+        wanted = [o.name for o in request.outputs] or list(outputs)
+        unknown = [n for n in wanted if n not in outputs]
+        if unknown:
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model {model.metadata.name!r} has no output {unknown[0]!r}; outputs: {', '.join(outputs)}",
+            )
+        reply = _proto.ModelInferResponse(
+            model_name=model.metadata.name, model_version=model.metadata.versions[-1], id=request.id
+        )
+        use_raw = bool(raws) or any(outputs[n][0] in ("FP16", "BF16") for n in wanted)
+        buffers = []
+        for name in wanted:
+            datatype, array = outputs[name]
+            buffer, _ = encode_tensor(reply.outputs.add(), name, Tensor(array, datatype), raw=use_raw)
+            if buffer is not None:
+                buffers.append(buffer)
+        head = reply.SerializeToString(deterministic=True)
+        return wire.join(head, wire.RAW_OUTPUT_FIELD, buffers) if use_raw else head
+
+    def _inputs(self, model: Model, request: Any, raws: list[memoryview]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        name = model.metadata.name
+        if raws and len(raws) != len(request.inputs):
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{len(request.inputs)} inputs but {len(raws)} raw_input_contents; give one per input",
+            )
+        arrays: dict[str, np.ndarray] = {}
+        datatypes: dict[str, str] = {}
+        expected = {t.name: t for t in model.metadata.inputs}
+        for i, tensor in enumerate(request.inputs):
+            meta = expected.get(tensor.name)
+            if meta is None and not model.any_inputs:
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"model {name!r} has no input {tensor.name!r}; its inputs are {', '.join(expected)}",
+                )
+            if meta is not None:
+                _check_tensor(name, meta, tensor.datatype, list(tensor.shape))
+            try:
+                arrays[tensor.name] = decode_tensor(
+                    tensor.name,
+                    tensor.datatype,
+                    tensor.shape,
+                    raws[i] if raws else None,
+                    tensor.contents if tensor.HasField("contents") else None,
+                )
+            except EasnbError as exc:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
+            datatypes[tensor.name] = tensor.datatype
+        missing = [n for n in expected if n not in arrays]
+        if missing:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {name!r} needs input {missing[0]!r}, which is missing")
+        return arrays, datatypes
+
+
+def _check_tensor(model: str, meta: Any, datatype: str, shape: list[int]) -> None:
+    if datatype != meta.datatype:
+        raise Abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"model {model!r} input {meta.name!r} takes {meta.datatype}, not {datatype}",
+        )
+    fits = len(shape) == len(meta.shape) and all(m < 0 or m == s for m, s in zip(meta.shape, shape))
+    if not fits:
+        want = "[" + ", ".join("-1" if d < 0 else str(d) for d in meta.shape) + "]"
+        raise Abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"model {model!r} input {meta.name!r} takes shape {want} (-1 is any size), not {shape}",
+        )
+
+
+def _unary(behaviour: Callable[[Any], Any], request_class: Any = None, response_class: Any = None) -> grpc.RpcMethodHandler:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behaviour(request)
+        except Abort as exc:
+            context.abort(exc.code, exc.message)
+
+    return grpc.unary_unary_rpc_method_handler(
+        handle,
+        request_deserializer=request_class.FromString if request_class else None,
+        response_serializer=response_class.SerializeToString if response_class else None,
+    )
+
+
+def v2_handler(service: V2Service) -> grpc.GenericRpcHandler:
+    """The generic handler serving ``service`` at the standard V2 method paths."""
+    p = _proto
+    return grpc.method_handlers_generic_handler(
+        V2_SERVICE,
+        {
+            "ServerLive": _unary(service.server_live, p.ServerLiveRequest, p.ServerLiveResponse),
+            "ServerReady": _unary(service.server_ready, p.ServerReadyRequest, p.ServerReadyResponse),
+            "ModelReady": _unary(service.model_ready, p.ModelReadyRequest, p.ModelReadyResponse),
+            "ServerMetadata": _unary(service.server_metadata, p.ServerMetadataRequest, p.ServerMetadataResponse),
+            "ModelMetadata": _unary(service.model_metadata, p.ModelMetadataRequest, p.ModelMetadataResponse),
+            "ModelInfer": _unary(service.model_infer),  # bytes in, bytes out: easnb's codec
+        },
+    )
+
+
+def greeter_handler() -> grpc.GenericRpcHandler:
+    """The hello-world ``GreeterService``, answering as the EAS seed's server.py does."""
+
+    def say_hello(request: Any) -> Any:
+        return _proto.HelloResponse(message=f"Hello, {request.name}!")
+
+    return grpc.method_handlers_generic_handler(
+        GREETER_SERVICE, {"SayHello": _unary(say_hello, _proto.HelloRequest, _proto.HelloResponse)}
+    )
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Refuses every call whose metadata lacks ``authorization: Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        problem = check_authorization(details.invocation_metadata, self._token)
+        if problem is None:
+            return continuation(details)
+
+        def deny(request: Any, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+    def __repr__(self) -> str:
+        return "<TokenInterceptor>"
+
+
+def format_endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class DemoServer:
+    """The demo on ``host`` (loopback unless told otherwise), token-checked like an EAS gateway.
+
+    ``token=None`` makes a random token; ``token=""`` serves without any check.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_workers: int = 32,
+        models: Mapping[str, Model] | None = None,
+    ) -> None:
+        self._token = secrets.token_urlsafe(24) if token is None else token
+        self.host = host
+        interceptors = [TokenInterceptor(self._token)] if self._token else []
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="easnb-demo"),
+            handlers=[v2_handler(V2Service(models)), greeter_handler()],
+            interceptors=interceptors,
+            options=SERVER_OPTIONS,
+        )
+        self.port = self._server.add_insecure_port(format_endpoint(host, port))
+        if not self.port:
+            raise EasnbError(f"The demo could not listen on {format_endpoint(host, port)}.", hint="Pick another port.")
+        self._started = False
+
+    @property
+    def token(self) -> str:
+        """The token clients must send (empty when the demo checks none)."""
+        return self._token
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` to give ``easnb.connect``."""
+        return format_endpoint(self.host, self.port)
+
+    def start(self) -> DemoServer:
+        if not self._started:
+            self._server.start()
+            self._started = True
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        self._server.stop(grace).wait()
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> DemoServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        check = "token checked" if self._token else "no token check"
+        return f"<DemoServer {self.endpoint}, {check}>"

@@ -1,0 +1,113 @@
+"""What the V2 calls return: small typed values with a short repr and an HTML repr.
+
+>>> TensorMetadata("x", "FP32", (-1, 4))
+TensorMetadata(name='x', datatype='FP32', shape=(-1, 4))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import display
+from .errors import TensorError
+
+
+@dataclass(frozen=True)
+class ServerMetadata:
+    """The server's name, version and extensions."""
+
+    name: str
+    version: str
+    extensions: tuple[str, ...] = ()
+
+    def _repr_html_(self) -> str:
+        return display.server_html(self)
+
+
+@dataclass(frozen=True)
+class TensorMetadata:
+    """A model input or output: name, datatype, and shape (-1 for a variable dimension)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """A model's versions, platform, properties, inputs and outputs."""
+
+    name: str
+    versions: tuple[str, ...]
+    platform: str
+    inputs: tuple[TensorMetadata, ...]
+    outputs: tuple[TensorMetadata, ...]
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def input(self, name: str) -> TensorMetadata:
+        """The input called ``name``; the error lists the known ones."""
+        return _find(self.inputs, name, "input", self.name)
+
+    def output(self, name: str) -> TensorMetadata:
+        """The output called ``name``; the error lists the known ones."""
+        return _find(self.outputs, name, "output", self.name)
+
+    def _repr_html_(self) -> str:
+        return display.model_html(self)
+
+
+def _find(tensors: tuple[TensorMetadata, ...], name: str, kind: str, model: str) -> TensorMetadata:
+    for tensor in tensors:
+        if tensor.name == name:
+            return tensor
+    known = ", ".join(repr(t.name) for t in tensors) or "none"
+    raise TensorError(f"Model {model!r} has no {kind} {name!r}. Available {kind}s are {known}.")
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class InferResult(Mapping[str, np.ndarray]):
+    """The answer of ``infer``: ``result["NAME"]`` is a numpy array.
+
+    Arrays decoded from raw contents are read-only views of the reply.
+    """
+
+    model_name: str
+    model_version: str
+    id: str
+    outputs: Mapping[str, np.ndarray]
+    datatypes: Mapping[str, str]
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    output_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.outputs[name]
+        except KeyError:
+            known = ", ".join(repr(n) for n in self.outputs) or "none"
+            raise KeyError(f"No output {name!r} in this result. Available outputs are {known}.") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.outputs)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def to_frame(self, long: bool = False, arrays: bool = False) -> Any:
+        """The outputs as a pandas DataFrame (see ``easnb.frames.result_to_frame``)."""
+        from .frames import result_to_frame
+
+        return result_to_frame(self, long=long, arrays=arrays)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{n} {self.datatypes.get(n, '?')} {list(a.shape)}" for n, a in self.outputs.items()
+        )
+        version = f" v{self.model_version}" if self.model_version else ""
+        return f"<InferResult {self.model_name}{version}: {parts or 'no outputs'}>"
+
+    def _repr_html_(self) -> str:
+        return display.result_html(self)

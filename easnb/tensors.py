@@ -1,0 +1,374 @@
+"""The codec between numpy arrays and V2 tensors, for every V2 datatype.
+
+One table maps a V2 datatype to its little-endian numpy dtype and its typed-contents
+field. Raw contents are the default: an array that is already C-contiguous and
+little-endian is sent without a copy of ours, and a raw reply is returned as a
+read-only ``numpy.frombuffer`` view of the received message.
+
+>>> encode_tensor(ModelInferRequest().inputs.add(), "x", np.arange(3, dtype="<f4"))[0].nbytes
+12
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import Message
+
+from ._proto import ModelInferRequest  # noqa: F401  (used by the doctest)
+from .errors import TensorError
+
+
+@dataclass(frozen=True)
+class Datatype:
+    """A V2 datatype: its name, the numpy dtype on the wire, and its typed-contents field."""
+
+    name: str
+    dtype: np.dtype
+    contents: str | None
+
+
+DATATYPES: dict[str, Datatype] = {
+    d.name: d
+    for d in (
+        Datatype("BOOL", np.dtype("?"), "bool_contents"),
+        Datatype("UINT8", np.dtype("u1"), "uint_contents"),
+        Datatype("UINT16", np.dtype("<u2"), "uint_contents"),
+        Datatype("UINT32", np.dtype("<u4"), "uint_contents"),
+        Datatype("UINT64", np.dtype("<u8"), "uint64_contents"),
+        Datatype("INT8", np.dtype("i1"), "int_contents"),
+        Datatype("INT16", np.dtype("<i2"), "int_contents"),
+        Datatype("INT32", np.dtype("<i4"), "int_contents"),
+        Datatype("INT64", np.dtype("<i8"), "int64_contents"),
+        Datatype("FP16", np.dtype("<f2"), None),
+        Datatype("FP32", np.dtype("<f4"), "fp32_contents"),
+        Datatype("FP64", np.dtype("<f8"), "fp64_contents"),
+        # BF16 travels as raw 16-bit words; easnb hands back float32 (or ml_dtypes.bfloat16).
+        Datatype("BF16", np.dtype("<u2"), None),
+        Datatype("BYTES", np.dtype(object), "bytes_contents"),
+    )
+}
+_BY_KIND_SIZE = {
+    (d.dtype.kind, d.dtype.itemsize): d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")
+}
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An array with an explicit V2 datatype, e.g. ``Tensor(x, "BF16")`` for a float32 ``x``."""
+
+    data: Any
+    datatype: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+def datatype_of(array: np.ndarray, name: str = "tensor") -> str:
+    """The V2 datatype that matches a numpy array's dtype."""
+    dtype = array.dtype
+    if dtype.kind in "OSU":
+        return "BYTES"
+    if dtype.name == "bfloat16":
+        return "BF16"
+    try:
+        return _BY_KIND_SIZE[(dtype.kind, dtype.itemsize)]
+    except KeyError:
+        raise TensorError(
+            f"Tensor {name!r} has dtype {dtype}, which no V2 datatype carries.",
+            hint=f"Convert it first, for example to float32 or int64. V2 datatypes: {', '.join(DATATYPES)}.",
+        ) from None
+
+
+def lookup(datatype: str, name: str = "tensor") -> Datatype:
+    """The table row for a datatype name; ``TensorError`` for an unknown one."""
+    try:
+        return DATATYPES[datatype]
+    except (KeyError, TypeError):
+        raise TensorError(
+            f"Tensor {name!r} has unknown datatype {datatype!r}.",
+            hint=f"Known datatypes: {', '.join(DATATYPES)}.",
+        ) from None
+
+
+def as_array(value: Any, name: str = "tensor") -> np.ndarray:
+    """A numpy array from an array, a pandas Series, a list or a scalar (strings as objects)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "to_numpy"):
+        return np.asarray(value.to_numpy())
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:
+        raise TensorError(f"Tensor {name!r} cannot be made into an array: {exc}.") from None
+    if array.dtype.kind in "SU":  # keep every byte: numpy's S strips trailing NULs
+        array = np.asarray(value, dtype=object)
+    return array
+
+
+def _bf16_words(array: np.ndarray) -> np.ndarray:
+    """float values rounded to nearest even bfloat16, as little-endian uint16 words."""
+    bits = np.ascontiguousarray(array, dtype="<f4").view("<u4")
+    rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    rounded = np.where(nan, (bits >> 16) | 0x0040, rounded)  # keep NaN a (quiet) NaN
+    return rounded.astype("<u2")
+
+
+def _bf16_to_float32(words: np.ndarray) -> np.ndarray:
+    return (words.astype("<u4") << 16).view("<f4")
+
+
+def _convert(array: np.ndarray, dt: Datatype, name: str) -> np.ndarray:
+    """``array`` as ``dt``'s numpy dtype, refusing conversions that would lose information."""
+    target = dt.dtype
+    src = array.dtype
+    if dt.name == "BF16":
+        if src.name == "bfloat16":
+            return array.view("<u2") if src.byteorder in "=<|" else array.astype("<u2")
+        if src.kind not in "fiub":
+            raise _mismatch(name, src, dt)
+        return _bf16_words(array)
+    if src == target:
+        return array
+    if src.kind in "OSU" or target.kind == "O":
+        raise _mismatch(name, src, dt)
+    if src.kind == target.kind and src.itemsize <= target.itemsize:
+        return array.astype(target)
+    if target.kind == "f":
+        if src.kind in "biuf":
+            return array.astype(target)
+        raise _mismatch(name, src, dt)
+    if src.kind == "f":
+        finite = np.isfinite(array).all() if array.size else True
+        if not finite or not np.array_equal(np.round(array), array):
+            raise TensorError(
+                f"Tensor {name!r}: converting {src} to {dt.name} would lose the fractional part or a NaN/inf.",
+                hint=f"Round the values yourself, or send the tensor as a float datatype.",
+            )
+    if target.kind == "b":
+        if array.size and not np.isin(array, (0, 1)).all():
+            raise TensorError(f"Tensor {name!r}: only 0 and 1 convert to BOOL.")
+        return array.astype(target)
+    if array.size and src.kind in "iuf":
+        info = np.iinfo(target)
+        low, high = array.min(), array.max()
+        if low < info.min or high > info.max:
+            raise TensorError(
+                f"Tensor {name!r}: values from {low} to {high} do not fit {dt.name} "
+                f"({info.min} to {info.max}).",
+                hint="Send a wider datatype, or clip the values.",
+            )
+    return array.astype(target)
+
+
+def _mismatch(name: str, src: np.dtype, dt: Datatype) -> TensorError:
+    return TensorError(
+        f"Tensor {name!r} has dtype {src}, which cannot be sent as {dt.name}.",
+        hint="Convert the array to a matching dtype first.",
+    )
+
+
+def _to_bytes_list(array: np.ndarray, name: str) -> list[bytes]:
+    flat = array.reshape(-1)
+    if flat.dtype.kind == "U":
+        flat = np.char.encode(flat, "utf-8")
+    items = flat.tolist()
+    for i, item in enumerate(items):
+        if isinstance(item, bytes):
+            continue
+        if isinstance(item, str):
+            items[i] = item.encode("utf-8")
+        elif isinstance(item, (bytearray, memoryview)):
+            items[i] = bytes(item)
+        else:
+            raise TensorError(
+                f"BYTES tensor {name!r} has a {type(item).__name__} at flat index {i}; "
+                "BYTES elements must be bytes or str.",
+                hint="Convert the values with str() or .encode() first.",
+            )
+    return items
+
+
+def encode_bytes(items: Sequence[bytes], name: str = "tensor") -> bytes:
+    """Raw BYTES contents: each element prefixed by its 4-byte little-endian length."""
+    n = len(items)
+    if n == 0:
+        return b""
+    lengths = np.fromiter(map(len, items), dtype=np.int64, count=n)
+    if lengths.max() > 0xFFFFFFFF:
+        raise TensorError(f"BYTES tensor {name!r} has an element over 4 GiB, which V2 cannot carry.")
+    payload = np.frombuffer(b"".join(items), dtype=np.uint8)
+    out = np.empty(4 * n + payload.size, dtype=np.uint8)
+    starts = np.arange(n, dtype=np.int64) * 4
+    starts[1:] += np.cumsum(lengths[:-1])
+    prefix_at = (starts[:, None] + np.arange(4)).reshape(-1)
+    out[prefix_at] = lengths.astype("<u4").view(np.uint8)
+    is_payload = np.ones(out.size, dtype=bool)
+    is_payload[prefix_at] = False
+    out[is_payload] = payload
+    return out.tobytes()
+
+
+def decode_bytes(buffer: bytes | memoryview, count: int, name: str = "tensor") -> np.ndarray:
+    """An object array of ``count`` bytes elements from raw BYTES contents."""
+    data = buffer if isinstance(buffer, bytes) else memoryview(buffer).tobytes()
+    out = np.empty(count, dtype=object)
+    pos, end, unpack = 0, len(data), _LENGTH.unpack_from
+    items = []
+    append = items.append
+    for _ in range(count):
+        if pos + 4 > end:
+            raise TensorError(
+                f"BYTES tensor {name!r}: the raw contents end after {len(items)} of {count} elements.",
+                hint="The server sent fewer elements than its shape says.",
+            )
+        (length,) = unpack(data, pos)
+        pos += 4
+        if pos + length > end:
+            raise TensorError(
+                f"BYTES tensor {name!r}: element {len(items)} claims {length} bytes but only "
+                f"{end - pos} remain (the length prefix runs past the buffer).",
+            )
+        append(data[pos : pos + length])
+        pos += length
+    if pos != end:
+        raise TensorError(
+            f"BYTES tensor {name!r}: {end - pos} bytes are left over after {count} elements.",
+            hint="The server sent more data than its shape says.",
+        )
+    out[:] = items
+    return out
+
+
+def encode_tensor(
+    tensor: Message, name: str, value: Any, raw: bool = True
+) -> tuple[Any, str]:
+    """Fill ``tensor`` (an input or output tensor message) from ``value``; return (raw buffer or None, datatype).
+
+    The raw buffer is the array itself when it is already contiguous and little-endian.
+    """
+    datatype = None
+    parameters = None
+    if isinstance(value, Tensor):
+        value, datatype, parameters = value.data, value.datatype, value.parameters
+    array = as_array(value, name)
+    if datatype is None:
+        datatype = datatype_of(array, name)
+    dt = lookup(datatype, name)
+    tensor.name = name
+    tensor.datatype = dt.name
+    tensor.shape.extend(array.shape)
+    if parameters:
+        from .parameters import set_parameters
+
+        set_parameters(tensor.parameters, parameters)
+    if dt.name == "BYTES":
+        if array.dtype.kind not in "OSU":
+            raise _mismatch(name, array.dtype, dt)
+        items = _to_bytes_list(array, name)
+        if raw:
+            return encode_bytes(items, name), dt.name
+        tensor.contents.bytes_contents.extend(items)
+        return None, dt.name
+    wire = np.ascontiguousarray(_convert(array, dt, name))
+    if raw:
+        return wire, dt.name
+    if dt.contents is None:
+        raise TensorError(
+            f"Tensor {name!r} is {dt.name}, which has no typed contents in V2.",
+            hint="Send it as raw contents (the default, raw=True).",
+        )
+    getattr(tensor.contents, dt.contents).extend(wire.reshape(-1).tolist())
+    return None, dt.name
+
+
+def element_count(shape: Sequence[int], name: str) -> int:
+    """The number of elements of a shape; ``TensorError`` for a negative dimension."""
+    count = 1
+    for dim in shape:
+        if dim < 0:
+            raise TensorError(f"Tensor {name!r} has shape {list(shape)} with a negative dimension.")
+        count *= dim
+    return count
+
+
+def decode_tensor(
+    name: str,
+    datatype: str,
+    shape: Sequence[int],
+    raw: bytes | memoryview | None = None,
+    contents: Message | None = None,
+    *,
+    copy: bool = False,
+    bytes_as_str: bool = False,
+    bf16_as_ml_dtypes: bool = False,
+) -> np.ndarray:
+    """A numpy array from a V2 tensor's raw buffer or typed contents, validated.
+
+    Raw numeric data comes back as a read-only view of the buffer unless ``copy``.
+    """
+    dt = lookup(datatype, name)
+    shape = tuple(int(d) for d in shape)
+    count = element_count(shape, name)
+    has_typed = contents is not None and any(
+        len(getattr(contents, f.name)) for f in contents.DESCRIPTOR.fields
+    )
+    if raw is not None and has_typed:
+        raise TensorError(f"Tensor {name!r} has both raw and typed contents; V2 allows one.")
+    if dt.name == "BYTES":
+        if raw is not None:
+            array = decode_bytes(raw, count, name)
+        else:
+            array = np.empty(count, dtype=object)
+            values = list(contents.bytes_contents) if has_typed else []
+            _check_count(name, len(values), count)
+            array[:] = values
+        if bytes_as_str:
+            array = np.array([v.decode("utf-8", "replace") for v in array], dtype=object)
+        return array.reshape(shape)
+    if raw is not None:
+        expected = count * dt.dtype.itemsize
+        size = memoryview(raw).nbytes
+        if size != expected:
+            raise TensorError(
+                f"Tensor {name!r} ({dt.name}, shape {list(shape)}) needs {expected} bytes of raw "
+                f"contents but the reply has {size}.",
+                hint="The server's shape, datatype and data disagree.",
+            )
+        array = np.frombuffer(raw, dtype=dt.dtype, count=count)
+        if copy:
+            array = array.copy()
+    else:
+        if count and not has_typed:
+            raise TensorError(f"Tensor {name!r} has shape {list(shape)} but no contents.")
+        if dt.contents is None:
+            if count:
+                raise TensorError(f"Tensor {name!r} is {dt.name}, which V2 sends only as raw contents.")
+            values: Sequence[Any] = []
+        else:
+            values = getattr(contents, dt.contents) if contents is not None else []
+        _check_count(name, len(values), count)
+        try:
+            array = np.array(values, dtype=dt.dtype)
+        except OverflowError:
+            raise TensorError(f"Tensor {name!r} has typed values out of range for {dt.name}.") from None
+    if dt.name == "BF16":
+        if bf16_as_ml_dtypes:
+            import ml_dtypes
+
+            array = array.view(ml_dtypes.bfloat16)
+        else:
+            array = _bf16_to_float32(array)
+    return array.reshape(shape)
+
+
+def _check_count(name: str, got: int, expected: int) -> None:
+    if got != expected:
+        raise TensorError(
+            f"Tensor {name!r} has {got} elements but its shape says {expected}.",
+            hint="The server's shape and data disagree.",
+        )

@@ -1,0 +1,82 @@
+"""Shared fixtures: the demo server on loopback, and servers that record or misbehave."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+import easnb
+from easnb.demo import DemoServer
+from easnb.demo.models import Model, all_models
+from easnb.demo.server import SERVER_OPTIONS, V2Service, greeter_handler, v2_handler
+from easnb.results import ModelMetadata, TensorMetadata
+
+TOKEN = "tok-EASNB-SECRET-7f3a9c"  # recognisable, so leak checks can search for it
+
+
+def sleepy_model(seconds: float = 2.0) -> Model:
+    """A model that waits before echoing, for deadline tests."""
+
+    def run(x: Any, types: Any) -> dict[str, tuple[str, np.ndarray]]:
+        time.sleep(float(x["seconds"].reshape(-1)[0]) if "seconds" in x else seconds)
+        return {n: (types[n], a) for n, a in x.items()}
+
+    meta = ModelMetadata("sleepy", ("1",), "test", (), (), {})
+    return Model(meta, run, any_inputs=True)
+
+
+@pytest.fixture(scope="session")
+def demo() -> Iterator[DemoServer]:
+    models = {**all_models(), "sleepy": sleepy_model()}
+    with DemoServer(token=TOKEN, models=models) as server:
+        yield server
+
+
+@pytest.fixture()
+def conn(demo: DemoServer) -> Iterator[easnb.Connection]:
+    with easnb.connect(demo.endpoint, token=demo.token) as connection:
+        yield connection
+
+
+class Recorder(grpc.ServerInterceptor):
+    """Keeps the metadata of every call a server receives."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        self.calls.append((details.method, dict(details.invocation_metadata)))
+        return continuation(details)
+
+
+@pytest.fixture()
+def recording_server() -> Iterator[tuple[str, Recorder]]:
+    """A V2 server with no token check that records the metadata it receives."""
+    recorder = Recorder()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        handlers=[v2_handler(V2Service()), greeter_handler()],
+        interceptors=[recorder],
+        options=SERVER_OPTIONS,
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", recorder
+    server.stop(None).wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+__all__ = ["TOKEN", "TensorMetadata", "free_port", "sleepy_model"]

@@ -1,0 +1,21 @@
+import subprocess
+import sys
+
+import easnb
+
+EXPECTED = {
+    "DEFAULT", "AuthenticationError", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
+    "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
+    "ModelMetadata", "NotFoundError", "ServerError", "ServerMetadata", "Tensor", "TensorError",
+    "TensorMetadata", "TokenError", "UnavailableError", "connect", "inspect", "parse_endpoint",
+}
+
+
+def test_public_names_are_pinned() -> None:
+    assert set(easnb.__all__) == EXPECTED and len(easnb.__all__) == len(EXPECTED)
+
+
+def test_import_does_not_load_widgets() -> None:
+    code = "import sys, easnb; print('ipywidgets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
