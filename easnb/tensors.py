@@ -352,10 +352,12 @@ def decode_tensor(
         else:
             values = getattr(contents, dt.contents) if contents is not None else []
         _check_count(name, len(values), count)
-        try:
-            array = np.array(values, dtype=dt.dtype)
-        except OverflowError:
-            raise TensorError(f"Tensor {name!r} has typed values out of range for {dt.name}.") from None
+        array = np.array(values, dtype=dt.dtype if dt.dtype.itemsize >= 4 or dt.name == "BOOL" else "<i8")
+        if array.dtype != dt.dtype:  # INT8/16 and UINT8/16 travel in 32-bit fields
+            info = np.iinfo(dt.dtype)
+            if array.size and (array.min() < info.min or array.max() > info.max):
+                raise TensorError(f"Tensor {name!r} has typed values out of range for {dt.name}.")
+            array = array.astype(dt.dtype)
     if dt.name == "BF16":
         if bf16_as_ml_dtypes:
             import ml_dtypes

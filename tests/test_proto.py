@@ -19,8 +19,16 @@ def test_committed_descriptors_are_fresh() -> None:
 
 def test_messages_live_in_a_private_pool() -> None:
     assert _proto.ModelInferRequest.DESCRIPTOR.full_name == "inference.ModelInferRequest"
-    with pytest.raises(KeyError):
-        descriptor_pool.Default().FindMessageTypeByName("inference.ModelInferRequest")
+    assert _proto.ModelInferRequest.DESCRIPTOR.file.pool is not descriptor_pool.Default()
+    # a fresh interpreter: other tests import tritonclient, which fills the default pool
+    code = (
+        "import easnb, easnb.demo; from google.protobuf import descriptor_pool as p\n"
+        "for name in ('inference.ModelInferRequest', 'helloworld.HelloRequest'):\n"
+        "    try: p.Default().FindMessageTypeByName(name); print('registered', name)\n"
+        "    except KeyError: pass\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "", run.stdout + run.stderr
 
 
 def test_standard_field_numbers() -> None:

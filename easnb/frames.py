@@ -1,0 +1,149 @@
+"""DataFrames in and out: columns matched to a model's inputs, outputs made into columns.
+
+>>> import pandas as pd
+>>> meta = ModelMetadata("m", (), "", (TensorMetadata("x", "FP32", (-1, 2)),), ())
+>>> frame_to_inputs(pd.DataFrame({"x_0": [1.0], "x_1": [2.0]}), meta)["x"].data.tolist()
+[[1.0, 2.0]]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .display import shape_text
+from .errors import TensorError
+from .results import ModelMetadata, TensorMetadata
+from .tensors import Tensor
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .results import InferResult
+
+
+def _describe(inputs: tuple[TensorMetadata, ...]) -> str:
+    return ", ".join(f"{t.name} {t.datatype} {shape_text(t.shape)}" for t in inputs) or "none"
+
+
+def _grouped(columns: list[str], name: str) -> list[str]:
+    """``name_0, name_1, ...`` in index order, when they run from 0 without a gap."""
+    pattern = re.compile(rf"^{re.escape(name)}_(\d+)$")
+    found = {int(m.group(1)): c for c in columns if (m := pattern.match(c))}
+    return [found[i] for i in range(len(found))] if found and set(found) == set(range(len(found))) else []
+
+
+def _column_values(frame: pd.DataFrame, column: str, meta: TensorMetadata) -> np.ndarray:
+    values = frame[column].to_numpy()
+    if len(meta.shape) > 1 and values.dtype == object:  # a column of arrays or lists
+        try:
+            return np.stack([np.asarray(v) for v in values]) if len(values) else values
+        except ValueError as exc:
+            raise TensorError(f"Column {column!r}: the arrays in it differ in shape ({exc}).") from None
+    return values
+
+
+def frame_to_inputs(frame: pd.DataFrame, meta: ModelMetadata) -> dict[str, Tensor]:
+    """One tensor per model input, from the frame's columns.
+
+    An input ``x`` comes from column ``x``, from columns ``x_0, x_1, ...`` stacked
+    into ``[-1, k]``, or, for a model with one ``[-1, k]`` input, from exactly ``k``
+    columns in order. Values are converted to the input's datatype, refusing lossy
+    conversions. Missing and extra columns are reported by name.
+    """
+    columns = [str(c) for c in frame.columns]
+    if len(set(columns)) != len(columns):
+        raise TensorError("The DataFrame has repeated column names; make them unique.")
+    used: set[str] = set()
+    tensors: dict[str, Tensor] = {}
+    missing = []
+    for tensor in meta.inputs:
+        if tensor.name in columns:
+            values = _column_values(frame, frame.columns[columns.index(tensor.name)], tensor)
+            used.add(tensor.name)
+        elif group := _grouped(columns, tensor.name):
+            values = frame[[frame.columns[columns.index(c)] for c in group]].to_numpy()
+            used.update(group)
+        elif len(meta.inputs) == 1 and len(tensor.shape) == 2 and tensor.shape[1] in (len(columns), -1):
+            values = frame.to_numpy()
+            used.update(columns)
+        else:
+            missing.append(tensor.name)
+            continue
+        _check_width(tensor, values)
+        tensors[tensor.name] = Tensor(values, tensor.datatype)
+    if missing:
+        raise TensorError(
+            f"No column for input {', '.join(map(repr, missing))} of model {meta.name!r}. "
+            f"Columns are {', '.join(map(repr, columns))}; inputs are {_describe(meta.inputs)}.",
+            hint="Name a column after the input, or name columns INPUT_0, INPUT_1, ... for a [-1, k] input.",
+        )
+    extra = [c for c in columns if c not in used]
+    if extra:
+        raise TensorError(
+            f"Column {', '.join(map(repr, extra))} matches no input of model {meta.name!r} "
+            f"(inputs: {_describe(meta.inputs)}).",
+            hint="Select the columns the model takes, e.g. df[[...]].",
+        )
+    return tensors
+
+
+def _check_width(tensor: TensorMetadata, values: np.ndarray) -> None:
+    want = tensor.shape[1:]
+    got = values.shape[1:]
+    fits = len(want) == len(got) and all(w < 0 or w == g for w, g in zip(want, got))
+    if not fits:
+        raise TensorError(
+            f"Input {tensor.name!r} takes rows of shape {shape_text(want)} but the DataFrame gives {list(got)}.",
+            hint="Check which columns feed this input.",
+        )
+
+
+def _text_column(array: np.ndarray) -> np.ndarray:
+    try:
+        return np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in array], dtype=object)
+    except UnicodeDecodeError:
+        return array
+
+
+def result_to_frame(result: InferResult, long: bool = False, arrays: bool = False) -> pd.DataFrame:
+    """The outputs of ``result`` as a DataFrame.
+
+    An output of shape ``[n]`` is one column; ``[n, k, ...]`` becomes columns
+    ``NAME_0 ... NAME_{k-1}`` (elements flattened), or one column of arrays with
+    ``arrays=True``. BYTES become str columns (bytes where not UTF-8). Outputs whose
+    first dimensions differ raise ``TensorError`` unless ``long=True``, which gives
+    a tidy table of (output, index, value).
+    """
+    import pandas as pd
+
+    if long:
+        parts = []
+        for name, array in result.outputs.items():
+            flat = array.reshape(-1)
+            values = _text_column(flat) if flat.dtype == object else flat
+            parts.append(pd.DataFrame({"output": name, "index": np.arange(flat.size), "value": values}))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["output", "index", "value"])
+    rows = {n: (a.shape[0] if a.ndim else 1) for n, a in result.outputs.items()}
+    if len(set(rows.values())) > 1:
+        sizes = ", ".join(f"{n}: {r}" for n, r in rows.items())
+        raise TensorError(
+            f"The outputs have different first dimensions ({sizes}), so they do not make one table.",
+            hint="Use result.to_frame(long=True) for a tidy (output, index, value) table.",
+        )
+    columns: dict[str, Any] = {}
+    for name, array in result.outputs.items():
+        if array.ndim == 0:
+            array = array.reshape(1)
+        if array.ndim == 1:
+            columns[name] = _text_column(array) if array.dtype == object else array
+        elif arrays:
+            columns[name] = list(array)
+        else:
+            flat = array.reshape(array.shape[0], -1)
+            for i in range(flat.shape[1]):
+                column = flat[:, i]
+                columns[f"{name}_{i}"] = _text_column(column) if column.dtype == object else column
+    return pd.DataFrame(columns)

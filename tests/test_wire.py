@@ -1,0 +1,80 @@
+"""The fast path writes what protobuf writes and reads what protobuf reads."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from easnb import ServerError, wire
+from easnb._proto import ModelInferRequest, ModelInferResponse
+from easnb.inference import decode_request, decode_response, encode_request
+
+names = st.text(min_size=1, max_size=8)
+param_values = st.one_of(st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False), st.text(max_size=5))
+arrays = st.one_of(
+    st.lists(st.floats(width=32, allow_nan=False), max_size=50).map(lambda v: np.array(v, np.float32)),
+    st.lists(st.integers(-(2**31), 2**31 - 1), max_size=50).map(lambda v: np.array(v, np.int32)),
+    st.lists(st.binary(max_size=300), max_size=20).map(lambda v: np.array(v + [b"x"], dtype=object)),
+    st.lists(st.booleans(), max_size=500).map(np.array),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    model=st.text(max_size=10),
+    inputs=st.dictionaries(names, arrays, min_size=1, max_size=4),
+    outputs=st.lists(names, max_size=3),
+    parameters=st.dictionaries(names, param_values, max_size=1),
+    request_id=st.text(max_size=10),
+)
+def test_request_bytes_identical_to_protobuf(model, inputs, outputs, parameters, request_id) -> None:  # type: ignore[no-untyped-def]
+    ours = encode_request(model, inputs, outputs or None, "2", parameters, request_id)
+    message = ModelInferRequest.FromString(ours)
+    assert message.SerializeToString(deterministic=True) == ours
+    assert len(message.raw_input_contents) == len(inputs)
+    parsed, raws = decode_request(ours)
+    assert [r.tobytes() for r in raws] == list(message.raw_input_contents)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    outputs=st.lists(st.tuples(names, st.binary(max_size=2000)), max_size=5),
+    model=st.text(max_size=10),
+    typed=st.lists(st.floats(width=32, allow_nan=False), max_size=10),
+    unknown=st.binary(max_size=20),
+)
+def test_reply_split_matches_protobuf(outputs, model, typed, unknown) -> None:  # type: ignore[no-untyped-def]
+    reply = ModelInferResponse(model_name=model, id="i")
+    reply.parameters["p"].int64_param = 3
+    for name, data in outputs:
+        reply.outputs.add(name=name, datatype="UINT8", shape=[len(data)])
+        reply.raw_output_contents.append(data)
+    payload = reply.SerializeToString()
+    # unknown fields, and raw buffers interleaved with other fields, are still read
+    payload += b"\x82\x01" + bytes([len(unknown)]) + unknown  # field 16, length-delimited
+    head, raws = wire.split(payload, ModelInferResponse, wire.RAW_OUTPUT_FIELD)
+    expected = ModelInferResponse.FromString(payload)
+    assert [r.tobytes() for r in raws] == list(expected.raw_output_contents)
+    expected.ClearField("raw_output_contents")
+    assert head == expected
+
+
+def test_interleaved_fields_parse() -> None:
+    a = ModelInferResponse(model_name="m")
+    a.raw_output_contents.append(b"\x01\x02")
+    b = ModelInferResponse(id="x")
+    b.outputs.add(name="o", datatype="UINT8", shape=[2])
+    payload = a.SerializeToString() + b.SerializeToString()  # concatenation merges messages
+    result = decode_response(payload)
+    assert result.model_name == "m" and result.id == "x" and result["o"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("payload", [b"\x0a\x05ab", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", b"\x32\x80"])
+def test_corrupt_reply_is_a_server_error(payload: bytes) -> None:
+    with pytest.raises(ServerError, match="not a valid ModelInferResponse"):
+        decode_response(payload)
+
+
+def test_varint_lengths() -> None:
+    for n in (0, 1, 127, 128, 300, 2**21, 2**28 + 5):
+        assert wire._read_varint(wire._varint(n), 0) == (n, len(wire._varint(n)))
