@@ -177,6 +177,8 @@ def _to_bytes_list(array: np.ndarray, name: str) -> list[bytes]:
     if flat.dtype.kind == "U":
         flat = np.char.encode(flat, "utf-8")
     items = flat.tolist()
+    if all(type(item) is bytes for item in items):
+        return items
     for i, item in enumerate(items):
         if isinstance(item, bytes):
             continue
@@ -216,32 +218,44 @@ def encode_bytes(items: Sequence[bytes], name: str = "tensor") -> bytes:
 def decode_bytes(buffer: bytes | memoryview, count: int, name: str = "tensor") -> np.ndarray:
     """An object array of ``count`` bytes elements from raw BYTES contents."""
     data = buffer if isinstance(buffer, bytes) else memoryview(buffer).tobytes()
+    items: list[bytes] = []
+    append, unpack, pos = items.append, _LENGTH.unpack_from, 0
+    try:
+        for _ in range(count):  # the hot loop: bounds are checked once, after it
+            (length,) = unpack(data, pos)
+            pos += 4
+            append(data[pos : pos + length])
+            pos += length
+    except struct.error:
+        pos = -1
+    if pos != len(data):
+        _explain_bad_bytes(data, count, name)
     out = np.empty(count, dtype=object)
-    pos, end, unpack = 0, len(data), _LENGTH.unpack_from
-    items = []
-    append = items.append
-    for _ in range(count):
+    out[:] = items
+    return out
+
+
+def _explain_bad_bytes(data: bytes, count: int, name: str) -> None:
+    """Walk the BYTES buffer again, checking each step, to say exactly what is wrong."""
+    pos, end = 0, len(data)
+    for i in range(count):
         if pos + 4 > end:
             raise TensorError(
-                f"BYTES tensor {name!r}: the raw contents end after {len(items)} of {count} elements.",
+                f"BYTES tensor {name!r}: the raw contents end after {i} of {count} elements.",
                 hint="The server sent fewer elements than its shape says.",
             )
-        (length,) = unpack(data, pos)
+        (length,) = _LENGTH.unpack_from(data, pos)
         pos += 4
         if pos + length > end:
             raise TensorError(
-                f"BYTES tensor {name!r}: element {len(items)} claims {length} bytes but only "
+                f"BYTES tensor {name!r}: element {i} claims {length} bytes but only "
                 f"{end - pos} remain (the length prefix runs past the buffer).",
             )
-        append(data[pos : pos + length])
         pos += length
-    if pos != end:
-        raise TensorError(
-            f"BYTES tensor {name!r}: {end - pos} bytes are left over after {count} elements.",
-            hint="The server sent more data than its shape says.",
-        )
-    out[:] = items
-    return out
+    raise TensorError(
+        f"BYTES tensor {name!r}: {end - pos} bytes are left over after {count} elements.",
+        hint="The server sent more data than its shape says.",
+    )
 
 
 def encode_tensor(

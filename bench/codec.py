@@ -1,0 +1,133 @@
+"""Codec speed, every contender measured in this one run on this machine.
+
+    python bench/codec.py
+
+Prints the median seconds of each and its ratio to the floor (memcpy, or the direct
+construction), for: a 64 MiB FP32 tensor encoded into a request and decoded from a
+reply; 10k BYTES strings both ways; a 1M-row x 4-output result made into a DataFrame.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from easnb._proto import ModelInferRequest, ModelInferResponse
+from easnb.inference import decode_response, encode_request
+from easnb.results import InferResult
+from easnb.tensors import decode_tensor, encode_tensor
+
+
+def median_seconds(fn: Callable[[], object], repeat: int = 7) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reply_with(array: np.ndarray, datatype: str) -> bytes:
+    reply = ModelInferResponse(model_name="m")
+    reply.outputs.add(name="y", datatype=datatype, shape=list(array.shape))
+    reply.raw_output_contents.append(array.tobytes())
+    return reply.SerializeToString()
+
+
+def bench_64mb() -> list[tuple[str, float]]:
+    x = np.random.default_rng(0).random(16 * 1024 * 1024, dtype=np.float32)
+    payload = reply_with(x, "FP32")
+
+    def easnb_path() -> None:
+        encode_request("m", {"x": x})
+        decode_response(payload)["y"]
+
+    def protobuf_path() -> None:
+        request = ModelInferRequest(model_name="m")
+        request.inputs.add(name="x", datatype="FP32", shape=[x.size])
+        request.raw_input_contents.append(x.tobytes())
+        request.SerializeToString()
+        reply = ModelInferResponse.FromString(payload)
+        np.frombuffer(reply.raw_output_contents[0], np.float32)
+
+    rows = [("memcpy (numpy.copy), the floor", median_seconds(lambda: np.copy(x)))]
+    rows.append(("easnb encode+decode", median_seconds(easnb_path)))
+    rows.append(("protobuf classes encode+decode", median_seconds(protobuf_path)))
+    try:
+        import tritonclient.grpc as tc
+        from tritonclient.grpc import _utils, service_pb2
+
+        def triton_path() -> None:
+            tin = tc.InferInput("x", [x.size], "FP32")
+            tin.set_data_from_numpy(x)
+            _utils._get_inference_request(
+                model_name="m", inputs=[tin], model_version="", request_id="", outputs=None,
+                sequence_id=0, sequence_start=False, sequence_end=False, priority=0, timeout=None, parameters=None,
+            ).SerializeToString()
+            tc.InferResult(service_pb2.ModelInferResponse.FromString(payload)).as_numpy("y")
+
+        rows.append(("tritonclient encode+decode", median_seconds(triton_path)))
+    except ImportError:
+        pass
+    return rows
+
+
+def bench_bytes() -> list[tuple[str, float]]:
+    rng = np.random.default_rng(1)
+    items = np.array([bytes(rng.integers(97, 123, rng.integers(1, 40), dtype=np.uint8)) for _ in range(10_000)], dtype=object)
+
+    def easnb_path() -> None:
+        buffer, _ = encode_tensor(ModelInferRequest().inputs.add(), "s", items)
+        decode_tensor("s", "BYTES", [items.size], buffer)
+
+    rows = [("easnb BYTES encode+decode", median_seconds(easnb_path, 21))]
+    try:
+        from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
+
+        def triton_path() -> None:
+            deserialize_bytes_tensor(serialize_byte_tensor(items).item())
+
+        rows.append(("tritonclient serialize+deserialize", median_seconds(triton_path, 21)))
+    except ImportError:
+        pass
+    return rows
+
+
+def bench_frame() -> list[tuple[str, float]]:
+    rng = np.random.default_rng(2)
+    arrays = {f"out{i}": rng.random(1_000_000, dtype=np.float32) for i in range(4)}
+    result = InferResult("m", "1", "", arrays, {n: "FP32" for n in arrays})
+    return [
+        ("pandas.DataFrame(arrays), the floor", median_seconds(lambda: pd.DataFrame(arrays))),
+        ("easnb result.to_frame()", median_seconds(result.to_frame)),
+    ]
+
+
+def report(title: str, rows: list[tuple[str, float]], floor: str, target: str) -> None:
+    base = dict(rows)[floor]
+    print(f"\n{title}  (target: {target})")
+    for name, seconds in rows:
+        print(f"  {name:<38} {seconds * 1000:9.2f} ms  {seconds / base:6.2f}x")
+
+
+def main() -> int:
+    rows = bench_64mb()
+    report("64 MiB FP32 tensor", rows, rows[0][0], "easnb within 4x of memcpy")
+    rows = bench_bytes()
+    if len(rows) > 1:
+        report("10k BYTES strings", rows, rows[0][0], "tritonclient at least 5x easnb")
+    else:
+        report("10k BYTES strings", rows, rows[0][0], "(tritonclient not installed)")
+    rows = bench_frame()
+    report("1M rows x 4 outputs to DataFrame", rows, rows[0][0], "easnb within 1.5x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
