@@ -56,7 +56,7 @@ __all__ = [
     "parse_endpoint",
 ]
 
-_LAZY = {"ConnectionWidget": "widgets", "inspect": "widgets"}
+_LAZY = {"ConnectionWidget": "widgets", "inspect": "inspectors"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,210 @@
+"""The connection widget: endpoint, token, timeout, Connect, and what the server said.
+
+The token field is a small anywidget whose value is never a synced trait: the
+browser sends the token to Python once, in a message, when Connect is pressed, and
+clears the field. So the token is never in widget state, whether the notebook is
+saved before or after Connect.
+
+>>> widget = ConnectionWidget()          # doctest: +SKIP
+>>> widget.on_connect(lambda conn: ...)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+from .connection import Connection, clean_token, connect
+from .errors import EasnbError
+
+try:
+    import anywidget
+    import ipywidgets as w
+    import traitlets
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"easnb's widgets need ipywidgets and anywidget ({exc.name} is missing): pip install 'easnb[widgets]'"
+    ) from None
+
+CONSOLE_PLACEHOLDER = "http://<service>.<uid>.<region>.pai-eas.aliyuncs.com/"
+
+_TOKEN_ESM = """
+function render({ model, el }) {
+  const row = document.createElement("div");
+  row.className = "easnb-token-row";
+  const label = document.createElement("label");
+  label.textContent = "Token";
+  const input = document.createElement("input");
+  input.type = "password";
+  input.autocomplete = "off";
+  input.className = "easnb-token-input";
+  const button = document.createElement("button");
+  button.className = "easnb-connect jupyter-button";
+  const sync = () => {
+    input.placeholder = model.get("placeholder");
+    button.disabled = model.get("busy");
+    button.textContent = model.get("busy") ? "Connecting\u2026" : "Connect";
+  };
+  const submit = () => {
+    if (model.get("busy")) return;
+    model.send({ type: "connect", token: input.value });
+    input.value = "";  // the token lives on in Python only
+  };
+  button.addEventListener("click", submit);
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
+  model.on("change:placeholder", sync);
+  model.on("change:busy", sync);
+  sync();
+  row.append(label, input, button);
+  el.appendChild(row);
+}
+export default { render };
+"""
+
+_TOKEN_CSS = """
+.easnb-token-row { display: flex; gap: 6px; align-items: center; margin: 2px 0; }
+.easnb-token-row label { width: 90px; text-align: right; padding-right: 6px; }
+.easnb-token-input { width: 260px; }
+"""
+
+
+class TokenField(anywidget.AnyWidget):
+    """A password box and a Connect button; the typed token reaches Python only on Connect."""
+
+    _esm = _TOKEN_ESM
+    _css = _TOKEN_CSS
+    placeholder = traitlets.Unicode("paste the service token").tag(sync=True)
+    busy = traitlets.Bool(False).tag(sync=True)
+
+
+def lights(live: bool | None, ready: bool | None) -> str:
+    def light(name: str, on: bool | None) -> str:
+        colour = "#999" if on is None else ("#2a9d3a" if on else "#d33")
+        return f"<span style='color:{colour}'>&#9679;</span> {name}"
+
+    return f"{light('live', live)} &nbsp; {light('ready', ready)}"
+
+
+class ConnectionWidget(w.VBox):
+    """Connect to a service from a form; ``widget.connection`` is the live ``Connection``.
+
+    Fields prefill from ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``. Connect runs in the
+    background; a failure shows its hint and leaves the form as it was.
+    """
+
+    def __init__(self, endpoint: str | None = None, token: str | None = None, timeout: float = 5.0) -> None:
+        self._token: str | None = None
+        self._token_source = ""
+        self._callbacks: list[Callable[[Connection], Any]] = []
+        self._worker: threading.Thread | None = None
+        self.connection: Connection | None = None
+        self.endpoint_field = w.Text(
+            value=endpoint or os.environ.get("EASNB_ENDPOINT", ""),
+            placeholder=CONSOLE_PLACEHOLDER,
+            description="Endpoint",
+            layout=w.Layout(width="520px"),
+        )
+        self.timeout_field = w.BoundedFloatText(value=timeout, min=0.1, max=3600, description="Timeout (s)")
+        self.token_field = TokenField()
+        self.token_field.on_msg(self._on_token_message)
+        self.status = w.HTML(lights(None, None) + " &nbsp; not connected")
+        self.error = w.HTML()
+        if token is not None:
+            self.set_token(token, source="given")
+        elif os.environ.get("EASNB_TOKEN"):
+            self.set_token(os.environ["EASNB_TOKEN"], source="from EASNB_TOKEN")
+        super().__init__(
+            [w.HTML("<b>easnb connection</b>"), self.endpoint_field, self.timeout_field, self.token_field, self.status, self.error]
+        )
+
+    # -- token ---------------------------------------------------------------------
+
+    def set_token(self, token: str | None, source: str = "typed") -> None:
+        """Keep ``token`` Python-side; the field only says that one is set."""
+        try:
+            self._token = clean_token(token)
+        except EasnbError as exc:
+            self._show_error(exc)
+            return
+        self._token_source = source if self._token else ""
+        self.token_field.placeholder = (
+            f"token set ({source}, hidden): type to replace" if self._token else "paste the service token"
+        )
+
+    @property
+    def has_token(self) -> bool:
+        return self._token is not None
+
+    def _on_token_message(self, _: Any, content: dict[str, Any], buffers: Any) -> None:
+        if content.get("type") == "connect":
+            if content.get("token"):
+                self.set_token(content["token"])
+            self.connect()
+
+    # -- connecting ------------------------------------------------------------------
+
+    def on_connect(self, callback: Callable[[Connection], Any]) -> None:
+        """Call ``callback(connection)`` after every successful Connect."""
+        self._callbacks.append(callback)
+
+    def connect(self, wait: bool = False) -> None:
+        """Connect in the background (as the button does); ``wait=True`` blocks until done."""
+        if self._worker is not None and self._worker.is_alive():
+            return
+        self.token_field.busy = True
+        self.error.value = ""
+        self._worker = threading.Thread(target=self._connect, name="easnb-connect", daemon=True)
+        self._worker.start()
+        if wait:
+            self._worker.join()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a Connect in progress has finished."""
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    def _connect(self) -> None:
+        try:
+            conn = connect(self.endpoint_field.value, token=self._token, timeout=self.timeout_field.value)
+            try:
+                started = time.perf_counter()
+                live = conn.live()
+                rtt = (time.perf_counter() - started) * 1000
+                ready = conn.ready()
+                meta = conn.server_metadata()
+            except BaseException:
+                conn.close()
+                raise
+            if self.connection is not None:
+                self.connection.close()
+            self.connection = conn
+            extensions = ", ".join(meta.extensions) or "none"
+            token = f"token {self._token_source}" if self._token else "no token"
+            self.status.value = (
+                f"{lights(live, ready)} &nbsp; <b>{escape(meta.name)}</b> {escape(meta.version)}"
+                f" &nbsp; extensions: {escape(extensions)} &nbsp; round trip {rtt:.1f} ms"
+                f"<br><small>{escape(conn.endpoint.target)} &middot; {escape(token)}</small>"
+            )
+            for callback in self._callbacks:
+                callback(conn)
+        except EasnbError as exc:
+            self._show_error(exc)
+        except Exception as exc:  # a callback's own error: show it, keep the widget usable
+            self._show_error(EasnbError(f"{type(exc).__name__}: {exc}", hint="This came from an on_connect callback."))
+        finally:
+            self.token_field.busy = False
+
+    def _show_error(self, exc: EasnbError) -> None:
+        self.status.value = lights(False if exc.code is not None else None, None) + " &nbsp; not connected"
+        self.error.value = (
+            f"<div style='color:#d33'><b>{escape(type(exc).__name__)}</b>: {escape(exc.message)}</div>"
+            f"<div>{escape(exc.hint)}</div>"
+        )
+
+    def __repr__(self) -> str:
+        state = repr(self.connection) if self.connection else "not connected"
+        return f"<ConnectionWidget {state}>"
