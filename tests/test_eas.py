@@ -1,0 +1,100 @@
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from easnb import eas
+
+# The EAS guide's example configuration for the hello-world service, as printed there.
+SEED_JSON = """
+{
+    "cloud": {"computing": {"instances": [{"type": "ecs.c7.large"}]}},
+    "containers": [
+        {
+            "image": "eas-registry-vpc.cn-hangzhou.cr.aliyuncs.com/pai-eas/python-inference:py39-ubuntu2004",
+            "port": 50051,
+            "prepare": {"pythonRequirements": ["grpcio", "grpcio-tools"]},
+            "script": "python /mnt/data/server.py"
+        }
+    ],
+    "metadata": {
+        "cpu": 2, "disk": "30Gi", "enable_grpc": true, "instance": 1, "memory": 4000, "name": "grpc_test",
+        "rpc": {"keepalive": 5000}, "workspace_id": "your-workspace-id"
+    },
+    "storage": [{"mount_path": "/mnt/data/", "oss": {"path": "oss://my-oss/eas/my-grpc-demo/", "readOnly": false}}]
+}
+"""
+
+
+def leaves(value, path=()):  # type: ignore[no-untyped-def]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def test_hello_world_matches_the_seed_field_by_field(tmp_path: Path) -> None:
+    ours = eas.ServiceConfig.hello_world().to_dict()
+    seed = json.loads(SEED_JSON)
+    assert dict(leaves(ours)) == dict(leaves(seed))
+    assert ours == seed
+    written = eas.ServiceConfig.hello_world().write(tmp_path / "service.json")
+    assert json.loads(written.read_text()) == seed
+
+
+def test_extra_fields_are_merged() -> None:
+    config = replace(eas.ServiceConfig.hello_world(), extra={"metadata": {"rpc": {"max_queue_size": 10}}, "networking": {"x": 1}})
+    data = config.to_dict()
+    assert data["metadata"]["rpc"] == {"keepalive": 5000, "max_queue_size": 10} and data["networking"] == {"x": 1}
+
+
+BASE = eas.ServiceConfig.hello_world()
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"name": "Grpc-Test"}, "lowercase"),
+        ({"name": "1grpc"}, "starts with a lowercase letter"),
+        ({"name": "x" * 65}, "at most 64"),
+        ({"image": ""}, "image"),
+        ({"script": " "}, "script"),
+        ({"port": 0}, "port"),
+        ({"port": 70000}, "port"),
+        ({"enable_grpc": False}, "enable_grpc"),
+        ({"keepalive_ms": 5}, "did you mean 5000"),
+        ({"keepalive_ms": 10_000_000}, "over an hour"),
+        ({"instance_type": None, "cpu": None}, "instance_type"),
+        ({"instance_count": 0}, "at least one instance"),
+        ({"mounts": [eas.OssMount("s3://bucket/x/", "/mnt/data/")]}, "oss://"),
+        ({"mounts": [eas.OssMount("oss://b/x/", "mnt/data")]}, "absolute"),
+        ({"script": "python /home/admin/server.py"}, "outside every mount"),
+        ({"python_requirements": ["numpy"]}, "grpcio"),
+    ],
+)
+def test_each_validation_rule(changes: dict, words: str) -> None:  # type: ignore[type-arg]
+    config = replace(BASE, **changes)
+    problems = config.validate()
+    assert any(words in p for p in problems), problems
+    with pytest.raises(eas.ConfigError, match="problems"):
+        config.check()
+
+
+def test_valid_configs_have_no_problems() -> None:
+    assert BASE.validate() == []
+    resources = replace(BASE, instance_type=None, cpu=4, memory_mb=8000)
+    assert resources.validate() == []
+
+
+def test_endpoints_and_call_info() -> None:
+    info = eas.call_info("grpc_test", "123456", "cn-hangzhou")
+    assert info.public == "http://grpc_test.123456.cn-hangzhou.pai-eas.aliyuncs.com/"
+    assert info.grpc_public == "grpc_test.123456.cn-hangzhou.pai-eas.aliyuncs.com:80"
+    assert info.grpc_vpc == "grpc_test.123456.vpc.cn-hangzhou.pai-eas.aliyuncs.com:80"
+    assert eas.endpoint_from_console(info.vpc) == info.grpc_vpc
+    assert eas.deploy_commands()[-1] == "eascmd create service.json"
