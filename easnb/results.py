@@ -56,6 +56,22 @@ class ModelMetadata:
         """The output called ``name``; the error lists the known ones."""
         return _find(self.outputs, name, "output", self.name)
 
+    def example_inputs(self, rows: int = 1) -> dict[str, np.ndarray]:
+        """Zeros (empty strings for BYTES) shaped like each input, ``rows`` for a variable dimension."""
+        from .tensors import lookup
+
+        examples = {}
+        for tensor in self.inputs:
+            shape = [rows if d < 0 else d for d in tensor.shape]
+            dtype = lookup(tensor.datatype, tensor.name).dtype
+            if tensor.datatype == "BYTES":
+                examples[tensor.name] = np.full(shape, b"", dtype=object)
+            elif tensor.datatype == "BF16":
+                examples[tensor.name] = np.zeros(shape, np.float32)
+            else:
+                examples[tensor.name] = np.zeros(shape, dtype)
+        return examples
+
     def _repr_html_(self) -> str:
         return display.model_html(self)
 

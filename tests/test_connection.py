@@ -224,3 +224,10 @@ def test_idempotent_calls_retry_until_server_is_back() -> None:
     finally:
         server.stop()
         conn.close()
+
+
+def test_example_inputs_are_accepted(conn: easnb.Connection) -> None:
+    for model in ("add_sub", "iris", "text"):
+        inputs = conn.model_metadata(model).example_inputs(rows=3)
+        result = conn.infer(model, inputs)
+        assert all(a.shape[0] == 3 for a in result.values())
