@@ -77,7 +77,25 @@ def clean_token(token: str | None) -> str | None:
     return token or None
 
 
-def _read_certificates(root_certificates: bytes | str | Path | None) -> bytes | None:
+def channel_options(
+    keepalive: Keepalive = Keepalive(), max_message_bytes: int = -1, options: Mapping[str, Any] | None = None
+) -> list[tuple[str, Any]]:
+    """gRPC channel arguments: message limits (none by default), keepalive, quick reconnects."""
+    settings = {
+        "grpc.max_send_message_length": max_message_bytes,
+        "grpc.max_receive_message_length": max_message_bytes,
+        # reconnect within about a second of a server coming back, not minutes later
+        "grpc.min_reconnect_backoff_ms": 200,
+        "grpc.initial_reconnect_backoff_ms": 200,
+        "grpc.max_reconnect_backoff_ms": 1000,
+        "grpc.primary_user_agent": "easnb",
+        **dict(keepalive.options()),
+        **(options or {}),
+    }
+    return list(settings.items())
+
+
+def read_certificates(root_certificates: bytes | str | Path | None) -> bytes | None:
     if root_certificates is None or isinstance(root_certificates, bytes):
         return root_certificates
     return Path(root_certificates).read_bytes()
@@ -111,21 +129,12 @@ class Connection:
         self.retries = retries
         self._owns_channel = channel is None
         if channel is None:
-            channel_options = {
-                "grpc.max_send_message_length": max_message_bytes,
-                "grpc.max_receive_message_length": max_message_bytes,
-                "grpc.min_reconnect_backoff_ms": 200,
-                "grpc.initial_reconnect_backoff_ms": 200,
-                "grpc.max_reconnect_backoff_ms": 1000,
-                "grpc.primary_user_agent": "easnb",
-                **dict(keepalive.options()),
-                **(options or {}),
-            }
+            settings = channel_options(keepalive, max_message_bytes, options)
             if self.endpoint.tls:
-                credentials = grpc.ssl_channel_credentials(_read_certificates(root_certificates))
-                channel = grpc.secure_channel(self.endpoint.target, credentials, list(channel_options.items()))
+                credentials = grpc.ssl_channel_credentials(read_certificates(root_certificates))
+                channel = grpc.secure_channel(self.endpoint.target, credentials, settings)
             else:
-                channel = grpc.insecure_channel(self.endpoint.target, list(channel_options.items()))
+                channel = grpc.insecure_channel(self.endpoint.target, settings)
         self.channel = channel
         self._closed = False
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
@@ -275,6 +284,32 @@ class Connection:
 
             inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version))
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw)
+
+    def infer_frame(
+        self,
+        model: str,
+        frame: Any,
+        batch_size: int = 1024,
+        concurrency: int = 8,
+        outputs: list[str] | None = None,
+        retries: int = 2,
+        progress: bool = True,
+        errors: str = "raise",
+        version: str = "",
+        timeout: float | None = None,
+    ) -> Any:
+        """Score a whole DataFrame; the result is aligned with ``frame.index``.
+
+        Batches of ``batch_size`` rows, up to ``concurrency`` in flight on this one
+        channel, answers put back in order. UNAVAILABLE, DEADLINE_EXCEEDED and
+        RESOURCE_EXHAUSTED batches are retried ``retries`` times with backoff. Batches
+        that still fail raise ``BatchError`` (with ``.partial`` and ``.failures``), or
+        with ``errors="keep"`` come back as rows with an ``error`` column. Ctrl-C
+        cancels what is in flight.
+        """
+        from .batch import infer_frame
+
+        return infer_frame(self, model, frame, batch_size, concurrency, outputs, retries, progress, errors, version, timeout)
 
     # -- any other service ----------------------------------------------------------------
 

@@ -51,11 +51,14 @@ def frame_to_inputs(frame: pd.DataFrame, meta: ModelMetadata) -> dict[str, Tenso
     An input ``x`` comes from column ``x``, from columns ``x_0, x_1, ...`` stacked
     into ``[-1, k]``, or, for a model with one ``[-1, k]`` input, from exactly ``k``
     columns in order. Values are converted to the input's datatype, refusing lossy
-    conversions. Missing and extra columns are reported by name.
+    conversions. Missing and extra columns are reported by name. A model that declares
+    no inputs gets one input per column.
     """
     columns = [str(c) for c in frame.columns]
     if len(set(columns)) != len(columns):
         raise TensorError("The DataFrame has repeated column names; make them unique.")
+    if not meta.inputs:  # a model that declares no inputs (echo-like) takes each column as one
+        return {c: Tensor(frame[original].to_numpy()) for c, original in zip(columns, frame.columns)}
     used: set[str] = set()
     tensors: dict[str, Tensor] = {}
     missing = []
