@@ -15,6 +15,7 @@ import queue
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -79,6 +80,11 @@ def bare_frame(stub, frame: pd.DataFrame, batch_size: int, depth: int) -> None: 
             inflight += 1
         reply = done.get().result()
         np.frombuffer(reply.raw_output_contents[0], np.float32)
+        labels, raw, pos = [], reply.raw_output_contents[1], 0  # the BYTES output, decoded by hand
+        while pos < len(raw):
+            (length,) = struct.unpack_from("<I", raw, pos)
+            labels.append(raw[pos + 4 : pos + 4 + length])
+            pos += 4 + length
         inflight -= 1
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .errors import EasnbError, from_rpc_error
-from .inference import decode_response
+from .inference import decode_response, encode_request
+from .tensors import Tensor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,21 +78,26 @@ def infer_frame(
         raise EasnbError(f"errors={errors!r}: use 'raise' or 'keep'.")
     if batch_size < 1 or concurrency < 1:
         raise EasnbError("batch_size and concurrency must be at least 1.")
+    from .frames import frame_to_inputs
+
     seconds = conn.deadline() if timeout is None else timeout
-    conn.cached_model_metadata(model, version)  # fail early on an unknown model
+    # columns are matched once; each batch is then a slice of the same arrays
+    columns = frame_to_inputs(frame, conn.cached_model_metadata(model, version))
     ranges = [(start, min(start + batch_size, len(frame))) for start in range(0, len(frame), batch_size)]
     done: queue.Queue[tuple[int, grpc.Future]] = queue.Queue()
     pending = list(range(len(ranges)))[::-1]  # batch numbers, popped from the end
     retry_at: list[tuple[float, int]] = []
     attempts = [0] * len(ranges)
     inflight: dict[int, grpc.Future] = {}
-    results: dict[int, pd.DataFrame] = {}
+    results: dict[int, dict[str, Any]] = {}
+    datatypes: dict[str, str] = {}
     failures: dict[int, BatchFailure] = {}
     bar = _progress(len(frame), progress)
 
     def submit(batch: int) -> None:
         start, stop = ranges[batch]
-        data = conn.encode_infer(model, frame.iloc[start:stop], outputs, version)
+        batch_inputs = {name: Tensor(t.data[start:stop], t.datatype) for name, t in columns.items()}
+        data = encode_request(model, batch_inputs, outputs, version)
         future = conn._infer.future(data, timeout=seconds, metadata=conn.metadata)
         inflight[batch] = future
         future.add_done_callback(lambda f, b=batch: done.put((b, f)))
@@ -99,12 +105,12 @@ def infer_frame(
     def finish(batch: int, future: grpc.Future) -> None:
         start, stop = ranges[batch]
         try:
-            reply = future.result()
-            table = decode_response(reply).to_frame()
-            if len(table) != stop - start:
-                raise EasnbError(f"The model returned {len(table)} rows for a batch of {stop - start}.")
-            table.index = frame.index[start:stop]
-            results[batch] = table
+            result = decode_response(future.result())
+            wrong = {n: a.shape[:1] for n, a in result.items() if a.shape[:1] != (stop - start,)}
+            if wrong:
+                raise EasnbError(f"The model returned {wrong} rows for a batch of {stop - start}.")
+            results[batch] = dict(result.outputs)
+            datatypes.update(result.datatypes)
         except grpc.RpcError as exc:
             error = from_rpc_error(exc, target=conn.endpoint.target, method="ModelInfer", token=conn._token, timeout=seconds)
             if exc.code() in RETRYABLE and attempts[batch] < retries:
@@ -141,16 +147,28 @@ def infer_frame(
     finally:
         if bar is not None:
             bar.close()
-    return _assemble(frame, results, failures, errors)
+    return _assemble(frame, ranges, results, datatypes, failures, errors)
 
 
 def _assemble(
-    frame: pd.DataFrame, results: dict[int, pd.DataFrame], failures: dict[int, BatchFailure], errors: str
+    frame: pd.DataFrame,
+    ranges: list[tuple[int, int]],
+    results: dict[int, dict[str, Any]],
+    datatypes: dict[str, str],
+    failures: dict[int, BatchFailure],
+    errors: str,
 ) -> pd.DataFrame:
-    import pandas as pd
+    """One frame of every scored batch, in the frame's order and with its index."""
+    import numpy as np
 
-    ordered = [results[b] for b in sorted(results)]
-    scored = pd.concat(ordered) if ordered else pd.DataFrame(index=frame.index[:0])
+    from .frames import result_to_frame
+    from .results import InferResult
+
+    ordered = sorted(results)
+    outputs = {name: np.concatenate([results[b][name] for b in ordered]) for name in datatypes} if ordered else {}
+    scored = result_to_frame(InferResult("", "", "", outputs, datatypes)) if ordered else frame.iloc[:0, :0].copy()
+    positions = np.concatenate([np.arange(*ranges[b]) for b in ordered]) if ordered else np.arange(0)
+    scored.index = frame.index[positions]
     if not failures:
         return scored
     failed = [failures[b] for b in sorted(failures)]

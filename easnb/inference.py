@@ -51,8 +51,11 @@ def encode_request(
             requested = request.outputs.add(name=str(name))
             if params:
                 set_parameters(requested.parameters, params)
+    if sum(memoryview(b).nbytes for b in buffers) < wire.SMALL:  # small: protobuf's copy is cheaper
+        request.raw_input_contents.extend(memoryview(b).tobytes() for b in buffers)
+        return request.SerializeToString(deterministic=True)
     head = request.SerializeToString(deterministic=True)
-    return wire.join(head, wire.RAW_INPUT_FIELD, buffers) if buffers else head
+    return wire.join(head, wire.RAW_INPUT_FIELD, buffers)
 
 
 def decode_response(
@@ -88,7 +91,7 @@ def decode_response(
         id=response.id,
         outputs=outputs,
         datatypes=datatypes,
-        parameters=to_dict(response.parameters),
+        parameters=to_dict(response.parameters) if response.parameters else {},
         output_parameters=output_parameters,
     )
 

@@ -52,6 +52,8 @@ DATATYPES: dict[str, Datatype] = {
         Datatype("BYTES", np.dtype(object), "bytes_contents"),
     )
 }
+_BY_DTYPE = {d.dtype: d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")}
+_BY_DTYPE.update({d.newbyteorder("="): n for d, n in list(_BY_DTYPE.items())})
 _BY_KIND_SIZE = {
     (d.dtype.kind, d.dtype.itemsize): d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")
 }
@@ -70,6 +72,9 @@ class Tensor:
 def datatype_of(array: np.ndarray, name: str = "tensor") -> str:
     """The V2 datatype that matches a numpy array's dtype."""
     dtype = array.dtype
+    known = _BY_DTYPE.get(dtype)
+    if known is not None:
+        return known
     if dtype.kind in "OSU":
         return "BYTES"
     if dtype.name == "bfloat16":
@@ -326,7 +331,7 @@ def decode_tensor(
     Raw numeric data comes back as a read-only view of the buffer unless ``copy``.
     """
     dt = lookup(datatype, name)
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(shape)
     count = element_count(shape, name)
     has_typed = contents is not None and any(
         len(getattr(contents, f.name)) for f in contents.DESCRIPTOR.fields

@@ -20,6 +20,8 @@ from .errors import ServerError
 
 RAW_INPUT_FIELD = 7  # ModelInferRequest.raw_input_contents
 RAW_OUTPUT_FIELD = 6  # ModelInferResponse.raw_output_contents
+#: Below this size protobuf's own copies cost less than our Python-level scan.
+SMALL = 64 * 1024
 
 
 class _Unusual(Exception):
@@ -95,11 +97,12 @@ def _scan(data: bytes, field: int) -> tuple[bytes, list[memoryview]]:
 
 def split(data: bytes, message_class: type[Message], field: int) -> tuple[Message, list[memoryview]]:
     """Parse ``data``: the message without ``field``, and that field's buffers as views."""
-    try:
-        head, raws = _scan(data, field)
-        return message_class.FromString(head), raws
-    except (_Unusual, IndexError, DecodeError):
-        pass
+    if len(data) >= SMALL:
+        try:
+            head, raws = _scan(data, field)
+            return message_class.FromString(head), raws
+        except (_Unusual, IndexError, DecodeError):
+            pass
     try:
         message = message_class.FromString(data)
     except DecodeError as exc:

@@ -98,13 +98,13 @@ def test_non_contiguous_and_big_endian_are_sent_correctly() -> None:
 
 
 def test_zero_copy_decode_and_single_copy_encode() -> None:
-    x = np.arange(1000, dtype=np.float32)
+    x = np.arange(100_000, dtype=np.float32)  # over wire.SMALL, where views pay off
     buffer, _ = encode_tensor(ModelInferRequest().inputs.add(), "x", x)
     assert buffer is x  # contiguous little-endian: handed over as is
     data = encode_request("m", {"x": x})
     request = ModelInferRequest.FromString(data)
     reply = ModelInferResponse(model_name="m")
-    reply.outputs.add(name="y", datatype="FP32", shape=[1000])
+    reply.outputs.add(name="y", datatype="FP32", shape=[100_000])
     reply.raw_output_contents.append(request.raw_input_contents[0])
     payload = reply.SerializeToString()
     y = decode_response(payload)["y"]

@@ -10,6 +10,12 @@ from easnb._proto import ModelInferRequest, ModelInferResponse
 from easnb.inference import decode_request, decode_response, encode_request
 
 names = st.text(min_size=1, max_size=8)
+
+
+@pytest.fixture(autouse=True, params=["fast path", "protobuf path"])
+def size_threshold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test through easnb's own wire code (threshold 0) and through protobuf's."""
+    monkeypatch.setattr(wire, "SMALL", 0 if request.param == "fast path" else 1 << 40)
 param_values = st.one_of(st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False), st.text(max_size=5))
 arrays = st.one_of(
     st.lists(st.floats(width=32, allow_nan=False), max_size=50).map(lambda v: np.array(v, np.float32)),
