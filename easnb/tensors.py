@@ -223,6 +223,8 @@ def encode_bytes(items: Sequence[bytes], name: str = "tensor") -> bytes:
 def decode_bytes(buffer: bytes | memoryview, count: int, name: str = "tensor") -> np.ndarray:
     """An object array of ``count`` bytes elements from raw BYTES contents."""
     data = buffer if isinstance(buffer, bytes) else memoryview(buffer).tobytes()
+    if count * 4 > len(data):  # each element needs at least its 4-byte length
+        _explain_bad_bytes(data, count, name)
     items: list[bytes] = []
     append, unpack, pos = items.append, _LENGTH.unpack_from, 0
     try:
@@ -342,13 +344,13 @@ def decode_tensor(
         if raw is not None:
             array = decode_bytes(raw, count, name)
         else:
-            array = np.empty(count, dtype=object)
             values = list(contents.bytes_contents) if has_typed else []
             _check_count(name, len(values), count)
+            array = np.empty(count, dtype=object)
             array[:] = values
         if bytes_as_str:
             array = np.array([v.decode("utf-8", "replace") for v in array], dtype=object)
-        return array.reshape(shape)
+        return _reshape(array, shape, name)
     if raw is not None:
         expected = count * dt.dtype.itemsize
         size = memoryview(raw).nbytes
@@ -371,8 +373,9 @@ def decode_tensor(
         else:
             values = getattr(contents, dt.contents) if contents is not None else []
         _check_count(name, len(values), count)
-        array = np.array(values, dtype=dt.dtype if dt.dtype.itemsize >= 4 or dt.name == "BOOL" else "<i8")
-        if array.dtype != dt.dtype:  # INT8/16 and UINT8/16 travel in 32-bit fields
+        narrow = dt.dtype.kind in "iu" and dt.dtype.itemsize < 4  # INT8/16, UINT8/16 travel as 32-bit
+        array = np.array(values, dtype="<i8" if narrow else dt.dtype)
+        if narrow:
             info = np.iinfo(dt.dtype)
             if array.size and (array.min() < info.min or array.max() > info.max):
                 raise TensorError(f"Tensor {name!r} has typed values out of range for {dt.name}.")
@@ -384,7 +387,14 @@ def decode_tensor(
             array = array.view(ml_dtypes.bfloat16)
         else:
             array = _bf16_to_float32(array)
-    return array.reshape(shape)
+    return _reshape(array, shape, name)
+
+
+def _reshape(array: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    try:
+        return array.reshape(shape)
+    except ValueError:  # e.g. [0, 2**60]: no elements, but no array can have that shape
+        raise TensorError(f"Tensor {name!r} has shape {list(shape)}, which no array can have.") from None
 
 
 def _check_count(name: str, got: int, expected: int) -> None:

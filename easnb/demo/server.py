@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
@@ -19,12 +20,20 @@ from .. import __version__, _proto, wire
 from .._proto import GREETER_SERVICE, V2_SERVICE
 from ..errors import EasnbError
 from ..inference import decode_request
+from ..parameters import to_python
 from ..tensors import Tensor, decode_tensor, encode_tensor
 from .auth import check_authorization
 from .models import Model, all_models
 
 SERVER_NAME = "easnb-demo"
-SERVER_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    # Like a gateway configured for keepalive: accept client pings, idle ones too, as often as
+    # every half second, instead of gRPC's default GOAWAY "too_many_pings".
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 500),
+]
 
 
 class Abort(Exception):
@@ -37,7 +46,10 @@ class Abort(Exception):
 
 
 class V2Service:
-    """The V2 ``GRPCInferenceService`` over the demo models."""
+    """The V2 ``GRPCInferenceService`` over the demo models.
+
+    A ``delay_ms`` request parameter makes any model wait that long before answering.
+    """
 
     def __init__(self, models: Mapping[str, Model] | None = None) -> None:
         self.models = dict(all_models() if models is None else models)
@@ -84,6 +96,8 @@ class V2Service:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
         model = self.model(request.model_name, request.model_version)
         arrays, datatypes = self._inputs(model, request, raws)
+        if "delay_ms" in request.parameters:  # for trying timeouts: wait before answering
+            time.sleep(max(0.0, float(to_python(request.parameters["delay_ms"]) or 0)) / 1000)
         try:
             outputs = model.run(arrays, datatypes)
         except (ValueError, KeyError) as exc:
