@@ -55,12 +55,28 @@ class AsyncConnection:
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self.timeout = timeout
         self.retries = retries
-        settings = channel_options(keepalive, max_message_bytes, options)
+        self._settings = channel_options(keepalive, max_message_bytes, options)
+        self._certificates = read_certificates(root_certificates) if self.endpoint.tls else None
+        self.channel: grpc.aio.Channel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def _open(self) -> None:
+        """Open the channel in the running loop: grpc.aio channels belong to one loop."""
+        loop = asyncio.get_running_loop()
+        if self.channel is not None:
+            if loop is not self._loop:
+                raise EasnbError(
+                    "This async connection was opened in another event loop.",
+                    hint="Make one connection per event loop: call easnb.aio.connect(...) inside it.",
+                )
+            return
         if self.endpoint.tls:
-            credentials = grpc.ssl_channel_credentials(read_certificates(root_certificates))
-            self.channel = grpc.aio.secure_channel(self.endpoint.target, credentials, settings)
+            credentials = grpc.ssl_channel_credentials(self._certificates)
+            self.channel = grpc.aio.secure_channel(self.endpoint.target, credentials, self._settings)
         else:
-            self.channel = grpc.aio.insecure_channel(self.endpoint.target, settings)
+            self.channel = grpc.aio.insecure_channel(self.endpoint.target, self._settings)
+        self._loop = loop
         self._stubs = {
             name: self.channel.unary_unary(
                 method_path(V2_SERVICE, name), request_serializer=req.SerializeToString, response_deserializer=resp.FromString
@@ -68,11 +84,12 @@ class AsyncConnection:
             for name, (req, resp) in _SMALL_CALLS.items()
         }
         self._infer = self.channel.unary_unary(method_path(V2_SERVICE, "ModelInfer"))
-        self._closed = False
 
-    async def _call(self, method: str, stub: Any, request: Any, timeout: float | None, retries: int) -> Any:
+    async def _call(self, method: str, request: Any, timeout: float | None, retries: int) -> Any:
         if self._closed:
             raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
+        self._open()
+        stub = self._infer if method == "ModelInfer" else self._stubs[method]
         seconds = self.timeout if timeout is DEFAULT else timeout
         for attempt in range(retries + 1):
             try:
@@ -87,7 +104,7 @@ class AsyncConnection:
         raise AssertionError("unreachable")
 
     async def _small(self, name: str, request: Any, timeout: float | None) -> Any:
-        return await self._call(name, self._stubs[name], request, timeout, self.retries)
+        return await self._call(name, request, timeout, self.retries)
 
     async def live(self, timeout: float | None = DEFAULT) -> bool:
         return (await self._small("ServerLive", _proto.ServerLiveRequest(), timeout)).live
@@ -127,13 +144,14 @@ class AsyncConnection:
 
             inputs = frame_to_inputs(inputs, await self.model_metadata(model, version))
         data = encode_request(model, inputs, outputs, version, parameters, request_id, raw)
-        reply = await self._call("ModelInfer", self._infer, data, timeout, retries)
+        reply = await self._call("ModelInfer", data, timeout, retries)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str)
 
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            await self.channel.close()
+            if self.channel is not None:
+                await self.channel.close()
 
     async def __aenter__(self) -> AsyncConnection:
         return self

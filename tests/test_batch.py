@@ -174,3 +174,10 @@ def test_dask_local_cluster_two_workers(demo: DemoServer, iris_rows: pd.DataFram
     assert result.index.equals(frame.index)
     direct = easnb.connect(demo.endpoint, token=demo.token).infer("iris", frame).to_frame()
     assert (result["label"].to_numpy() == direct["label"].to_numpy()).all()
+
+
+def test_async_connection_made_outside_the_loop(demo: DemoServer) -> None:
+    conn = easnb.aio.connect(demo.endpoint, token=demo.token)
+    assert asyncio.run(conn.live()) is True  # the channel opens inside the running loop
+    with pytest.raises(easnb.EasnbError, match="another event loop"):
+        asyncio.run(conn.live())
