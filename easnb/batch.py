@@ -72,7 +72,6 @@ def infer_frame(
     timeout: float | None = None,
 ) -> pd.DataFrame:
     """Score ``frame`` in batches; the result is aligned with ``frame.index`` (see ``Connection.infer_frame``)."""
-    import pandas as pd
 
     if errors not in ("raise", "keep"):
         raise EasnbError(f"errors={errors!r}: use 'raise' or 'keep'.")

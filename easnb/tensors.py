@@ -152,7 +152,7 @@ def _convert(array: np.ndarray, dt: Datatype, name: str) -> np.ndarray:
         if not finite or not np.array_equal(np.round(array), array):
             raise TensorError(
                 f"Tensor {name!r}: converting {src} to {dt.name} would lose the fractional part or a NaN/inf.",
-                hint=f"Round the values yourself, or send the tensor as a float datatype.",
+                hint="Round the values yourself, or send the tensor as a float datatype.",
             )
     if target.kind == "b":
         if array.size and not np.isin(array, (0, 1)).all():

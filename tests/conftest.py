@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -79,7 +83,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-__all__ = ["TOKEN", "TensorMetadata", "free_port", "sleepy_model"]
+class DemoProcess:
+    """``python -m easnb demo`` on a fixed loopback port, as its own process."""
+
+    TOKEN = "fault-token-123"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> DemoProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "easnb", "demo", "--port", str(self.port), "--token", self.TOKEN],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        assert "listening" in self.proc.stdout.readline()  # type: ignore[union-attr]
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+__all__ = ["TOKEN", "DemoProcess", "TensorMetadata", "free_port", "sleepy_model"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

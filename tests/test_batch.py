@@ -18,10 +18,9 @@ import easnb
 import easnb.aio
 from easnb.batch import BatchError
 from easnb.demo import DemoServer
-from easnb.demo.models import IRIS_FEATURES, all_models, load_iris
+from easnb.demo.models import IRIS_FEATURES, load_iris
 from easnb.demo.server import Abort, V2Service, v2_handler
 
-from .conftest import sleepy_model
 
 
 @pytest.fixture(scope="module")

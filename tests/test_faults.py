@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,35 +16,10 @@ import pytest
 import easnb
 from easnb.demo import Gateway
 
-from .conftest import free_port
+from .conftest import DemoProcess, free_port
 
-TOKEN = "fault-token-123"
+TOKEN = DemoProcess.TOKEN
 pytestmark = pytest.mark.timeout(120)
-
-
-class DemoProcess:
-    """``python -m easnb demo`` on a fixed loopback port, as its own process."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen[str] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> DemoProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "easnb", "demo", "--port", str(self.port), "--token", TOKEN],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        assert "listening" in self.proc.stdout.readline()  # type: ignore[union-attr]
-        return self
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 @pytest.fixture()

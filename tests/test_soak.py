@@ -17,6 +17,8 @@ import pytest
 import easnb
 from easnb.demo import DemoServer
 
+from .conftest import DemoProcess, free_port
+
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -29,8 +31,17 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def soak(demo: DemoServer, total: int) -> None:
-    with easnb.connect(demo.endpoint, token=demo.token, timeout=30) as conn:
+def soak(total: int) -> None:
+    """``total`` calls from this process to the demo running as its own process."""
+    server = DemoProcess(free_port()).start()
+    try:
+        _soak(server, total)
+    finally:
+        server.kill()
+
+
+def _soak(server: DemoProcess, total: int) -> None:
+    with easnb.connect(server.endpoint, token=server.TOKEN, timeout=30) as conn:
         seen = np.zeros(total, dtype=np.int64)
 
         def call(i: int) -> None:
@@ -50,14 +61,14 @@ def soak(demo: DemoServer, total: int) -> None:
         assert growth < 0.10, f"resident memory grew {growth:.1%} after warm-up"
 
 
-def test_load_10k_calls_64_in_flight(demo: DemoServer) -> None:
-    soak(demo, 10_000)
+def test_load_10k_calls_64_in_flight() -> None:
+    soak(10_000)
 
 
 @pytest.mark.slow
-def test_soak_100k_calls_64_in_flight(demo: DemoServer) -> None:
+def test_soak_100k_calls_64_in_flight() -> None:
     started = time.monotonic()
-    soak(demo, 100_000)
+    soak(100_000)
     print(f"100k calls in {time.monotonic() - started:.1f} s")
 
 
