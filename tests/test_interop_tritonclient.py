@@ -64,3 +64,56 @@ def test_both_clients_in_one_process(demo: DemoServer) -> None:
         tx.set_data_from_numpy(x)
         theirs = client.infer("echo", [tx], headers=headers).as_numpy("x")
     np.testing.assert_array_equal(ours, theirs)
+
+
+ALL_TYPES = {
+    "BOOL": np.array([[True, False]]),
+    "UINT8": np.array([[0, 255]], np.uint8),
+    "UINT16": np.array([[0, 65535]], np.uint16),
+    "UINT32": np.array([[0, 2**32 - 1]], np.uint32),
+    "UINT64": np.array([[0, 2**64 - 1]], np.uint64),
+    "INT8": np.array([[-128, 127]], np.int8),
+    "INT16": np.array([[-(2**15), 2**15 - 1]], np.int16),
+    "INT32": np.array([[-(2**31), 2**31 - 1]], np.int32),
+    "INT64": np.array([[-(2**63), 2**63 - 1]], np.int64),
+    "FP16": np.array([[0.5, -65504]], np.float16),
+    "FP32": np.array([[1.5, -np.inf]], np.float32),
+    "FP64": np.array([[np.pi, 1e300]]),
+    "BYTES": np.array([[b"a\x00", b""]], dtype=object),
+}
+
+
+@pytest.mark.parametrize("datatype", list(ALL_TYPES))
+def test_tritonclient_echo_every_datatype(demo: DemoServer, datatype: str) -> None:
+    client, headers = _triton(demo)
+    value = ALL_TYPES[datatype]
+    tensor = grpcclient.InferInput("x", list(value.shape), datatype)
+    tensor.set_data_from_numpy(value)
+    back = client.infer("echo", [tensor], headers=headers).as_numpy("x")
+    assert back.tolist() == value.tolist()
+
+
+@pytest.mark.parametrize("datatype", list(ALL_TYPES))
+def test_codecs_read_each_other(datatype: str) -> None:
+    """tritonclient's request read by easnb, and easnb's reply read by tritonclient."""
+    from tritonclient.grpc import _utils, service_pb2
+
+    from easnb._proto import ModelInferResponse
+    from easnb.inference import decode_request
+    from easnb.tensors import decode_tensor, encode_tensor
+
+    value = ALL_TYPES[datatype]
+    tensor = grpcclient.InferInput("x", list(value.shape), datatype)
+    tensor.set_data_from_numpy(value)
+    theirs = _utils._get_inference_request(
+        model_name="m", inputs=[tensor], model_version="", request_id="", outputs=None, sequence_id=0,
+        sequence_start=False, sequence_end=False, priority=0, timeout=None, parameters=None,
+    ).SerializeToString()
+    message, raws = decode_request(theirs)
+    t = message.inputs[0]
+    assert decode_tensor(t.name, t.datatype, t.shape, raws[0]).tolist() == value.tolist()
+    reply = ModelInferResponse(model_name="m")
+    buffer, _ = encode_tensor(reply.outputs.add(), "y", value)
+    reply.raw_output_contents.append(memoryview(buffer).tobytes())
+    parsed = service_pb2.ModelInferResponse.FromString(reply.SerializeToString())
+    assert grpcclient.InferResult(parsed).as_numpy("y").tolist() == value.tolist()

@@ -204,3 +204,25 @@ def test_empty_tensors() -> None:
     for dt in ("FP32", "BYTES", "FP16", "BOOL"):
         assert decode_response(_response(dt, [0, 3], [b""]))["out"].shape == (0, 3)
     assert decode_response(_response("FP32", [0]))["out"].shape == (0,)
+
+
+def test_parameters_on_every_level() -> None:
+    from easnb.parameters import to_dict
+
+    data = encode_request(
+        "m",
+        {"x": Tensor(np.zeros(1, np.float32), parameters={"binary": True, "scale": 0.5})},
+        outputs={"y": {"classification": 3}},
+        parameters={"priority": 2**63 + 1, "tag": "a", "neg": -5},
+    )
+    request = ModelInferRequest.FromString(data)
+    assert to_dict(request.parameters) == {"neg": -5, "priority": 2**63 + 1, "tag": "a"}
+    assert request.parameters["priority"].WhichOneof("parameter_choice") == "uint64_param"
+    assert to_dict(request.inputs[0].parameters) == {"binary": True, "scale": 0.5}
+    assert to_dict(request.outputs[0].parameters) == {"classification": 3}
+    reply = ModelInferResponse(model_name="m")
+    reply.parameters["took_ms"].double_param = 1.5
+    out = reply.outputs.add(name="y", datatype="FP32", shape=[0])
+    out.parameters["note"].string_param = "ok"
+    result = decode_response(reply.SerializeToString())
+    assert result.parameters == {"took_ms": 1.5} and result.output_parameters == {"y": {"note": "ok"}}
