@@ -73,6 +73,15 @@ def frame_html(frame: Any, max_rows: int = MAX_ROWS) -> str:
     return frame.to_html(border=0, max_cols=30) + note
 
 
+def error_html(exc: BaseException) -> str:
+    """An error's type and message in red, and its hint below, escaped."""
+    hint = getattr(exc, "hint", "")
+    message = getattr(exc, "message", str(exc))
+    return f"<div style='color:#d33'><b>{escape(type(exc).__name__)}</b>: {escape(message)}</div>" + (
+        f"<div>{escape(hint)}</div>" if hint else ""
+    )
+
+
 def _preview(array: Any, limit: int = 8) -> str:
     flat = array.reshape(-1)
     text = ", ".join(str(v) for v in flat[:limit])

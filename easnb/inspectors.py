@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from html import escape
 from io import StringIO
 from typing import Any
 
@@ -17,21 +16,13 @@ import ipywidgets as w
 import numpy as np
 
 from . import display
+from .display import error_html
 from .connection import Connection
 from .demo.models import DEMO_MODELS
 from .errors import EasnbError
 from .results import InferResult, ModelMetadata
 from .tensors import Tensor
-from .widgets import lights
-
-
-def error_html(exc: BaseException) -> str:
-    hint = getattr(exc, "hint", "")
-    message = getattr(exc, "message", str(exc))
-    return (
-        f"<div style='color:#d33'><b>{escape(type(exc).__name__)}</b>: {escape(message)}</div>"
-        + (f"<div>{escape(hint)}</div>" if hint else "")
-    )
+from .widgets import light, lights
 
 
 class _Form(w.VBox):
@@ -113,7 +104,7 @@ class ModelInspector(_Form):
             raise EasnbError("Type a model name first.", hint="The V2 API has no model list; the box offers known names.")
         meta = self.connection.model_metadata(name, version)
         ready = self.connection.model_ready(name, version)
-        return f"<div>{lights(None, ready)}</div>" + display.model_html(meta)
+        return f"<div>{light('model ready', ready)}</div>" + display.model_html(meta)
 
 
 def parse_values(text: str, datatype: str) -> Any:

@@ -19,6 +19,7 @@ from html import escape
 from typing import Any
 
 from .connection import Connection, clean_token, connect
+from .display import error_html
 from .errors import EasnbError
 
 try:
@@ -81,11 +82,13 @@ class TokenField(anywidget.AnyWidget):
     busy = traitlets.Bool(False).tag(sync=True)
 
 
-def lights(live: bool | None, ready: bool | None) -> str:
-    def light(name: str, on: bool | None) -> str:
-        colour = "#999" if on is None else ("#2a9d3a" if on else "#d33")
-        return f"<span style='color:{colour}'>&#9679;</span> {name}"
+def light(name: str, on: bool | None) -> str:
+    """A green, red or grey (unknown) dot and a word."""
+    colour = "#999" if on is None else ("#2a9d3a" if on else "#d33")
+    return f"<span style='color:{colour}'>&#9679;</span> {name}"
 
+
+def lights(live: bool | None, ready: bool | None) -> str:
     return f"{light('live', live)} &nbsp; {light('ready', ready)}"
 
 
@@ -200,10 +203,7 @@ class ConnectionWidget(w.VBox):
 
     def _show_error(self, exc: EasnbError) -> None:
         self.status.value = lights(False if exc.code is not None else None, None) + " &nbsp; not connected"
-        self.error.value = (
-            f"<div style='color:#d33'><b>{escape(type(exc).__name__)}</b>: {escape(exc.message)}</div>"
-            f"<div>{escape(exc.hint)}</div>"
-        )
+        self.error.value = error_html(exc)
 
     def __repr__(self) -> str:
         state = repr(self.connection) if self.connection else "not connected"

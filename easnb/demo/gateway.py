@@ -17,9 +17,8 @@ from concurrent import futures
 
 import grpc
 
-from ..errors import EasnbError
 from .auth import check_authorization
-from .server import SERVER_OPTIONS, format_endpoint
+from .server import SERVER_OPTIONS, Served
 
 # HTTP/2 and gRPC headers the proxy's own channel sets for itself.
 _HOP_BY_HOP = {"authorization", "user-agent", "te", "content-type", "grpc-timeout", "grpc-accept-encoding", "grpc-encoding"}
@@ -56,7 +55,7 @@ class _Proxy(grpc.GenericRpcHandler):
         return grpc.stream_stream_rpc_method_handler(forward)
 
 
-class Gateway:
+class Gateway(Served):
     """Listen on ``host:port`` and forward every call with a valid token to ``backend``."""
 
     def __init__(
@@ -69,7 +68,6 @@ class Gateway:
     ) -> None:
         self._token = secrets.token_urlsafe(24) if token is None else token
         self.backend = backend
-        self.host = host
         self._channel = grpc.insecure_channel(backend, options=SERVER_OPTIONS)
         # Each call holds a worker for its whole life: size the pool for calls in flight.
         self._server = grpc.server(
@@ -78,34 +76,11 @@ class Gateway:
             options=SERVER_OPTIONS,
             maximum_concurrent_rpcs=max_workers,
         )
-        self.port = self._server.add_insecure_port(format_endpoint(host, port))
-        if not self.port:
-            raise EasnbError(f"The gateway could not listen on {format_endpoint(host, port)}.", hint="Pick another port.")
-
-    @property
-    def token(self) -> str:
-        return self._token
-
-    @property
-    def endpoint(self) -> str:
-        return format_endpoint(self.host, self.port)
-
-    def start(self) -> Gateway:
-        self._server.start()
-        return self
+        self._listen(host, port, "gateway")
 
     def stop(self, grace: float | None = None) -> None:
-        self._server.stop(grace).wait()
+        super().stop(grace)
         self._channel.close()
-
-    def wait(self) -> None:
-        self._server.wait_for_termination()
-
-    def __enter__(self) -> Gateway:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Gateway {self.endpoint} -> {self.backend}>"

@@ -238,7 +238,52 @@ def format_endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class DemoServer:
+class Served:
+    """A gRPC server bound to ``host``: token, endpoint, start, stop, wait, and ``with``."""
+
+    _server: grpc.Server
+    _token: str
+    host: str
+    port: int
+
+    def _listen(self, host: str, port: int, what: str) -> None:
+        self.host = host
+        self.port = self._server.add_insecure_port(format_endpoint(host, port))
+        if not self.port:
+            raise EasnbError(f"The {what} could not listen on {format_endpoint(host, port)}.", hint="Pick another port.")
+        self._started = False
+
+    @property
+    def token(self) -> str:
+        """The token clients must send (empty when none is checked)."""
+        return self._token
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` to give ``easnb.connect``."""
+        return format_endpoint(self.host, self.port)
+
+    def start(self) -> Served:
+        if not self._started:
+            self._server.start()
+            self._started = True
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        self._server.stop(grace).wait()
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> Served:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class DemoServer(Served):
     """The demo on ``host`` (loopback unless told otherwise), token-checked like an EAS gateway.
 
     ``token=None`` makes a random token; ``token=""`` serves without any check.
@@ -253,7 +298,6 @@ class DemoServer:
         models: Mapping[str, Model] | None = None,
     ) -> None:
         self._token = secrets.token_urlsafe(24) if token is None else token
-        self.host = host
         interceptors = [TokenInterceptor(self._token)] if self._token else []
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="easnb-demo"),
@@ -261,39 +305,7 @@ class DemoServer:
             interceptors=interceptors,
             options=SERVER_OPTIONS,
         )
-        self.port = self._server.add_insecure_port(format_endpoint(host, port))
-        if not self.port:
-            raise EasnbError(f"The demo could not listen on {format_endpoint(host, port)}.", hint="Pick another port.")
-        self._started = False
-
-    @property
-    def token(self) -> str:
-        """The token clients must send (empty when the demo checks none)."""
-        return self._token
-
-    @property
-    def endpoint(self) -> str:
-        """``host:port`` to give ``easnb.connect``."""
-        return format_endpoint(self.host, self.port)
-
-    def start(self) -> DemoServer:
-        if not self._started:
-            self._server.start()
-            self._started = True
-        return self
-
-    def stop(self, grace: float | None = None) -> None:
-        self._server.stop(grace).wait()
-
-    def wait(self) -> None:
-        """Block until the server stops."""
-        self._server.wait_for_termination()
-
-    def __enter__(self) -> DemoServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self._listen(host, port, "demo")
 
     def __repr__(self) -> str:
         check = "token checked" if self._token else "no token check"
