@@ -21,6 +21,7 @@ from . import _proto
 from ._proto import V2_SERVICE, method_path
 from .connection import DEFAULT, Keepalive, channel_options, clean_token, model_metadata_from, read_certificates
 from .endpoint import Endpoint, parse_endpoint
+from .frames import frame_to_inputs, is_frame
 from .errors import EasnbError, EndpointError, UnavailableError, from_rpc_error
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata
@@ -139,9 +140,7 @@ class AsyncConnection:
         bytes_as_str: bool = False,
     ) -> InferResult:
         """As ``Connection.infer``; DataFrames are matched to the model's inputs."""
-        if hasattr(inputs, "columns") and hasattr(inputs, "iloc"):
-            from .frames import frame_to_inputs
-
+        if is_frame(inputs):
             inputs = frame_to_inputs(inputs, await self.model_metadata(model, version))
         data = encode_request(model, inputs, outputs, version, parameters, request_id, raw)
         reply = await self._call("ModelInfer", data, timeout, retries)

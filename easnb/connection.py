@@ -18,6 +18,7 @@ import grpc
 from . import _proto
 from ._proto import V2_SERVICE, method_path
 from .endpoint import Endpoint, parse_endpoint
+from .frames import frame_to_inputs, is_frame
 from .errors import EasnbError, TokenError, UnavailableError, translate
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
@@ -279,9 +280,7 @@ class Connection:
         raw: bool = True,
     ) -> bytes:
         """The serialized request ``infer`` would send (DataFrames matched to the model's inputs)."""
-        if hasattr(inputs, "columns") and hasattr(inputs, "iloc"):
-            from .frames import frame_to_inputs
-
+        if is_frame(inputs):
             inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version))
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw)
 

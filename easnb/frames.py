@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from .results import InferResult
 
 
+def is_frame(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame (checked without importing pandas)."""
+    return hasattr(value, "columns") and hasattr(value, "iloc")
+
+
 def _describe(inputs: tuple[TensorMetadata, ...]) -> str:
     return ", ".join(f"{t.name} {t.datatype} {shape_text(t.shape)}" for t in inputs) or "none"
 

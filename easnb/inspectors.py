@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from io import StringIO
 from typing import Any
@@ -22,7 +21,7 @@ from .demo.models import DEMO_MODELS
 from .errors import EasnbError
 from .results import InferResult, ModelMetadata
 from .tensors import Tensor
-from .widgets import light, lights
+from .widgets import Background, light, lights
 
 
 class _Form(w.VBox):
@@ -32,12 +31,12 @@ class _Form(w.VBox):
         self.button = w.Button(description=label, button_style="primary")
         self.button.on_click(lambda _: self.run())
         self.output = w.HTML()
-        self._worker: threading.Thread | None = None
+        self._background = Background("easnb-inspector")
         super().__init__([*controls, self.button, self.output])
 
     def run(self, wait: bool = False) -> None:
         """Do what the button does; ``wait=True`` blocks until done."""
-        if self._worker is not None and self._worker.is_alive():
+        if self._background.busy:
             return
         self.button.disabled = True
         label = self.button.description
@@ -52,14 +51,10 @@ class _Form(w.VBox):
                 self.button.description = label
                 self.button.disabled = False
 
-        self._worker = threading.Thread(target=target, daemon=True)
-        self._worker.start()
-        if wait:
-            self._worker.join()
+        self._background.start(target, wait)
 
     def wait(self, timeout: float | None = None) -> None:
-        if self._worker is not None:
-            self._worker.join(timeout)
+        self._background.wait(timeout)
 
     def work(self) -> str:  # pragma: no cover - every form overrides it
         raise NotImplementedError

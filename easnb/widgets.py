@@ -73,6 +73,31 @@ _TOKEN_CSS = """
 """
 
 
+class Background:
+    """One piece of work at a time in a daemon thread, so the notebook never freezes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, target: Callable[[], None], wait: bool = False) -> None:
+        """Run ``target`` unless work is under way; ``wait=True`` blocks until it is done."""
+        if self.busy:
+            return
+        self._thread = threading.Thread(target=target, name=self.name, daemon=True)
+        self._thread.start()
+        if wait:
+            self._thread.join()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
 class TokenField(anywidget.AnyWidget):
     """A password box and a Connect button; the typed token reaches Python only on Connect."""
 
@@ -103,7 +128,7 @@ class ConnectionWidget(w.VBox):
         self._token: str | None = None
         self._token_source = ""
         self._callbacks: list[Callable[[Connection], Any]] = []
-        self._worker: threading.Thread | None = None
+        self._background = Background("easnb-connect")
         self.connection: Connection | None = None
         self.endpoint_field = w.Text(
             value=endpoint or os.environ.get("EASNB_ENDPOINT", ""),
@@ -156,19 +181,15 @@ class ConnectionWidget(w.VBox):
 
     def connect(self, wait: bool = False) -> None:
         """Connect in the background (as the button does); ``wait=True`` blocks until done."""
-        if self._worker is not None and self._worker.is_alive():
+        if self._background.busy:
             return
         self.token_field.busy = True
         self.error.value = ""
-        self._worker = threading.Thread(target=self._connect, name="easnb-connect", daemon=True)
-        self._worker.start()
-        if wait:
-            self._worker.join()
+        self._background.start(self._connect, wait)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until a Connect in progress has finished."""
-        if self._worker is not None:
-            self._worker.join(timeout)
+        self._background.wait(timeout)
 
     def _connect(self) -> None:
         try:
