@@ -169,3 +169,15 @@ def test_gateway_whose_backend_dies(server: DemoProcess) -> None:
         server.kill()
         with pytest.raises(easnb.UnavailableError):
             conn.live()
+
+
+def test_infer_retries_only_when_asked(server: DemoProcess) -> None:
+    with easnb.connect(server.endpoint, token=TOKEN, timeout=5) as conn:
+        assert conn.live()
+        server.kill()
+        with pytest.raises(easnb.UnavailableError):
+            conn.infer("echo", {"x": np.zeros(1)})  # not retried: fails at once
+        threading.Timer(0.3, server.start).start()
+        started = time.monotonic()
+        out = conn.infer("echo", {"x": np.arange(3)}, retries=6)  # retried with backoff until it is back
+        assert out["x"].tolist() == [0, 1, 2] and time.monotonic() - started < 5
