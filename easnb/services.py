@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from google.protobuf.message import Message
 
 from ._proto import load_pool, message_class
+from .connection import DEFAULT
 from .errors import EasnbError, NotFoundError, translate
 from .protoc import compile_descriptor_set
 
@@ -112,10 +112,9 @@ class _Method:
                 hint=f"Its fields are: {', '.join(f.name for f in self.request_class.DESCRIPTOR.fields)}.",
             ) from None
 
-    def __call__(self, request: Any = None, *, timeout: float | None = None, **fields: Any) -> Any:
-        from .connection import DEFAULT
-
-        seconds = DEFAULT if timeout is None else timeout
+    def __call__(self, request: Any = None, *, timeout: float | None = DEFAULT, **fields: Any) -> Any:
+        """Call with a message, a dict or keyword fields; ``timeout`` as in ``Connection`` (None: no deadline)."""
+        seconds = timeout
         if self.client_streaming:
             messages: Any = (self._message(r) for r in (request or ()))
         else:
@@ -141,8 +140,3 @@ class _Method:
 
     def __repr__(self) -> str:
         return f"<method {self.path}({self.request_class.DESCRIPTOR.name}) -> {self.response_class.DESCRIPTOR.name}>"
-
-    @property
-    def grpc_stub(self) -> grpc.UnaryUnaryMultiCallable | Any:
-        """The underlying grpc multicallable (no token, no error translation)."""
-        return self._stub

@@ -167,7 +167,6 @@ def test_env_fallback(demo: DemoServer, monkeypatch: pytest.MonkeyPatch) -> None
 def test_repr_hides_token_and_close(demo: DemoServer) -> None:
     conn = easnb.connect(demo.endpoint, token=TOKEN)
     assert TOKEN not in repr(conn) and "token set" in repr(conn)
-    assert TOKEN not in str(vars(conn).get("endpoint"))
     conn.close()
     conn.close()
     assert "closed" in repr(conn)

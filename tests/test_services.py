@@ -18,6 +18,7 @@ def test_greeter_with_keyword_fields_dict_or_message(conn: easnb.Connection) -> 
     request = greeter.SayHello.request_class(name="msg")
     assert greeter.SayHello(request).message == "Hello, msg!"
     assert "SayHello" in dir(greeter) and "helloworld.GreeterService" in repr(greeter)
+    assert greeter.SayHello(name="t", timeout=None).message == "Hello, t!"  # None: no deadline, as in Connection
 
 
 def test_service_errors_are_typed(demo: DemoServer, conn: easnb.Connection) -> None:
