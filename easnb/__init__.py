@@ -19,10 +19,12 @@ from .errors import (
     InvalidArgumentError,
     MessageTooLargeError,
     NotFoundError,
+    ResourceExhaustedError,
     ServerError,
     TensorError,
     TokenError,
     UnavailableError,
+    UnimplementedError,
 )
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
 from .tensors import Tensor
@@ -44,6 +46,7 @@ __all__ = [
     "MessageTooLargeError",
     "ModelMetadata",
     "NotFoundError",
+    "ResourceExhaustedError",
     "ServerError",
     "ServerMetadata",
     "Tensor",
@@ -51,6 +54,7 @@ __all__ = [
     "TensorMetadata",
     "TokenError",
     "UnavailableError",
+    "UnimplementedError",
     "connect",
     "inspect",
     "parse_endpoint",

@@ -1,7 +1,8 @@
-"""The command line: ``python -m easnb {ping,metadata,infer,demo,gateway} ...``.
+"""The command line: ``python -m easnb {ping,wait,metadata,infer,demo,gateway} ...``.
 
-The token comes from ``--token`` or ``EASNB_TOKEN`` and is never printed, except
-by ``demo`` and ``gateway``, which print the token they made so you can use it.
+Tokens come from ``EASNB_TOKEN`` or ``--token-file FILE``; ``--token T`` works too
+but warns, since every local user sees it in ``ps`` and it lands in shell history.
+A token is never printed, except by ``demo`` and ``gateway`` when they made one up.
 """
 
 from __future__ import annotations
@@ -11,13 +12,56 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from .channel import Keepalive
 from .connection import connect
 from .errors import EasnbError
 
 
+def read_token(args: argparse.Namespace, prefix: str = "", env: str = "EASNB_TOKEN") -> str | None:
+    """The token from ``--{prefix}token-file``, ``${env}`` or (with a warning) ``--{prefix}token``."""
+    option = f"--{prefix}token"
+    given = getattr(args, f"{prefix.replace('-', '_')}token", None)
+    path = getattr(args, f"{prefix.replace('-', '_')}token_file", None)
+    if given is not None:
+        print(
+            f"warning: {option} puts the token where every local user can read it (ps, shell history); "
+            f"use {env}=... or {option}-file FILE instead.",
+            file=sys.stderr,
+        )
+        return given
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise EasnbError(f"Cannot read {option}-file {path!r}: {exc.strerror}.") from None
+    return os.environ.get(env)
+
+
+def read_headers(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``--header K:V`` options as a dict."""
+    headers = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition(":")
+        if not sep or not key.strip():
+            raise EasnbError(f"--header {pair!r} is not K:V.", hint="e.g. --header x-request-id:42")
+        headers[key.strip()] = value.strip()
+    return headers
+
+
 def _connection(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    return connect(args.endpoint, token=args.token or os.environ.get("EASNB_TOKEN"), timeout=args.timeout)
+    keepalive = Keepalive(time_s=args.keepalive) if args.keepalive else Keepalive()
+    return connect(
+        args.endpoint, token=read_token(args), timeout=args.timeout, headers=read_headers(args.header), keepalive=keepalive
+    )
+
+
+def wait(args: argparse.Namespace) -> int:
+    with _connection(args) as conn:
+        state = conn.wait_until_ready(args.model, timeout=args.wait, progress=sys.stderr.isatty())
+    print(f"{conn.endpoint.target}: {state}")
+    return 0
 
 
 def ping(args: argparse.Namespace) -> int:
@@ -67,13 +111,20 @@ def infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_line(given: str | None, made: str) -> str:
+    if not made:
+        return "(none: no token check)"
+    return "(the one you gave)" if given is not None else made
+
+
 def demo(args: argparse.Namespace) -> int:
     from .demo import DemoServer
 
-    server = DemoServer(token=args.token, host=args.host, port=args.port).start()
+    token = read_token(args)
+    server = DemoServer(token=token, host=args.host, port=args.port).start()
     print(f"easnb demo listening on {server.endpoint}")
     print(f"  endpoint: {server.endpoint}")
-    print(f"  token:    {server.token or '(none: no token check)'}")
+    print(f"  token:    {_token_line(token, server.token)}")
     print("  models:   add_sub, iris, text, echo; service helloworld.GreeterService")
     print(f"  try:      EASNB_TOKEN=<token> python -m easnb ping {server.endpoint}")
     print("Press Ctrl-C to stop.", flush=True)
@@ -83,9 +134,12 @@ def demo(args: argparse.Namespace) -> int:
 def gateway(args: argparse.Namespace) -> int:
     from .demo import Gateway
 
-    gw = Gateway(args.backend, token=args.token, host=args.host, port=args.port).start()
+    token = read_token(args)
+    backend_token = read_token(args, "backend-", "EASNB_BACKEND_TOKEN")
+    gw = Gateway(args.backend, token=token, host=args.host, port=args.port, backend_token=backend_token).start()
     print(f"easnb gateway listening on {gw.endpoint}, forwarding to {args.backend}")
-    print(f"  token:    {gw.token or '(none: no token check)'}")
+    print(f"  token:    {_token_line(token, gw.token)}")
+    print(f"  backend:  {'gets its own token' if backend_token else 'gets no token'}")
     print("Press Ctrl-C to stop.", flush=True)
     return _serve_until_interrupted(gw)
 
@@ -102,6 +156,12 @@ def _serve_until_interrupted(server) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
+def token_options(p: argparse.ArgumentParser, what: str, prefix: str = "") -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(f"--{prefix}token-file", metavar="FILE", help=f"file holding the {what}")
+    group.add_argument(f"--{prefix}token", help="the token itself (discouraged: visible in ps)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m easnb", description="Call EAS and V2 inference services.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -109,11 +169,17 @@ def parser() -> argparse.ArgumentParser:
     def client(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.add_argument("endpoint", help="console address or host:port")
-        p.add_argument("--token", help="service token (default: $EASNB_TOKEN)")
+        token_options(p, "service token")
         p.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default 5)")
+        p.add_argument("--header", action="append", metavar="K:V", help="extra call metadata, repeatable")
+        p.add_argument("--keepalive", type=float, metavar="SECONDS", help="ping interval (default 300)")
         return p
 
     client("ping", "live, ready and server metadata").set_defaults(run=ping)
+    p = client("wait", "wait until the server (or a model) is ready")
+    p.add_argument("--model", help="wait for this model instead of the server")
+    p.add_argument("--wait", type=float, default=600, metavar="SECONDS", help="how long at most (default 600)")
+    p.set_defaults(run=wait)
     p = client("metadata", "a model's metadata")
     p.add_argument("model")
     p.add_argument("--version", default="")
@@ -128,9 +194,10 @@ def parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
         p.add_argument("--port", type=int, default=50051 if name == "demo" else 8080)
-        p.add_argument("--token", help="token clients must send (default: a random one)")
+        token_options(p, "token clients must send (default: $EASNB_TOKEN, else a random one)")
         if name == "gateway":
             p.add_argument("--backend", required=True, help="host:port of the gRPC server behind the gateway")
+            token_options(p, "token sent to the backend (default: $EASNB_BACKEND_TOKEN, else none)", "backend-")
         p.set_defaults(run=run)
     return top
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ import grpc.aio
 
 from . import _proto
 from ._proto import V2_SERVICE, method_path
-from .connection import DEFAULT, Keepalive, channel_options, clean_token, model_metadata_from, read_certificates
+from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
+from .connection import _NOT_FOUND_CODES, DEFAULT, model_metadata_from
+from .credentials import Headers, Token, call_metadata, check_headers, clean_token
 from .endpoint import Endpoint, parse_endpoint
+from .errors import DeadlineError, EasnbError, EndpointError, NotFoundError, UnavailableError, from_rpc_error
 from .frames import frame_to_inputs, is_frame
-from .errors import EasnbError, EndpointError, UnavailableError, from_rpc_error
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata
 
@@ -36,14 +39,18 @@ _SMALL_CALLS = {
 
 
 class AsyncConnection:
-    """One grpc.aio channel with the token and timeout; the V2 calls as coroutines."""
+    """One grpc.aio channel with the token, headers and timeout; the V2 calls as coroutines."""
+
+    _closed = True  # until __init__ has finished
+    channel: grpc.aio.Channel | None = None
 
     def __init__(
         self,
         endpoint: str | Endpoint,
-        token: str | None = None,
+        token: str | Token | None = None,
         timeout: float | None = 5.0,
         *,
+        headers: Headers | None = None,
         tls: bool | None = None,
         root_certificates: bytes | str | Path | None = None,
         keepalive: Keepalive = Keepalive(),
@@ -53,7 +60,8 @@ class AsyncConnection:
     ) -> None:
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
         self._token = clean_token(token)
-        self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
+        self.headers = dict(check_headers(headers))
+        self._metadata = call_metadata(self._token, self.headers)
         self.timeout = timeout
         self.retries = retries
         self._settings = channel_options(keepalive, max_message_bytes, options)
@@ -61,6 +69,22 @@ class AsyncConnection:
         self.channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.error_context = {
+            "target": self.endpoint.target,
+            "token": self._token,
+            "is_vpc": self.endpoint.is_vpc,
+            "tls": self.endpoint.tls,
+            "max_message_bytes": max_message_bytes,
+        }
+
+    def __reduce__(self) -> Any:
+        raise refuse_pickle("An AsyncConnection")
+
+    def metadata_for(self, headers: Headers | None = None) -> Any:
+        """The metadata of one call: the connection's, with that call's ``headers`` on top."""
+        if not headers:
+            return self._metadata
+        return call_metadata(self._token, {**self.headers, **dict(check_headers(headers))})
 
     def _open(self) -> None:
         """Open the channel in the running loop: grpc.aio channels belong to one loop."""
@@ -72,11 +96,7 @@ class AsyncConnection:
                     hint="Make one connection per event loop: call easnb.aio.connect(...) inside it.",
                 )
             return
-        if self.endpoint.tls:
-            credentials = grpc.ssl_channel_credentials(self._certificates)
-            self.channel = grpc.aio.secure_channel(self.endpoint.target, credentials, self._settings)
-        else:
-            self.channel = grpc.aio.insecure_channel(self.endpoint.target, self._settings)
+        self.channel = open_channel(self.endpoint, self._settings, self._certificates, aio=True)
         self._loop = loop
         self._stubs = {
             name: self.channel.unary_unary(
@@ -86,42 +106,66 @@ class AsyncConnection:
         }
         self._infer = self.channel.unary_unary(method_path(V2_SERVICE, "ModelInfer"))
 
-    async def _call(self, method: str, request: Any, timeout: float | None, retries: int) -> Any:
+    async def _call(
+        self, method: str, request: Any, timeout: float | None, retries: int, headers: Headers | None = None
+    ) -> Any:
+        """One call, retried on UNAVAILABLE within its one deadline (as ``Connection.call``)."""
         if self._closed:
             raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
         self._open()
         stub = self._infer if method == "ModelInfer" else self._stubs[method]
+        metadata = self.metadata_for(headers)
         seconds = self.timeout if timeout is DEFAULT else timeout
+        ends = None if seconds is None else time.monotonic() + seconds
+        unavailable = None
         for attempt in range(retries + 1):
+            left = seconds if ends is None or attempt == 0 else ends - time.monotonic()
             try:
-                return await stub(request, timeout=seconds, metadata=self._metadata)
+                return await stub(request, timeout=left, metadata=metadata)
             except grpc.RpcError as exc:
-                error = from_rpc_error(
-                    exc, target=self.endpoint.target, method=method, token=self._token, timeout=seconds, is_vpc=self.endpoint.is_vpc
-                )
+                error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
+            if isinstance(error, DeadlineError) and unavailable is not None:
+                raise unavailable
             if not isinstance(error, UnavailableError) or attempt == retries:
                 raise error
-            await asyncio.sleep(min(0.1 * 2**attempt, 1.0))
+            unavailable = error
+            pause = min(0.1 * 2**attempt, 1.0)
+            if ends is not None and time.monotonic() + pause >= ends:
+                raise error
+            await asyncio.sleep(pause)
         raise AssertionError("unreachable")
 
-    async def _small(self, name: str, request: Any, timeout: float | None) -> Any:
-        return await self._call(name, request, timeout, self.retries)
+    async def _small(self, name: str, request: Any, timeout: float | None, headers: Headers | None) -> Any:
+        return await self._call(name, request, timeout, self.retries, headers)
 
-    async def live(self, timeout: float | None = DEFAULT) -> bool:
-        return (await self._small("ServerLive", _proto.ServerLiveRequest(), timeout)).live
+    async def live(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
+        return (await self._small("ServerLive", _proto.ServerLiveRequest(), timeout, headers)).live
 
-    async def ready(self, timeout: float | None = DEFAULT) -> bool:
-        return (await self._small("ServerReady", _proto.ServerReadyRequest(), timeout)).ready
+    async def ready(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
+        return (await self._small("ServerReady", _proto.ServerReadyRequest(), timeout, headers)).ready
 
-    async def model_ready(self, name: str, version: str = "", timeout: float | None = DEFAULT) -> bool:
-        return (await self._small("ModelReady", _proto.ModelReadyRequest(name=name, version=version), timeout)).ready
+    async def model_ready(
+        self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
+    ) -> bool:
+        """As ``Connection.model_ready``: an unknown model is ``False``."""
+        request = _proto.ModelReadyRequest(name=name, version=version)
+        try:
+            return (await self._small("ModelReady", request, timeout, headers)).ready
+        except NotFoundError:
+            return False
+        except EasnbError as exc:
+            if exc.code in _NOT_FOUND_CODES and "not found" in exc.details.lower():
+                return False
+            raise
 
-    async def server_metadata(self, timeout: float | None = DEFAULT) -> ServerMetadata:
-        reply = await self._small("ServerMetadata", _proto.ServerMetadataRequest(), timeout)
+    async def server_metadata(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> ServerMetadata:
+        reply = await self._small("ServerMetadata", _proto.ServerMetadataRequest(), timeout, headers)
         return ServerMetadata(reply.name, reply.version, tuple(reply.extensions))
 
-    async def model_metadata(self, name: str, version: str = "", timeout: float | None = DEFAULT) -> ModelMetadata:
-        reply = await self._small("ModelMetadata", _proto.ModelMetadataRequest(name=name, version=version), timeout)
+    async def model_metadata(
+        self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
+    ) -> ModelMetadata:
+        reply = await self._small("ModelMetadata", _proto.ModelMetadataRequest(name=name, version=version), timeout, headers)
         return model_metadata_from(reply)
 
     async def infer(
@@ -134,6 +178,7 @@ class AsyncConnection:
         request_id: str = "",
         *,
         timeout: float | None = DEFAULT,
+        headers: Headers | None = None,
         raw: bool = True,
         retries: int = 0,
         copy: bool = False,
@@ -141,9 +186,9 @@ class AsyncConnection:
     ) -> InferResult:
         """As ``Connection.infer``; DataFrames are matched to the model's inputs."""
         if is_frame(inputs):
-            inputs = frame_to_inputs(inputs, await self.model_metadata(model, version))
+            inputs = frame_to_inputs(inputs, await self.model_metadata(model, version, headers=headers))
         data = encode_request(model, inputs, outputs, version, parameters, request_id, raw)
-        reply = await self._call("ModelInfer", data, timeout, retries)
+        reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str)
 
     async def close(self) -> None:
@@ -159,11 +204,13 @@ class AsyncConnection:
         await self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "timeout"):
+            return "<AsyncConnection (not opened)>"
         token = "token set" if self._token else "no token"
         return f"<AsyncConnection {self.endpoint.target} {'TLS' if self.endpoint.tls else 'plaintext'}, {token}, timeout {self.timeout}s>"
 
 
-def connect(endpoint: str | Endpoint | None = None, token: str | None = None, timeout: float | None = 5.0, **options: Any) -> AsyncConnection:
+def connect(endpoint: str | Endpoint | None = None, token: str | Token | None = None, timeout: float | None = 5.0, **options: Any) -> AsyncConnection:
     """As ``easnb.connect``, for ``await``: endpoint and token default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``."""
     endpoint = endpoint or os.environ.get("EASNB_ENDPOINT")
     if not endpoint:

@@ -111,7 +111,7 @@ def infer_frame(
             results[batch] = dict(result.outputs)
             datatypes.update(result.datatypes)
         except grpc.RpcError as exc:
-            error = from_rpc_error(exc, target=conn.endpoint.target, method="ModelInfer", token=conn._token, timeout=seconds)
+            error = from_rpc_error(exc, method="ModelInfer", timeout=seconds, **conn.error_context)
             if exc.code() in RETRYABLE and attempts[batch] < retries:
                 attempts[batch] += 1
                 backoff = min(0.1 * 2 ** attempts[batch], 2.0) * (0.5 + random.random())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,15 +16,19 @@ import grpc
 
 from . import _proto
 from ._proto import V2_SERVICE, method_path
+from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
+from .credentials import CallMetadata, Headers, Token, call_metadata, check_headers, clean_token
 from .endpoint import Endpoint, parse_endpoint
+from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, from_rpc_error
 from .frames import frame_to_inputs, is_frame
-from .errors import EasnbError, TokenError, UnavailableError, translate
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
 
-__all__ = ["DEFAULT", "Connection", "Keepalive", "connect"]
+__all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
 
 T = TypeVar("T")
+# codes under which servers other than KServe say a model is unknown (MLServer: "Model x not found")
+_NOT_FOUND_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
 
 
 class _Default:
@@ -39,82 +42,24 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
-@dataclass(frozen=True)
-class Keepalive:
-    """HTTP/2 keepalive pings.
-
-    The defaults suit stock gRPC servers, which answer pings more often than every
-    five minutes on a quiet connection with GOAWAY "too_many_pings": pings go out
-    only while calls are in flight. Turn ``permit_without_calls`` on when the
-    server allows pings on idle connections and something between drops them.
-    """
-
-    time_s: float = 60.0
-    timeout_s: float = 20.0
-    permit_without_calls: bool = False
-
-    def options(self) -> list[tuple[str, int]]:
-        return [
-            ("grpc.keepalive_time_ms", int(self.time_s * 1000)),
-            ("grpc.keepalive_timeout_ms", int(self.timeout_s * 1000)),
-            ("grpc.keepalive_permit_without_calls", int(self.permit_without_calls)),
-            ("grpc.http2.max_pings_without_data", 0),
-        ]
-
-
-def clean_token(token: str | None) -> str | None:
-    """The token without surrounding spaces or a pasted ``Bearer `` prefix; checked sendable."""
-    if token is None:
-        return None
-    if not isinstance(token, str):
-        raise TokenError(f"The token must be a string, not {type(token).__name__}.")
-    token = token.strip()
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
-    for position, char in enumerate(token):
-        if not 33 <= ord(char) <= 126:
-            kind = "non-ASCII character" if ord(char) > 126 else "space or control character"
-            raise TokenError(f"The token has a {kind} at position {position}; a token is printable ASCII.")
-    return token or None
-
-
-def channel_options(
-    keepalive: Keepalive = Keepalive(), max_message_bytes: int = -1, options: Mapping[str, Any] | None = None
-) -> list[tuple[str, Any]]:
-    """gRPC channel arguments: message limits (none by default), keepalive, quick reconnects."""
-    settings = {
-        "grpc.max_send_message_length": max_message_bytes,
-        "grpc.max_receive_message_length": max_message_bytes,
-        # reconnect within about a second of a server coming back, not minutes later
-        "grpc.min_reconnect_backoff_ms": 200,
-        "grpc.initial_reconnect_backoff_ms": 200,
-        "grpc.max_reconnect_backoff_ms": 1000,
-        "grpc.primary_user_agent": "easnb",
-        **dict(keepalive.options()),
-        **(options or {}),
-    }
-    return list(settings.items())
-
-
-def read_certificates(root_certificates: bytes | str | Path | None) -> bytes | None:
-    if root_certificates is None or isinstance(root_certificates, bytes):
-        return root_certificates
-    return Path(root_certificates).read_bytes()
-
-
 class Connection:
-    """One reusable, thread-safe channel to a service, with its token and timeout.
+    """One reusable, thread-safe channel to a service, with its token, headers and timeout.
 
     Use ``easnb.connect(...)``. Idempotent calls (live, ready, metadata) retry
-    briefly on UNAVAILABLE; ``infer`` retries only when given ``retries=``.
+    briefly on UNAVAILABLE, always within the call's one deadline; ``infer``
+    retries only when given ``retries=``.
     """
+
+    _closed = True  # until __init__ has opened the channel: repr and close work on a half-built one
+    _owns_channel = False
 
     def __init__(
         self,
         endpoint: str | Endpoint,
-        token: str | None = None,
+        token: str | Token | None = None,
         timeout: float | None = 5.0,
         *,
+        headers: Headers | None = None,
         tls: bool | None = None,
         root_certificates: bytes | str | Path | None = None,
         keepalive: Keepalive = Keepalive(),
@@ -125,19 +70,26 @@ class Connection:
     ) -> None:
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
         self._token = clean_token(token)
-        self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
+        self.headers = dict(check_headers(headers))
+        self._metadata = call_metadata(self._token, self.headers)
         self.timeout = timeout
         self.retries = retries
+        self.keepalive = keepalive
         self._owns_channel = channel is None
         if channel is None:
             settings = channel_options(keepalive, max_message_bytes, options)
-            if self.endpoint.tls:
-                credentials = grpc.ssl_channel_credentials(read_certificates(root_certificates))
-                channel = grpc.secure_channel(self.endpoint.target, credentials, settings)
-            else:
-                channel = grpc.insecure_channel(self.endpoint.target, settings)
+            channel = open_channel(self.endpoint, settings, read_certificates(root_certificates))
         self.channel = channel
         self._closed = False
+        self._replaced_by: str | None = None
+        # where calls happen, for errors: the token is a Token, whose repr is masked
+        self.error_context = {
+            "target": self.endpoint.target,
+            "token": self._token,
+            "is_vpc": self.endpoint.is_vpc,
+            "tls": self.endpoint.tls,
+            "max_message_bytes": max_message_bytes,
+        }
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self._stubs = {
             name: channel.unary_unary(
@@ -164,13 +116,29 @@ class Connection:
         return self._token is not None
 
     @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """The call metadata (holds the token: do not print it)."""
+    def metadata(self) -> CallMetadata:
+        """The call metadata: the token and the connection's headers (its repr hides the token)."""
         return self._metadata
+
+    def metadata_for(self, headers: Headers | None = None) -> CallMetadata:
+        """The metadata of one call: the connection's, with that call's ``headers`` on top."""
+        if not headers:
+            return self._metadata
+        return call_metadata(self._token, {**self.headers, **dict(check_headers(headers))})
 
     def deadline(self, timeout: float | None = DEFAULT) -> float | None:
         """The timeout of a call: its own, or the connection's for ``DEFAULT``."""
         return self.timeout if timeout is DEFAULT else timeout
+
+    def check_open(self) -> None:
+        """Raise a clear error when this connection is closed (or a widget replaced it)."""
+        if self._closed:
+            if self._replaced_by:
+                raise EasnbError(
+                    "This connection was closed because the widget connected again.",
+                    hint=f"Use {self._replaced_by}, which is always the widget's current connection.",
+                )
+            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.connect(...).")
 
     def call(
         self,
@@ -179,66 +147,104 @@ class Connection:
         timeout: float | None = DEFAULT,
         retries: int = 0,
     ) -> T:
-        """Run ``invoke(deadline)``, translating gRPC errors and retrying UNAVAILABLE ``retries`` times."""
-        if self._closed:
-            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.connect(...).")
+        """Run ``invoke(seconds)``, translating gRPC errors; UNAVAILABLE is retried ``retries`` times.
+
+        Every attempt shares the call's one deadline, so a call never takes longer than
+        its ``timeout``. When a retry runs out of time, the UNAVAILABLE error that caused it is raised.
+        """
+        self.check_open()
         seconds = self.deadline(timeout)
+        ends = None if seconds is None else time.monotonic() + seconds
+        unavailable: EasnbError | None = None
         for attempt in range(retries + 1):
+            left = seconds if ends is None or attempt == 0 else ends - time.monotonic()
             try:
-                with translate(
-                    target=self.endpoint.target,
-                    method=method,
-                    token=self._token,
-                    timeout=seconds,
-                    is_vpc=self.endpoint.is_vpc,
-                ):
-                    return invoke(seconds)
-            except UnavailableError:
-                if attempt == retries:
-                    raise
-                time.sleep(min(0.1 * 2**attempt, 1.0))
+                return invoke(left)
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
+            # raised outside the except block, so the grpc.RpcError (whose text may hold the
+            # token) is not kept as __context__
+            if isinstance(error, DeadlineError) and unavailable is not None:
+                raise unavailable
+            if not isinstance(error, UnavailableError) or attempt == retries:
+                raise error
+            unavailable = error
+            pause = min(0.1 * 2**attempt, 1.0)
+            if ends is not None and time.monotonic() + pause >= ends:
+                raise error
+            time.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _unary(self, name: str, request: Any, timeout: float | None, retries: int | None = None) -> Any:
-        stub = self._stubs[name]
+    def _unary(
+        self, name: str, request: Any, timeout: float | None, retries: int | None = None, headers: Headers | None = None
+    ) -> Any:
+        stub, metadata = self._stubs[name], self.metadata_for(headers)
         return self.call(
             name,
-            lambda seconds: stub(request, timeout=seconds, metadata=self._metadata),
+            lambda seconds: stub(request, timeout=seconds, metadata=metadata),
             timeout,
             self.retries if retries is None else retries,
         )
 
     # -- the V2 calls -------------------------------------------------------------------
 
-    def live(self, timeout: float | None = DEFAULT) -> bool:
+    def live(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
         """Whether the server is live."""
-        return self._unary("ServerLive", _proto.ServerLiveRequest(), timeout).live
+        return self._unary("ServerLive", _proto.ServerLiveRequest(), timeout, headers=headers).live
 
-    def ready(self, timeout: float | None = DEFAULT) -> bool:
+    def ready(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
         """Whether the server is ready for inference."""
-        return self._unary("ServerReady", _proto.ServerReadyRequest(), timeout).ready
+        return self._unary("ServerReady", _proto.ServerReadyRequest(), timeout, headers=headers).ready
 
-    def model_ready(self, name: str, version: str = "", timeout: float | None = DEFAULT) -> bool:
-        """Whether a model (and version) is ready for inference."""
+    def model_ready(
+        self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
+    ) -> bool:
+        """Whether a model (and version) is ready for inference.
+
+        An unknown model is ``False`` on every server (Triton answers False, KServe
+        NOT_FOUND, MLServer an error naming the model): use ``model_metadata`` to
+        tell "unknown" from "not ready yet".
+        """
         request = _proto.ModelReadyRequest(name=name, version=version)
-        return self._unary("ModelReady", request, timeout).ready
+        try:
+            return self._unary("ModelReady", request, timeout, headers=headers).ready
+        except NotFoundError:
+            return False
+        except EasnbError as exc:
+            if exc.code in _NOT_FOUND_CODES and "not found" in exc.details.lower():
+                return False
+            raise
 
-    def server_metadata(self, timeout: float | None = DEFAULT) -> ServerMetadata:
+    def server_metadata(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> ServerMetadata:
         """The server's name, version and extensions."""
-        reply = self._unary("ServerMetadata", _proto.ServerMetadataRequest(), timeout)
+        reply = self._unary("ServerMetadata", _proto.ServerMetadataRequest(), timeout, headers=headers)
         return ServerMetadata(reply.name, reply.version, tuple(reply.extensions))
 
-    def model_metadata(self, name: str, version: str = "", timeout: float | None = DEFAULT) -> ModelMetadata:
+    def model_metadata(
+        self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
+    ) -> ModelMetadata:
         """A model's versions, platform, inputs and outputs."""
-        reply = self._unary("ModelMetadata", _proto.ModelMetadataRequest(name=name, version=version), timeout)
-        meta = model_metadata_from(reply)
+        request = _proto.ModelMetadataRequest(name=name, version=version)
+        meta = model_metadata_from(self._unary("ModelMetadata", request, timeout, headers=headers))
         self._model_cache[(name, version)] = meta
         return meta
 
-    def cached_model_metadata(self, name: str, version: str = "") -> ModelMetadata:
+    def cached_model_metadata(self, name: str, version: str = "", headers: Headers | None = None) -> ModelMetadata:
         """``model_metadata``, asked of the server once per model and version."""
         cached = self._model_cache.get((name, version))
-        return cached if cached is not None else self.model_metadata(name, version)
+        return cached if cached is not None else self.model_metadata(name, version, headers=headers)
+
+    def wait_until_ready(self, model: str | None = None, timeout: float = 600, progress: bool = True) -> str:
+        """Block until the server (or ``model``) is ready, as while an EAS service deploys or scales.
+
+        Polls ServerReady or ModelReady with backoff (the health service, or any
+        answer at all, for a service that is not V2), with a progress line in notebooks.
+        Returns what was found ready; raises ``DeadlineError`` with the last state after
+        ``timeout`` seconds, and at once for a refused token.
+        """
+        from .readiness import wait_until_ready
+
+        return wait_until_ready(self, model, timeout, progress)
 
     def infer(
         self,
@@ -250,6 +256,7 @@ class Connection:
         request_id: str = "",
         *,
         timeout: float | None = DEFAULT,
+        headers: Headers | None = None,
         raw: bool = True,
         retries: int = 0,
         copy: bool = False,
@@ -261,9 +268,10 @@ class Connection:
         of the reply unless ``copy=True``; BYTES come back as bytes unless ``bytes_as_str``.
         """
         data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw)
+        metadata = self.metadata_for(headers)
         reply = self.call(
             "ModelInfer",
-            lambda seconds: self._infer(data, timeout=seconds, metadata=self._metadata),
+            lambda seconds: self._infer(data, timeout=seconds, metadata=metadata),
             timeout,
             retries,
         )
@@ -284,31 +292,20 @@ class Connection:
             inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version))
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw)
 
-    def infer_frame(
-        self,
-        model: str,
-        frame: Any,
-        batch_size: int = 1024,
-        concurrency: int = 8,
-        outputs: list[str] | None = None,
-        retries: int = 2,
-        progress: bool = True,
-        errors: str = "raise",
-        version: str = "",
-        timeout: float | None = None,
-    ) -> Any:
+    def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:
         """Score a whole DataFrame; the result is aligned with ``frame.index``.
 
         Batches of ``batch_size`` rows, up to ``concurrency`` in flight on this one
-        channel, answers put back in order. UNAVAILABLE, DEADLINE_EXCEEDED and
-        RESOURCE_EXHAUSTED batches are retried ``retries`` times with backoff. Batches
-        that still fail raise ``BatchError`` (with ``.partial`` and ``.failures``), or
-        with ``errors="keep"`` come back as rows with an ``error`` column. Ctrl-C
-        cancels what is in flight.
+        channel, answers put back in order. See ``easnb.batch.infer_frame`` for
+        ``outputs``, ``retries``, ``retry_deadline``, ``progress``, ``errors``,
+        ``version``, ``timeout``, ``parameters``, ``headers`` and ``columns``.
+        Batches that fail raise ``BatchError`` (with ``.partial`` and ``.failures``),
+        or with ``errors="keep"`` come back as rows with an ``error`` column.
+        Ctrl-C cancels what is in flight.
         """
         from .batch import infer_frame
 
-        return infer_frame(self, model, frame, batch_size, concurrency, outputs, retries, progress, errors, version, timeout)
+        return infer_frame(self, model, frame, batch_size, concurrency, **options)
 
     # -- any other service ----------------------------------------------------------------
 
@@ -325,10 +322,14 @@ class Connection:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the channel (only if this connection opened it). Safe to call twice."""
+    def close(self, replaced_by: str | None = None) -> None:
+        """Close the channel (only if this connection opened it). Safe to call twice.
+
+        ``replaced_by`` names what to use instead, for the error a later call raises.
+        """
         if not self._closed:
             self._closed = True
+            self._replaced_by = replaced_by
             if self._owns_channel:
                 self.channel.close()
 
@@ -342,11 +343,17 @@ class Connection:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def __reduce__(self) -> Any:
+        raise refuse_pickle("A Connection")
+
     def __repr__(self) -> str:
-        security = "TLS" if self.endpoint.tls else "plaintext"
-        token = "token set" if self._token else "no token"
+        endpoint = getattr(self, "endpoint", None)
+        if endpoint is None or not hasattr(self, "timeout"):
+            return "<Connection (not opened)>"
+        security = "TLS" if endpoint.tls else "plaintext"
+        token = "token set" if getattr(self, "_token", None) else "no token"
         state = ", closed" if self._closed else ""
-        return f"<Connection {self.endpoint.target} {security}, {token}, timeout {self.timeout}s{state}>"
+        return f"<Connection {endpoint.target} {security}, {token}, timeout {self.timeout}s{state}>"
 
 
 def model_metadata_from(reply: Any) -> ModelMetadata:
@@ -367,11 +374,15 @@ def model_metadata_from(reply: Any) -> ModelMetadata:
 
 def connect(
     endpoint: str | Endpoint | None = None,
-    token: str | None = None,
+    token: str | Token | None = None,
     timeout: float | None = 5.0,
     **options: Any,
 ) -> Connection:
     """Connect to a service; ``endpoint`` and ``token`` default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``.
+
+    Options: ``headers={...}`` sent with every call (``x-request-id``, ``mm-vmodel-id``;
+    not ``authorization``), ``tls``, ``root_certificates``, ``keepalive=Keepalive(...)``,
+    ``max_message_bytes``, ``retries``, ``channel`` and raw gRPC ``options``.
 
     >>> conn = connect("http://name.123.cn-hangzhou.pai-eas.aliyuncs.com/", token="...")  # doctest: +SKIP
     """

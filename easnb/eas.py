@@ -219,10 +219,15 @@ class CallInfo:
 
 
 def call_info(service: str, uid: str, region: str) -> CallInfo:
-    """The public and VPC console addresses of ``service`` owned by ``uid`` in ``region``."""
+    """The public and VPC console addresses of ``service`` owned by ``uid`` in ``region``.
+
+    As in the console, ``_`` in a service name becomes ``-`` in its host name:
+    the guide's ``grpc_test`` is reached at ``grpc-test.<uid>.<region>.pai-eas.aliyuncs.com``.
+    """
+    host = service.replace("_", "-").lower()
     return CallInfo(
-        public=f"http://{service}.{uid}.{region}.pai-eas.aliyuncs.com/",
-        vpc=f"http://{service}.{uid}.vpc.{region}.pai-eas.aliyuncs.com/",
+        public=f"http://{host}.{uid}.{region}.pai-eas.aliyuncs.com/",
+        vpc=f"http://{host}.{uid}.vpc.{region}.pai-eas.aliyuncs.com/",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,6 +19,11 @@ DEFAULT_PORT = 80
 TLS_PORT = 443
 _SCHEMES = {"http": False, "grpc": False, "https": True, "grpcs": True}
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+EAS_DOMAIN = ".pai-eas.aliyuncs.com"
+
+
+class EndpointWarning(UserWarning):
+    """An endpoint that parses but is probably not what was meant."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +112,33 @@ def parse_endpoint(text: str, tls: bool | None = None) -> Endpoint:
         raise _fail(original, "it has no host name")
     if parts.netloc.endswith(":"):
         raise _fail(original, "the port after ':' is missing")
+    if parts.netloc.startswith("["):
+        # Python 3.10's urlsplit accepts any text in brackets; only an IPv6 address belongs there
+        inside = parts.netloc[1:].partition("]")[0]
+        try:
+            ipaddress.IPv6Address(inside.partition("%")[0])
+        except ValueError:
+            raise _fail(original, f"{inside!r} in brackets is not an IPv6 address") from None
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise EndpointError(
+            f"Endpoint {original!r} is not valid: it has a path ({parts.path or '?' + parts.query}). "
+            "A gRPC endpoint is a host and a port only.",
+            hint="An address like http://<uid>.<region>.pai-eas.aliyuncs.com/api/predict/<service> is the HTTP "
+            "shared gateway. gRPC calls go to the service's own domain on port 80: "
+            "<service>.<uid>.<region>.pai-eas.aliyuncs.com:80 (the console's call information shows it; "
+            "'_' in the service name becomes '-').",
+        )
     if port == 0:
         raise _fail(original, "port 0 cannot be connected to")
     use_tls = scheme_tls if tls is None else tls
     if port is None:
         port = TLS_PORT if use_tls else DEFAULT_PORT
-    return Endpoint(_check_host(original, host), port, use_tls)
+    checked = _check_host(original, host)
+    if checked.endswith(EAS_DOMAIN) and port not in (DEFAULT_PORT, TLS_PORT):
+        warnings.warn(
+            f"{checked} is a PAI-EAS address, whose gateway listens on port 80 (not {port}): "
+            f"use {checked}:80 unless you know otherwise.",
+            EndpointWarning,
+            stacklevel=3,
+        )
+    return Endpoint(checked, port, use_tls)

@@ -11,17 +11,22 @@
     ├── NotFoundError          NOT_FOUND: model, version or method
     ├── InvalidArgumentError   INVALID_ARGUMENT
     │   └── TensorError        a tensor easnb cannot encode or decode
-    ├── MessageTooLargeError   RESOURCE_EXHAUSTED for a message over a limit
+    ├── UnimplementedError     UNIMPLEMENTED: the server does not offer the method
+    ├── ResourceExhaustedError RESOURCE_EXHAUSTED: a concurrency limit, a quota, oversized headers
+    │   └── MessageTooLargeError   a message over a size limit (the client's or the server's)
     └── ServerError            anything else the server answered, or a malformed reply
 
 Every error has ``code`` (a ``grpc.StatusCode`` or ``None``), ``details`` (what the
-server said) and ``hint`` (what to check next). None of them ever holds the token.
+server said), ``hint`` (what to check next) and ``status_details`` (the server's
+``google.rpc.Status`` details, if it sent any). None of them ever holds the token,
+nor the ``grpc.RpcError`` it came from (``__context__`` is empty), and every one
+survives pickling with its fields.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import re
+from typing import Any
 
 import grpc
 
@@ -59,7 +64,13 @@ class EasnbError(Exception):
         self.hint = self.default_hint if hint is None else hint
         self.code = code
         self.details = details
+        self.status_details: tuple[Any, ...] = ()
         super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        # Rebuild from the fields, whatever the subclass's __init__ takes (BatchError's does not
+        # take a message), so errors cross process pools and Dask workers intact.
+        return (_restore, (type(self), self.__dict__.copy()))
 
     def __str__(self) -> str:
         return f"{self.message}\nHint: {self.hint}" if self.hint else self.message
@@ -118,7 +129,22 @@ class TensorError(InvalidArgumentError):
     """A tensor that easnb cannot encode, or a reply tensor it cannot decode."""
 
 
-class MessageTooLargeError(EasnbError):
+class UnimplementedError(EasnbError):
+    """The server does not offer the method that was called (UNIMPLEMENTED)."""
+
+    default_hint = (
+        "The server does not offer this method. If it is not a V2 inference server, call its own "
+        "service: conn.service('its.Service') (with server reflection) or conn.service('file.proto', 'its.Service')."
+    )
+
+
+class ResourceExhaustedError(EasnbError):
+    """The server refused the call for lack of a resource (RESOURCE_EXHAUSTED)."""
+
+    default_hint = "The server is overloaded or a quota was hit: retry later or send fewer requests at once."
+
+
+class MessageTooLargeError(ResourceExhaustedError):
     """A message was over a size limit (RESOURCE_EXHAUSTED)."""
 
     default_hint = (
@@ -133,6 +159,15 @@ class ServerError(EasnbError):
     default_hint = "This is on the server's side: its logs say more."
 
 
+
+
+def _restore(cls: type[EasnbError], state: dict[str, Any]) -> EasnbError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
+
+
 _BY_CODE: dict[grpc.StatusCode, type[EasnbError]] = {
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
     grpc.StatusCode.PERMISSION_DENIED: AuthenticationError,
@@ -140,55 +175,108 @@ _BY_CODE: dict[grpc.StatusCode, type[EasnbError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: MessageTooLargeError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.UNIMPLEMENTED: UnimplementedError,
 }
 
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***``."""
-    return text.replace(secret, "***") if secret else text
-
-
-def from_rpc_error(
-    exc: grpc.RpcError,
-    *,
-    target: str,
-    method: str,
-    token: str | None = None,
-    timeout: float | None = None,
-    is_vpc: bool = False,
-) -> EasnbError:
-    """The most specific ``EasnbError`` for a failed call; the token is redacted."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = redact((exc.details() if hasattr(exc, "details") else "") or "", token)
-    cls = _BY_CODE.get(code, ServerError)
-    hint = None
-    if cls is AuthenticationError and not token:
-        hint = NO_TOKEN_HINT
-    elif cls is UnavailableError and is_vpc:
-        hint = f"{VPC_HINT} {UNAVAILABLE_HINT}"
-    elif cls is DeadlineError and timeout is not None:
-        hint = f"The call did not finish within {timeout:g} s. {DeadlineError.default_hint}"
-    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" not in details:
-        hint = "The server is overloaded or a quota was hit: retry later or send fewer requests at once."
-    name = code.name if code is not None else "UNKNOWN"
-    message = f"{method} on {target} failed: {name}: {details or 'no details'}"
-    return cls(message, hint=hint, code=code, details=details)
+# A token is printable ASCII; it counts as found only where it is not part of a longer word.
+_TOKEN_CHARS = r"A-Za-z0-9\-._~+/="
+_LIMIT = re.compile(r"(Sent|Received) message larger than max \((\d+) vs\. (\d+)\)")
+TLS_HINT = (
+    "The TLS handshake failed. Use http:// (or tls=False) for a plaintext server such as the EAS "
+    "gateway on port 80, https:// (or tls=True) for a TLS one; for a private certificate authority "
+    "pass root_certificates=<PEM file or bytes>."
+)
 
 
-@contextlib.contextmanager
-def translate(
-    *,
-    target: str,
-    method: str,
-    token: str | None = None,
-    timeout: float | None = None,
-    is_vpc: bool = False,
-) -> Iterator[None]:
-    """Raise the matching ``EasnbError`` for any ``grpc.RpcError`` inside the block."""
+def redact(text: str, secret: Any) -> str:
+    """``text`` with every whole occurrence of ``secret`` (a ``Token`` or str) replaced by ``***``."""
+    value = secret.reveal() if hasattr(secret, "reveal") else secret
+    if not value or not text:
+        return text
+    pattern = f"(?<![{_TOKEN_CHARS}]){re.escape(value)}(?![{_TOKEN_CHARS}])"
+    return re.sub(pattern, "***", text)
+
+
+def status_details(exc: Any) -> tuple[Any, ...]:
+    """The ``google.rpc.Status`` details a server attached (``grpc-status-details-bin``), as ``Any`` messages."""
     try:
-        yield
-    except grpc.RpcError as exc:
-        raise from_rpc_error(
-            exc, target=target, method=method, token=token, timeout=timeout, is_vpc=is_vpc
-        ) from None
+        trailers = exc.trailing_metadata() or ()
+    except Exception:
+        return ()
+    for key, value in trailers:
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            from ._proto import rpc_status_details
+
+            return rpc_status_details(value)
+    return ()
+
+
+def _describe_details(details: tuple[Any, ...]) -> str:
+    names = [d.type_url.rsplit("/", 1)[-1] for d in details]
+    return f" (the server attached {', '.join(names)}: see error.status_details)" if names else ""
+
+
+def _hint(cls: type[EasnbError], code: Any, details: str, context: dict[str, Any]) -> tuple[type[EasnbError], str | None]:
+    """The most specific class and hint for a failure, from its code, details and where it happened."""
+    if cls is AuthenticationError and "behind the easnb gateway refused" in details:
+        return cls, (
+            "The gateway accepted your token; the service behind it refused the gateway's own call. "
+            "Give the gateway the backend's token: --backend-token-file FILE or EASNB_BACKEND_TOKEN."
+        )
+    if cls is AuthenticationError and not context.get("token"):
+        return cls, NO_TOKEN_HINT
+    if cls is UnavailableError:
+        if "too many pings" in details.lower() or "too_many_pings" in details:
+            return cls, (
+                "The server refused this client's keepalive pings as too frequent: use a longer "
+                "easnb.Keepalive(time_s=...); stock gRPC servers accept one ping per 300 s."
+            )
+        if "handshake failed" in details.lower() or "ssl_error" in details.lower():
+            return cls, TLS_HINT
+        if not context.get("tls") and "Socket closed" in details:
+            return cls, (
+                "The server closed the connection at once. If it speaks TLS, connect with https:// "
+                "(or tls=True); otherwise check the endpoint's port, and that the server is up."
+            )
+        if context.get("is_vpc"):
+            return cls, f"{VPC_HINT} {UNAVAILABLE_HINT}"
+    if cls is DeadlineError and context.get("timeout") is not None:
+        return cls, f"The call did not finish within {context['timeout']:g} s. {DeadlineError.default_hint}"
+    if cls is ResourceExhaustedError:
+        limit = _LIMIT.search(details)
+        if limit:
+            mine = context.get("max_message_bytes", -1)
+            if mine is not None and mine >= 0 and int(limit.group(3)) == mine:
+                return MessageTooLargeError, (
+                    f"The limit is this client's own max_message_bytes={mine}: raise it in "
+                    "easnb.connect(..., max_message_bytes=...), or send smaller batches."
+                )
+            return MessageTooLargeError, None
+        if "metadata" in details.lower():
+            return cls, "The call's headers are larger than the server accepts (often 8-16 KiB): send fewer or shorter headers."
+        if "concurrent" in details.lower():
+            return cls, "The server is at its limit of calls in flight: send fewer at once (lower concurrency) or retry later."
+    if cls is UnimplementedError:
+        offered = context.get("offered")
+        if offered:
+            return cls, f"The server does not offer {context['method']}; it offers {', '.join(offered)}."
+    return cls, None
+
+
+def from_rpc_error(exc: grpc.RpcError, *, method: str, **context: Any) -> EasnbError:
+    """The most specific ``EasnbError`` for a failed call, the token redacted.
+
+    ``context`` says where it happened: ``target``, ``token`` (a ``Token``), ``timeout``,
+    ``is_vpc``, ``tls``, ``max_message_bytes``, and ``offered`` (the methods known to exist).
+    """
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    token = context.get("token")
+    details = redact((exc.details() if hasattr(exc, "details") else "") or "", token)
+    cls, hint = _hint(_BY_CODE.get(code, ServerError), code, details, {**context, "method": method})
+    extra = status_details(exc)
+    name = code.name if code is not None else "UNKNOWN"
+    message = f"{method} on {context.get('target', '?')} failed: {name}: {details or 'no details'}{_describe_details(extra)}"
+    error = cls(message, hint=hint, code=code, details=details)
+    error.status_details = extra
+    return error

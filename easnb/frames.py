@@ -40,8 +40,39 @@ def _grouped(columns: list[str], name: str) -> list[str]:
     return [found[i] for i in range(len(found))] if found and set(found) == set(range(len(found))) else []
 
 
+def column_array(series: pd.Series, name: str, datatype: str = "") -> np.ndarray:
+    """A column as a plain numpy array; nullable and Arrow dtypes converted, missing values checked.
+
+    Missing values become NaN for a float input, and are refused (naming the column) for an
+    integer or boolean one, which cannot hold them.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype):
+        return series.to_numpy()
+    kind = getattr(dtype, "kind", "O")
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    if kind in "iub" or (kind == "f" and datatype[:1] in ("I", "U", "B") and datatype != "BYTES"):
+        if series.isna().any():
+            what = datatype or {"i": "an integer", "u": "an integer", "b": "a boolean"}.get(kind, "this")
+            raise TensorError(
+                f"Column {name!r} has {int(series.isna().sum())} missing values, which {what} input cannot hold.",
+                hint="Fill them (df.fillna(...)) or drop those rows (df.dropna()) first.",
+            )
+        return series.to_numpy(dtype=numpy_dtype)
+    if kind == "f":
+        return series.to_numpy(dtype=numpy_dtype, na_value=np.nan)
+    return series.to_numpy()
+
+
+def _matrix(frame: pd.DataFrame, columns: list[Any], datatype: str) -> np.ndarray:
+    """Several columns stacked into ``[rows, k]``; one fast copy when they are all plain numpy."""
+    if all(isinstance(frame[c].dtype, np.dtype) for c in columns):
+        return frame[columns].to_numpy()
+    return np.column_stack([column_array(frame[c], str(c), datatype) for c in columns])
+
+
 def _column_values(frame: pd.DataFrame, column: str, meta: TensorMetadata) -> np.ndarray:
-    values = frame[column].to_numpy()
+    values = column_array(frame[column], str(column), meta.datatype)
     if len(meta.shape) > 1 and values.dtype == object:  # a column of arrays or lists
         try:
             return np.stack([np.asarray(v) for v in values]) if len(values) else values
@@ -50,20 +81,44 @@ def _column_values(frame: pd.DataFrame, column: str, meta: TensorMetadata) -> np
     return values
 
 
-def frame_to_inputs(frame: pd.DataFrame, meta: ModelMetadata) -> dict[str, Tensor]:
+def frame_to_inputs(
+    frame: pd.DataFrame, meta: ModelMetadata, columns: dict[str, list[str]] | None = None
+) -> dict[str, Tensor]:
     """One tensor per model input, from the frame's columns.
 
     An input ``x`` comes from column ``x``, from columns ``x_0, x_1, ...`` stacked
     into ``[-1, k]``, or, for a model with one ``[-1, k]`` input, from exactly ``k``
     columns in order. Values are converted to the input's datatype, refusing lossy
     conversions. Missing and extra columns are reported by name. A model that declares
-    no inputs gets one input per column.
+    no inputs gets one input per column, unless ``columns`` maps input names to the
+    columns stacked into each (``{"predict": ["a", "b", "c", "d"]}`` makes one ``[-1, 4]`` input).
     """
-    columns = [str(c) for c in frame.columns]
-    if len(set(columns)) != len(columns):
+    if columns is not None:
+        return _mapped(frame, meta, columns)
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
         raise TensorError("The DataFrame has repeated column names; make them unique.")
     if not meta.inputs:  # a model that declares no inputs (echo-like) takes each column as one
-        return {c: Tensor(frame[original].to_numpy()) for c, original in zip(columns, frame.columns)}
+        return {c: Tensor(column_array(frame[original], c)) for c, original in zip(names, frame.columns)}
+    return _matched(frame, meta, names)
+
+
+def _mapped(frame: pd.DataFrame, meta: ModelMetadata, columns: dict[str, list[str]]) -> dict[str, Tensor]:
+    declared = {t.name: t for t in meta.inputs}
+    unknown = [c for group in columns.values() for c in group if c not in frame.columns]
+    if unknown:
+        raise TensorError(f"columns= names {', '.join(map(repr, unknown))}, which the DataFrame lacks.")
+    if declared and set(declared) - set(columns):
+        missing = ", ".join(map(repr, sorted(set(declared) - set(columns))))
+        raise TensorError(f"columns= gives no columns for input {missing} of model {meta.name!r}.")
+    tensors = {}
+    for name, group in columns.items():
+        datatype = declared[name].datatype if name in declared else ""
+        tensors[name] = Tensor(_matrix(frame, list(group), datatype), datatype or None)
+    return tensors
+
+
+def _matched(frame: pd.DataFrame, meta: ModelMetadata, columns: list[str]) -> dict[str, Tensor]:
     used: set[str] = set()
     tensors: dict[str, Tensor] = {}
     missing = []
@@ -72,10 +127,10 @@ def frame_to_inputs(frame: pd.DataFrame, meta: ModelMetadata) -> dict[str, Tenso
             values = _column_values(frame, frame.columns[columns.index(tensor.name)], tensor)
             used.add(tensor.name)
         elif group := _grouped(columns, tensor.name):
-            values = frame[[frame.columns[columns.index(c)] for c in group]].to_numpy()
+            values = _matrix(frame, [frame.columns[columns.index(c)] for c in group], tensor.datatype)
             used.update(group)
         elif len(meta.inputs) == 1 and len(tensor.shape) == 2 and tensor.shape[1] in (len(columns), -1):
-            values = frame.to_numpy()
+            values = _matrix(frame, list(frame.columns), tensor.datatype)
             used.update(columns)
         else:
             missing.append(tensor.name)

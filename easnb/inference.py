@@ -72,6 +72,11 @@ def decode_response(
     datatypes: dict[str, str] = {}
     output_parameters: dict[str, dict[str, Any]] = {}
     for i, tensor in enumerate(response.outputs):
+        if tensor.name in outputs:
+            raise TensorError(
+                f"The reply has two outputs called {tensor.name!r}.",
+                hint="The server sent a malformed reply: each output name must appear once.",
+            )
         outputs[tensor.name] = decode_tensor(
             tensor.name,
             tensor.datatype,

@@ -15,11 +15,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from google.protobuf.message import Message
 
 from ._proto import load_pool, message_class
 from .connection import DEFAULT
-from .errors import EasnbError, NotFoundError, translate
+from .credentials import Headers
+from .errors import EasnbError, NotFoundError, from_rpc_error
 from .protoc import compile_descriptor_set
 
 if TYPE_CHECKING:
@@ -112,31 +114,37 @@ class _Method:
                 hint=f"Its fields are: {', '.join(f.name for f in self.request_class.DESCRIPTOR.fields)}.",
             ) from None
 
-    def __call__(self, request: Any = None, *, timeout: float | None = DEFAULT, **fields: Any) -> Any:
-        """Call with a message, a dict or keyword fields; ``timeout`` as in ``Connection`` (None: no deadline)."""
-        seconds = timeout
+    def __call__(
+        self, request: Any = None, *, timeout: float | None = DEFAULT, headers: Headers | None = None, **fields: Any
+    ) -> Any:
+        """Call with a message, a dict or keyword fields; ``timeout`` as in ``Connection`` (None: no deadline).
+
+        ``headers`` are sent with this call on top of the connection's. A server-streaming
+        method returns an iterator of replies.
+        """
         if self.client_streaming:
             messages: Any = (self._message(r) for r in (request or ()))
         else:
             messages = self._message(request, **fields)
         conn = self._connection
-        if not self.server_streaming:
-            return conn.call(
-                self.path, lambda s: self._stub(messages, timeout=s, metadata=conn.metadata), seconds
-            )
-        stream = conn.call(self.path, lambda s: self._stub(messages, timeout=s, metadata=conn.metadata), seconds)
-        return self._iterate(stream, conn.deadline(seconds))
+        metadata = conn.metadata_for(headers)
+        answer = conn.call(self.path, lambda s: self._stub(messages, timeout=s, metadata=metadata), timeout)
+        return self._iterate(answer, conn.deadline(timeout)) if self.server_streaming else answer
 
     def _iterate(self, stream: Iterable[Message], seconds: float | None) -> Iterator[Message]:
         conn = self._connection
-        with translate(
-            target=conn.endpoint.target,
-            method=self.path,
-            token=conn._token,
-            timeout=seconds,
-            is_vpc=conn.endpoint.is_vpc,
-        ):
-            yield from stream
+        iterator = iter(stream)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc, method=self.path, timeout=seconds, **conn.error_context)
+            else:
+                yield item
+                continue
+            raise error  # outside the except block: the grpc.RpcError is not kept as __context__
 
     def __repr__(self) -> str:
         return f"<method {self.path}({self.request_class.DESCRIPTOR.name}) -> {self.response_class.DESCRIPTOR.name}>"

@@ -136,7 +136,9 @@ def _convert(array: np.ndarray, dt: Datatype, name: str) -> np.ndarray:
             return array.view("<u2") if src.byteorder in "=<|" else array.astype("<u2")
         if src.kind not in "fiub":
             raise _mismatch(name, src, dt)
-        return _bf16_words(array)
+        words = _bf16_words(array)
+        _refuse_overflow(array, _bf16_to_float32(words), dt, name)
+        return words
     if src == target:
         return array
     if src.kind in "OSU" or target.kind == "O":
@@ -145,7 +147,10 @@ def _convert(array: np.ndarray, dt: Datatype, name: str) -> np.ndarray:
         return array.astype(target)
     if target.kind == "f":
         if src.kind in "biuf":
-            return array.astype(target)
+            with np.errstate(over="ignore"):
+                converted = array.astype(target)
+            _refuse_overflow(array, converted, dt, name)
+            return converted
         raise _mismatch(name, src, dt)
     if src.kind == "f":
         finite = np.isfinite(array).all() if array.size else True
@@ -168,6 +173,19 @@ def _convert(array: np.ndarray, dt: Datatype, name: str) -> np.ndarray:
                 hint="Send a wider datatype, or clip the values.",
             )
     return array.astype(target)
+
+
+def _refuse_overflow(array: np.ndarray, converted: np.ndarray, dt: Datatype, name: str) -> None:
+    """Refuse finite values that became infinite in a narrower float (1e39 as FP32, 70000 as FP16)."""
+    if not array.size or array.dtype.kind == "b":
+        return
+    lost = np.isinf(converted) & ~np.isinf(array) if array.dtype.kind == "f" else np.isinf(converted)
+    if lost.any():
+        value = array[lost].reshape(-1)[0].item()
+        raise TensorError(
+            f"Tensor {name!r}: {lost.sum()} value(s) such as {value!r} are too large for {dt.name} and would become infinite.",
+            hint="Scale or clip the values, or send a wider datatype (FP32 or FP64).",
+        )
 
 
 def _mismatch(name: str, src: np.dtype, dt: Datatype) -> TensorError:

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
-from .connection import Connection, clean_token, connect
+from .channel import Keepalive
+from .connection import Connection, connect
+from .credentials import Token, clean_token
 from .display import error_html
 from .errors import EasnbError
 
@@ -125,7 +127,7 @@ class ConnectionWidget(w.VBox):
     """
 
     def __init__(self, endpoint: str | None = None, token: str | None = None, timeout: float = 5.0) -> None:
-        self._token: str | None = None
+        self._token: Token | None = None
         self._token_source = ""
         self._callbacks: list[Callable[[Connection], Any]] = []
         self._background = Background("easnb-connect")
@@ -137,6 +139,17 @@ class ConnectionWidget(w.VBox):
             layout=w.Layout(width="520px"),
         )
         self.timeout_field = w.BoundedFloatText(value=timeout, min=0.1, max=3600, description="Timeout (s)")
+        self.keepalive_field = w.BoundedFloatText(
+            value=Keepalive().time_s, min=1, max=7200, description="Keepalive (s)",
+            tooltip="ping after this many idle seconds; servers may refuse pings more often than every 300 s",
+        )
+        self.headers_field = w.Textarea(
+            placeholder="x-request-id: 42\none header per line (not authorization)",
+            description="Headers",
+            layout=w.Layout(width="520px", height="52px"),
+        )
+        self.advanced = w.Accordion([w.VBox([self.keepalive_field, self.headers_field])], selected_index=None)
+        self.advanced.set_title(0, "Advanced")
         self.token_field = TokenField()
         self.token_field.on_msg(self._on_token_message)
         self.status = w.HTML(lights(None, None) + " &nbsp; not connected")
@@ -146,7 +159,15 @@ class ConnectionWidget(w.VBox):
         elif os.environ.get("EASNB_TOKEN"):
             self.set_token(os.environ["EASNB_TOKEN"], source="from EASNB_TOKEN")
         super().__init__(
-            [w.HTML("<b>easnb connection</b>"), self.endpoint_field, self.timeout_field, self.token_field, self.status, self.error]
+            [
+                w.HTML("<b>easnb connection</b>"),
+                self.endpoint_field,
+                self.timeout_field,
+                self.token_field,
+                self.advanced,
+                self.status,
+                self.error,
+            ]
         )
 
     # -- token ---------------------------------------------------------------------
@@ -173,6 +194,17 @@ class ConnectionWidget(w.VBox):
                 self.set_token(content["token"])
             self.connect()
 
+    def headers(self) -> dict[str, str]:
+        """The Advanced fold's headers, one ``name: value`` per line."""
+        headers = {}
+        for line in self.headers_field.value.splitlines():
+            if line.strip():
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise EasnbError(f"Header line {line.strip()!r} has no ':'.", hint="Write one 'name: value' per line.")
+                headers[name.strip()] = value.strip()
+        return headers
+
     # -- connecting ------------------------------------------------------------------
 
     def on_connect(self, callback: Callable[[Connection], Any]) -> None:
@@ -193,7 +225,13 @@ class ConnectionWidget(w.VBox):
 
     def _connect(self) -> None:
         try:
-            conn = connect(self.endpoint_field.value, token=self._token, timeout=self.timeout_field.value)
+            conn = connect(
+                self.endpoint_field.value,
+                token=self._token,
+                timeout=self.timeout_field.value,
+                keepalive=Keepalive(time_s=self.keepalive_field.value),
+                headers=self.headers(),
+            )
             try:
                 started = time.perf_counter()
                 live = conn.live()
@@ -204,7 +242,7 @@ class ConnectionWidget(w.VBox):
                 conn.close()
                 raise
             if self.connection is not None:
-                self.connection.close()
+                self.connection.close(replaced_by="widget.connection")
             self.connection = conn
             extensions = ", ".join(meta.extensions) or "none"
             token = f"token {self._token_source}" if self._token else "no token"

@@ -17,7 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from easnb.protoc import compile_descriptor_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROTOS = {"GRPC_PREDICT_V2": "grpc_predict_v2.proto", "HELLOWORLD": "helloworld.proto"}
+PROTOS = {
+    "GRPC_PREDICT_V2": "grpc_predict_v2.proto",
+    "HELLOWORLD": "helloworld.proto",
+    "HEALTH": "health.proto",
+    "RPC_STATUS": "rpc_status.proto",
+}
 TARGET = ROOT / "easnb" / "_proto" / "_descriptors.py"
 
 

@@ -98,8 +98,9 @@ class DemoProcess:
 
     def start(self) -> DemoProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "easnb", "demo", "--port", str(self.port), "--token", self.TOKEN],
+            [sys.executable, "-m", "easnb", "demo", "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env={**os.environ, "EASNB_TOKEN": self.TOKEN},
         )
         assert "listening" in self.proc.stdout.readline()  # type: ignore[union-attr]
         return self

@@ -40,9 +40,10 @@ def raw_header_case(value: str) -> Case:
     """A call whose authorization header is exactly ``value`` (no easnb cleaning), like a hand-made client."""
 
     def run(conn: easnb.Connection, demo: DemoServer) -> Any:
-        with grpc.insecure_channel(demo.endpoint) as channel, easnb.errors.translate(target=demo.endpoint, method="ServerLive"):
+        with grpc.insecure_channel(demo.endpoint) as channel:
+            hand_made = easnb.Connection(demo.endpoint, channel=channel)
             stub = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
-            return stub(b"", metadata=(("authorization", value),), timeout=5)
+            return hand_made.call("ServerLive", lambda s: stub(b"", metadata=(("authorization", value),), timeout=s))
 
     return run
 

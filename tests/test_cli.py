@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -47,22 +48,54 @@ def test_bad_endpoint_is_a_clear_error() -> None:
     assert result.returncode == 1 and "EndpointError" not in result.stderr and "user name" in result.stderr
 
 
-def test_demo_command_prints_endpoint_and_token_and_stops_on_ctrl_c() -> None:
+def banner_of(proc: subprocess.Popen[str]) -> list[str]:
+    banner: list[str] = []
+    while not banner or "Ctrl-C" not in banner[-1]:
+        banner.append(proc.stdout.readline())  # type: ignore[union-attr]
+    return banner
+
+
+def test_demo_command_prints_the_token_it_made_and_stops_on_ctrl_c() -> None:
     port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "EASNB_TOKEN"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "easnb", "demo", "--port", str(port), "--token", "demo-tok"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "easnb", "demo", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env,
     )
-    banner = []
     try:
-        while not banner or "Ctrl-C" not in banner[-1]:
-            banner.append(proc.stdout.readline())  # type: ignore[union-attr]
-        assert f"127.0.0.1:{port}" in banner[0] and any("demo-tok" in line for line in banner)
-        assert run("ping", f"127.0.0.1:{port}", token="demo-tok").returncode == 0
+        banner = banner_of(proc)
+        assert f"127.0.0.1:{port}" in banner[0]
+        token = next(line.split()[-1] for line in banner if line.strip().startswith("token:"))
+        assert run("ping", f"127.0.0.1:{port}", token=token).returncode == 0
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=15)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("source", ["env", "file", "argv"])
+def test_demo_token_from_env_or_file_stays_out_of_argv_and_output(source: str, tmp_path: Path) -> None:
+    port, secret = free_port(), "cli-secret-token-77"
+    args = [sys.executable, "-m", "easnb", "demo", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "EASNB_TOKEN"}
+    if source == "env":
+        env["EASNB_TOKEN"] = secret
+    elif source == "file":
+        (tmp_path / "token").write_text(secret + "\n")
+        args += ["--token-file", str(tmp_path / "token")]
+    else:
+        args += ["--token", secret]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        banner = banner_of(proc)
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+        assert (secret in cmdline) == (source == "argv")
+        assert not any(secret in line for line in banner)
+        assert run("ping", f"127.0.0.1:{port}", token=secret).returncode == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    assert ("warning: --token" in err) == (source == "argv")
 
 
 @pytest.mark.parametrize("args", [["demo"], ["gateway", "--backend", "127.0.0.1:1"]])

@@ -147,7 +147,9 @@ def test_not_found_and_invalid_argument(conn: easnb.Connection) -> None:
     with pytest.raises(easnb.NotFoundError, match="unknown model 'nope'"):
         conn.model_metadata("nope")
     with pytest.raises(easnb.NotFoundError, match="no version '7'"):
-        conn.model_ready("iris", "7")
+        conn.model_metadata("iris", "7")
+    # model_ready answers False for an unknown model or version, on every server
+    assert conn.model_ready("iris", "7") is False and conn.model_ready("nope") is False
     with pytest.raises(easnb.InvalidArgumentError, match="takes INT32, not FP32"):
         conn.infer("add_sub", {"INPUT0": np.zeros((1, 16), np.float32), "INPUT1": np.zeros((1, 16), np.float32)})
     with pytest.raises(easnb.InvalidArgumentError, match="takes shape"):

@@ -93,8 +93,9 @@ def test_valid_configs_have_no_problems() -> None:
 
 def test_endpoints_and_call_info() -> None:
     info = eas.call_info("grpc_test", "123456", "cn-hangzhou")
-    assert info.public == "http://grpc_test.123456.cn-hangzhou.pai-eas.aliyuncs.com/"
-    assert info.grpc_public == "grpc_test.123456.cn-hangzhou.pai-eas.aliyuncs.com:80"
-    assert info.grpc_vpc == "grpc_test.123456.vpc.cn-hangzhou.pai-eas.aliyuncs.com:80"
+    # the console writes '_' in a service name as '-' in its host name
+    assert info.public == "http://grpc-test.123456.cn-hangzhou.pai-eas.aliyuncs.com/"
+    assert info.grpc_public == "grpc-test.123456.cn-hangzhou.pai-eas.aliyuncs.com:80"
+    assert info.grpc_vpc == "grpc-test.123456.vpc.cn-hangzhou.pai-eas.aliyuncs.com:80"
     assert eas.endpoint_from_console(info.vpc) == info.grpc_vpc
     assert eas.deploy_commands()[-1] == "eascmd create service.json"

@@ -17,7 +17,6 @@ GOOD = [
     ("[::1]", "[::1]:80", False),
     ("::1", "[::1]:80", False),
     ("  http://host.example/  ", "host.example:80", False),
-    ("http://host.example/api/predict/svc", "host.example:80", False),
     ("localhost:50051/", "localhost:50051", False),
     ("HTTP://Host.Example:81", "host.example:81", False),
     ("grpc://host:9000", "host:9000", False),

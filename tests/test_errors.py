@@ -26,7 +26,7 @@ class Fake(grpc.RpcError):
         (grpc.StatusCode.NOT_FOUND, errors.NotFoundError, "model name"),
         (grpc.StatusCode.INVALID_ARGUMENT, errors.InvalidArgumentError, "metadata"),
         (grpc.StatusCode.INTERNAL, errors.ServerError, "server"),
-        (grpc.StatusCode.UNIMPLEMENTED, errors.ServerError, "server"),
+        (grpc.StatusCode.UNIMPLEMENTED, errors.UnimplementedError, "conn.service"),
         (grpc.StatusCode.UNKNOWN, errors.ServerError, "server"),
     ],
 )
@@ -45,11 +45,49 @@ def test_message_too_large_says_the_limit_is_the_servers() -> None:
     assert isinstance(error, errors.MessageTooLargeError) and "server's" in error.hint
 
 
-def test_translate_raises_from_none() -> None:
-    with pytest.raises(errors.UnavailableError) as info:
-        with errors.translate(target="h", method="m"):
-            raise Fake(grpc.StatusCode.UNAVAILABLE)
-    assert info.value.__suppress_context__
+def test_unimplemented_never_blames_the_server() -> None:
+    error = from_rpc_error(Fake(grpc.StatusCode.UNIMPLEMENTED, ""), target="h", method="/inference.GRPCInferenceService/ServerLive")
+    assert "server's side" not in error.hint and "V2" in error.hint
+    offered = from_rpc_error(
+        Fake(grpc.StatusCode.UNIMPLEMENTED), target="h", method="/a.B/C", offered=["helloworld.GreeterService"]
+    )
+    assert "helloworld.GreeterService" in offered.hint
+
+
+def test_redaction_replaces_the_whole_token_only() -> None:
+    assert errors.redact("failed to connect to all addresses", "t") == "failed to connect to all addresses"
+    assert errors.redact("token t was refused; Bearer t", "t") == "token *** was refused; Bearer ***"
+    assert errors.redact("got abc123, expected xyz", "abc123") == "got ***, expected xyz"
+    assert errors.redact("xabc123 abc1234", "abc123") == "xabc123 abc1234"
+
+
+@pytest.mark.parametrize(
+    ("details", "limit", "cls", "words"),
+    [
+        ("Received message larger than max (5000 vs. 4096)", 4096, errors.MessageTooLargeError, "client's own max_message_bytes=4096"),
+        ("Sent message larger than max (5000 vs. 4096)", 4096, errors.MessageTooLargeError, "client's own"),
+        ("Received message larger than max (5000 vs. 4194304)", -1, errors.MessageTooLargeError, "server's"),
+        ("Concurrent RPC limit exceeded!", -1, errors.ResourceExhaustedError, "calls in flight"),
+        ("received metadata size exceeds hard limit (value length 20000 vs. 16384)", -1, errors.ResourceExhaustedError, "headers"),
+        ("Quota exceeded", -1, errors.ResourceExhaustedError, "quota"),
+    ],
+)
+def test_resource_exhausted_is_told_apart(details: str, limit: int, cls: type, words: str) -> None:
+    error = from_rpc_error(Fake(grpc.StatusCode.RESOURCE_EXHAUSTED, details), target="h", method="m", max_message_bytes=limit)
+    assert type(error) is cls and words in error.hint
+
+
+@pytest.mark.parametrize(
+    ("details", "tls", "words"),
+    [
+        ("failed to connect; Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: WRONG_VERSION_NUMBER", True, "https://"),
+        ("failed to connect; Handshake failed: CERTIFICATE_VERIFY_FAILED: self signed certificate", True, "root_certificates"),
+        ("failed to connect to all addresses; last error: UNAVAILABLE: ipv4:1.2.3.4:80: Socket closed", False, "TLS"),
+    ],
+)
+def test_tls_problems_get_the_tls_hint(details: str, tls: bool, words: str) -> None:
+    error = from_rpc_error(Fake(grpc.StatusCode.UNAVAILABLE, details), target="h", method="m", tls=tls, is_vpc=True)
+    assert words in error.hint and "VPC" not in error.hint.split(".")[0]
 
 
 def test_tensor_error_is_an_invalid_argument() -> None:

@@ -26,8 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "tests" / "seed"
 
 
-def start(args: list[str], cwd: Path, ready: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def start(args: list[str], cwd: Path, ready: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     deadline = time.monotonic() + 30
     for line in proc.stdout:  # type: ignore[union-attr]
         if ready in line:
@@ -57,8 +60,8 @@ def seed_behind_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     backend = f"127.0.0.1:{free_port()}"
     server = start([sys.executable, "-m", "easnb.demo.launch", "server.py", backend], work, "Server started")
     port = free_port()
-    gateway = start([sys.executable, "-m", "easnb", "gateway", "--port", str(port), "--backend", backend,
-                     "--token", "seed-token-42"], work, "Ctrl-C")
+    gateway = start([sys.executable, "-m", "easnb", "gateway", "--port", str(port), "--backend", backend],
+                    work, "Ctrl-C", env={"EASNB_TOKEN": "seed-token-42"})
     try:
         yield f"127.0.0.1:{port}", "seed-token-42", work
     finally:

@@ -78,7 +78,7 @@ def test_bf16_round_to_nearest_even(array) -> None:  # type: ignore[no-untyped-d
 
 def test_bf16_edge_values_and_ml_dtypes() -> None:
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    x = np.array([1.0, 1.00390625, 1.01171875, -0.0, np.inf, -np.inf, np.nan, 3.4e38, 1e-40], np.float32)
+    x = np.array([1.0, 1.00390625, 1.01171875, -0.0, np.inf, -np.inf, np.nan, 3.3e38, 1e-40], np.float32)
     words = _bf16_words(x)
     np.testing.assert_array_equal(words, x.astype(ml_dtypes.bfloat16).view(np.uint16)[:6].tolist() + words[6:].tolist())
     assert np.isnan(round_trip(x, "BF16")[6])
@@ -86,6 +86,17 @@ def test_bf16_edge_values_and_ml_dtypes() -> None:
     out = round_trip(b, bf16_as_ml_dtypes=True)
     assert out.dtype == ml_dtypes.bfloat16
     np.testing.assert_array_equal(out[:6].astype(np.float32), b[:6].astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("values", "datatype"),
+    [([1e39], "FP32"), ([1e39, 1.0], "FP16"), ([70000], "FP16"), ([3.4e38], "BF16"), ([-1e300], "FP32")],
+)
+def test_finite_values_that_would_become_infinite_are_refused(values: list[float], datatype: str) -> None:
+    with pytest.raises(TensorError, match="too large"):
+        encode_request("m", {"x": Tensor(np.array(values), datatype)})
+    # infinities the caller sent stay infinities
+    assert np.isinf(round_trip(np.array([np.inf], np.float64), "FP32")).all()
 
 
 def test_non_contiguous_and_big_endian_are_sent_correctly() -> None:

@@ -7,6 +7,8 @@ default pool where tritonclient, KServe or MLServer register theirs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from google.protobuf.message import Message
@@ -15,6 +17,7 @@ from . import _descriptors
 
 V2_SERVICE = "inference.GRPCInferenceService"
 GREETER_SERVICE = "helloworld.GreeterService"
+HEALTH_SERVICE = "grpc.health.v1.Health"
 
 
 def load_pool(*descriptor_sets: bytes) -> descriptor_pool.DescriptorPool:
@@ -26,7 +29,7 @@ def load_pool(*descriptor_sets: bytes) -> descriptor_pool.DescriptorPool:
     return pool
 
 
-POOL = load_pool(_descriptors.GRPC_PREDICT_V2, _descriptors.HELLOWORLD)
+POOL = load_pool(_descriptors.GRPC_PREDICT_V2, _descriptors.HELLOWORLD, _descriptors.HEALTH, _descriptors.RPC_STATUS)
 
 
 def message_class(full_name: str, pool: descriptor_pool.DescriptorPool = POOL) -> type[Message]:
@@ -50,6 +53,21 @@ InferParameter = message_class("inference.InferParameter")
 InferTensorContents = message_class("inference.InferTensorContents")
 HelloRequest = message_class("helloworld.HelloRequest")
 HelloResponse = message_class("helloworld.HelloResponse")
+HealthCheckRequest = message_class("grpc.health.v1.HealthCheckRequest")
+HealthCheckResponse = message_class("grpc.health.v1.HealthCheckResponse")
+_RpcStatus = message_class("easnb.rpc.Status")
+
+
+def rpc_status_details(data: bytes) -> tuple[Any, ...]:
+    """The details of a serialized ``google.rpc.Status``, as ``google.protobuf.Any`` messages."""
+    from google.protobuf import any_pb2
+    from google.protobuf.message import DecodeError
+
+    try:
+        status = _RpcStatus.FromString(data)
+    except DecodeError:
+        return ()
+    return tuple(any_pb2.Any(type_url=d.type_url, value=d.value) for d in status.details)
 
 
 def method_path(service: str, method: str) -> str:

@@ -68,3 +68,18 @@ HELLOWORLD = (
     b'ce\x12?\n\x08SayHello\x12\x18.helloworld.HelloRequest\x1a\x19.helloworld.HelloRespo'
     b'nseB\x1fZ\x1dyour-project/proto;helloworldb\x06proto3'
 )
+HEALTH = (
+    b'\n\xbb\x03\n\x0chealth.proto\x12\x0egrpc.health.v1".\n\x12HealthCheckRequest\x12\x18\n\x07servi'
+    b'ce\x18\x01 \x01(\tR\x07service"\xb1\x01\n\x13HealthCheckResponse\x12I\n\x06status\x18\x01 \x01(\x0e21.grpc'
+    b'.health.v1.HealthCheckResponse.ServingStatusR\x06status"O\n\rServingS'
+    b'tatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x12\x13\n\x0fSERVICE_UNKN'
+    b'OWN\x10\x032\xae\x01\n\x06Health\x12P\n\x05Check\x12".grpc.health.v1.HealthCheckRequest\x1a#.'
+    b'grpc.health.v1.HealthCheckResponse\x12R\n\x05Watch\x12".grpc.health.v1.Hea'
+    b'lthCheckRequest\x1a#.grpc.health.v1.HealthCheckResponse0\x01b\x06proto3'
+)
+RPC_STATUS = (
+    b'\n\xcb\x01\n\x10rpc_status.proto\x12\teasnb.rpc"<\n\tAnyDetail\x12\x19\n\x08type_url\x18\x01 \x01(\tR'
+    b'\x07typeUrl\x12\x14\n\x05value\x18\x02 \x01(\x0cR\x05value"f\n\x06Status\x12\x12\n\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n\x07'
+    b'message\x18\x02 \x01(\tR\x07message\x12.\n\x07details\x18\x03 \x03(\x0b2\x14.easnb.rpc.AnyDetailR\x07d'
+    b'etailsb\x06proto3'
+)

@@ -14,7 +14,6 @@ import secrets
 from collections.abc import Iterator
 from concurrent import futures
 
-
 import grpc
 
 from .auth import check_authorization
@@ -24,10 +23,16 @@ from .server import SERVER_OPTIONS, Served
 _HOP_BY_HOP = {"authorization", "user-agent", "te", "content-type", "grpc-timeout", "grpc-accept-encoding", "grpc-encoding"}
 
 
+#: The start of the details of every refusal, so a client can tell which hop refused.
+GATEWAY_REFUSED = "easnb gateway refused the call: "
+BACKEND_REFUSED = "the backend behind the easnb gateway refused the call: "
+
+
 class _Proxy(grpc.GenericRpcHandler):
-    def __init__(self, backend: grpc.Channel, token: str) -> None:
+    def __init__(self, backend: grpc.Channel, token: str, backend_token: str) -> None:
         self._backend = backend
         self._token = token
+        self._backend_auth = (("authorization", f"Bearer {backend_token}"),) if backend_token else ()
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
@@ -35,8 +40,9 @@ class _Proxy(grpc.GenericRpcHandler):
         def forward(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
             problem = check_authorization(context.invocation_metadata(), self._token) if self._token else None
             if problem:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, GATEWAY_REFUSED + problem)
             metadata = [(k, v) for k, v in context.invocation_metadata() if k not in _HOP_BY_HOP and not k.startswith(":")]
+            metadata += self._backend_auth
             remaining = context.time_remaining()
             call = self._backend.stream_stream(method)(
                 requests, metadata=metadata, timeout=remaining if remaining and remaining < 1e8 else None
@@ -50,13 +56,21 @@ class _Proxy(grpc.GenericRpcHandler):
                 if exc.code() == grpc.StatusCode.CANCELLED and not context.is_active():
                     return
                 context.set_trailing_metadata(exc.trailing_metadata() or ())
-                context.abort(exc.code(), exc.details() or "")
+                details = exc.details() or ""
+                if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    details = BACKEND_REFUSED + details
+                context.abort(exc.code(), details)
 
         return grpc.stream_stream_rpc_method_handler(forward)
 
 
 class Gateway(Served):
-    """Listen on ``host:port`` and forward every call with a valid token to ``backend``."""
+    """Listen on ``host:port`` and forward every call with a valid token to ``backend``.
+
+    The caller's token is never forwarded; ``backend_token`` (if any) is sent to the
+    backend instead, as ``authorization: Bearer <backend_token>``. A refusal says
+    which hop refused: the gateway, or the backend behind it.
+    """
 
     def __init__(
         self,
@@ -65,6 +79,7 @@ class Gateway(Served):
         host: str = "127.0.0.1",
         port: int = 0,
         max_workers: int = 128,
+        backend_token: str | None = None,
     ) -> None:
         self._token = secrets.token_urlsafe(24) if token is None else token
         self.backend = backend
@@ -72,7 +87,7 @@ class Gateway(Served):
         # Each call holds a worker for its whole life: size the pool for calls in flight.
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="easnb-gateway"),
-            handlers=[_Proxy(self._channel, self._token)],
+            handlers=[_Proxy(self._channel, self._token, backend_token or "")],
             options=SERVER_OPTIONS,
             maximum_concurrent_rpcs=max_workers,
         )

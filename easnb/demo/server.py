@@ -225,10 +225,12 @@ class TokenInterceptor(grpc.ServerInterceptor):
         if problem is None:
             return continuation(details)
 
-        def deny(request: Any, context: grpc.ServicerContext) -> None:
+        def deny(requests: Any, context: grpc.ServicerContext) -> None:
+            # a streaming handler is called before any request message arrives, so a caller
+            # that sends headers and never a message cannot hold a worker
             context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
 
-        return grpc.unary_unary_rpc_method_handler(deny)
+        return grpc.stream_stream_rpc_method_handler(deny)
 
     def __repr__(self) -> str:
         return "<TokenInterceptor>"
@@ -304,6 +306,8 @@ class DemoServer(Served):
             handlers=[v2_handler(V2Service(models)), greeter_handler()],
             interceptors=interceptors,
             options=SERVER_OPTIONS,
+            # past this, calls are refused with RESOURCE_EXHAUSTED instead of queueing without end
+            maximum_concurrent_rpcs=max_workers * 4,
         )
         self._listen(host, port, "demo")
 

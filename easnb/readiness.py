@@ -1,0 +1,114 @@
+"""Wait until a service is ready: V2 readiness, the standard health service, or any answer.
+
+>>> conn.wait_until_ready("iris", timeout=600)   # doctest: +SKIP
+'model iris ready'
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import _proto
+from ._proto import HEALTH_SERVICE, method_path
+from .errors import AuthenticationError, DeadlineError, EasnbError, UnimplementedError
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+SERVING = 1
+
+
+def health_check(conn: Connection, service: str = "", timeout: float | None = None) -> int:
+    """``grpc.health.v1.Health/Check``: the serving status (1 is SERVING) of ``service`` ("" = the server)."""
+    stub = conn.channel.unary_unary(
+        method_path(HEALTH_SERVICE, "Check"),
+        request_serializer=_proto.HealthCheckRequest.SerializeToString,
+        response_deserializer=_proto.HealthCheckResponse.FromString,
+    )
+    request = _proto.HealthCheckRequest(service=service)
+    metadata = conn.metadata
+    reply = conn.call(f"{HEALTH_SERVICE}/Check", lambda s: stub(request, timeout=s, metadata=metadata), timeout)
+    return int(reply.status)
+
+
+class _Probe:
+    """One readiness question, falling back from V2 to health to "it answers" as the server shows."""
+
+    def __init__(self, conn: Connection, model: str | None) -> None:
+        self.conn = conn
+        self.model = model
+        self.kind = "v2"
+
+    def ready(self, timeout: float) -> tuple[bool, str]:
+        conn, model = self.conn, self.model
+        if self.kind == "v2":
+            try:
+                if model:
+                    ok = conn.model_ready(model, timeout=timeout)
+                    return ok, f"model {model} {'ready' if ok else 'not ready'}"
+                ok = conn.ready(timeout=timeout)
+                return ok, f"server {'ready' if ok else 'not ready'}"
+            except UnimplementedError:
+                if model:
+                    raise EasnbError(
+                        f"This service is not a V2 inference server, so it has no model {model!r} to wait for.",
+                        hint="Call wait_until_ready() without a model to wait for the service itself.",
+                    ) from None
+                self.kind = "health"
+        if self.kind == "health":
+            try:
+                status = health_check(conn, timeout=timeout)
+                name = _proto.HealthCheckResponse.ServingStatus.Name(status) if status in (0, 1, 2, 3) else str(status)
+                return status == SERVING, f"health {name}"
+            except UnimplementedError:
+                self.kind = "answers"
+        # neither V2 nor health: the service is up when it answers at all (UNIMPLEMENTED is an answer)
+        try:
+            conn.live(timeout=timeout)
+        except UnimplementedError:
+            pass
+        return True, "service answers (no readiness API)"
+
+
+def wait_until_ready(conn: Connection, model: str | None = None, timeout: float = 600, progress: bool = True) -> str:
+    """See ``Connection.wait_until_ready``."""
+    probe = _Probe(conn, model)
+    ends = time.monotonic() + timeout
+    state, pause = "not asked yet", 0.25
+    bar = _bar(conn, model, timeout) if progress else None
+    try:
+        while True:
+            left = ends - time.monotonic()
+            try:
+                ok, state = probe.ready(max(0.05, min(left, conn.timeout or 10.0)))
+            except AuthenticationError:
+                raise  # waiting does not fix a wrong token
+            except EasnbError as exc:
+                if exc.code is None:
+                    raise
+                ok, state = False, f"{exc.code.name}: {exc.details or exc.message}"[:200]
+            if bar is not None:
+                bar.set_postfix_str(state, refresh=False)
+                bar.n = round(min(timeout, timeout - (ends - time.monotonic())), 1)
+                bar.refresh()
+            if ok:
+                return state
+            if time.monotonic() + pause >= ends:
+                raise DeadlineError(
+                    f"{model or conn.endpoint.target} was not ready within {timeout:g} s; last state: {state}.",
+                    hint="A service that is deploying or scaling can take minutes: wait longer "
+                    "(timeout=...), or check its status and logs in the PAI-EAS console.",
+                )
+            time.sleep(pause)
+            pause = min(pause * 1.6, 5.0)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _bar(conn: Connection, model: str | None, timeout: float) -> Any:
+    from tqdm.auto import tqdm
+
+    what = f"model {model}" if model else conn.endpoint.target
+    return tqdm(total=timeout, desc=f"waiting for {what}", unit="s", bar_format="{desc}: {elapsed} {postfix}")
