@@ -22,7 +22,7 @@ from . import _proto
 from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
 from .connection import _NOT_FOUND_CODES, DEFAULT, model_metadata_from
-from .credentials import Headers, Token, call_metadata, check_headers, clean_token
+from .credentials import Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
 from .errors import DeadlineError, EasnbError, EndpointError, NotFoundError, UnavailableError, from_rpc_error
 from .frames import frame_to_inputs, is_frame
@@ -58,8 +58,11 @@ class AsyncConnection:
         retries: int = 2,
         options: Mapping[str, Any] | None = None,
     ) -> None:
+        token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
+        if problem is not None:
+            raise problem
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
-        self._token = clean_token(token)
+        self._token = token
         self.headers = dict(check_headers(headers))
         self._metadata = call_metadata(self._token, self.headers)
         self.timeout = timeout
@@ -215,4 +218,7 @@ def connect(endpoint: str | Endpoint | None = None, token: str | Token | None = 
     endpoint = endpoint or os.environ.get("EASNB_ENDPOINT")
     if not endpoint:
         raise EndpointError("No endpoint was given and EASNB_ENDPOINT is not set.")
-    return AsyncConnection(endpoint, os.environ.get("EASNB_TOKEN") if token is None else token, timeout, **options)
+    token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
+    if problem is not None:
+        raise problem
+    return AsyncConnection(endpoint, token, timeout, **options)

@@ -8,12 +8,16 @@ from __future__ import annotations
 import queue
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import numpy as np
 
-from .errors import EasnbError, from_rpc_error
+from .connection import DEFAULT
+from .credentials import Headers
+from .errors import EasnbError, TensorError, from_rpc_error
 from .inference import decode_response, encode_request
 from .tensors import Tensor
 
@@ -21,8 +25,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .connection import Connection
+    from .results import InferResult, ModelMetadata
 
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+#: Failures that say the server itself is gone or hung, rather than one batch being bad.
+SERVER_GONE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+#: After this many such failures in a row, with no batch scored in between, stop sending.
+GONE_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,32 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="rows", desc="scoring", leave=True)
 
 
+def fixed_batch(meta: ModelMetadata) -> int | None:
+    """The batch size a model's inputs fix (``[1, 4]`` fixes 1), or ``None`` when it is free."""
+    sizes = {t.shape[0] for t in meta.inputs if len(t.shape) >= 2 and t.shape[0] > 0}
+    if len(sizes) > 1:
+        raise TensorError(f"Model {meta.name!r} fixes different batch sizes on its inputs: {sorted(sizes)}.")
+    return sizes.pop() if sizes else None
+
+
+class _Shape:
+    """What the first scored batch returned; later batches must return the same."""
+
+    def __init__(self, result: InferResult) -> None:
+        self.datatypes = dict(result.datatypes)
+        self.trailing = {n: a.shape[1:] for n, a in result.items()}
+
+    def problem(self, result: InferResult) -> str | None:
+        if list(result.datatypes) != list(self.datatypes):
+            return f"outputs {list(result.datatypes)} differ from the first batch's {list(self.datatypes)}"
+        for name, array in result.items():
+            if result.datatypes[name] != self.datatypes[name]:
+                return f"output {name!r} is {result.datatypes[name]}, not {self.datatypes[name]} as in the first batch"
+            if array.shape[1:] != self.trailing[name]:
+                return f"output {name!r} has rows of shape {list(array.shape[1:])}, not {list(self.trailing[name])}"
+        return None
+
+
 def infer_frame(
     conn: Connection,
     model: str,
@@ -69,19 +104,53 @@ def infer_frame(
     progress: bool = True,
     errors: str = "raise",
     version: str = "",
-    timeout: float | None = None,
+    timeout: Any = DEFAULT,
+    *,
+    retry_deadline: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+    headers: Headers | None = None,
+    columns: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """Score ``frame`` in batches; the result is aligned with ``frame.index`` (see ``Connection.infer_frame``)."""
+    """Score ``frame`` in batches; the result is aligned with ``frame.index``.
+
+    - ``retries``: UNAVAILABLE and RESOURCE_EXHAUSTED batches are sent again with backoff.
+      DEADLINE_EXCEEDED batches are not, since the server may have run them already;
+      ``retry_deadline=True`` opts into that at-least-once behaviour.
+    - ``timeout``: each batch's deadline; ``DEFAULT`` (or leaving it out) is the
+      connection's timeout and ``None`` means no deadline, as for every other call.
+    - ``parameters`` and ``headers`` go with every batch; ``columns`` maps input names to
+      the columns stacked into each, for models that declare no inputs.
+    - A model whose inputs fix the batch dimension (``[1, 4]``) is sent that many rows at
+      a time; a frame whose length does not divide is refused before anything is sent.
+    - When the server is gone (three UNAVAILABLE or DEADLINE_EXCEEDED batches in a row,
+      after their retries, with none scored in between) no new batch is sent and the
+      rest are reported at once.
+    - Every batch must return the outputs, datatypes and row shapes of the first;
+      one that does not is a failed batch with a ``TensorError``.
+
+    Failed batches raise ``BatchError`` (``.partial`` holds every scored row), or with
+    ``errors="keep"`` come back as rows with an ``error`` column (always present).
+    """
+    from .frames import frame_to_inputs
 
     if errors not in ("raise", "keep"):
         raise EasnbError(f"errors={errors!r}: use 'raise' or 'keep'.")
     if batch_size < 1 or concurrency < 1:
         raise EasnbError("batch_size and concurrency must be at least 1.")
-    from .frames import frame_to_inputs
-
-    seconds = conn.deadline() if timeout is None else timeout
+    conn.check_open()
+    seconds = conn.deadline(timeout)
+    metadata = conn.metadata_for(headers)
+    meta = conn.cached_model_metadata(model, version, headers=headers)
+    fixed = fixed_batch(meta)
+    if fixed is not None:
+        if len(frame) % fixed:
+            raise TensorError(
+                f"Model {model!r} takes exactly {fixed} rows per call, and {len(frame)} rows do not divide into that.",
+                hint=f"Pass a frame whose length is a multiple of {fixed}.",
+            )
+        batch_size = fixed
     # columns are matched once; each batch is then a slice of the same arrays
-    columns = frame_to_inputs(frame, conn.cached_model_metadata(model, version))
+    tensors = frame_to_inputs(frame, meta, columns)
     ranges = [(start, min(start + batch_size, len(frame))) for start in range(0, len(frame), batch_size)]
     done: queue.Queue[tuple[int, grpc.Future]] = queue.Queue()
     pending = list(range(len(ranges)))[::-1]  # batch numbers, popped from the end
@@ -89,44 +158,66 @@ def infer_frame(
     attempts = [0] * len(ranges)
     inflight: dict[int, grpc.Future] = {}
     results: dict[int, dict[str, Any]] = {}
-    datatypes: dict[str, str] = {}
     failures: dict[int, BatchFailure] = {}
+    state: dict[str, Any] = {"shape": None, "gone_streak": 0}
+    retryable = RETRYABLE | ({grpc.StatusCode.DEADLINE_EXCEEDED} if retry_deadline else set())
     bar = _progress(len(frame), progress)
 
     def submit(batch: int) -> None:
         start, stop = ranges[batch]
-        batch_inputs = {name: Tensor(t.data[start:stop], t.datatype) for name, t in columns.items()}
-        data = encode_request(model, batch_inputs, outputs, version)
-        future = conn._infer.future(data, timeout=seconds, metadata=conn.metadata)
+        batch_inputs = {name: Tensor(t.data[start:stop], t.datatype) for name, t in tensors.items()}
+        data = encode_request(model, batch_inputs, outputs, version, parameters)
+        future = conn._infer.future(data, timeout=seconds, metadata=metadata)
         inflight[batch] = future
         future.add_done_callback(lambda f, b=batch: done.put((b, f)))
 
+    def fail(batch: int, error: EasnbError) -> None:
+        start, stop = ranges[batch]
+        failures[batch] = BatchFailure(start, stop, error)
+        if bar is not None:
+            bar.update(stop - start)
+            bar.set_postfix(errors=len(failures), refresh=False)
+
     def finish(batch: int, future: grpc.Future) -> None:
         start, stop = ranges[batch]
-        try:
-            result = decode_response(future.result())
-            wrong = {n: a.shape[:1] for n, a in result.items() if a.shape[:1] != (stop - start,)}
-            if wrong:
-                raise EasnbError(f"The model returned {wrong} rows for a batch of {stop - start}.")
-            results[batch] = dict(result.outputs)
-            datatypes.update(result.datatypes)
-        except grpc.RpcError as exc:
-            error = from_rpc_error(exc, method="ModelInfer", timeout=seconds, **conn.error_context)
-            if exc.code() in RETRYABLE and attempts[batch] < retries:
+        exc = future.exception()
+        if exc is not None:
+            code = exc.code() if isinstance(exc, grpc.RpcError) else None
+            if code in retryable and attempts[batch] < retries:
                 attempts[batch] += 1
                 backoff = min(0.1 * 2 ** attempts[batch], 2.0) * (0.5 + random.random())
                 retry_at.append((time.monotonic() + backoff, batch))
                 return
-            failures[batch] = BatchFailure(start, stop, error)
-        except EasnbError as exc:
-            failures[batch] = BatchFailure(start, stop, exc)
+            state["gone_streak"] = state["gone_streak"] + 1 if code in SERVER_GONE else 0
+            fail(batch, from_rpc_error(exc, method="ModelInfer", timeout=seconds, **conn.error_context))
+            return
+        try:
+            result = decode_response(future.result())
+            wrong = {n: a.shape[:1] for n, a in result.items() if a.shape[:1] != (stop - start,)}
+            if wrong:
+                raise TensorError(f"The model returned {wrong} rows for a batch of {stop - start}.")
+            if state["shape"] is None:
+                state["shape"] = _Shape(result)
+            problem = state["shape"].problem(result)
+            if problem:
+                raise TensorError(f"Rows {start}:{stop}: {problem}.", hint="The model answered this batch differently.")
+        except EasnbError as error:
+            fail(batch, error)
+            return
+        state["gone_streak"] = 0
+        results[batch] = dict(result.outputs)
         if bar is not None:
             bar.update(stop - start)
-            if failures:
-                bar.set_postfix(errors=len(failures), refresh=False)
 
     try:
         while pending or retry_at or inflight:
+            if state["gone_streak"] >= GONE_AFTER:  # the server is gone: report the rest, send nothing more
+                first = next(f for f in reversed(list(failures.values())))
+                for batch in [*pending, *(b for _, b in retry_at)]:
+                    fail(batch, _not_sent(first.error))
+                pending, retry_at = [], []
+                if not inflight:
+                    break
             now = time.monotonic()
             for item in [r for r in retry_at if r[0] <= now]:
                 retry_at.remove(item)
@@ -146,7 +237,17 @@ def infer_frame(
     finally:
         if bar is not None:
             bar.close()
+    datatypes = state["shape"].datatypes if state["shape"] is not None else {}
     return _assemble(frame, ranges, results, datatypes, failures, errors)
+
+
+def _not_sent(cause: EasnbError) -> EasnbError:
+    return type(cause)(
+        f"Not sent: the server stopped answering ({cause.message})",
+        hint="Check that the server is up, then score these rows again (error.failures has their ranges).",
+        code=cause.code,
+        details=cause.details,
+    )
 
 
 def _assemble(
@@ -158,8 +259,6 @@ def _assemble(
     errors: str,
 ) -> pd.DataFrame:
     """One frame of every scored batch, in the frame's order and with its index."""
-    import numpy as np
-
     from .frames import result_to_frame
     from .results import InferResult
 
@@ -168,13 +267,13 @@ def _assemble(
     scored = result_to_frame(InferResult("", "", "", outputs, datatypes)) if ordered else frame.iloc[:0, :0].copy()
     positions = np.concatenate([np.arange(*ranges[b]) for b in ordered]) if ordered else np.arange(0)
     scored.index = frame.index[positions]
-    if not failures:
-        return scored
     failed = [failures[b] for b in sorted(failures)]
     if errors == "keep":
-        full = scored.reindex(frame.index)
+        full = scored.reindex(frame.index) if failed else scored
         full["error"] = None
         for failure in failed:
             full.iloc[failure.start : failure.stop, full.columns.get_loc("error")] = failure.error.message
         return full
-    raise BatchError(scored, failed, len(frame))
+    if failed:
+        raise BatchError(scored, failed, len(frame))
+    return scored

@@ -17,7 +17,7 @@ import grpc
 from . import _proto
 from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
-from .credentials import CallMetadata, Headers, Token, call_metadata, check_headers, clean_token
+from .credentials import CallMetadata, Headers, Token, call_metadata, check_headers, clean_token, parse_token
 from .endpoint import Endpoint, parse_endpoint
 from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, from_rpc_error
 from .frames import frame_to_inputs, is_frame
@@ -68,8 +68,11 @@ class Connection:
         channel: grpc.Channel | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
+        token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
+        if problem is not None:
+            raise problem
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
-        self._token = clean_token(token)
+        self._token = token
         self.headers = dict(check_headers(headers))
         self._metadata = call_metadata(self._token, self.headers)
         self.timeout = timeout
@@ -396,6 +399,7 @@ def connect(
                 hint="Pass connect('host:port', token=...) or set EASNB_ENDPOINT; "
                 "for a local try, start the demo: python -m easnb demo.",
             )
-    if token is None:
-        token = os.environ.get("EASNB_TOKEN")
+    token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
+    if problem is not None:
+        raise problem
     return Connection(endpoint, token, timeout, **options)

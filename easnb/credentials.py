@@ -66,6 +66,19 @@ def clean_token(token: str | Token | None) -> Token | None:
     return Token(text) if text else None
 
 
+def parse_token(token: str | Token | None) -> tuple[Token | None, TokenError | None]:
+    """``clean_token`` that returns its error instead of raising it, with no traceback attached.
+
+    A caller rebinds its own ``token`` variable to the result before raising the error, so no
+    frame on the error's traceback holds the plain token (``%xmode Verbose`` shows locals).
+    """
+    try:
+        return clean_token(token), None
+    except TokenError as exc:
+        exc.__traceback__ = None
+        return None, exc
+
+
 class CallMetadata(tuple):  # type: ignore[type-arg]
     """``(key, value)`` pairs as gRPC wants them; the repr names the keys and hides the token."""
 
