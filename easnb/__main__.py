@@ -1,4 +1,7 @@
-"""The command line: ``python -m easnb {ping,wait,metadata,infer,demo,gateway} ...``.
+"""The command line: ``python -m easnb {ping,wait,metadata,infer,list,describe,call,demo,gateway} ...``.
+
+``list``, ``describe`` and ``call`` work with any gRPC service, with grpcurl's habits:
+server reflection when offered, ``--proto FILE`` otherwise, JSON in and out.
 
 Tokens come from ``EASNB_TOKEN`` or ``--token-file FILE``; ``--token T`` works too
 but warns, since every local user sees it in ``ps`` and it lands in shell history.
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from .channel import Keepalive
 from .connection import connect
-from .errors import EasnbError
+from .errors import EasnbError, NotFoundError
 
 
 def read_token(args: argparse.Namespace, prefix: str = "", env: str = "EASNB_TOKEN") -> str | None:
@@ -111,6 +114,91 @@ def infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_services(args: argparse.Namespace) -> int:
+    with _connection(args) as conn:
+        if not args.service:
+            print("\n".join(conn.reflection().services(include_reflection=True)))
+            return 0
+        service = _descriptor(conn, args.service, args)
+        print("\n".join(f"{service.full_name}.{m.name}" for m in service.methods))
+    return 0
+
+
+def describe(args: argparse.Namespace) -> int:
+    from .reflection import describe as text
+
+    with _connection(args) as conn:
+        print(text(conn.reflection().symbol(args.symbol)))
+    return 0
+
+
+def call(args: argparse.Namespace) -> int:
+    from .services import ServiceClient, iter_replies, to_json
+
+    service_name, _, method_name = args.method.replace("/", ".").rpartition(".")
+    if not service_name:
+        raise UsageError(f"{args.method!r} is not SERVICE/METHOD, e.g. helloworld.GreeterService/SayHello.")
+    requests = read_requests(args.data)
+    with _connection(args) as conn:
+        client = ServiceClient(conn, _descriptor(conn, service_name, args))
+        if method_name not in client.methods:
+            raise NotFoundError(f"{service_name} has no method {method_name!r}. Methods: {', '.join(client.methods)}.")
+        method = client.methods[method_name]
+        if method.client_streaming:
+            answer = method(requests)
+        elif len(requests) != 1:
+            raise UsageError(f"{args.method} takes one request; --data holds {len(requests)}.")
+        else:
+            answer = method(requests[0] if requests[0] else None)
+        for reply in iter_replies(answer):
+            print(json.dumps(to_json(reply), indent=2, ensure_ascii=False), flush=True)
+    return 0
+
+
+class UsageError(EasnbError):
+    """The command line asked for something that cannot be (exit status 2)."""
+
+
+def read_requests(data: str | None) -> list[dict]:  # type: ignore[type-arg]
+    """JSON requests from ``--data JSON``, ``--data @FILE`` or standard input: one object, an array, or several objects."""
+    if data is None:
+        text = "" if sys.stdin.isatty() else sys.stdin.read()
+    elif data.startswith("@"):
+        try:
+            text = Path(data[1:]).read_text()
+        except OSError as exc:
+            raise UsageError(f"Cannot read {data[1:]!r}: {exc.strerror}.") from None
+    else:
+        text = data
+    decoder, items, position = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while position < len(text):
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--data is not JSON: {exc}.", hint='Give e.g. \'{"name": "World"}\'.') from None
+        items.extend(value if isinstance(value, list) else [value])
+        position = end
+        while position < len(text) and text[position].isspace():
+            position += 1
+    if any(not isinstance(item, dict) for item in items):
+        raise UsageError("Each request must be a JSON object.")
+    return items or [{}]
+
+
+def _descriptor(conn, name: str, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .services import descriptor_from_proto, descriptor_from_server
+
+    if args.proto:
+        for proto in args.proto:
+            try:
+                return descriptor_from_proto(proto, name, args.import_path or ())
+            except NotFoundError:
+                continue
+        raise NotFoundError(f"No service {name!r} in {', '.join(args.proto)}.")
+    return descriptor_from_server(conn, name)
+
+
 def _token_line(given: str | None, made: str) -> str:
     if not made:
         return "(none: no token check)"
@@ -156,6 +244,11 @@ def _serve_until_interrupted(server) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
+def proto_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--proto", action="append", metavar="FILE", help="a .proto file (default: server reflection)")
+    p.add_argument("--import-path", action="append", metavar="DIR", help="where imported .proto files are")
+
+
 def token_options(p: argparse.ArgumentParser, what: str, prefix: str = "") -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(f"--{prefix}token-file", metavar="FILE", help=f"file holding the {what}")
@@ -180,6 +273,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="wait for this model instead of the server")
     p.add_argument("--wait", type=float, default=600, metavar="SECONDS", help="how long at most (default 600)")
     p.set_defaults(run=wait)
+    p = client("list", "the services a server offers (reflection), or a service's methods")
+    p.add_argument("service", nargs="?")
+    proto_options(p)
+    p.set_defaults(run=list_services)
+    p = client("describe", "a service, method, message or enum, as .proto text (reflection)")
+    p.add_argument("symbol")
+    p.set_defaults(run=describe)
+    p = client("call", "call any method with JSON; prints each reply as JSON")
+    p.add_argument("method", metavar="SERVICE/METHOD", help="e.g. helloworld.GreeterService/SayHello")
+    p.add_argument("--data", "-d", help="the request as JSON, or @FILE; default: standard input")
+    proto_options(p)
+    p.set_defaults(run=call)
     p = client("metadata", "a model's metadata")
     p.add_argument("model")
     p.add_argument("--version", default="")
@@ -204,8 +309,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from .services import RequestError
+
     try:
         return int(args.run(args))
+    except (UsageError, RequestError) as exc:
+        print(f"usage error: {exc}", file=sys.stderr)
+        return 2
     except EasnbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -194,6 +194,44 @@ class AsyncConnection:
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str)
 
+    # -- any other service ----------------------------------------------------------------
+
+    async def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> Any:
+        """As ``Connection.service``, with coroutine methods: ``await (await conn.service("pkg.Service")).Method(...)``.
+
+        Server-streaming methods return an async iterator of replies.
+        """
+        from .connection import Connection
+        from .services import ServiceClient, resolve
+
+        def look_up() -> Any:  # reflection and protoc are blocking: run them off the event loop
+            with Connection(self.endpoint, self._token, self.timeout, headers=self.headers) as probe:
+                return resolve(probe, proto_or_name, name, include)
+
+        return ServiceClient(self, await asyncio.to_thread(look_up), aio=True)
+
+    async def call_stub(
+        self, path: str, make_stub: Any, request: Any, timeout: float | None, headers: Headers | None
+    ) -> Any:
+        """One unary-reply call of any method on this channel, errors translated (no retries)."""
+        if self._closed:
+            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
+        self._open()
+        seconds = self.timeout if timeout is DEFAULT else timeout
+        try:
+            return await make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
+        except grpc.RpcError as exc:
+            error = from_rpc_error(exc, method=path, timeout=seconds, **self.error_context)
+        raise error
+
+    def open_stub(self, path: str, make_stub: Any, request: Any, timeout: float | None, headers: Headers | None) -> Any:
+        """A streaming-reply call of any method on this channel (read it with ``await call.read()``)."""
+        if self._closed:
+            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
+        self._open()
+        seconds = self.timeout if timeout is DEFAULT else timeout
+        return make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -85,6 +85,7 @@ class Connection:
         self.channel = channel
         self._closed = False
         self._replaced_by: str | None = None
+        self._reflection: Any = None
         # where calls happen, for errors: the token is a Token, whose repr is masked
         self.error_context = {
             "target": self.endpoint.target,
@@ -312,16 +313,38 @@ class Connection:
 
     # -- any other service ----------------------------------------------------------------
 
-    def service(self, proto: str | Path, name: str, include: tuple[str | Path, ...] = ()) -> Any:
-        """A client for any service in a ``.proto`` file, with this connection's token and errors.
+    def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> Any:
+        """A client for any gRPC service, with this connection's token, headers and errors.
 
-        >>> greeter = conn.service("protos/helloworld.proto", "helloworld.GreeterService")  # doctest: +SKIP
-        >>> greeter.SayHello(name="World").message                                          # doctest: +SKIP
+        ``service("pkg.Service")`` asks the server's reflection for it (no ``.proto``
+        needed); ``service("file.proto", "pkg.Service")`` compiles the file.
+
+        >>> greeter = conn.service("helloworld.GreeterService")   # doctest: +SKIP
+        >>> greeter.SayHello(name="World").message                # doctest: +SKIP
         'Hello, World!'
         """
-        from .services import ServiceClient
+        from .services import ServiceClient, resolve
 
-        return ServiceClient(self, proto, name, include)
+        return ServiceClient(self, resolve(self, proto_or_name, name, include))
+
+    def reflection(self) -> Any:
+        """The server's reflection (asked once per connection); raises ``UnimplementedError`` without it."""
+        if self._reflection is None:
+            from .reflection import reflect
+
+            self._reflection = reflect(self)
+            self.error_context["offered"] = self._reflection.services()
+        return self._reflection
+
+    def services(self) -> list[str]:
+        """The services the server offers, from its reflection."""
+        return self.reflection().services()
+
+    def discover(self) -> Any:
+        """What this endpoint speaks: V2 or not, health, the services reflection lists (see ``Discovery``)."""
+        from .discovery import discover
+
+        return discover(self)
 
     # -- lifecycle ----------------------------------------------------------------------
 

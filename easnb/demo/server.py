@@ -17,15 +17,17 @@ import grpc
 import numpy as np
 
 from .. import __version__, _proto, wire
-from .._proto import GREETER_SERVICE, V2_SERVICE
+from .._proto import GREETER_SERVICE, HEALTH_SERVICE, V2_SERVICE
 from ..errors import EasnbError
 from ..inference import decode_request
 from ..parameters import to_python
 from ..tensors import Tensor, decode_tensor, encode_tensor
 from .auth import check_authorization
+from .introspection import health_handler, reflection_handlers
 from .models import Model, all_models
 
 SERVER_NAME = "easnb-demo"
+OFFERED = (V2_SERVICE, GREETER_SERVICE)
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
@@ -303,7 +305,12 @@ class DemoServer(Served):
         interceptors = [TokenInterceptor(self._token)] if self._token else []
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="easnb-demo"),
-            handlers=[v2_handler(V2Service(models)), greeter_handler()],
+            handlers=[
+                v2_handler(V2Service(models)),
+                greeter_handler(),
+                health_handler(OFFERED),
+                *reflection_handlers([*OFFERED, HEALTH_SERVICE]),
+            ],
             interceptors=interceptors,
             options=SERVER_OPTIONS,
             # past this, calls are refused with RESOURCE_EXHAUSTED instead of queueing without end
