@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .connection import DEFAULT, Connection, Keepalive, connect
+from .doctor import doctor
 from .endpoint import Endpoint, parse_endpoint
 from .errors import (
     AuthenticationError,
@@ -49,6 +50,7 @@ __all__ = [
     "ResourceExhaustedError",
     "ServerError",
     "ServerMetadata",
+    "ServiceInspector",
     "Tensor",
     "TensorError",
     "TensorMetadata",
@@ -56,11 +58,12 @@ __all__ = [
     "UnavailableError",
     "UnimplementedError",
     "connect",
+    "doctor",
     "inspect",
     "parse_endpoint",
 ]
 
-_LAZY = {"ConnectionWidget": "widgets", "inspect": "inspectors"}
+_LAZY = {"ConnectionWidget": "widgets", "inspect": "inspectors", "ServiceInspector": "service_inspector"}
 
 
 def __getattr__(name: str) -> Any:

@@ -238,6 +238,25 @@ class Connection:
         cached = self._model_cache.get((name, version))
         return cached if cached is not None else self.model_metadata(name, version, headers=headers)
 
+    def models(self, ready: bool = False) -> list[Any]:
+        """The server's models with versions and states, from Triton's or MLServer's repository index.
+
+        Raises ``UnimplementedError`` when the server has no index (KServe's V2 API has none);
+        ``known_models()`` falls back to the names used on this connection.
+        """
+        from .repository import repository_index
+
+        return repository_index(self, ready)
+
+    def known_models(self) -> list[str]:
+        """Model names to offer: the repository index's, else the ones used on this connection."""
+        try:
+            return sorted({m.name for m in self.models()})
+        except EasnbError as exc:
+            if exc.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            return list(dict.fromkeys(name for name, _ in self._model_cache))
+
     def wait_until_ready(self, model: str | None = None, timeout: float = 600, progress: bool = True) -> str:
         """Block until the server (or ``model``) is ready, as while an EAS service deploys or scales.
 

@@ -76,6 +76,25 @@ class ModelMetadata:
         return display.model_html(self)
 
 
+def _json_data(array: np.ndarray, bytes_as: str) -> dict[str, Any]:
+    """An output's values, flat, as JSON-safe Python values."""
+    flat = array.reshape(-1)
+    if array.dtype == object or array.dtype.kind in "SU":
+        items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in flat]
+        if bytes_as == "text":
+            try:
+                return {"data": [v.decode("utf-8") for v in items]}
+            except UnicodeDecodeError:
+                pass
+        import base64
+
+        return {"encoding": "base64", "data": [base64.b64encode(v).decode("ascii") for v in items]}
+    if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
+        values = flat.astype(np.float64).tolist()
+        return {"data": [v if np.isfinite(v) else ("NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")) for v in values]}
+    return {"data": flat.tolist()}
+
+
 def _find(tensors: tuple[TensorMetadata, ...], name: str, kind: str, model: str) -> TensorMetadata:
     for tensor in tensors:
         if tensor.name == name:
@@ -117,6 +136,39 @@ class InferResult(Mapping[str, np.ndarray]):
         from .frames import result_to_frame
 
         return result_to_frame(self, long=long, arrays=arrays)
+
+    def to_dict(self, bytes_as: str = "text") -> dict[str, Any]:
+        """The result as plain Python values, ready for ``json.dumps``; nothing rounded.
+
+        - INT64 and UINT64 are Python ints, so JSON writes them exactly (no strings,
+          unlike tritonclient's ``as_json``); FP16 and BF16 become floats.
+        - BYTES: ``bytes_as="text"`` gives UTF-8 text where every element decodes, else
+          base64 for that output (its ``"encoding"`` says which); ``"base64"`` always base64.
+        - NaN and infinities, which JSON has no numbers for, are the strings ``"NaN"``,
+          ``"Infinity"`` and ``"-Infinity"``, as proto3's JSON mapping writes them.
+        """
+        if bytes_as not in ("text", "base64"):
+            raise ValueError(f"bytes_as must be 'text' or 'base64', not {bytes_as!r}")
+        outputs = []
+        for name, array in self.outputs.items():
+            entry: dict[str, Any] = {"name": name, "datatype": self.datatypes.get(name, ""), "shape": list(array.shape)}
+            entry.update(_json_data(array, bytes_as))
+            if self.output_parameters.get(name):
+                entry["parameters"] = dict(self.output_parameters[name])
+            outputs.append(entry)
+        return {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "id": self.id,
+            "parameters": dict(self.parameters),
+            "outputs": outputs,
+        }
+
+    def to_json(self, bytes_as: str = "text", indent: int | None = None) -> str:
+        """``to_dict()`` as JSON text (strict JSON: no NaN literals)."""
+        import json
+
+        return json.dumps(self.to_dict(bytes_as), indent=indent, allow_nan=False, ensure_ascii=False)
 
     def __repr__(self) -> str:
         parts = ", ".join(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from html import escape
 from typing import Any
@@ -109,6 +108,25 @@ class TokenField(anywidget.AnyWidget):
     busy = traitlets.Bool(False).tag(sync=True)
 
 
+def connection_of(source: Any) -> Connection:
+    """The connection to use now: a ``Connection`` itself, or a ``ConnectionWidget``'s current one."""
+    if isinstance(source, ConnectionWidget):
+        if source.connection is None:
+            raise EasnbError(
+                "Not connected yet: press Connect in the connection widget.",
+                hint="This view fills itself in when the widget connects.",
+            )
+        return source.connection
+    if source is None:
+        raise EasnbError(
+            "There is no connection yet (widget.connection is None until Connect is pressed).",
+            hint="Pass the widget itself, easnb.inspect(widget): it fills in when you press Connect.",
+        )
+    if not isinstance(source, Connection):
+        raise EasnbError(f"Expected a Connection or a ConnectionWidget, not {type(source).__name__}.")
+    return source
+
+
 def light(name: str, on: bool | None) -> str:
     """A green, red or grey (unknown) dot and a word."""
     colour = "#999" if on is None else ("#2a9d3a" if on else "#d33")
@@ -117,6 +135,31 @@ def light(name: str, on: bool | None) -> str:
 
 def lights(live: bool | None, ready: bool | None) -> str:
     return f"{light('live', live)} &nbsp; {light('ready', ready)}"
+
+
+def status_html(found: Any, token_source: str) -> str:
+    """The widget's status line: what the endpoint speaks, its health and services, the round trip."""
+    token = f"token {token_source}" if token_source else "no token"
+    if found.v2:
+        server = found.server
+        name = f"<b>{escape(server.name)}</b> {escape(server.version)}" if server else "<b>V2 server</b>"
+        extensions = ", ".join(server.extensions) if server and server.extensions else "none"
+        head = f"{lights(found.live, found.ready)} &nbsp; {name} &nbsp; extensions: {escape(extensions)}"
+    else:
+        accepted = " (token accepted)" if found.token_sent else ""
+        head = f"{light('answers', True)} &nbsp; <b>not a V2 server</b>{accepted}"
+    details = []
+    if found.health:
+        details.append(f"health {found.health}")
+    if found.other_services:
+        details.append("services: " + ", ".join(found.other_services))
+    elif found.services is None and not found.v2:
+        details.append("no server reflection: use conn.service('file.proto', 'package.Service')")
+    extra = f" &nbsp; {escape(' · '.join(details))}" if details else ""
+    return (
+        f"{head}{extra} &nbsp; round trip {found.rtt_ms:.1f} ms"
+        f"<br><small>{escape(found.endpoint)} &middot; {escape(token)}</small>"
+    )
 
 
 class ConnectionWidget(w.VBox):
@@ -132,6 +175,7 @@ class ConnectionWidget(w.VBox):
         self._callbacks: list[Callable[[Connection], Any]] = []
         self._background = Background("easnb-connect")
         self.connection: Connection | None = None
+        self.discovery: Any = None  # what the endpoint speaks, after Connect (easnb.discovery.Discovery)
         self.endpoint_field = w.Text(
             value=endpoint or os.environ.get("EASNB_ENDPOINT", ""),
             placeholder=CONSOLE_PLACEHOLDER,
@@ -154,6 +198,9 @@ class ConnectionWidget(w.VBox):
         self.token_field.on_msg(self._on_token_message)
         self.status = w.HTML(lights(None, None) + " &nbsp; not connected")
         self.error = w.HTML()
+        self.diagnose_button = w.Button(description="Diagnose", tooltip="check DNS, TCP, TLS, HTTP/2, the token, V2, step by step")
+        self.diagnose_button.on_click(lambda _: self.diagnose())
+        self.diagnosis = w.HTML()
         if token is not None:
             self.set_token(token, source="given")
         elif os.environ.get("EASNB_TOKEN"):
@@ -167,6 +214,8 @@ class ConnectionWidget(w.VBox):
                 self.advanced,
                 self.status,
                 self.error,
+                self.diagnose_button,
+                self.diagnosis,
             ]
         )
 
@@ -233,24 +282,15 @@ class ConnectionWidget(w.VBox):
                 headers=self.headers(),
             )
             try:
-                started = time.perf_counter()
-                live = conn.live()
-                rtt = (time.perf_counter() - started) * 1000
-                ready = conn.ready()
-                meta = conn.server_metadata()
+                found = conn.discover()
             except BaseException:
                 conn.close()
                 raise
             if self.connection is not None:
                 self.connection.close(replaced_by="widget.connection")
             self.connection = conn
-            extensions = ", ".join(meta.extensions) or "none"
-            token = f"token {self._token_source}" if self._token else "no token"
-            self.status.value = (
-                f"{lights(live, ready)} &nbsp; <b>{escape(meta.name)}</b> {escape(meta.version)}"
-                f" &nbsp; extensions: {escape(extensions)} &nbsp; round trip {rtt:.1f} ms"
-                f"<br><small>{escape(conn.endpoint.target)} &middot; {escape(token)}</small>"
-            )
+            self.discovery = found
+            self.status.value = status_html(found, self._token_source)
             for callback in self._callbacks:
                 callback(conn)
         except EasnbError as exc:
@@ -259,6 +299,26 @@ class ConnectionWidget(w.VBox):
             self._show_error(EasnbError(f"{type(exc).__name__}: {exc}", hint="This came from an on_connect callback."))
         finally:
             self.token_field.busy = False
+
+    def diagnose(self, wait: bool = False) -> None:
+        """Run ``easnb.doctor`` on the form's endpoint and token in the background; the steps show below."""
+        from .doctor import doctor
+
+        def work() -> None:
+            self.diagnose_button.disabled = True
+            self.diagnosis.value = "<i>diagnosing…</i>"
+            try:
+                token = self._token.reveal() if self._token else None
+                self.diagnosis.value = doctor(self.endpoint_field.value, token, timeout=self.timeout_field.value)._repr_html_()
+            except Exception as exc:
+                self.diagnosis.value = error_html(exc)
+            finally:
+                self.diagnose_button.disabled = False
+
+        thread = threading.Thread(target=work, name="easnb-doctor", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
 
     def _show_error(self, exc: EasnbError) -> None:
         self.status.value = lights(False if exc.code is not None else None, None) + " &nbsp; not connected"

@@ -22,6 +22,7 @@ PROTOS = {
     "HELLOWORLD": "helloworld.proto",
     "HEALTH": "health.proto",
     "RPC_STATUS": "rpc_status.proto",
+    "MODEL_REPOSITORY": "model_repository.proto",
 }
 TARGET = ROOT / "easnb" / "_proto" / "_descriptors.py"
 

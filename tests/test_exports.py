@@ -6,8 +6,8 @@ import easnb
 EXPECTED = {
     "DEFAULT", "AuthenticationError", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
-    "ModelMetadata", "NotFoundError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "Tensor", "TensorError",
-    "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "connect", "inspect", "parse_endpoint",
+    "ModelMetadata", "NotFoundError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "Tensor", "TensorError",
+    "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "connect", "doctor", "inspect", "parse_endpoint",
 }
 
 

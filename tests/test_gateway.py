@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -20,53 +16,9 @@ import easnb
 from easnb.demo import DemoServer, Gateway
 from easnb.demo.auth import check_authorization
 
-from .conftest import free_port
+from .seedparts import SEED, seed_behind_gateway  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED = ROOT / "tests" / "seed"
-
-
-def start(args: list[str], cwd: Path, ready: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
-    deadline = time.monotonic() + 30
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if ready in line:
-            return proc
-        if time.monotonic() > deadline:
-            break
-    stop(proc)
-    raise AssertionError(f"{args} did not print {ready!r}")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def seed_behind_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    """The seed's server.py (unchanged, on loopback) and `python -m easnb gateway` in front, as processes."""
-    work = tmp_path_factory.mktemp("my-grpc-demo")
-    shutil.copy(ROOT / "protos" / "helloworld.proto", work)
-    shutil.copy(SEED / "server.py", work)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.", "--grpc_python_out=.",
-                    "helloworld.proto"], cwd=work, check=True)
-    backend = f"127.0.0.1:{free_port()}"
-    server = start([sys.executable, "-m", "easnb.demo.launch", "server.py", backend], work, "Server started")
-    port = free_port()
-    gateway = start([sys.executable, "-m", "easnb", "gateway", "--port", str(port), "--backend", backend],
-                    work, "Ctrl-C", env={"EASNB_TOKEN": "seed-token-42"})
-    try:
-        yield f"127.0.0.1:{port}", "seed-token-42", work
-    finally:
-        stop(gateway)
-        stop(server)
 
 
 def seed_client(work: Path, host: str, token: str) -> str:

@@ -23,7 +23,7 @@ from easnb import _proto, errors, wire
 from easnb.batch import BatchError, BatchFailure
 from easnb.demo import DemoServer, Gateway
 from easnb.demo.models import Model
-from easnb.demo.server import Abort, V2Service, v2_handler
+from easnb.demo.server import V2Service, v2_handler
 from easnb.inference import decode_response
 from easnb.results import ModelMetadata, TensorMetadata
 from easnb.tensors import Tensor, encode_tensor

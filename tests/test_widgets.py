@@ -99,8 +99,9 @@ def test_inspectors(conn: easnb.Connection) -> None:
     form.frame_field.value = "missing"
     form.run(wait=True)
     assert "No DataFrame called" in form.output.value
-    tabs = easnb.inspect(conn)
-    assert [tabs.get_title(i) for i in range(3)] == ["Server", "Model", "Infer"]
+    bench = easnb.inspect(conn)
+    titles = [bench.tabs.get_title(i) for i in range(len(bench.tabs.children))]
+    assert titles == ["Server", "Model", "Infer", "Service", "History"]
 
 
 def test_parse_values() -> None:

@@ -18,6 +18,7 @@ from . import _descriptors
 V2_SERVICE = "inference.GRPCInferenceService"
 GREETER_SERVICE = "helloworld.GreeterService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
+MODEL_REPOSITORY_SERVICE = "inference.model_repository.ModelRepositoryService"
 
 
 def load_pool(*descriptor_sets: bytes) -> descriptor_pool.DescriptorPool:
@@ -29,7 +30,13 @@ def load_pool(*descriptor_sets: bytes) -> descriptor_pool.DescriptorPool:
     return pool
 
 
-POOL = load_pool(_descriptors.GRPC_PREDICT_V2, _descriptors.HELLOWORLD, _descriptors.HEALTH, _descriptors.RPC_STATUS)
+POOL = load_pool(
+    _descriptors.GRPC_PREDICT_V2,
+    _descriptors.HELLOWORLD,
+    _descriptors.HEALTH,
+    _descriptors.RPC_STATUS,
+    _descriptors.MODEL_REPOSITORY,
+)
 
 
 def message_class(full_name: str, pool: descriptor_pool.DescriptorPool = POOL) -> type[Message]:
@@ -56,6 +63,8 @@ HelloResponse = message_class("helloworld.HelloResponse")
 HealthCheckRequest = message_class("grpc.health.v1.HealthCheckRequest")
 HealthCheckResponse = message_class("grpc.health.v1.HealthCheckResponse")
 _RpcStatus = message_class("easnb.rpc.Status")
+RepositoryIndexRequest = message_class("inference.model_repository.RepositoryIndexRequest")
+RepositoryIndexResponse = message_class("inference.model_repository.RepositoryIndexResponse")
 
 
 def rpc_status_details(data: bytes) -> tuple[Any, ...]:

@@ -83,3 +83,14 @@ RPC_STATUS = (
     b'message\x18\x02 \x01(\tR\x07message\x12.\n\x07details\x18\x03 \x03(\x0b2\x14.easnb.rpc.AnyDetailR\x07d'
     b'etailsb\x06proto3'
 )
+MODEL_REPOSITORY = (
+    b'\n\x8c\x04\n\x16model_repository.proto\x12\x1ainference.model_repository"W\n\x16Repos'
+    b"itoryIndexRequest\x12'\n\x0frepository_name\x18\x01 \x01(\tR\x0erepositoryName\x12\x14\n\x05re"
+    b'ady\x18\x02 \x01(\x08R\x05ready"\xdb\x01\n\x17RepositoryIndexResponse\x12V\n\x06models\x18\x01 \x03(\x0b2>.i'
+    b'nference.model_repository.RepositoryIndexResponse.ModelIndexR\x06mo'
+    b'dels\x1ah\n\nModelIndex\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version'
+    b'\x12\x14\n\x05state\x18\x03 \x01(\tR\x05state\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason2\x96\x01\n\x16ModelReposito'
+    b'ryService\x12|\n\x0fRepositoryIndex\x122.inference.model_repository.Reposi'
+    b'toryIndexRequest\x1a3.inference.model_repository.RepositoryIndexRes'
+    b'ponse"\x00b\x06proto3'
+)

@@ -91,6 +91,12 @@ class V2Service:
                 items.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
         return reply
 
+    def repository_index(self, request: Any) -> Any:
+        reply = _proto.RepositoryIndexResponse()
+        for name in sorted(self.models):
+            reply.models.add(name=name, version=self.models[name].metadata.versions[-1], state="READY")
+        return reply
+
     def model_infer(self, data: bytes) -> bytes:
         try:
             request, raws = decode_request(data)
@@ -189,20 +195,20 @@ def _unary(behaviour: Callable[[Any], Any], request_class: Any = None, response_
     )
 
 
-def v2_handler(service: V2Service) -> grpc.GenericRpcHandler:
-    """The generic handler serving ``service`` at the standard V2 method paths."""
+def v2_handler(service: V2Service, index: bool = True) -> grpc.GenericRpcHandler:
+    """The generic handler serving ``service`` at the standard V2 method paths (and Triton's index)."""
     p = _proto
-    return grpc.method_handlers_generic_handler(
-        V2_SERVICE,
-        {
-            "ServerLive": _unary(service.server_live, p.ServerLiveRequest, p.ServerLiveResponse),
-            "ServerReady": _unary(service.server_ready, p.ServerReadyRequest, p.ServerReadyResponse),
-            "ModelReady": _unary(service.model_ready, p.ModelReadyRequest, p.ModelReadyResponse),
-            "ServerMetadata": _unary(service.server_metadata, p.ServerMetadataRequest, p.ServerMetadataResponse),
-            "ModelMetadata": _unary(service.model_metadata, p.ModelMetadataRequest, p.ModelMetadataResponse),
-            "ModelInfer": _unary(service.model_infer),  # bytes in, bytes out: easnb's codec
-        },
-    )
+    methods = {
+        "ServerLive": _unary(service.server_live, p.ServerLiveRequest, p.ServerLiveResponse),
+        "ServerReady": _unary(service.server_ready, p.ServerReadyRequest, p.ServerReadyResponse),
+        "ModelReady": _unary(service.model_ready, p.ModelReadyRequest, p.ModelReadyResponse),
+        "ServerMetadata": _unary(service.server_metadata, p.ServerMetadataRequest, p.ServerMetadataResponse),
+        "ModelMetadata": _unary(service.model_metadata, p.ModelMetadataRequest, p.ModelMetadataResponse),
+        "ModelInfer": _unary(service.model_infer),  # bytes in, bytes out: easnb's codec
+    }
+    if index:  # Triton's extension: which models the server has
+        methods["RepositoryIndex"] = _unary(service.repository_index, p.RepositoryIndexRequest, p.RepositoryIndexResponse)
+    return grpc.method_handlers_generic_handler(V2_SERVICE, methods)
 
 
 def greeter_handler() -> grpc.GenericRpcHandler:

@@ -1,0 +1,198 @@
+"""A connection doctor: each step from the endpoint text to a ready model, timed, with the hint that fits.
+
+Steps: endpoint, DNS, TCP, TLS (or plaintext), HTTP/2, token, V2 or not, model ready.
+The first failing step says what to do; later steps are skipped.
+
+>>> easnb.doctor("http://grpc-test.123.cn-hangzhou.pai-eas.aliyuncs.com/", token)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import display
+from .endpoint import EAS_DOMAIN, Endpoint, parse_endpoint
+from .errors import (
+    TLS_HINT,
+    UNAVAILABLE_HINT,
+    VPC_HINT,
+    AuthenticationError,
+    EasnbError,
+    UnimplementedError,
+)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+@dataclass
+class Step:
+    """One step: its name, whether it passed (``None``: skipped), how long it took, what it found, what to do."""
+
+    name: str
+    ok: bool | None
+    ms: float = 0.0
+    detail: str = ""
+    hint: str = ""
+
+
+@dataclass
+class Diagnosis:
+    """The steps, in order; ``ok`` when every step that ran passed."""
+
+    endpoint: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok is not False for s in self.steps)
+
+    @property
+    def failed(self) -> Step | None:
+        """The first failing step, if any."""
+        return next((s for s in self.steps if s.ok is False), None)
+
+    def __repr__(self) -> str:
+        lines = [f"easnb doctor: {self.endpoint}"]
+        for s in self.steps:
+            mark = {True: "ok  ", False: "FAIL", None: "skip"}[s.ok]
+            lines.append(f"  {mark} {s.name:<10} {s.ms:7.1f} ms  {s.detail}")
+            if s.hint and s.ok is not True:
+                lines.append(f"       hint: {s.hint}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ({True: "\u2705", False: "\u274c", None: "\u2013"}[s.ok], s.name, f"{s.ms:.1f} ms", s.detail, s.hint if s.ok is not True else "")
+            for s in self.steps
+        ]
+        return display.table(("", "step", "time", "found", "what to do"), rows, caption=f"easnb doctor: {self.endpoint}")
+
+
+def doctor(endpoint: str | None = None, token: str | None = None, model: str | None = None, timeout: float = 5.0) -> Diagnosis:
+    """Diagnose a connection step by step; ``endpoint`` and ``token`` default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``."""
+    text = endpoint if endpoint is not None else os.environ.get("EASNB_ENDPOINT", "")
+    token = token if token is not None else os.environ.get("EASNB_TOKEN")
+    result = Diagnosis(text)
+    state: dict[str, Any] = {}
+
+    def run(name: str, check: Callable[[], str], hint: Callable[[Exception], str]) -> bool:
+        started = time.perf_counter()
+        try:
+            detail = check()
+            result.steps.append(Step(name, True, (time.perf_counter() - started) * 1000, detail))
+            return True
+        except Exception as exc:
+            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            result.steps.append(Step(name, False, (time.perf_counter() - started) * 1000, message, hint(exc)))
+            return False
+
+    def parse() -> str:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            state["endpoint"] = parse_endpoint(text)
+        found: Endpoint = state["endpoint"]
+        notes = [f"{found.target}, {'TLS' if found.tls else 'plaintext'}"]
+        notes += [str(w.message) for w in caught]
+        return "; ".join(notes)
+
+    def resolve() -> str:
+        found: Endpoint = state["endpoint"]
+        infos = socket.getaddrinfo(found.host, found.port, type=socket.SOCK_STREAM)
+        state["address"] = infos[0][4]
+        return ", ".join(sorted({i[4][0] for i in infos}))
+
+    def connect_tcp() -> str:
+        sock = socket.create_connection(state["address"][:2], timeout=timeout)
+        sock.close()
+        return f"port {state['endpoint'].port} open"
+
+    def secure() -> str:
+        found: Endpoint = state["endpoint"]
+        if not found.tls:
+            return "plaintext (no TLS asked for)"
+        context = ssl.create_default_context()
+        context.set_alpn_protocols(["h2"])
+        with socket.create_connection(state["address"][:2], timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=found.host) as tls:
+                return f"{tls.version()}, ALPN {tls.selected_alpn_protocol() or 'none'}"
+
+    def http2() -> str:
+        found: Endpoint = state["endpoint"]
+        with socket.create_connection(state["address"][:2], timeout=timeout) as raw:
+            sock: Any = raw
+            if found.tls:
+                context = ssl.create_default_context()
+                context.set_alpn_protocols(["h2"])
+                sock = context.wrap_socket(raw, server_hostname=found.host)
+            sock.sendall(PREFACE + EMPTY_SETTINGS)
+            head = sock.recv(9)
+        if len(head) < 9 or head[3] != 0x04:
+            raise EasnbError(f"the server did not answer with HTTP/2 SETTINGS (got {head[:9]!r})")
+        return "SETTINGS received"
+
+    def call_v2() -> str:
+        from .connection import connect
+
+        with connect(text, token=token, timeout=timeout, retries=0) as conn:
+            try:
+                conn.live()
+                state["v2"] = True
+                return "token accepted" if token else "no token needed"
+            except UnimplementedError:
+                state["v2"] = False
+                return "token accepted (the service answered UNIMPLEMENTED)" if token else "the service answers"
+
+    def speaks_v2() -> str:
+        if state.get("v2"):
+            return "V2 (inference.GRPCInferenceService)"
+        raise EasnbError("not a V2 server: it answers, but not inference.GRPCInferenceService")
+
+    def model_ready() -> str:
+        from .connection import connect
+
+        with connect(text, token=token, timeout=timeout, retries=0) as conn:
+            if not conn.model_ready(model or ""):
+                raise EasnbError(f"model {model!r} is not ready (or unknown)")
+        return f"model {model} ready"
+
+    steps: list[tuple[str, Callable[[], str], Callable[[Exception], str]]] = [
+        ("endpoint", parse, lambda exc: getattr(exc, "hint", "")),
+        ("DNS", resolve, lambda exc: _network_hint(state, "The host name does not resolve: check it against the console.")),
+        ("TCP", connect_tcp, lambda exc: _network_hint(state, "Nothing answers on that port: check the port (80 for EAS).")),
+        ("TLS", secure, lambda exc: TLS_HINT),
+        ("HTTP/2", http2, lambda exc: _http2_hint(state)),
+        ("token", call_v2, lambda exc: getattr(exc, "hint", "") if isinstance(exc, (AuthenticationError, EasnbError)) else ""),
+        ("V2", speaks_v2, lambda exc: "Call its own service: conn.service('package.Service') (reflection) or with its .proto file."),
+    ]
+    if model:
+        steps.append(("model", model_ready, lambda exc: "Check the name with conn.models() or the console; a deploying model needs time: conn.wait_until_ready(model)."))
+    for index, (name, check, hint) in enumerate(steps):
+        if not run(name, check, hint):
+            result.steps += [Step(later, None) for later, _, _ in steps[index + 1 :]]
+            break
+    return result
+
+
+def _network_hint(state: dict[str, Any], base: str) -> str:
+    found = state.get("endpoint")
+    if found is not None and found.is_vpc:
+        return f"{VPC_HINT} {base}"
+    return f"{base} {UNAVAILABLE_HINT}"
+
+
+def _http2_hint(state: dict[str, Any]) -> str:
+    found = state.get("endpoint")
+    if found is not None and not found.tls:
+        return "The server does not speak plaintext HTTP/2 here. If it speaks TLS, use https:// (or tls=True)."
+    return "The server does not speak HTTP/2 over TLS here: check the port, or use http:// for a plaintext server."
+
+
+__all__ = ["EAS_DOMAIN", "Diagnosis", "Step", "doctor"]

@@ -1,0 +1,162 @@
+"""The calls made through the inspectors: a table, latency percentiles, replay, and copy as code.
+
+Copied code never holds the token: it reads ``$EASNB_TOKEN`` (shell) or
+``os.environ["EASNB_TOKEN"]`` (Python).
+
+>>> history = History()                       # doctest: +SKIP
+>>> history.code(0, "tritonclient")           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import display
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+FLAVOURS = ("easnb", "tritonclient", "grpcurl")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call made through an inspector, with what it takes to make it again."""
+
+    when: datetime
+    kind: str  # "infer" or "service"
+    target: str
+    tls: bool
+    name: str  # the model, or the method's path
+    summary: str
+    status: str
+    latency_ms: float
+    request: dict[str, Any] = field(repr=False)
+
+
+def summarize_inputs(inputs: dict[str, Any]) -> str:
+    """``features FP32 [1, 4]; mask BOOL [1]``."""
+    from .tensors import Tensor, as_array, datatype_of
+
+    parts = []
+    for name, value in inputs.items():
+        datatype = value.datatype if isinstance(value, Tensor) else None
+        array = as_array(value.data if isinstance(value, Tensor) else value, name)
+        parts.append(f"{name} {datatype or datatype_of(array, name)} {list(array.shape)}")
+    return "; ".join(parts)
+
+
+class History:
+    """The session's calls; ``on_change(callback)`` hears of each new one."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._listeners: list[Callable[[History], None]] = []
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(self.calls)
+
+    def __getitem__(self, index: int) -> Call:
+        return self.calls[index]
+
+    def on_change(self, callback: Callable[[History], None]) -> None:
+        self._listeners.append(callback)
+
+    def record(self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any]) -> Any:
+        """Run ``run()``, keep the call (errors too, then re-raised), and return its answer."""
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            return run()
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            status = f"{type(exc).__name__}" + (f" ({code.name})" if code is not None else "")
+            raise
+        finally:
+            latency = (time.perf_counter() - started) * 1000
+            call = Call(datetime.now(), kind, conn.endpoint.target, conn.endpoint.tls, name, summary, status, latency, request)
+            self.calls.append(call)
+            for listener in self._listeners:
+                listener(self)
+
+    # -- views ---------------------------------------------------------------------------
+
+    def to_frame(self) -> Any:
+        """The calls as a DataFrame: time, kind, target, model or method, inputs, status, latency."""
+        import pandas as pd
+
+        rows = [
+            {"time": c.when.strftime("%H:%M:%S"), "kind": c.kind, "target": c.target, "call": c.name,
+             "inputs": c.summary, "status": c.status, "latency_ms": round(c.latency_ms, 2)}
+            for c in self.calls
+        ]
+        return pd.DataFrame(rows, columns=["time", "kind", "target", "call", "inputs", "status", "latency_ms"])
+
+    def percentiles(self) -> dict[str, float]:
+        """p50, p90 and p99 latency (ms) of the calls that succeeded."""
+        latencies = [c.latency_ms for c in self.calls if c.status == "OK"]
+        if not latencies:
+            return {}
+        p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+        return {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+    def _repr_html_(self) -> str:
+        return display.history_html(self)
+
+    # -- again, and as code ----------------------------------------------------------------
+
+    def replay(self, index: int, conn: Connection) -> Any:
+        """Make call ``index`` again on ``conn`` (recorded as a new call) and return its answer."""
+        call = self.calls[index]
+        r = call.request
+        if call.kind == "infer":
+            inputs = _inputs_from(r["inputs"])
+            return self.record(
+                conn, "infer", r["model"], call.summary, r,
+                lambda: conn.infer(r["model"], inputs, r.get("outputs") or None, r.get("version", ""), r.get("parameters") or None),
+            )
+        client = conn.service(r["proto"], r["service"]) if r.get("proto") else conn.service(r["service"])
+        method = client.methods[r["method"]]
+        return self.record(conn, "service", call.name, call.summary, r, lambda: _call_service(method, r["requests"]))
+
+    def code(self, index: int, flavour: str = "easnb") -> str:
+        """Call ``index`` as code to paste: ``easnb``, ``tritonclient`` (V2 only) or ``grpcurl``."""
+        from . import codegen
+
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
+        return getattr(codegen, flavour)(self.calls[index])
+
+
+def _inputs_from(saved: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from .tensors import Tensor
+
+    return {name: Tensor(t["array"], t["datatype"]) for name, t in saved.items()}
+
+
+def _call_service(method: Any, requests: list[dict[str, Any]]) -> Any:
+    from .services import iter_replies
+
+    answer = method(requests) if method.client_streaming else method(requests[0])
+    return list(iter_replies(answer)) if method.server_streaming else answer
+
+
+def saved_inputs(inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Inputs as arrays (copies) with their datatypes, to replay or to write as code."""
+    from .tensors import Tensor, as_array, datatype_of
+
+    saved = {}
+    for name, value in inputs.items():
+        datatype = value.datatype if isinstance(value, Tensor) else None
+        array = np.array(as_array(value.data if isinstance(value, Tensor) else value, name), copy=True)
+        saved[name] = {"datatype": datatype or datatype_of(array, name), "array": array}
+    return saved
