@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import descriptor_pool
 
-from .errors import EasnbError, UnimplementedError
+from .errors import EasnbError, NotFoundError, UnimplementedError
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -108,17 +108,15 @@ class Reflection:
                 return self._conn.call("ServerReflectionInfo", lambda seconds: find(name))
             except KeyError:
                 continue
-        raise NotOffered(name, self.services(), what=" or ".join(kinds))
+        raise not_offered(name, self.services(), what=" or ".join(kinds))
 
 
-class NotOffered(EasnbError, LookupError):
-    """The server's reflection does not know that service or symbol."""
-
-    def __init__(self, name: str, offered: list[str], what: str = "service") -> None:
-        super().__init__(
-            f"The server offers no {what} {name!r}. It offers: {', '.join(offered) or 'nothing'}.",
-            hint="Use a full name, package included (e.g. 'helloworld.GreeterService').",
-        )
+def not_offered(name: str, offered: list[str], what: str = "service") -> NotFoundError:
+    """The error for a name the server's reflection does not know; it lists what the server offers."""
+    return NotFoundError(
+        f"The server offers no {what} {name!r}. It offers: {', '.join(offered) or 'nothing'}.",
+        hint="Use a full name, package included (e.g. 'helloworld.GreeterService').",
+    )
 
 
 def reflect(conn: Connection) -> Reflection:

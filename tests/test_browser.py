@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import pytest
 from easnb.demo import DemoServer
 
 from .conftest import TOKEN, free_port
+from .seedparts import seed_behind_gateway  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -137,7 +139,7 @@ def test_connect_inspect_infer_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
             run_cell(page, 0)
             token_input = page.locator(".easnb-token-input")
             expect(token_input).to_be_visible(timeout=60_000)  # rendered, not "Loading widget..."
-            endpoint_input = page.locator(".widget-text input").first
+            endpoint_input = field(page, "Endpoint")
             endpoint_input.fill(demo.endpoint)
             token_input.fill(TOKEN)
             saved = save(page, notebook)  # a save before Connect, with the token typed
@@ -147,7 +149,7 @@ def test_connect_inspect_infer_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
             expect(page.get_by_text("round trip")).to_be_visible()
             assert token_input.input_value() == ""
             run_cell(page, 1)
-            features = page.locator("textarea").first
+            features = field(page, "features", "textarea")
             expect(features).to_be_visible(timeout=60_000)
             features.fill("[6.7, 3.0, 5.2, 2.3]")
             page.locator("button.widget-button", has_text="Run").click()
@@ -163,6 +165,163 @@ def test_connect_inspect_infer_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
                 assert TOKEN not in file.read_text()
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def field(page, label: str, kind: str = "input"):  # type: ignore[no-untyped-def]
+    """The visible input (or textarea) of the ipywidgets control described by ``label``."""
+    box = page.locator(".widget-inline-hbox:visible", has=page.locator("label.widget-label", has_text=label))
+    return box.locator(kind).first
+
+
+def open_lab_notebook(page, url: str, notebook: Path) -> None:  # type: ignore[no-untyped-def]
+    page.goto(url % notebook.name)
+    page.wait_for_function(KERNEL_IDLE, timeout=90_000)
+
+
+def new_notebook(path: Path, cells: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def run_all(page) -> None:  # type: ignore[no-untyped-def]
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
+def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_path: Path) -> None:
+    """The README's widget lines under Run All, Connect (with the Advanced fold), Connect again,
+    every tab, Example then Run, the service form, the history copied as code, Diagnose."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, work = lab
+    notebook = work / "workbench.ipynb"
+    new_notebook(notebook, [
+        "import easnb\nwidget = easnb.ConnectionWidget()\nwidget",
+        "bench = easnb.inspect(widget)\nbench",
+        "print('settings', widget.connection.keepalive.time_s, widget.connection.headers)",
+    ])
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.set_default_timeout(60_000)
+        try:
+            open_lab_notebook(page, url, notebook)
+            run_all(page)
+            expect(page.get_by_text("press Connect")).to_be_visible(timeout=90_000)
+            field(page, "Endpoint").fill(demo.endpoint)
+            page.locator(".easnb-token-input").fill(TOKEN)
+            page.get_by_text("Advanced").first.click()
+            keepalive = field(page, "Keepalive (s)")
+            keepalive.fill("60")
+            keepalive.press("Tab")
+            field(page, "Headers", "textarea").fill("x-request-id: browser")
+            page.locator(".easnb-connect").click()
+            expect(page.get_by_role("tab", name="Infer")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("services: helloworld.GreeterService").first).to_be_visible()
+            page.locator(".easnb-connect").click()  # Connect again: the token stays Python-side
+            expect(page.get_by_text("round trip").first).to_be_visible()
+            # Server tab
+            expect(page.locator(".jp-OutputArea").get_by_text("easnb-demo").first).to_be_visible()
+            # Model tab: the list comes from the demo's repository index
+            page.get_by_role("tab", name="Model").click()
+            model = field(page, "Model")
+            assert "iris" in page.evaluate("(id) => [...document.getElementById(id).options].map(o => o.value)", model.get_attribute("list"))
+            model.fill("iris")
+            model.press("Enter")
+            expect(page.get_by_text("[variable, 4]").first).to_be_visible()
+            # Infer tab: picking the model loads its inputs; Example fills them; Run
+            page.get_by_role("tab", name="Infer").click()
+            model = field(page, "Model")
+            model.fill("iris")
+            model.press("Enter")
+            features = field(page, "features", "textarea")
+            expect(features).to_be_visible()
+            page.locator("button:visible", has_text="Example").click()
+            expect(features).to_have_value("[[1.0, 1.0, 1.0, 1.0]]")
+            page.locator("button.widget-button:visible", has_text="Run").click()
+            expect(page.locator(".easnb-bars:visible").first).to_be_visible()
+            features.fill("[[6.7, 3.0, 5.2, 2.3]]")
+            page.locator("button.widget-button:visible", has_text="Run").click()
+            expect(page.locator("table.dataframe:visible").get_by_text("virginica")).to_be_visible()
+            expect(page.get_by_text("p50").first).to_be_visible()
+            # Service tab: the Greeter from the demo's reflection
+            page.get_by_role("tab", name="Service").click()
+            field(page, "name").fill("Browser")
+            page.locator("button.widget-button:visible", has_text="Call").click()
+            expect(page.get_by_text("Hello, Browser!")).to_be_visible()
+            # History tab: copy the last iris call as easnb and tritonclient code, run each
+            page.get_by_role("tab", name="History").click()
+            entry = field(page, "Call", "select")
+            iris = [o for o in entry.locator("option").all_inner_texts() if "iris" in o][0]
+            entry.select_option(label=iris)
+            answers = []
+            for flavour, marker in (("easnb", "easnb.connect("), ("tritonclient", "InferenceServerClient(")):
+                field(page, "as", "select").select_option(flavour)
+                page.locator("button:visible", has_text="Copy as code").click()
+                code = page.locator("textarea:visible").last
+                expect(code).to_have_value(re.compile(re.escape(marker)))
+                text = code.input_value()
+                assert TOKEN not in text and ("tritonclient" in text) == (flavour == "tritonclient")
+                run = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                                     env={**os.environ, "EASNB_TOKEN": TOKEN})
+                assert run.returncode == 0, run.stderr
+                answers.append("virginica" in run.stdout)
+            assert answers == [True, True]
+            # Diagnose, then the Advanced settings reached the connection
+            page.locator("button:visible", has_text="Diagnose").click()
+            expect(page.get_by_text("easnb doctor").first).to_be_visible()
+            run_cell(page, 2)
+            expect(page.get_by_text("settings 60.0 {'x-request-id': 'browser'}")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "browser-workbench.png"), full_page=True)
+            saved = save(page, notebook)
+            assert TOKEN not in saved
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "browser-workbench-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def test_guides_server_behind_the_gateway_in_jupyterlab(lab: tuple[str, Path], seed_behind_gateway) -> None:  # type: ignore[no-untyped-def]
+    """A new user with only an endpoint and a token for the guide's hello-world service."""
+    from playwright.sync_api import expect, sync_playwright
+
+    endpoint, token, _ = seed_behind_gateway
+    url, work = lab
+    notebook = work / "hello.ipynb"
+    new_notebook(notebook, ["import easnb\nwidget = easnb.ConnectionWidget()\nwidget", "easnb.inspect(widget)"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.set_default_timeout(60_000)
+        try:
+            open_lab_notebook(page, url, notebook)
+            run_all(page)
+            expect(page.locator(".easnb-token-input")).to_be_visible(timeout=90_000)
+            field(page, "Endpoint").fill(endpoint)
+            page.locator(".easnb-token-input").fill(token)
+            page.locator(".easnb-connect").click()
+            expect(page.get_by_text("not a V2 server").first).to_be_visible()
+            expect(page.get_by_text("(token accepted)").first).to_be_visible()
+            assert page.get_by_text("server's side").count() == 0
+            page.get_by_role("tab", name="Service").click()
+            import easnb.protos
+
+            field(page, ".proto").fill(str(easnb.protos.path("helloworld.proto")))
+            field(page, "Service").fill("helloworld.GreeterService")
+            page.locator("button:visible", has_text="Load").click()
+            field(page, "name").fill("World")
+            page.locator("button.widget-button:visible", has_text="Call").click()
+            expect(page.get_by_text("Hello, World!")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "browser-hello.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "browser-hello-failure.png"), full_page=True)
             raise
         finally:
             browser.close()

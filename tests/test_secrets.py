@@ -53,10 +53,22 @@ def test_no_surface_shows_the_token(demo: DemoServer, caplog: pytest.LogCaptureF
     widget.token_field._handle_custom_msg({"type": "connect", "token": TOKEN}, [])
     widget.wait(10)
     show(widget, widget.get_state(), widget.token_field.get_state(), widget.status.value)
-    tabs = easnb.inspect(conn)
-    for child in tabs.children:
-        child.wait(10)
-        show(child.get_state(), child.output.value)
+    bench = easnb.inspect(widget)
+    bench.infer.model_field.value = "iris"
+    bench.infer.fill_example()
+    bench.infer.run(wait=True)
+    bench.service.inspector.call(wait=True)
+    view = bench.tabs.children[-1]
+    for flavour in ("easnb", "tritonclient", "grpcurl"):
+        view.flavour.value = flavour
+        show(view.show_code())
+    todo = [bench]
+    while todo:  # every widget under the workbench: state and HTML
+        current = todo.pop()
+        getattr(current, "wait", lambda _: None)(10)
+        show(current.get_state(), getattr(current, "value", ""))
+        todo.extend(getattr(current, "children", ()))
+    show(bench.history.to_frame().to_string(), bench.history._repr_html_(), easnb.doctor(demo.endpoint, TOKEN))
     show(*[r.getMessage() for r in caplog.records], caplog.text)
     conn.close()
     show(conn)
