@@ -35,6 +35,11 @@ class ModelIndex:
     reason: str = ""
 
 
+def _state(text: str) -> str:
+    # MLServer writes its Python enum, "State.READY"; Triton writes "READY"
+    return text.rpartition(".")[2] if text.startswith("State.") else text
+
+
 def repository_index(conn: Connection, ready: bool = False) -> list[ModelIndex]:
     """The server's models, from whichever index it offers; ``UnimplementedError`` when it has none."""
     request = _proto.RepositoryIndexRequest(ready=ready)
@@ -49,7 +54,7 @@ def repository_index(conn: Connection, ready: bool = False) -> list[ModelIndex]:
             reply = conn.call(path, lambda s: stub(request, timeout=s, metadata=metadata), retries=conn.retries)
         except UnimplementedError:
             continue
-        return [ModelIndex(m.name, m.version, m.state, m.reason) for m in reply.models]
+        return [ModelIndex(m.name, m.version, _state(m.state), m.reason) for m in reply.models]
     raise UnimplementedError(
         f"{conn.endpoint.target} offers no model repository index (Triton's or MLServer's).",
         code=grpc.StatusCode.UNIMPLEMENTED,

@@ -179,3 +179,16 @@ def test_many_threads_share_one_reflected_client(kitchen: Kitchen) -> None:
         for t in threads:
             t.join()
         assert not errors
+
+
+def test_gateway_passes_reflection_and_health_through_behind_its_token_check(demo: DemoServer) -> None:
+    from easnb.demo import Gateway
+
+    with Gateway(demo.endpoint, token="front", backend_token=demo.token) as gw:
+        with easnb.connect(gw.endpoint, token="front") as conn:
+            found = conn.discover()
+            assert found.v2 and found.health == "SERVING" and "helloworld.GreeterService" in found.services
+            assert conn.service("helloworld.GreeterService").SayHello(name="gw").message == "Hello, gw!"
+        with easnb.connect(gw.endpoint, token="wrong") as conn:
+            with pytest.raises(easnb.AuthenticationError):
+                conn.services()

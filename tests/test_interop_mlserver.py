@@ -94,6 +94,20 @@ def test_metadata_from_mlserver(mlserver: str) -> None:
         assert conn.model_metadata("echo").name == "echo"
         with pytest.raises(easnb.NotFoundError):
             conn.model_metadata("nope")
+        assert conn.model_ready("nope") is False  # the same answer as Triton's and KServe's
+
+
+def test_model_list_and_discovery_from_mlserver(mlserver: str) -> None:
+    with easnb.connect(mlserver) as conn:
+        models = conn.models()  # MLServer's inference.model_repository.ModelRepositoryService
+        assert [(m.name, m.state) for m in models] == [("echo", "READY")]
+        assert conn.known_models() == ["echo"]
+        found = conn.discover()
+        assert found.v2 and found.ready and found.server.name.lower() == "mlserver"
+        from easnb.inspectors import ModelInspector
+
+        assert ModelInspector(conn).model_field.options == ("echo",)
+        assert conn.wait_until_ready("echo", timeout=10, progress=False) == "model echo ready"
 
 
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "typed"])
