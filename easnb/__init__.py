@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import protos
 from .connection import DEFAULT, Connection, Keepalive, connect
 from .doctor import doctor
 from .endpoint import Endpoint, parse_endpoint

@@ -199,6 +199,26 @@ def _descriptor(conn, name: str, args: argparse.Namespace):  # type: ignore[no-u
     return descriptor_from_server(conn, name)
 
 
+def eas_local(args: argparse.Namespace) -> int:
+    from .eas.standin import LocalEas
+
+    stand_in = LocalEas(args.oss_root, port=args.port, region=args.region).start()
+    print(f"easnb EAS stand-in listening on {stand_in.endpoint} (region {args.region}), OSS at {stand_in.oss_root}")
+    print(f"  use: easnb.eas.ControlPlane({args.region!r}, endpoint={stand_in.endpoint!r}, credentials=...)")
+    print("Press Ctrl-C to stop.", flush=True)
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    stand_in.stop()
+    return 0
+
+
 def _token_line(given: str | None, made: str) -> str:
     if not made:
         return "(none: no token check)"
@@ -294,6 +314,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, help='JSON object of input name -> nested list, e.g. \'{"TEXT": ["hi"]}\'')
     p.add_argument("--version", default="")
     p.set_defaults(run=infer)
+
+    p = sub.add_parser("eas-local", help="a local stand-in of the EAS control plane, running services for real")
+    p.add_argument("--port", type=int, default=8089)
+    p.add_argument("--oss-root", required=True, metavar="DIR", help="the folder standing in for OSS: oss://bucket/path/ is DIR/bucket/path/")
+    p.add_argument("--region", default="cn-hangzhou")
+    p.set_defaults(run=eas_local)
 
     for name, run, help in (("demo", demo, "run the embedded demo service"), ("gateway", gateway, "run a token gateway")):
         p = sub.add_parser(name, help=help)

@@ -21,6 +21,9 @@ from easnb.demo.models import Model, all_models
 from easnb.demo.server import SERVER_OPTIONS, V2Service, greeter_handler, v2_handler
 from easnb.results import ModelMetadata, TensorMetadata
 
+# The Alibaba Cloud SDK's credential chain must never probe the instance metadata service from a test.
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+
 TOKEN = "tok-EASNB-SECRET-7f3a9c"  # recognisable, so leak checks can search for it
 
 

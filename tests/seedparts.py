@@ -60,3 +60,12 @@ def seed_behind_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     finally:
         stop(gateway)
         stop(server)
+
+
+def seed_client(work: Path, host: str, token: str) -> str:
+    code = (SEED / "client.py").read_text()
+    code = code.replace('host = "your-service-endpoint:your port"', f"host = {host!r}")
+    code = code.replace('token = "your-service-token"', f"token = {token!r}")
+    run = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    return run.stdout

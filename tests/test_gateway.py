@@ -16,18 +16,9 @@ import easnb
 from easnb.demo import DemoServer, Gateway
 from easnb.demo.auth import check_authorization
 
-from .seedparts import SEED, seed_behind_gateway  # noqa: F401 - a fixture
+from .seedparts import seed_behind_gateway, seed_client  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def seed_client(work: Path, host: str, token: str) -> str:
-    code = (SEED / "client.py").read_text()
-    code = code.replace('host = "your-service-endpoint:your port"', f"host = {host!r}")
-    code = code.replace('token = "your-service-token"', f"token = {token!r}")
-    run = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=30)
-    assert run.returncode == 0, run.stderr
-    return run.stdout
 
 
 def test_seed_client_through_gateway(seed_behind_gateway) -> None:  # type: ignore[no-untyped-def]

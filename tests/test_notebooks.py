@@ -35,6 +35,8 @@ def test_notebook_runs_against_the_demo(path: Path, monkeypatch: pytest.MonkeyPa
         from .test_eas import SEED_JSON
 
         assert json.loads(cell.outputs[0]["text"]) == json.loads(SEED_JSON)
+        # deployed on the stand-in, called with the guide's client and with easnb, then deleted
+        assert outputs.count("Hello, World!") >= 2 and "Hello, EAS!" in outputs and "grpc_test deleted" in outputs
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
