@@ -60,8 +60,17 @@ BASE = eas.ServiceConfig.hello_world()
     ("changes", "words"),
     [
         ({"name": "Grpc-Test"}, "lowercase"),
-        ({"name": "1grpc"}, "starts with a lowercase letter"),
-        ({"name": "x" * 65}, "at most 64"),
+        ({"name": "grpc-test"}, "the console's rule"),
+        ({"name": "1grpc"}, "starting with a letter"),
+        ({"name": "ab"}, "3 to 63"),
+        ({"name": "x" * 64}, "3 to 63"),
+        ({"port": 8080}, "reserves 8080"),
+        ({"memory_mb": "4Gi"}, "whole number of MB"),
+        ({"disk": "30GB"}, "'30Gi'"),
+        ({"disk": 30}, "'30Gi'"),
+        ({"extra": {"metadata": {"enable_grpc": False}}}, "enable_grpc"),
+        ({"extra": {"containers": [{"image": "x", "port": 50051, "script": "python /mnt/data/server.py"}]}}, "grpcio"),
+        ({"python_requirements": ["grpcio", "===bad"]}, "not a requirement"),
         ({"image": ""}, "image"),
         ({"script": " "}, "script"),
         ({"port": 0}, "port"),
@@ -89,6 +98,24 @@ def test_valid_configs_have_no_problems() -> None:
     assert BASE.validate() == []
     resources = replace(BASE, instance_type=None, cpu=4, memory_mb=8000)
     assert resources.validate() == []
+    # requirements pip understands are not flagged
+    pinned = replace(BASE, python_requirements=["grpcio~=1.60", "grpcio-tools>=1.63", "protobuf<7"])
+    extras = replace(BASE, python_requirements=["grpcio[protobuf]", "Grpcio_Tools"])
+    assert pinned.validate() == [] and extras.validate() == []
+
+
+def test_existing_service_json_reads_back_with_unknown_fields_kept(tmp_path: Path) -> None:
+    data = json.loads(SEED_JSON)
+    data["metadata"]["rpc"]["max_queue_size"] = 64
+    data["networking"] = {"gateway": "gw-123"}
+    (tmp_path / "service.json").write_text(json.dumps(data))
+    config = eas.ServiceConfig.load(tmp_path / "service.json")
+    assert config.name == "grpc_test" and config.memory_mb == 4000 and config.keepalive_ms == 5000
+    assert config.extra == {"metadata": {"rpc": {"max_queue_size": 64}}, "networking": {"gateway": "gw-123"}}
+    assert config.to_dict() == data and config.validate() == []
+    assert eas.ServiceConfig.from_json(SEED_JSON) == eas.ServiceConfig.hello_world()
+    with pytest.raises(eas.ConfigError, match="not JSON"):
+        eas.ServiceConfig.from_json("{nope")
 
 
 def test_endpoints_and_call_info() -> None:
@@ -98,4 +125,5 @@ def test_endpoints_and_call_info() -> None:
     assert info.grpc_public == "grpc-test.123456.cn-hangzhou.pai-eas.aliyuncs.com:80"
     assert info.grpc_vpc == "grpc-test.123456.vpc.cn-hangzhou.pai-eas.aliyuncs.com:80"
     assert eas.endpoint_from_console(info.vpc) == info.grpc_vpc
-    assert eas.deploy_commands()[-1] == "eascmd create service.json"
+    commands = eas.deploy_commands()
+    assert commands[0].startswith("eascmd config") and "eascmd create service.json" in commands
