@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,6 +200,17 @@ def _descriptor(conn, name: str, args: argparse.Namespace):  # type: ignore[no-u
     return descriptor_from_server(conn, name)
 
 
+def notebooks(args: argparse.Namespace) -> int:
+    from .tutorials import copy_to, notebooks as shipped
+
+    copied = copy_to(args.folder, overwrite=args.overwrite)
+    kept = len(shipped()) - len(copied)
+    print(f"Copied {len(copied)} tutorial notebooks to {Path(args.folder).resolve()}" + (f" ({kept} already there, kept)" if kept else "") + ".")
+    print(f"Open them:  jupyter lab {shlex.quote(args.folder)}")
+    print("They use the embedded demo server, or your service when EASNB_ENDPOINT and EASNB_TOKEN are set.")
+    return 0
+
+
 def eas_local(args: argparse.Namespace) -> int:
     from .eas.standin import LocalEas
 
@@ -315,6 +327,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="")
     p.set_defaults(run=infer)
 
+    p = sub.add_parser("notebooks", help="copy the tutorial notebooks into a folder")
+    p.add_argument("folder", nargs="?", default="easnb-tutorials", help="where to (default: ./easnb-tutorials)")
+    p.add_argument("--overwrite", action="store_true", help="replace notebooks that are already there")
+    p.set_defaults(run=notebooks)
     p = sub.add_parser("eas-local", help="a local stand-in of the EAS control plane, running services for real")
     p.add_argument("--port", type=int, default=8089)
     p.add_argument("--oss-root", required=True, metavar="DIR", help="the folder standing in for OSS: oss://bucket/path/ is DIR/bucket/path/")
