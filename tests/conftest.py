@@ -78,6 +78,23 @@ def recording_server() -> Iterator[tuple[str, Recorder]]:
     server.stop(None).wait()
 
 
+def python_with_tritonclient() -> str:
+    """A Python that has tritonclient: .ci/run's own venv (the current release, with the protobuf it
+    allows), else this one if it has it; otherwise the test is skipped (failed on CI)."""
+    import importlib.util
+    from pathlib import Path
+
+    venv = Path(os.environ.get("EASNB_TRITON_VENV", Path(__file__).resolve().parents[1] / ".cache" / "triton-venv"))
+    if (venv / "bin" / "python").exists():
+        return str(venv / "bin" / "python")
+    if importlib.util.find_spec("tritonclient") is not None:
+        return sys.executable
+    if os.environ.get("CI"):
+        pytest.fail("the tritonclient venv is missing: .ci/run makes it")
+    pytest.skip("tritonclient is not installed here (.ci/run makes .cache/triton-venv)")
+    raise AssertionError("unreachable")
+
+
 def free_port() -> int:
     import socket
 

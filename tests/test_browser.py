@@ -23,7 +23,7 @@ import pytest
 
 from easnb.demo import DemoServer
 
-from .conftest import TOKEN, free_port
+from .conftest import TOKEN, free_port, python_with_tritonclient
 from .seedparts import seed_behind_gateway  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,7 +268,8 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
                 expect(code).to_have_value(re.compile(re.escape(marker)))
                 text = code.input_value()
                 assert TOKEN not in text and ("tritonclient" in text) == (flavour == "tritonclient")
-                run = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                python = python_with_tritonclient() if flavour == "tritonclient" else sys.executable
+                run = subprocess.run([python, "-c", text], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                                      env={**os.environ, "EASNB_TOKEN": TOKEN})
                 assert run.returncode == 0, run.stderr
                 answers.append("virginica" in run.stdout)

@@ -22,7 +22,7 @@ from easnb.inspectors import InferInspector, ModelInspector, Workbench, example_
 from easnb.results import InferResult
 from easnb.service_inspector import ServiceInspector
 
-from .conftest import TOKEN
+from .conftest import TOKEN, python_with_tritonclient
 from .kitchen import EVERYTHING, Kitchen
 from .netparts import serve
 from .seedparts import seed_behind_gateway  # noqa: F401 - a fixture
@@ -143,9 +143,9 @@ def test_probability_bars_and_latency_percentiles(conn: easnb.Connection) -> Non
 # -- history, replay, copy as code -------------------------------------------------------------
 
 
-def run_fresh(code: str, env_token: str, cwd: Path) -> str:
+def run_fresh(code: str, env_token: str, cwd: Path, python: str = sys.executable) -> str:
     env = {**os.environ, "EASNB_TOKEN": env_token}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=cwd)
+    run = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=cwd)
     assert run.returncode == 0, run.stderr
     return run.stdout
 
@@ -168,7 +168,7 @@ def test_history_copies_calls_as_code_that_gives_the_same_answer(demo: DemoServe
         assert TOKEN not in codes[flavour]
     assert "$EASNB_TOKEN" in codes["grpcurl"] and 'os.environ.get("EASNB_TOKEN")' in codes["easnb"]
     assert "virginica" in run_fresh(codes["easnb"], TOKEN, tmp_path)
-    assert "virginica" in run_fresh(codes["tritonclient"], TOKEN, tmp_path)
+    assert "virginica" in run_fresh(codes["tritonclient"], TOKEN, tmp_path, python_with_tritonclient())
     replayed = history.replay(0, widget.connection)
     assert replayed["label"].tolist() == [b"virginica"] and len(history) == 2
     frame = history.to_frame()
