@@ -1,137 +1,233 @@
-"""Call latency and scoring throughput against a local demo server, every contender in one run.
+"""Small-call latency and scoring throughput, every contender interleaved in one run.
 
-    python bench/throughput.py
+    python bench/throughput.py --server triton      # NVIDIA Triton's C++ server, identity backend (bench/triton.py)
+    python bench/throughput.py --server demo        # easnb's demo, as its own process
+    python bench/throughput.py --quick              # a few calls each: only checks that it runs
 
-The demo runs as its own process on 127.0.0.1. Prints median and p99 latency of a
-small add_sub call for a bare stub (grpc + the protobuf classes, no easnb), easnb's
-``conn.infer`` and tritonclient, and rows/s of ``infer_frame`` against bare-stub futures
-at the same depth, with ratios to the bare stub.
+Run it with a Python that has tritonclient too (``.cache/triton-venv/bin/python``, which .ci/run
+makes) to include it. Prints each contender's median and p90 and its ratio to the bare stub
+(grpc and the protobuf classes, no easnb) measured in the same rounds, and the machine's load.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import os
 import queue
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
+import grpc.aio
 import numpy as np
 import pandas as pd
 
 import easnb
+import easnb.aio
 from easnb._proto import ModelInferRequest, ModelInferResponse
-from easnb.connection import channel_options
-from easnb.demo.models import IRIS_FEATURES
+from easnb.channel import channel_options
 
+sys.path.insert(0, str(Path(__file__).parent))
+PATH = "/inference.GRPCInferenceService/ModelInfer"
 TOKEN = "bench-token"
-METADATA = (("authorization", f"Bearer {TOKEN}"),)
 
 
-def start_demo() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "easnb", "demo", "--port", str(port), "--token", TOKEN],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    proc.stdout.readline()  # type: ignore[union-attr]
-    return proc, f"127.0.0.1:{port}"
+@contextlib.contextmanager
+def server(kind: str) -> Iterator[tuple[str, str, str]]:
+    """``(endpoint, token, model)``: a 1x16 FP32 identity-like model on the chosen server."""
+    if kind == "triton":
+        from triton import triton_server
 
-
-def bare_infer(stub, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    request = ModelInferRequest(model_name="add_sub")
-    for name in ("INPUT0", "INPUT1"):
-        request.inputs.add(name=name, datatype="INT32", shape=list(a.shape))
-    request.raw_input_contents.extend([a.tobytes(), b.tobytes()])
-    reply = stub(request, metadata=METADATA, timeout=5)
-    return np.frombuffer(reply.raw_output_contents[0], np.int32).reshape(a.shape)
-
-
-def latencies(call, n: int = 2000) -> list[float]:  # type: ignore[no-untyped-def]
-    for _ in range(100):
-        call()
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        out.append((time.perf_counter() - start) * 1e6)
-    return out
-
-
-def bare_frame(stub, frame: pd.DataFrame, batch_size: int, depth: int) -> None:  # type: ignore[no-untyped-def]
-    """Score ``frame`` with raw protobuf futures, ``depth`` in flight: the floor for infer_frame."""
-    done: queue.Queue = queue.Queue()
-    starts = list(range(0, len(frame), batch_size))[::-1]
-    inflight = 0
-    values = frame.to_numpy(np.float32)
-    while starts or inflight:
-        while starts and inflight < depth:
-            start = starts.pop()
-            chunk = values[start : start + batch_size]
-            request = ModelInferRequest(model_name="iris")
-            request.inputs.add(name="features", datatype="FP32", shape=list(chunk.shape))
-            request.raw_input_contents.append(chunk.tobytes())
-            stub.future(request, metadata=METADATA, timeout=30).add_done_callback(done.put)
-            inflight += 1
-        reply = done.get().result()
-        np.frombuffer(reply.raw_output_contents[0], np.float32)
-        labels, raw, pos = [], reply.raw_output_contents[1], 0  # the BYTES output, decoded by hand
-        while pos < len(raw):
-            (length,) = struct.unpack_from("<I", raw, pos)
-            labels.append(raw[pos + 4 : pos + 4 + length])
-            pos += 4 + length
-        inflight -= 1
-
-
-def main() -> int:
-    proc, endpoint = start_demo()
+        with triton_server() as endpoint:
+            yield endpoint, "", "identity_fp32"
+        return
+    with socket_port() as port:
+        proc = subprocess.Popen([sys.executable, "-m", "easnb", "demo", "--port", str(port)], stdout=subprocess.PIPE,
+                                text=True, start_new_session=True, env={**os.environ, "EASNB_TOKEN": TOKEN})
     try:
-        conn = easnb.connect(endpoint, token=TOKEN)
-        channel = grpc.insecure_channel(endpoint, channel_options())
-        stub = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                   request_serializer=ModelInferRequest.SerializeToString,
-                                   response_deserializer=ModelInferResponse.FromString)
-        a = np.arange(16, dtype=np.int32).reshape(1, 16)
-        rows = [("bare stub", latencies(lambda: bare_infer(stub, a, a)))]
-        rows.append(("easnb conn.infer", latencies(lambda: conn.infer("add_sub", {"INPUT0": a, "INPUT1": a})["OUTPUT0"])))
-        try:
-            import tritonclient.grpc as tc
-
-            client = tc.InferenceServerClient(endpoint)
-
-            def triton() -> None:
-                inputs = [tc.InferInput(n, [1, 16], "INT32") for n in ("INPUT0", "INPUT1")]
-                for i in inputs:
-                    i.set_data_from_numpy(a)
-                client.infer("add_sub", inputs, headers=dict(METADATA)).as_numpy("OUTPUT0")
-
-            rows.append(("tritonclient", latencies(triton)))
-        except ImportError:
-            pass
-        base = statistics.median(rows[0][1])
-        print("small-call latency (add_sub, 2000 calls; target: easnb within 1.05x of the bare stub)")
-        for name, values in rows:
-            median, p99 = statistics.median(values), float(np.percentile(values, 99))
-            print(f"  {name:<20} median {median:7.1f} us  p99 {p99:7.1f} us  {median / base:5.2f}x")
-
-        frame = pd.DataFrame(np.random.default_rng(0).random((200_000, 4), dtype=np.float32), columns=IRIS_FEATURES)
-        print("\ninfer_frame rows/s (200k iris rows, batches of 1000; target: at least 0.90x of bare futures)")
-        for depth in (1, 8, 64):
-            start = time.perf_counter()
-            bare_frame(stub, frame, 1000, depth)
-            bare = len(frame) / (time.perf_counter() - start)
-            start = time.perf_counter()
-            conn.infer_frame("iris", frame, batch_size=1000, concurrency=depth, progress=False)
-            ours = len(frame) / (time.perf_counter() - start)
-            print(f"  depth {depth:>2}: bare {bare:10,.0f} rows/s   easnb {ours:10,.0f} rows/s   {ours / bare:5.2f}x")
+        proc.stdout.readline()  # type: ignore[union-attr]
+        yield f"127.0.0.1:{port}", TOKEN, "echo"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
+
+
+@contextlib.contextmanager
+def socket_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+def request(model: str, x: np.ndarray, name: str = "INPUT0") -> ModelInferRequest:
+    r = ModelInferRequest(model_name=model)
+    r.inputs.add(name=name, datatype="FP32", shape=list(x.shape))
+    r.raw_input_contents.append(x.tobytes())
+    return r
+
+
+def output(reply: ModelInferResponse) -> np.ndarray:
+    return np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(tuple(reply.outputs[0].shape))
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Microseconds per call, the contenders taking turns call by call."""
+    for call in contenders.values():
+        for _ in range(max(10, rounds // 20)):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, call in contenders.items():
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1e6)
+    return times
+
+
+def report(title: str, times: dict[str, list[float]], base: str, unit: str = "us") -> None:
+    print(title)
+    reference = statistics.median(times[base])
+    for name, values in times.items():
+        median, p90 = statistics.median(values), float(np.percentile(values, 90))
+        print(f"  {name:<24} median {median:9.1f} {unit}  p90 {p90:9.1f} {unit}  {median / reference:5.2f}x")
+
+
+def small_calls(endpoint: str, token: str, model: str, rounds: int) -> None:
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    x = np.arange(16, dtype=np.float32).reshape(1, 16)
+    name = "INPUT0" if model != "echo" else "x"
+    channel = grpc.insecure_channel(endpoint, channel_options())
+    stub = channel.unary_unary(PATH, request_serializer=ModelInferRequest.SerializeToString,
+                               response_deserializer=ModelInferResponse.FromString)
+    conn = easnb.connect(endpoint, token=token or None)
+    contenders: dict[str, Callable[[], object]] = {
+        "bare stub": lambda: output(stub(request(model, x, name), metadata=metadata, timeout=5)),
+        "easnb conn.infer": lambda: conn.infer(model, {name: x})[name if model == "echo" else "OUTPUT0"],
+    }
+    try:
+        import tritonclient.grpc as tc
+
+        client = tc.InferenceServerClient(endpoint)
+        headers = dict(metadata) or None
+
+        def triton() -> object:
+            i = tc.InferInput(name, [1, 16], "FP32")
+            i.set_data_from_numpy(x)
+            return client.infer(model, [i], headers=headers).as_numpy(name if model == "echo" else "OUTPUT0")
+
+        contenders["tritonclient"] = triton
+    except ImportError:
+        print("  (tritonclient is not installed in this Python: run with .cache/triton-venv/bin/python)")
+    report(f"small call, 1x16 FP32, {rounds} calls each, interleaved (target: easnb at most 1.03x the bare stub)",
+           interleaved(contenders, rounds), "bare stub")
+    asyncio.run(small_async(endpoint, token, model, name, x, rounds))
+    conn.close()
+    channel.close()
+
+
+async def small_async(endpoint: str, token: str, model: str, name: str, x: np.ndarray, rounds: int) -> None:
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    channel = grpc.aio.insecure_channel(endpoint, channel_options())
+    stub = channel.unary_unary(PATH, request_serializer=ModelInferRequest.SerializeToString,
+                               response_deserializer=ModelInferResponse.FromString)
+    conn = easnb.aio.connect(endpoint, token=token or None)
+    times: dict[str, list[float]] = {"bare grpc.aio": [], "easnb.aio": []}
+    for i in range(rounds + 50):
+        for label in times:
+            start = time.perf_counter()
+            if label == "easnb.aio":
+                await conn.infer(model, {name: x})
+            else:
+                output(await stub(request(model, x, name), metadata=metadata, timeout=5))
+            if i >= 50:
+                times[label].append((time.perf_counter() - start) * 1e6)
+    report("small call with asyncio (target: easnb.aio within 1.03x of bare grpc.aio)", times, "bare grpc.aio")
+    await conn.close()
+    await channel.close()
+
+
+def bare_futures(stub, model: str, values: np.ndarray, batch: int, depth: int, metadata) -> None:  # type: ignore[no-untyped-def]
+    done: queue.Queue = queue.Queue()
+    starts = list(range(0, len(values), batch))[::-1]
+    inflight = 0
+    while starts or inflight:
+        while starts and inflight < depth:
+            start = starts.pop()
+            stub.future(request(model, values[start : start + batch]), metadata=metadata, timeout=60).add_done_callback(done.put)
+            inflight += 1
+        output(done.get().result())
+        inflight -= 1
+
+
+def bare_aio(endpoint: str, model: str, values: np.ndarray, batch: int, depth: int, metadata) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        channel = grpc.aio.insecure_channel(endpoint, channel_options())
+        stub = channel.unary_unary(PATH, request_serializer=ModelInferRequest.SerializeToString,
+                                   response_deserializer=ModelInferResponse.FromString)
+        starts = iter(range(0, len(values), batch))
+
+        async def worker() -> None:
+            for start in starts:
+                output(await stub(request(model, values[start : start + batch]), metadata=metadata, timeout=60))
+
+        await asyncio.gather(*(worker() for _ in range(depth)))
+        await channel.close()
+
+    asyncio.run(main())
+
+
+def frames(endpoint: str, token: str, model: str, rows: int, repeats: int) -> None:
+    if model != "identity_fp32":
+        print("\n(infer_frame: run with --server triton)")
+        return
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    frame = pd.DataFrame(np.random.default_rng(0).random((rows, 4), dtype=np.float32), columns=[f"INPUT0_{i}" for i in range(4)])
+    values = frame.to_numpy(np.float32)
+    channel = grpc.insecure_channel(endpoint, channel_options())
+    stub = channel.unary_unary(PATH, request_serializer=ModelInferRequest.SerializeToString,
+                               response_deserializer=ModelInferResponse.FromString)
+    conn = easnb.connect(endpoint, token=token or None, timeout=60)
+    conn.infer_frame(model, frame.head(1000), progress=False)
+    print(f"\ninfer_frame, {rows:,} rows x 4 in batches of 1000, rows/s (targets: 1.2x bare futures at 8 and 64 in flight, 1.0x at 1)")
+    for depth in (1, 8, 64):
+        times: dict[str, list[float]] = {"bare futures": [], "bare grpc.aio": [], "easnb infer_frame": []}
+        for _ in range(repeats):
+            for label in times:
+                start = time.perf_counter()
+                if label == "bare futures":
+                    bare_futures(stub, model, values, 1000, depth, metadata)
+                elif label == "bare grpc.aio":
+                    bare_aio(endpoint, model, values, 1000, depth, metadata)
+                else:
+                    conn.infer_frame(model, frame, batch_size=1000, concurrency=depth, progress=False)
+                times[label].append(time.perf_counter() - start)
+        base = statistics.median(times["bare futures"])
+        line = "   ".join(f"{label} {rows / statistics.median(v) / 1e3:7,.0f}k ({base / statistics.median(v):4.2f}x)" for label, v in times.items())
+        print(f"  {depth:>2} in flight: {line}")
+    conn.close()
+    channel.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", choices=["triton", "demo"], default="triton")
+    parser.add_argument("--quick", action="store_true", help="a few calls each, to check that it runs")
+    args = parser.parse_args(argv)
+    rounds, rows, repeats = (30, 5_000, 1) if args.quick else (3000, 200_000, 5)
+    print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; server: {args.server}")
+    with server(args.server) as (endpoint, token, model):
+        small_calls(endpoint, token, model, rounds)
+        frames(endpoint, token, model, rows, repeats)
     return 0
 
 

@@ -72,6 +72,7 @@ class AsyncConnection:
         self.channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.error_context = {
             "target": self.endpoint.target,
             "token": self._token,
@@ -190,7 +191,7 @@ class AsyncConnection:
         """As ``Connection.infer``; DataFrames are matched to the model's inputs."""
         if is_frame(inputs):
             inputs = frame_to_inputs(inputs, await self.model_metadata(model, version, headers=headers))
-        data = encode_request(model, inputs, outputs, version, parameters, request_id, raw)
+        data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str)
 

@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import queue
 import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -152,93 +150,102 @@ def infer_frame(
     # columns are matched once; each batch is then a slice of the same arrays
     tensors = frame_to_inputs(frame, meta, columns)
     ranges = [(start, min(start + batch_size, len(frame))) for start in range(0, len(frame), batch_size)]
-    done: queue.Queue[tuple[int, grpc.Future]] = queue.Queue()
-    pending = list(range(len(ranges)))[::-1]  # batch numbers, popped from the end
-    retry_at: list[tuple[float, int]] = []
-    attempts = [0] * len(ranges)
-    inflight: dict[int, grpc.Future] = {}
-    results: dict[int, dict[str, Any]] = {}
-    failures: dict[int, BatchFailure] = {}
-    state: dict[str, Any] = {"shape": None, "gone_streak": 0}
-    retryable = RETRYABLE | ({grpc.StatusCode.DEADLINE_EXCEEDED} if retry_deadline else set())
-    bar = _progress(len(frame), progress)
+    run = _Run(conn, model, tensors, ranges, outputs, version, parameters, seconds, metadata, retries, retry_deadline)
+    run.bar = _progress(len(frame), progress)
+    try:
+        conn.background().run(run.score(concurrency))
+    finally:
+        if run.bar is not None:
+            run.bar.close()
+    datatypes = run.shape.datatypes if run.shape is not None else {}
+    return _assemble(frame, ranges, run.results, datatypes, run.failures, errors)
 
-    def submit(batch: int) -> None:
-        start, stop = ranges[batch]
-        batch_inputs = {name: Tensor(t.data[start:stop], t.datatype) for name, t in tensors.items()}
-        data = encode_request(model, batch_inputs, outputs, version, parameters)
-        future = conn._infer.future(data, timeout=seconds, metadata=metadata)
-        inflight[batch] = future
-        future.add_done_callback(lambda f, b=batch: done.put((b, f)))
 
-    def fail(batch: int, error: EasnbError) -> None:
-        start, stop = ranges[batch]
-        failures[batch] = BatchFailure(start, stop, error)
-        if bar is not None:
-            bar.update(stop - start)
-            bar.set_postfix(errors=len(failures), refresh=False)
+class _Run:
+    """One infer_frame run on the connection's background loop: ``concurrency`` workers take batches
+    in order, send them on the grpc.aio channel, retry, check, and keep every answer by batch number."""
 
-    def finish(batch: int, future: grpc.Future) -> None:
-        start, stop = ranges[batch]
-        exc = future.exception()
-        if exc is not None:
-            code = exc.code() if isinstance(exc, grpc.RpcError) else None
-            if code in retryable and attempts[batch] < retries:
-                attempts[batch] += 1
-                backoff = min(0.1 * 2 ** attempts[batch], 2.0) * (0.5 + random.random())
-                retry_at.append((time.monotonic() + backoff, batch))
-                return
-            state["gone_streak"] = state["gone_streak"] + 1 if code in SERVER_GONE else 0
-            fail(batch, from_rpc_error(exc, method="ModelInfer", timeout=seconds, **conn.error_context))
+    def __init__(
+        self, conn: Connection, model: str, tensors: dict[str, Tensor], ranges: list[tuple[int, int]],
+        outputs: list[str] | None, version: str, parameters: Mapping[str, Any] | None, seconds: float | None,
+        metadata: Any, retries: int, retry_deadline: bool,
+    ) -> None:
+        self.conn, self.model, self.tensors, self.ranges = conn, model, tensors, ranges
+        self.outputs, self.version, self.parameters = outputs, version, parameters
+        self.seconds, self.metadata, self.retries = seconds, metadata, retries
+        self.retryable = RETRYABLE | ({grpc.StatusCode.DEADLINE_EXCEEDED} if retry_deadline else set())
+        self.results: dict[int, dict[str, Any]] = {}
+        self.failures: dict[int, BatchFailure] = {}
+        self.shape: _Shape | None = None
+        self.gone_streak = 0
+        self.bar: Any = None
+        self._next = 0
+
+    async def score(self, concurrency: int) -> None:
+        import asyncio
+
+        self._stub = self.conn.background().stub("/inference.GRPCInferenceService/ModelInfer")
+        workers = [asyncio.ensure_future(self._work()) for _ in range(min(concurrency, len(self.ranges)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for worker in workers:
+                worker.cancel()
+            raise
+
+    async def _work(self) -> None:
+        while self._next < len(self.ranges):
+            batch = self._next
+            self._next += 1
+            if self.gone_streak >= GONE_AFTER:  # the server is gone: report the rest, send nothing more
+                last = list(self.failures.values())[-1]
+                self._fail(batch, _not_sent(last.error))
+                continue
+            await self._one(batch)
+
+    async def _one(self, batch: int) -> None:
+        import asyncio
+
+        start, stop = self.ranges[batch]
+        inputs = {name: Tensor(t.data[start:stop], t.datatype) for name, t in self.tensors.items()}
+        data = encode_request(self.model, inputs, self.outputs, self.version, self.parameters, heads=self.conn.request_heads)
+        for attempt in range(self.retries + 1):
+            try:
+                reply = await self._stub(data, timeout=self.seconds, metadata=self.metadata)
+                break
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code in self.retryable and attempt < self.retries:
+                    await asyncio.sleep(min(0.1 * 2 ** (attempt + 1), 2.0) * (0.5 + random.random()))
+                    continue
+                self.gone_streak = self.gone_streak + 1 if code in SERVER_GONE else 0
+                error = from_rpc_error(exc, method="ModelInfer", timeout=self.seconds, **self.conn.error_context)
+            self._fail(batch, error)
             return
         try:
-            result = decode_response(future.result())
+            result = decode_response(reply)
             wrong = {n: a.shape[:1] for n, a in result.items() if a.shape[:1] != (stop - start,)}
             if wrong:
                 raise TensorError(f"The model returned {wrong} rows for a batch of {stop - start}.")
-            if state["shape"] is None:
-                state["shape"] = _Shape(result)
-            problem = state["shape"].problem(result)
+            if self.shape is None:
+                self.shape = _Shape(result)
+            problem = self.shape.problem(result)
             if problem:
                 raise TensorError(f"Rows {start}:{stop}: {problem}.", hint="The model answered this batch differently.")
-        except EasnbError as error:
-            fail(batch, error)
+        except EasnbError as exc:
+            self._fail(batch, exc)
             return
-        state["gone_streak"] = 0
-        results[batch] = dict(result.outputs)
-        if bar is not None:
-            bar.update(stop - start)
+        self.gone_streak = 0
+        self.results[batch] = dict(result.outputs)
+        if self.bar is not None:
+            self.bar.update(stop - start)
 
-    try:
-        while pending or retry_at or inflight:
-            if state["gone_streak"] >= GONE_AFTER:  # the server is gone: report the rest, send nothing more
-                first = next(f for f in reversed(list(failures.values())))
-                for batch in [*pending, *(b for _, b in retry_at)]:
-                    fail(batch, _not_sent(first.error))
-                pending, retry_at = [], []
-                if not inflight:
-                    break
-            now = time.monotonic()
-            for item in [r for r in retry_at if r[0] <= now]:
-                retry_at.remove(item)
-                pending.append(item[1])
-            while pending and len(inflight) < concurrency:
-                submit(pending.pop())
-            try:
-                batch, future = done.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            del inflight[batch]
-            finish(batch, future)
-    except BaseException:
-        for future in inflight.values():  # Ctrl-C, or an input that cannot be encoded
-            future.cancel()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    datatypes = state["shape"].datatypes if state["shape"] is not None else {}
-    return _assemble(frame, ranges, results, datatypes, failures, errors)
+    def _fail(self, batch: int, error: EasnbError) -> None:
+        start, stop = self.ranges[batch]
+        self.failures[batch] = BatchFailure(start, stop, error)
+        if self.bar is not None:
+            self.bar.update(stop - start)
+            self.bar.set_postfix(errors=len(self.failures), refresh=False)
 
 
 def _not_sent(cause: EasnbError) -> EasnbError:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -79,10 +80,15 @@ class Connection:
         self.retries = retries
         self.keepalive = keepalive
         self._owns_channel = channel is None
+        settings = channel_options(keepalive, max_message_bytes, options)
+        certificates = read_certificates(root_certificates) if self.endpoint.tls else None
+        #: what a second (grpc.aio) channel to the same endpoint needs: see ``background()``
+        self.channel_settings = (settings, certificates)
         if channel is None:
-            settings = channel_options(keepalive, max_message_bytes, options)
-            channel = open_channel(self.endpoint, settings, read_certificates(root_certificates))
+            channel = open_channel(self.endpoint, settings, certificates)
         self.channel = channel
+        self._background: Any = None
+        self._background_lock = threading.Lock()
         self._closed = False
         self._replaced_by: str | None = None
         self._reflection: Any = None
@@ -95,6 +101,7 @@ class Connection:
             "max_message_bytes": max_message_bytes,
         }
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
+        self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self._stubs = {
             name: channel.unary_unary(
                 method_path(V2_SERVICE, name),
@@ -156,8 +163,15 @@ class Connection:
         Every attempt shares the call's one deadline, so a call never takes longer than
         its ``timeout``. When a retry runs out of time, the UNAVAILABLE error that caused it is raised.
         """
-        self.check_open()
-        seconds = self.deadline(timeout)
+        if self._closed:
+            self.check_open()
+        seconds = self.timeout if timeout is DEFAULT else timeout
+        if not retries:  # the usual case, kept short: it runs on every call
+            try:
+                return invoke(seconds)
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
+            raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
         ends = None if seconds is None else time.monotonic() + seconds
         unavailable: EasnbError | None = None
         for attempt in range(retries + 1):
@@ -291,13 +305,9 @@ class Connection:
         of the reply unless ``copy=True``; BYTES come back as bytes unless ``bytes_as_str``.
         """
         data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw)
-        metadata = self.metadata_for(headers)
-        reply = self.call(
-            "ModelInfer",
-            lambda seconds: self._infer(data, timeout=seconds, metadata=metadata),
-            timeout,
-            retries,
-        )
+        metadata = self._metadata if headers is None else self.metadata_for(headers)
+        stub = self._infer
+        reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str)
 
     def encode_infer(
@@ -311,9 +321,9 @@ class Connection:
         raw: bool = True,
     ) -> bytes:
         """The serialized request ``infer`` would send (DataFrames matched to the model's inputs)."""
-        if is_frame(inputs):
+        if type(inputs) is not dict and is_frame(inputs):
             inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version))
-        return encode_request(model, inputs, outputs, version, parameters, request_id, raw)
+        return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
     def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:
         """Score a whole DataFrame; the result is aligned with ``frame.index``.
@@ -367,6 +377,16 @@ class Connection:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def background(self) -> Any:
+        """This connection's background event loop with its own grpc.aio channel (made on first use)."""
+        with self._background_lock:
+            self.check_open()
+            if self._background is None:
+                from .loop import BackgroundLoop
+
+                self._background = BackgroundLoop(self)
+            return self._background
+
     def close(self, replaced_by: str | None = None) -> None:
         """Close the channel (only if this connection opened it). Safe to call twice.
 
@@ -377,6 +397,9 @@ class Connection:
             self._replaced_by = replaced_by
             if self._owns_channel:
                 self.channel.close()
+            background, self._background = getattr(self, "_background", None), None
+            if background is not None:
+                background.close()
 
     @property
     def closed(self) -> bool:

@@ -18,10 +18,14 @@ from ._proto import ModelInferRequest, ModelInferResponse
 from .errors import TensorError
 from .parameters import set_parameters, to_dict
 from .results import InferResult
-from .tensors import decode_tensor, encode_tensor
+from .tensors import PLAIN_DTYPES, Tensor, decode_tensor, encode_tensor
 
 Inputs = Mapping[str, Any] | Iterable[tuple[str, Any]]
 Outputs = Iterable[str] | Mapping[str, Mapping[str, Any]] | None
+
+
+#: How many request heads a cache keeps before it starts again (a model's inputs rarely change shape).
+HEADS = 256
 
 
 def encode_request(
@@ -32,8 +36,28 @@ def encode_request(
     parameters: Mapping[str, Any] | None = None,
     request_id: str = "",
     raw: bool = True,
+    heads: dict[Any, bytes] | None = None,
 ) -> bytes:
-    """The serialized ModelInferRequest; raw buffers are copied once, into the message."""
+    """The serialized ModelInferRequest; raw buffers are copied once, into the message.
+
+    ``heads`` (a dict a connection keeps) caches the request without its raw contents for plain,
+    contiguous numeric arrays, keyed by model, version and each input's name, datatype and shape:
+    the usual call then costs one dict look-up and one join.
+    """
+    if heads is not None and raw and outputs is None and not parameters and not request_id:
+        plain = _plain_inputs(inputs)
+        if plain is not None:
+            specs, buffers = plain
+            key = (model, version, specs)
+            head = heads.get(key)
+            if head is None:
+                if len(heads) >= HEADS:
+                    heads.clear()
+                request = ModelInferRequest(model_name=model, model_version=version)
+                for name, datatype, shape in specs:
+                    request.inputs.add(name=name, datatype=datatype, shape=shape)
+                head = heads[key] = request.SerializeToString(deterministic=True)
+            return wire.join(head, wire.RAW_INPUT_FIELD, buffers)
     request = ModelInferRequest(model_name=model, model_version=version, id=request_id)
     if parameters:
         set_parameters(request.parameters, parameters)
@@ -58,6 +82,28 @@ def encode_request(
     return wire.join(head, wire.RAW_INPUT_FIELD, buffers)
 
 
+def _plain_inputs(inputs: Any) -> tuple[tuple[tuple[str, str, tuple[int, ...]], ...], list[np.ndarray]] | None:
+    """``(specs, buffers)`` when every input is a contiguous little-endian numeric ndarray (or a Tensor
+    of one whose datatype is its own), else ``None``: the general path then checks and converts."""
+    if not isinstance(inputs, Mapping) or not inputs:
+        return None
+    specs, buffers = [], []
+    for name, value in inputs.items():
+        datatype = None
+        if isinstance(value, Tensor):
+            if value.parameters:
+                return None
+            value, datatype = value.data, value.datatype
+        if type(value) is not np.ndarray or not value.flags.c_contiguous or type(name) is not str:
+            return None
+        own = PLAIN_DTYPES.get(value.dtype)
+        if own is None or (datatype is not None and datatype != own):
+            return None
+        specs.append((name, own, value.shape))
+        buffers.append(value)
+    return tuple(specs), buffers
+
+
 def decode_response(
     data: bytes, *, copy: bool = False, bytes_as_str: bool = False, bf16_as_ml_dtypes: bool = False
 ) -> InferResult:
@@ -72,14 +118,15 @@ def decode_response(
     datatypes: dict[str, str] = {}
     output_parameters: dict[str, dict[str, Any]] = {}
     for i, tensor in enumerate(response.outputs):
-        if tensor.name in outputs:
+        name, datatype = tensor.name, tensor.datatype  # each field read from the message costs a call
+        if name in outputs:
             raise TensorError(
-                f"The reply has two outputs called {tensor.name!r}.",
+                f"The reply has two outputs called {name!r}.",
                 hint="The server sent a malformed reply: each output name must appear once.",
             )
-        outputs[tensor.name] = decode_tensor(
-            tensor.name,
-            tensor.datatype,
+        outputs[name] = decode_tensor(
+            name,
+            datatype,
             tensor.shape,
             raws[i] if raws else None,
             tensor.contents if tensor.HasField("contents") else None,
@@ -87,9 +134,9 @@ def decode_response(
             bytes_as_str=bytes_as_str,
             bf16_as_ml_dtypes=bf16_as_ml_dtypes,
         )
-        datatypes[tensor.name] = tensor.datatype
+        datatypes[name] = datatype
         if tensor.parameters:
-            output_parameters[tensor.name] = to_dict(tensor.parameters)
+            output_parameters[name] = to_dict(tensor.parameters)
     return InferResult(
         model_name=response.model_name,
         model_version=response.model_version,

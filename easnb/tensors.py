@@ -53,6 +53,8 @@ DATATYPES: dict[str, Datatype] = {
     )
 }
 _BY_DTYPE = {d.dtype: d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")}
+#: numpy dtypes sent as they are: little-endian (or byte-order-free) numbers and bools
+PLAIN_DTYPES = {dtype: name for dtype, name in _BY_DTYPE.items() if dtype.byteorder in "<|="}
 _BY_DTYPE.update({d.newbyteorder("="): n for d, n in list(_BY_DTYPE.items())})
 _BY_KIND_SIZE = {
     (d.dtype.kind, d.dtype.itemsize): d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")

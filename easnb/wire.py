@@ -11,6 +11,8 @@ handed to protobuf whole, so this parses whatever protobuf parses.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -110,7 +112,12 @@ def split(data: bytes, message_class: type[Message], field: int) -> tuple[Messag
             f"The server's reply is not a valid {message_class.DESCRIPTOR.name}: {exc}.",
             hint="The server, or something between it and you, sent a corrupt message.",
         ) from None
-    field_name = message_class.DESCRIPTOR.fields_by_number[field].name
-    raws = [memoryview(b) for b in getattr(message, field_name)]
-    message.ClearField(field_name)
+    name = _field_name(message_class, field)
+    raws = [memoryview(b) for b in getattr(message, name)]
+    message.ClearField(name)
     return message, raws
+
+
+@functools.lru_cache(maxsize=None)
+def _field_name(message_class: type[Message], field: int) -> str:
+    return message_class.DESCRIPTOR.fields_by_number[field].name

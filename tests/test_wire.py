@@ -84,3 +84,27 @@ def test_corrupt_reply_is_a_server_error(payload: bytes) -> None:
 def test_varint_lengths() -> None:
     for n in (0, 1, 127, 128, 300, 2**21, 2**28 + 5):
         assert wire._read_varint(wire._varint(n), 0) == (n, len(wire._varint(n)))
+
+
+numeric = st.sampled_from(["<f4", "<f8", "<f2", "<i1", "<i2", "<i4", "<i8", "<u1", "<u2", "<u4", "<u8", "?"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    model=st.text(max_size=10),
+    shapes=st.dictionaries(names, st.lists(st.integers(0, 4), min_size=1, max_size=3), min_size=1, max_size=3),
+    dtype=numeric,
+    version=st.sampled_from(["", "2"]),
+)
+def test_cached_request_heads_write_what_protobuf_writes(model, shapes, dtype, version) -> None:  # type: ignore[no-untyped-def]
+    """The per-connection cache of request heads is byte-identical to the general path, every time."""
+    rng = np.random.default_rng(0)
+    inputs = {name: (rng.random(shape) * 100).astype(dtype) for name, shape in shapes.items()}
+    heads: dict = {}
+    first = encode_request(model, inputs, version=version, heads=heads)
+    again = encode_request(model, inputs, version=version, heads=heads)  # from the cache
+    assert first == again == encode_request(model, inputs, version=version)
+    assert len(heads) == 1
+    message = ModelInferRequest.FromString(again)
+    assert message.SerializeToString(deterministic=True) == again
+    assert [tuple(t.shape) for t in message.inputs] == [tuple(s) for s in shapes.values()]
