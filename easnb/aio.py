@@ -24,7 +24,7 @@ from .channel import Keepalive, channel_options, open_channel, read_certificates
 from .connection import _NOT_FOUND_CODES, DEFAULT, model_metadata_from
 from .credentials import Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
-from .errors import DeadlineError, EasnbError, EndpointError, NotFoundError, UnavailableError, from_rpc_error
+from .errors import DeadlineError, EasnbError, EndpointError, NotFoundError, UnavailableError, error_context, from_rpc_error
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata
@@ -73,13 +73,7 @@ class AsyncConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
-        self.error_context = {
-            "target": self.endpoint.target,
-            "token": self._token,
-            "is_vpc": self.endpoint.is_vpc,
-            "tls": self.endpoint.tls,
-            "max_message_bytes": max_message_bytes,
-        }
+        self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
 
     def __reduce__(self) -> Any:
         raise refuse_pickle("An AsyncConnection")

@@ -20,7 +20,7 @@ from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
 from .credentials import CallMetadata, Headers, Token, call_metadata, check_headers, clean_token, parse_token
 from .endpoint import Endpoint, parse_endpoint
-from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, from_rpc_error
+from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, error_context, from_rpc_error
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
@@ -93,13 +93,7 @@ class Connection:
         self._replaced_by: str | None = None
         self._reflection: Any = None
         # where calls happen, for errors: the token is a Token, whose repr is masked
-        self.error_context = {
-            "target": self.endpoint.target,
-            "token": self._token,
-            "is_vpc": self.endpoint.is_vpc,
-            "tls": self.endpoint.tls,
-            "max_message_bytes": max_message_bytes,
-        }
+        self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self._stubs = {

@@ -264,6 +264,17 @@ def _hint(cls: type[EasnbError], code: Any, details: str, context: dict[str, Any
     return cls, None
 
 
+def error_context(endpoint: Any, token: Any, max_message_bytes: int) -> dict[str, Any]:
+    """Where a connection's calls happen, for ``from_rpc_error``: its target, TLS or not, VPC or not, token, limit."""
+    return {
+        "target": endpoint.target,
+        "token": token,
+        "is_vpc": endpoint.is_vpc,
+        "tls": endpoint.tls,
+        "max_message_bytes": max_message_bytes,
+    }
+
+
 def from_rpc_error(exc: grpc.RpcError, *, method: str, **context: Any) -> EasnbError:
     """The most specific ``EasnbError`` for a failed call, the token redacted.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from easnb.demo.server import SERVER_OPTIONS, V2Service, greeter_handler, v2_han
 
 from .conftest import TOKEN, free_port
 from .netparts import serve, unary_handler
+from .test_tls import tls_server  # noqa: F401 - a fixture
 
 # -- wait until ready -----------------------------------------------------------------------
 
@@ -210,26 +210,8 @@ def test_call_info_follows_the_console_naming() -> None:
 # -- hints that name the real cause ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls_port(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(4), handlers=[v2_handler(V2Service())])
-    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
-    server.start()
-    yield port, cert
-    server.stop(None)
-
-
-def test_tls_mismatches_get_the_tls_hint(tls_port, demo: DemoServer) -> None:  # type: ignore[no-untyped-def]
-    port, cert = tls_port
+def test_tls_mismatches_get_the_tls_hint(tls_server, demo: DemoServer) -> None:  # type: ignore[no-untyped-def]
+    port, cert = tls_server
     cases = [
         (f"https://localhost:{port}/", {}, "root_certificates"),  # untrusted certificate
         (f"localhost:{port}", {}, "https://"),  # plaintext against TLS
