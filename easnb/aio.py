@@ -21,10 +21,10 @@ import grpc.aio
 from . import _proto
 from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
-from .connection import _NOT_FOUND_CODES, DEFAULT, model_metadata_from
+from .connection import DEFAULT, is_unknown_model, model_metadata_from
 from .credentials import Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
-from .errors import DeadlineError, EasnbError, EndpointError, NotFoundError, UnavailableError, error_context, from_rpc_error
+from .errors import DeadlineError, EasnbError, EndpointError, UnavailableError, error_context, from_rpc_error
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata
@@ -149,10 +149,8 @@ class AsyncConnection:
         request = _proto.ModelReadyRequest(name=name, version=version)
         try:
             return (await self._small("ModelReady", request, timeout, headers)).ready
-        except NotFoundError:
-            return False
         except EasnbError as exc:
-            if exc.code in _NOT_FOUND_CODES and "not found" in exc.details.lower():
+            if is_unknown_model(exc):
                 return False
             raise
 

@@ -32,6 +32,11 @@ T = TypeVar("T")
 _NOT_FOUND_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
 
 
+def is_unknown_model(error: EasnbError) -> bool:
+    """Whether a ModelReady failure says the model is unknown, however the server words it."""
+    return isinstance(error, NotFoundError) or (error.code in _NOT_FOUND_CODES and "not found" in error.details.lower())
+
+
 class _Default:
     """The type of ``DEFAULT``: "use the connection's setting", distinct from ``None``."""
 
@@ -220,10 +225,8 @@ class Connection:
         request = _proto.ModelReadyRequest(name=name, version=version)
         try:
             return self._unary("ModelReady", request, timeout, headers=headers).ready
-        except NotFoundError:
-            return False
         except EasnbError as exc:
-            if exc.code in _NOT_FOUND_CODES and "not found" in exc.details.lower():
+            if is_unknown_model(exc):
                 return False
             raise
 
