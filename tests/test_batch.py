@@ -180,3 +180,11 @@ def test_async_connection_made_outside_the_loop(demo: DemoServer) -> None:
     assert asyncio.run(conn.live()) is True  # the channel opens inside the running loop
     with pytest.raises(easnb.EasnbError, match="another event loop"):
         asyncio.run(conn.live())
+
+
+def test_async_model_ready_of_an_unknown_model_is_false(demo: DemoServer) -> None:
+    async def run() -> tuple[bool, bool]:
+        async with easnb.aio.connect(demo.endpoint, token=demo.token) as conn:
+            return await conn.model_ready("nope"), await conn.model_ready("iris")
+
+    assert asyncio.run(run()) == (False, True)
