@@ -360,6 +360,7 @@ class Workbench(w.VBox):
         self.status = w.HTML()
         self.infer: InferInspector | None = None
         self.service: Any = None
+        self.builds = 0  # how many times the tabs were built for a connection
         super().__init__([self.status, self.tabs])
         if isinstance(source, ConnectionWidget):
             source.on_connect(lambda _: self.build())
@@ -396,7 +397,9 @@ class Workbench(w.VBox):
         self.tabs.children = [page for _, page in pages]
         for i, (title, _) in enumerate(pages):
             self.tabs.set_title(i, title)
-        self.status.value = f"<small>{found._repr_html_()}</small>"
+        self.builds += 1
+        when = time.strftime("%H:%M:%S")
+        self.status.value = f"<small>{found._repr_html_()} <span class='easnb-built'>built {when} (#{self.builds})</span></small>"
 
 
 class ServicesPage(w.VBox):

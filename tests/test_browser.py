@@ -224,8 +224,9 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
             page.locator(".easnb-connect").click()
             expect(page.get_by_role("tab", name="Infer")).to_be_visible(timeout=60_000)
             expect(page.get_by_text("services: helloworld.GreeterService").first).to_be_visible()
+            expect(page.locator(".easnb-built")).to_contain_text("(#1)")
             page.locator(".easnb-connect").click()  # Connect again: the token stays Python-side
-            expect(page.get_by_text("round trip").first).to_be_visible()
+            expect(page.locator(".easnb-built")).to_contain_text("(#2)")  # the workbench followed
             # Server tab
             expect(page.locator(".jp-OutputArea").get_by_text("easnb-demo").first).to_be_visible()
             # Model tab: the list comes from the demo's repository index
