@@ -48,6 +48,16 @@ def raw_header_case(value: str) -> Case:
     return run
 
 
+def _two_outputs_named_alike() -> bytes:
+    from easnb._proto import ModelInferResponse
+
+    reply = ModelInferResponse(model_name="m")
+    for _ in range(2):
+        reply.outputs.add(name="out", datatype="FP32", shape=[1])
+        reply.raw_output_contents.append(b"\x00" * 4)
+    return reply.SerializeToString()
+
+
 I32 = np.zeros((1, 16), np.int32)
 REFUSED: list[tuple[str, Case, type[easnb.EasnbError]]] = [
     *[(f"endpoint {t!r}"[:40], endpoint_case(t), easnb.EndpointError) for t in BAD_ENDPOINTS],
@@ -82,6 +92,14 @@ REFUSED: list[tuple[str, Case, type[easnb.EasnbError]]] = [
     ("bad parameter type", infer_case("echo", {"x": np.zeros(1)}, parameters={"p": [1, 2]}), easnb.InvalidArgumentError),
     ("parameter too large", infer_case("echo", {"x": np.zeros(1)}, parameters={"p": 2**70}), easnb.InvalidArgumentError),
     ("non-proto reply", reply_case(b"\xff\xff\xff"), easnb.ServerError),
+    ("1e39 as FP32", infer_case("echo", {"x": Tensor(np.array([1e39]), "FP32")}), easnb.TensorError),
+    ("70000 as FP16", infer_case("echo", {"x": Tensor(np.array([70000]), "FP16")}), easnb.TensorError),
+    ("3.4e38 as BF16", infer_case("echo", {"x": Tensor(np.array([3.4e38], np.float32), "BF16")}), easnb.TensorError),
+    ("two outputs with one name", reply_case(_two_outputs_named_alike()), easnb.TensorError),
+    ("authorization in headers", lambda conn, demo: conn.live(headers={"authorization": "Bearer x"}), easnb.EasnbError),
+    ("header name with a space", lambda conn, demo: conn.live(headers={"x y": "1"}), easnb.EasnbError),
+    ("endpoint with a path", endpoint_case("http://1.cn-hangzhou.pai-eas.aliyuncs.com/api/predict/svc"), easnb.EndpointError),
+    ("bracketed host name", endpoint_case("[example.com]:80"), easnb.EndpointError),
 ]
 
 ACCEPTED: list[tuple[str, Any]] = [
