@@ -163,7 +163,10 @@ def infer_frame(
 
 class _Run:
     """One infer_frame run on the connection's background loop: ``concurrency`` workers take batches
-    in order, send them on the grpc.aio channel, retry, check, and keep every answer by batch number."""
+    in order, send them on the grpc.aio channel, retry, check, and keep every answer by batch number.
+
+    Each worker keeps one call in flight and does its Python work (decoding the reply it got,
+    encoding the request after next) while the following call flies."""
 
     def __init__(
         self, conn: Connection, model: str, tensors: dict[str, Tensor], ranges: list[tuple[int, int]],
@@ -179,12 +182,14 @@ class _Run:
         self.shape: _Shape | None = None
         self.gone_streak = 0
         self.bar: Any = None
+        self.few = False  # few calls in flight: overlap each call with the handling of the last reply
         self._next = 0
 
     async def score(self, concurrency: int) -> None:
         import asyncio
 
         self._stub = self.conn.background().stub("/inference.GRPCInferenceService/ModelInfer")
+        self.few = concurrency <= 4
         workers = [asyncio.ensure_future(self._work()) for _ in range(min(concurrency, len(self.ranges)))]
         try:
             await asyncio.gather(*workers)
@@ -192,36 +197,66 @@ class _Run:
             for worker in workers:
                 worker.cancel()
             raise
+        if self.gone_streak >= GONE_AFTER:
+            self._take()  # reports every batch not taken yet as not sent
 
-    async def _work(self) -> None:
+    def _take(self) -> tuple[int, bytes] | None:
+        """The next batch to send, encoded; ``None`` when there is none (or the server is gone)."""
         while self._next < len(self.ranges):
             batch = self._next
             self._next += 1
             if self.gone_streak >= GONE_AFTER:  # the server is gone: report the rest, send nothing more
-                last = list(self.failures.values())[-1]
-                self._fail(batch, _not_sent(last.error))
+                self._fail(batch, _not_sent(list(self.failures.values())[-1].error))
                 continue
-            await self._one(batch)
+            start, stop = self.ranges[batch]
+            inputs = {name: Tensor(t.data[start:stop], t.datatype) for name, t in self.tensors.items()}
+            return batch, encode_request(
+                self.model, inputs, self.outputs, self.version, self.parameters, heads=self.conn.request_heads
+            )
+        return None
 
-    async def _one(self, batch: int) -> None:
+    def _send(self, prepared: tuple[int, bytes]) -> Any:
+        return self._stub(prepared[1], timeout=self.seconds, metadata=self.metadata)
+
+    async def _work(self) -> None:
+        """One call in flight at a time; while it flies, the last reply is decoded and the next request encoded."""
         import asyncio
 
-        start, stop = self.ranges[batch]
-        inputs = {name: Tensor(t.data[start:stop], t.datatype) for name, t in self.tensors.items()}
-        data = encode_request(self.model, inputs, self.outputs, self.version, self.parameters, heads=self.conn.request_heads)
-        for attempt in range(self.retries + 1):
-            try:
-                reply = await self._stub(data, timeout=self.seconds, metadata=self.metadata)
-                break
-            except grpc.RpcError as exc:
-                code = exc.code()
-                if code in self.retryable and attempt < self.retries:
-                    await asyncio.sleep(min(0.1 * 2 ** (attempt + 1), 2.0) * (0.5 + random.random()))
-                    continue
-                self.gone_streak = self.gone_streak + 1 if code in SERVER_GONE else 0
-                error = from_rpc_error(exc, method="ModelInfer", timeout=self.seconds, **self.conn.error_context)
-            self._fail(batch, error)
+        current = self._take()
+        if current is None:
             return
+        call, attempt = self._send(current), 0
+        upcoming = self._take()
+        while current is not None:
+            try:
+                reply, error = await call, None
+            except grpc.RpcError as exc:
+                reply, error = None, exc
+            if error is not None and error.code() in self.retryable and attempt < self.retries:
+                attempt += 1
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0) * (0.5 + random.random()))
+                call = self._send(current)
+                continue
+            if error is not None:
+                code = error.code()
+                self.gone_streak = self.gone_streak + 1 if code in SERVER_GONE else 0
+                if self.gone_streak >= GONE_AFTER and upcoming is not None:
+                    self._fail(upcoming[0], _not_sent(from_rpc_error(error, method="ModelInfer", **self.conn.error_context)))
+                    upcoming = None
+            finished = current
+            current, attempt = upcoming, 0
+            if current is not None:
+                call = self._send(current)  # the next call flies while this reply is handled
+                if self.few:  # with few in flight, let it start sending before the decoding below;
+                    await asyncio.sleep(0)  # with many, other calls' awaits give it the loop anyway
+                upcoming = self._take()
+            if error is not None:
+                self._fail(finished[0], from_rpc_error(error, method="ModelInfer", timeout=self.seconds, **self.conn.error_context))
+            else:
+                self._keep(finished[0], reply)
+
+    def _keep(self, batch: int, reply: bytes) -> None:
+        start, stop = self.ranges[batch]
         try:
             result = decode_response(reply)
             wrong = {n: a.shape[:1] for n, a in result.items() if a.shape[:1] != (stop - start,)}
