@@ -1,10 +1,9 @@
-"""Inspectors: the server, a model, an inference form and the call history, alone or as ``inspect(...)``.
+"""The V2 inspectors: the server, a model, and an inference form; ``easnb.inspect`` puts them in a workbench.
 
 Each takes a ``Connection`` or a ``ConnectionWidget``; given the widget, they use its
 current connection at every call, so a reconnect never leaves them broken.
 
->>> bench = easnb.inspect(widget)             # doctest: +SKIP
->>> bench.result, bench.history               # doctest: +SKIP
+>>> InferInspector(widget, "iris").result      # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from .errors import EasnbError
 from .history import History, saved_inputs, summarize_inputs
 from .results import InferResult, ModelMetadata
 from .tensors import Tensor
-from .widgets import Background, ConnectionWidget, connection_of, light, lights
+from .widgets import Background, connection_of, light, lights
 
 
 class _Form(w.VBox):
@@ -300,144 +299,19 @@ class InferInspector(_Form):
         return None if self.result is None else self.result.to_frame()
 
 
-class HistoryView(w.VBox):
-    """The session's calls: a table with latency percentiles; replay one, or copy it as code."""
-
-    def __init__(self, source: Any, history: History) -> None:
-        self.source = source
-        self.history = history
-        self.table = w.HTML()
-        self.entry = w.Dropdown(description="Call", options=[])
-        self.flavour = w.Dropdown(description="as", options=["easnb", "tritonclient", "grpcurl"], layout=w.Layout(width="220px"))
-        copy = w.Button(description="Copy as code", tooltip="show the call as code to paste; the token stays in $EASNB_TOKEN")
-        copy.on_click(lambda _: self.show_code())
-        replay = w.Button(description="Replay")
-        replay.on_click(lambda _: self.replay())
-        self.code = w.Textarea(layout=w.Layout(width="720px", height="160px"), placeholder="code appears here")
-        self.output = w.HTML()
-        super().__init__([self.table, w.HBox([self.entry, self.flavour, copy, replay]), self.code, self.output])
-        history.on_change(lambda _: self.refresh())
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.table.value = display.history_html(self.history)
-        self.entry.options = [(f"{i}: {c.when:%H:%M:%S} {c.name} ({c.status})", i) for i, c in enumerate(self.history)][::-1]
-
-    def show_code(self) -> str:
-        """The chosen call as code (also shown in the text box, to copy)."""
-        try:
-            if self.entry.value is None:
-                raise EasnbError("No call to copy yet: run one in another tab.")
-            self.code.value = self.history.code(self.entry.value, self.flavour.value)
-            self.output.value = ""
-        except Exception as exc:
-            self.output.value = error_html(exc)
-        return self.code.value
-
-    def replay(self) -> None:
-        try:
-            if self.entry.value is None:
-                raise EasnbError("No call to replay yet.")
-            answer = self.history.replay(self.entry.value, connection_of(self.source))
-            body = display.result_html(answer) if isinstance(answer, InferResult) else f"<pre>{answer}</pre>"
-            self.output.value = body
-        except Exception as exc:
-            self.output.value = error_html(exc)
-
-
-class Workbench(w.VBox):
-    """``inspect(...)``: Server, Model, Infer, Service and History tabs for what the endpoint speaks.
-
-    Given a ``ConnectionWidget``, it says "press Connect" until the widget connects,
-    and builds itself again on every reconnect; the history stays.
-    """
-
-    def __init__(self, source: Any, models: list[str] | None = None) -> None:
-        self.source = source
-        self.models = models
-        self.history = History()
-        self.tabs = w.Tab()
-        self.status = w.HTML()
-        self.infer: InferInspector | None = None
-        self.service: Any = None
-        self.builds = 0  # how many times the tabs were built for a connection
-        super().__init__([self.status, self.tabs])
-        if isinstance(source, ConnectionWidget):
-            source.on_connect(lambda _: self.build())
-            if source.connection is None:
-                self.status.value = "<i>Not connected yet: press Connect in the connection widget above.</i>"
-                return
-        self.build()
-
-    @property
-    def result(self) -> InferResult | None:
-        """The last inference result from the Infer tab."""
-        return self.infer.result if self.infer is not None else None
-
-    def build(self) -> None:
-        """(Re)build the tabs for the source's current connection."""
-        try:
-            conn = connection_of(self.source)
-            found = getattr(self.source, "discovery", None) or conn.discover()
-        except Exception as exc:
-            self.status.value = error_html(exc)
-            return
-        pages: list[tuple[str, w.Widget]] = []
-        if found.v2:
-            self.infer = InferInspector(self.source, models=self.models, history=self.history)
-            pages += [
-                ("Server", ServerInspector(self.source)),
-                ("Model", ModelInspector(self.source, models=self.models)),
-                ("Infer", self.infer),
-            ]
-        if found.other_services or not found.v2:
-            self.service = ServicesPage(self.source, found, self.history)
-            pages.append(("Service", self.service))
-        pages.append(("History", HistoryView(self.source, self.history)))
-        self.tabs.children = [page for _, page in pages]
-        for i, (title, _) in enumerate(pages):
-            self.tabs.set_title(i, title)
-        self.builds += 1
-        when = time.strftime("%H:%M:%S")
-        self.status.value = f"<small>{found._repr_html_()} <span class='easnb-built'>built {when} (#{self.builds})</span></small>"
-
-
-class ServicesPage(w.VBox):
-    """Pick one of the server's services (from reflection), or load one from a ``.proto``; its form below."""
-
-    def __init__(self, source: Any, found: Any, history: History) -> None:
-        self.source = source
-        self.history = history
-        self.inspector: Any = None
-        self.picker = w.Dropdown(description="Service", options=list(found.other_services))
-        self.proto_field = w.Text(description=".proto", placeholder="path/to/service.proto (without reflection)")
-        self.name_field = w.Text(description="Service", placeholder="package.Service")
-        load = w.Button(description="Load")
-        load.on_click(lambda _: self.show(self.name_field.value.strip(), self.proto_field.value.strip() or None))
-        self.body = w.VBox()
-        self.picker.observe(lambda change: change["new"] and self.show(change["new"]), names="value")
-        manual = w.Accordion([w.VBox([self.proto_field, self.name_field, load])], selected_index=None if found.services else 0)
-        manual.set_title(0, "From a .proto file")
-        super().__init__([self.picker, manual, self.body] if found.services else [manual, self.body])
-        if found.other_services:
-            self.show(found.other_services[0])
-
-    def show(self, service: str, proto: str | None = None) -> None:
-        from .service_inspector import ServiceInspector
-
-        try:
-            self.inspector = ServiceInspector(self.source, service, proto=proto, history=self.history)
-            self.body.children = [self.inspector]
-        except Exception as exc:
-            self.body.children = [w.HTML(error_html(exc))]
-
-
-def inspect(source: Any, models: list[str] | None = None) -> Workbench:
+def inspect(source: Any, models: list[str] | None = None) -> Any:
     """Server, model, infer, service and history tabs for a ``Connection`` or a ``ConnectionWidget``."""
+    from .workbench import Workbench
+
     return Workbench(source, models)
 
 
-__all__ = [
-    "HistoryView", "InferInspector", "ModelInspector", "ServerInspector", "ServicesPage", "Workbench",
-    "example_text", "inspect", "parse_values",
-]
+def __getattr__(name: str) -> Any:  # the workbench's parts, where they used to live
+    if name in ("HistoryView", "ServicesPage", "Workbench"):
+        from . import workbench
+
+        return getattr(workbench, name)
+    raise AttributeError(f"module 'easnb.inspectors' has no attribute {name!r}")
+
+
+__all__ = ["InferInspector", "ModelInspector", "ServerInspector", "example_text", "inspect", "model_names", "parse_values"]

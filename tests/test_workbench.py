@@ -18,7 +18,8 @@ import easnb
 from easnb.demo import DemoServer
 from easnb.demo.server import V2Service, greeter_handler, v2_handler
 from easnb.display import is_probabilities, probability_bars
-from easnb.inspectors import InferInspector, ModelInspector, Workbench, example_text
+from easnb.inspectors import InferInspector, ModelInspector, example_text
+from easnb.workbench import Workbench
 from easnb.results import InferResult
 from easnb.service_inspector import ServiceInspector
 
