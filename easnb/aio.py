@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,10 @@ import grpc.aio
 from . import _proto
 from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
-from .connection import DEFAULT, is_unknown_model, model_metadata_from
+from .connection import DEFAULT, RetryPlan, is_unknown_model, model_metadata_from
 from .credentials import Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
-from .errors import DeadlineError, EasnbError, EndpointError, UnavailableError, error_context, from_rpc_error
+from .errors import EasnbError, EndpointError, error_context, from_rpc_error
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata
@@ -114,23 +113,13 @@ class AsyncConnection:
         stub = self._infer if method == "ModelInfer" else self._stubs[method]
         metadata = self.metadata_for(headers)
         seconds = self.timeout if timeout is DEFAULT else timeout
-        ends = None if seconds is None else time.monotonic() + seconds
-        unavailable = None
+        plan = RetryPlan(seconds, retries)
         for attempt in range(retries + 1):
-            left = seconds if ends is None or attempt == 0 else ends - time.monotonic()
             try:
-                return await stub(request, timeout=left, metadata=metadata)
+                return await stub(request, timeout=plan.left(attempt), metadata=metadata)
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
-            if isinstance(error, DeadlineError) and unavailable is not None:
-                raise unavailable
-            if not isinstance(error, UnavailableError) or attempt == retries:
-                raise error
-            unavailable = error
-            pause = min(0.1 * 2**attempt, 1.0)
-            if ends is not None and time.monotonic() + pause >= ends:
-                raise error
-            await asyncio.sleep(pause)
+            await asyncio.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
         raise AssertionError("unreachable")
 
     async def _small(self, name: str, request: Any, timeout: float | None, headers: Headers | None) -> Any:

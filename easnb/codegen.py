@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,7 +118,7 @@ def grpcurl(call: Call) -> str:
         data = json.dumps(body)
     else:
         target = f'{r["service"]}/{r["method"]}'
-        proto = (str(_parent(r["proto"])), _name(r["proto"])) if r.get("proto") else None
+        proto = (str(Path(r["proto"]).resolve().parent), Path(r["proto"]).name) if r.get("proto") else None
         data = " ".join(json.dumps(q) for q in r["requests"])
     words = ["grpcurl", "-insecure" if call.tls else "-plaintext"]
     if proto:
@@ -139,14 +140,3 @@ def _typed_input(name: str, saved: dict[str, Any]) -> dict[str, Any]:
         values = flat.tolist()
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "contents": {_CONTENTS[datatype]: values}}
 
-
-def _parent(path: str) -> str:
-    from pathlib import Path
-
-    return str(Path(path).resolve().parent)
-
-
-def _name(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).name

@@ -48,6 +48,36 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
+class RetryPlan:
+    """One call's retries on UNAVAILABLE, every attempt inside the call's one deadline (sync and async alike)."""
+
+    def __init__(self, seconds: float | None, retries: int) -> None:
+        self.seconds, self.retries = seconds, retries
+        self.ends = None if seconds is None else time.monotonic() + seconds
+        self.unavailable: EasnbError | None = None
+
+    def left(self, attempt: int) -> float | None:
+        """The deadline for attempt number ``attempt``: what is left of the call's."""
+        return self.seconds if self.ends is None or attempt == 0 else self.ends - time.monotonic()
+
+    def pause_after(self, error: EasnbError, attempt: int) -> float:
+        """How long to wait before trying again; raises the error to report when there is no retry.
+
+        A retry that runs out of time reports the UNAVAILABLE that caused it, not its own deadline.
+        Called outside an ``except`` block, so no ``grpc.RpcError`` (whose text may hold the token)
+        is kept as ``__context__``.
+        """
+        if isinstance(error, DeadlineError) and self.unavailable is not None:
+            raise self.unavailable
+        if not isinstance(error, UnavailableError) or attempt == self.retries:
+            raise error
+        self.unavailable = error
+        pause = min(0.1 * 2**attempt, 1.0)
+        if self.ends is not None and time.monotonic() + pause >= self.ends:
+            raise error
+        return pause
+
+
 class Connection:
     """One reusable, thread-safe channel to a service, with its token, headers and timeout.
 
@@ -171,25 +201,13 @@ class Connection:
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
             raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
-        ends = None if seconds is None else time.monotonic() + seconds
-        unavailable: EasnbError | None = None
+        plan = RetryPlan(seconds, retries)
         for attempt in range(retries + 1):
-            left = seconds if ends is None or attempt == 0 else ends - time.monotonic()
             try:
-                return invoke(left)
+                return invoke(plan.left(attempt))
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
-            # raised outside the except block, so the grpc.RpcError (whose text may hold the
-            # token) is not kept as __context__
-            if isinstance(error, DeadlineError) and unavailable is not None:
-                raise unavailable
-            if not isinstance(error, UnavailableError) or attempt == retries:
-                raise error
-            unavailable = error
-            pause = min(0.1 * 2**attempt, 1.0)
-            if ends is not None and time.monotonic() + pause >= ends:
-                raise error
-            time.sleep(pause)
+            time.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
         raise AssertionError("unreachable")
 
     def _unary(

@@ -217,8 +217,8 @@ def _describe_details(details: tuple[Any, ...]) -> str:
     return f" (the server attached {', '.join(names)}: see error.status_details)" if names else ""
 
 
-def _hint(cls: type[EasnbError], code: Any, details: str, context: dict[str, Any]) -> tuple[type[EasnbError], str | None]:
-    """The most specific class and hint for a failure, from its code, details and where it happened."""
+def _hint(cls: type[EasnbError], details: str, context: dict[str, Any]) -> tuple[type[EasnbError], str | None]:
+    """The most specific class and hint for a failure, from its class (by code), details and where it happened."""
     if cls is AuthenticationError and "behind the easnb gateway refused" in details:
         return cls, (
             "The gateway accepted your token; the service behind it refused the gateway's own call. "
@@ -284,7 +284,7 @@ def from_rpc_error(exc: grpc.RpcError, *, method: str, **context: Any) -> EasnbE
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     token = context.get("token")
     details = redact((exc.details() if hasattr(exc, "details") else "") or "", token)
-    cls, hint = _hint(_BY_CODE.get(code, ServerError), code, details, {**context, "method": method})
+    cls, hint = _hint(_BY_CODE.get(code, ServerError), details, {**context, "method": method})
     extra = status_details(exc)
     name = code.name if code is not None else "UNKNOWN"
     message = f"{method} on {context.get('target', '?')} failed: {name}: {details or 'no details'}{_describe_details(extra)}"

@@ -40,16 +40,9 @@ class Call:
     request: dict[str, Any] = field(repr=False)
 
 
-def summarize_inputs(inputs: dict[str, Any]) -> str:
-    """``features FP32 [1, 4]; mask BOOL [1]``."""
-    from .tensors import Tensor, as_array, datatype_of
-
-    parts = []
-    for name, value in inputs.items():
-        datatype = value.datatype if isinstance(value, Tensor) else None
-        array = as_array(value.data if isinstance(value, Tensor) else value, name)
-        parts.append(f"{name} {datatype or datatype_of(array, name)} {list(array.shape)}")
-    return "; ".join(parts)
+def summarize_inputs(saved: dict[str, dict[str, Any]]) -> str:
+    """``features FP32 [1, 4]; mask BOOL [1]``, from what ``saved_inputs`` kept."""
+    return "; ".join(f"{name} {t['datatype']} {list(t['array'].shape)}" for name, t in saved.items())
 
 
 class History:

@@ -284,7 +284,7 @@ class InferInspector(_Form):
         request = {"model": model, "inputs": saved_inputs(inputs), **options}
         started = time.perf_counter()
         result = self.history.record(
-            conn, "infer", model, summarize_inputs(inputs), request,
+            conn, "infer", model, summarize_inputs(request["inputs"]), request,
             lambda: conn.infer(model, inputs, raw=self.raw_field.value, **options),
         )
         self.latency_ms = (time.perf_counter() - started) * 1000

@@ -320,5 +320,18 @@ def test_retries_never_outlast_the_timeout() -> None:
             with pytest.raises(easnb.UnavailableError):
                 conn.live(timeout=1.5)
             assert time.monotonic() - started <= 1.6
+
+        async def async_live() -> None:
+            import easnb.aio
+
+            async with easnb.aio.connect(f"127.0.0.1:{port}", retries=5) as aconn:
+                await aconn.live(timeout=1.5)
+
+        import asyncio
+
+        started = time.monotonic()
+        with pytest.raises(easnb.UnavailableError):
+            asyncio.run(async_live())
+        assert time.monotonic() - started <= 1.7
     finally:
         server.stop(None)
