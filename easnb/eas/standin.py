@@ -18,6 +18,7 @@ It runs the script with this Python and its packages: ``pythonRequirements`` are
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shlex
 import socket
@@ -48,6 +49,7 @@ class Recorded:
     query: dict[str, list[str]]
     headers: list[str]
     body: Any
+    key_id: str = ""  # the AccessKey ID the request was signed with (never the secret or the signature)
 
 
 @dataclass
@@ -290,9 +292,10 @@ def _handler(stand_in: LocalEas) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw) if raw else None
             except json.JSONDecodeError:
                 body = raw.decode("utf-8", "replace")
+            signed = re.search(r"Credential=([^,/\s]+)", self.headers.get("Authorization", ""))
             stand_in.requests.append(Recorded(
                 self.command, parts.path, self.headers.get("x-acs-action", ""), parse_qs(parts.query),
-                sorted(h.lower() for h in self.headers), body,
+                sorted(h.lower() for h in self.headers), body, signed.group(1) if signed else "",
             ))
             request_id = str(uuid.uuid4()).upper()
             try:
