@@ -144,3 +144,17 @@ def test_grpc_endpoint_follows_the_console() -> None:
     assert eas.grpc_endpoint("http://127.0.0.1:8123/") == "127.0.0.1:8123"
     assert eas.CallInfo("http://1.cn-shanghai.pai-eas.aliyuncs.com/api/predict/my_svc").grpc_public == \
         "my-svc.1.cn-shanghai.pai-eas.aliyuncs.com:80"
+
+
+def test_module_level_functions_reach_the_same_control_plane(stand_in) -> None:  # type: ignore[no-untyped-def]
+    from easnb.eas.standin import local_credentials
+
+    where = {"endpoint": stand_in.endpoint, "credentials": local_credentials()}
+    config = eas.ServiceConfig.hello_world(oss_path=OSS, name="grpc_module")
+    assert eas.deploy(config, **where).name == "grpc_module"
+    assert eas.wait_until_running("grpc_module", timeout=60, progress=False, **where).is_running
+    assert eas.describe("grpc_module", **where).has_token
+    with eas.call_info("grpc_module", **where).connect() as conn:
+        assert conn.service(easnb.protos.path("helloworld.proto"), "helloworld.GreeterService").SayHello(name="m").message == "Hello, m!"
+    assert "updated" in eas.update(config, **where)
+    assert "deleted" in eas.delete("grpc_module", **where)
