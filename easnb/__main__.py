@@ -288,7 +288,7 @@ def token_options(p: argparse.ArgumentParser, what: str, prefix: str = "") -> No
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m easnb", description="Call EAS and V2 inference services.")
+    top = argparse.ArgumentParser(prog="easnb", description="Call EAS and V2 inference services.")
     sub = top.add_subparsers(dest="command", required=True)
 
     def client(name: str, help: str) -> argparse.ArgumentParser:
