@@ -11,7 +11,6 @@ read-only ``numpy.frombuffer`` view of the received message.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from ._proto import ModelInferRequest  # noqa: F401  (used by the doctest)
+from .bytes_wire import as_bytes_list, decode_bytes, encode_bytes
 from .errors import TensorError
 
 
@@ -59,7 +59,6 @@ _BY_DTYPE.update({d.newbyteorder("="): n for d, n in list(_BY_DTYPE.items())})
 _BY_KIND_SIZE = {
     (d.dtype.kind, d.dtype.itemsize): d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")
 }
-_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -197,92 +196,11 @@ def _mismatch(name: str, src: np.dtype, dt: Datatype) -> TensorError:
     )
 
 
-def _to_bytes_list(array: np.ndarray, name: str) -> list[bytes]:
+def _flat_items(array: np.ndarray) -> list[object]:
     flat = array.reshape(-1)
     if flat.dtype.kind == "U":
         flat = np.char.encode(flat, "utf-8")
-    items = flat.tolist()
-    if all(type(item) is bytes for item in items):
-        return items
-    for i, item in enumerate(items):
-        if isinstance(item, bytes):
-            continue
-        if isinstance(item, str):
-            items[i] = item.encode("utf-8")
-        elif isinstance(item, (bytearray, memoryview)):
-            items[i] = bytes(item)
-        else:
-            raise TensorError(
-                f"BYTES tensor {name!r} has a {type(item).__name__} at flat index {i}; "
-                "BYTES elements must be bytes or str.",
-                hint="Convert the values with str() or .encode() first.",
-            )
-    return items
-
-
-def encode_bytes(items: Sequence[bytes], name: str = "tensor") -> bytes:
-    """Raw BYTES contents: each element prefixed by its 4-byte little-endian length."""
-    n = len(items)
-    if n == 0:
-        return b""
-    lengths = np.fromiter(map(len, items), dtype=np.int64, count=n)
-    if lengths.max() > 0xFFFFFFFF:
-        raise TensorError(f"BYTES tensor {name!r} has an element over 4 GiB, which V2 cannot carry.")
-    payload = np.frombuffer(b"".join(items), dtype=np.uint8)
-    out = np.empty(4 * n + payload.size, dtype=np.uint8)
-    starts = np.arange(n, dtype=np.int64) * 4
-    starts[1:] += np.cumsum(lengths[:-1])
-    prefix_at = (starts[:, None] + np.arange(4)).reshape(-1)
-    out[prefix_at] = lengths.astype("<u4").view(np.uint8)
-    is_payload = np.ones(out.size, dtype=bool)
-    is_payload[prefix_at] = False
-    out[is_payload] = payload
-    return out.tobytes()
-
-
-def decode_bytes(buffer: bytes | memoryview, count: int, name: str = "tensor") -> np.ndarray:
-    """An object array of ``count`` bytes elements from raw BYTES contents."""
-    data = buffer if isinstance(buffer, bytes) else memoryview(buffer).tobytes()
-    if count * 4 > len(data):  # each element needs at least its 4-byte length
-        _explain_bad_bytes(data, count, name)
-    items: list[bytes] = []
-    append, unpack, pos = items.append, _LENGTH.unpack_from, 0
-    try:
-        for _ in range(count):  # the hot loop: bounds are checked once, after it
-            (length,) = unpack(data, pos)
-            pos += 4
-            append(data[pos : pos + length])
-            pos += length
-    except struct.error:
-        pos = -1
-    if pos != len(data):
-        _explain_bad_bytes(data, count, name)
-    out = np.empty(count, dtype=object)
-    out[:] = items
-    return out
-
-
-def _explain_bad_bytes(data: bytes, count: int, name: str) -> None:
-    """Walk the BYTES buffer again, checking each step, to say exactly what is wrong."""
-    pos, end = 0, len(data)
-    for i in range(count):
-        if pos + 4 > end:
-            raise TensorError(
-                f"BYTES tensor {name!r}: the raw contents end after {i} of {count} elements.",
-                hint="The server sent fewer elements than its shape says.",
-            )
-        (length,) = _LENGTH.unpack_from(data, pos)
-        pos += 4
-        if pos + length > end:
-            raise TensorError(
-                f"BYTES tensor {name!r}: element {i} claims {length} bytes but only "
-                f"{end - pos} remain (the length prefix runs past the buffer).",
-            )
-        pos += length
-    raise TensorError(
-        f"BYTES tensor {name!r}: {end - pos} bytes are left over after {count} elements.",
-        hint="The server sent more data than its shape says.",
-    )
+    return flat.tolist()
 
 
 def encode_tensor(
@@ -310,10 +228,9 @@ def encode_tensor(
     if dt.name == "BYTES":
         if array.dtype.kind not in "OSU":
             raise _mismatch(name, array.dtype, dt)
-        items = _to_bytes_list(array, name)
         if raw:
-            return encode_bytes(items, name), dt.name
-        tensor.contents.bytes_contents.extend(items)
+            return encode_bytes(_flat_items(array), name), dt.name
+        tensor.contents.bytes_contents.extend(as_bytes_list(_flat_items(array), name))
         return None, dt.name
     wire = np.ascontiguousarray(_convert(array, dt, name))
     if raw:
