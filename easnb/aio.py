@@ -26,6 +26,7 @@ from .endpoint import Endpoint, parse_endpoint
 from .errors import EasnbError, EndpointError, error_context, from_rpc_error
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
+from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
 
 _SMALL_CALLS = {
@@ -72,6 +73,7 @@ class AsyncConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
+        self.reply_plans: dict[int, ReplyPlan] = {}  # small replies' layouts, by length
         self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
 
     def __reduce__(self) -> Any:
@@ -174,7 +176,7 @@ class AsyncConnection:
             inputs = frame_to_inputs(inputs, await self.model_metadata(model, version, headers=headers))
         data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
-        return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str)
+        return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
 
     # -- any other service ----------------------------------------------------------------
 

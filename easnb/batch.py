@@ -258,7 +258,7 @@ class _Run:
     def _keep(self, batch: int, reply: bytes) -> None:
         start, stop = self.ranges[batch]
         try:
-            result = decode_response(reply)
+            result = decode_response(reply, plans=self.conn.reply_plans)
             wrong = {n: a.shape[:1] for n, a in result.items() if a.shape[:1] != (stop - start,)}
             if wrong:
                 raise TensorError(f"The model returned {wrong} rows for a batch of {stop - start}.")

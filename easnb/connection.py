@@ -23,6 +23,7 @@ from .endpoint import Endpoint, parse_endpoint
 from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, error_context, from_rpc_error
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
+from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
 
 __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
@@ -131,6 +132,7 @@ class Connection:
         self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
+        self.reply_plans: dict[int, ReplyPlan] = {}  # small replies' layouts, by length
         self._stubs = {
             name: channel.unary_unary(
                 method_path(V2_SERVICE, name),
@@ -323,7 +325,7 @@ class Connection:
         metadata = self._metadata if headers is None else self.metadata_for(headers)
         stub = self._infer
         reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
-        return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str)
+        return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
 
     def encode_infer(
         self,

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from . import wire
+from . import reply_plans, wire
 from ._proto import ModelInferRequest, ModelInferResponse
 from .errors import TensorError
 from .parameters import set_parameters, to_dict
+from .reply_plans import ReplyPlan
 from .results import InferResult
 from .tensors import PLAIN_DTYPES, Tensor, decode_tensor, encode_tensor
 
@@ -105,9 +106,24 @@ def _plain_inputs(inputs: Any) -> tuple[tuple[tuple[str, str, tuple[int, ...]], 
 
 
 def decode_response(
-    data: bytes, *, copy: bool = False, bytes_as_str: bool = False, bf16_as_ml_dtypes: bool = False
+    data: bytes,
+    *,
+    copy: bool = False,
+    bytes_as_str: bool = False,
+    bf16_as_ml_dtypes: bool = False,
+    plans: dict[int, ReplyPlan] | None = None,
 ) -> InferResult:
-    """An ``InferResult`` from a serialized ModelInferResponse, every tensor validated."""
+    """An ``InferResult`` from a serialized ModelInferResponse, every tensor validated.
+
+    ``plans`` (a dict a connection keeps) holds reply layouts by length: a reply with a known
+    layout is read from it (see ``easnb.reply_plans``), any other is decoded in full.
+    """
+    if plans is not None:
+        plan = plans.get(len(data))
+        if plan is not None:
+            known = plan.decode(data, copy)
+            if known is not None:
+                return known
     response, raws = wire.split(data, ModelInferResponse, wire.RAW_OUTPUT_FIELD)
     if raws and len(raws) != len(response.outputs):
         raise TensorError(
@@ -137,7 +153,7 @@ def decode_response(
         datatypes[name] = datatype
         if tensor.parameters:
             output_parameters[name] = to_dict(tensor.parameters)
-    return InferResult(
+    result = InferResult(
         model_name=response.model_name,
         model_version=response.model_version,
         id=response.id,
@@ -146,6 +162,13 @@ def decode_response(
         parameters=to_dict(response.parameters) if response.parameters else {},
         output_parameters=output_parameters,
     )
+    if plans is not None and len(data) < wire.SMALL:
+        plan = reply_plans.learn(data, response, raws, result)
+        if plan is not None:
+            if len(plans) >= reply_plans.PLANS:
+                plans.clear()
+            plans[len(data)] = plan
+    return result
 
 
 def decode_request(data: bytes) -> tuple[Any, list[memoryview]]:

@@ -30,7 +30,7 @@ class _Unusual(Exception):
     """The scan met something it leaves to protobuf."""
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -41,10 +41,10 @@ def _varint(value: int) -> bytes:
 
 def join(head: bytes, field: int, buffers: Iterable[Any]) -> bytes:
     """``head`` followed by ``buffers`` as repeated bytes ``field``; one copy of each buffer."""
-    tag = _varint(field << 3 | 2)
+    tag = varint(field << 3 | 2)
     parts = [head]
     for buffer in buffers:
-        parts += (tag, _varint(memoryview(buffer).nbytes), buffer)
+        parts += (tag, varint(memoryview(buffer).nbytes), buffer)
     return b"".join(parts)
 
 
