@@ -149,6 +149,8 @@ def infer_frame(
         batch_size = fixed
     # columns are matched once; each batch is then a slice of the same arrays
     tensors = frame_to_inputs(frame, meta, columns)
+    # row-major once, so every batch is a contiguous slice that is sent without a copy of its own
+    tensors = {n: Tensor(np.ascontiguousarray(t.data), t.datatype, t.parameters) for n, t in tensors.items()}
     ranges = [(start, min(start + batch_size, len(frame))) for start in range(0, len(frame), batch_size)]
     run = _Run(conn, model, tensors, ranges, outputs, version, parameters, seconds, metadata, retries, retry_deadline)
     run.bar = _progress(len(frame), progress)
@@ -158,7 +160,7 @@ def infer_frame(
         if run.bar is not None:
             run.bar.close()
     datatypes = run.shape.datatypes if run.shape is not None else {}
-    return _assemble(frame, ranges, run.results, datatypes, run.failures, errors)
+    return _assemble(frame, ranges, run.scored, run.arrays, datatypes, run.failures, errors)
 
 
 class _Run:
@@ -177,7 +179,8 @@ class _Run:
         self.outputs, self.version, self.parameters = outputs, version, parameters
         self.seconds, self.metadata, self.retries = seconds, metadata, retries
         self.retryable = RETRYABLE | ({grpc.StatusCode.DEADLINE_EXCEEDED} if retry_deadline else set())
-        self.results: dict[int, dict[str, Any]] = {}
+        self.scored: set[int] = set()  # batches whose rows are in ``arrays``
+        self.arrays: dict[str, np.ndarray] = {}  # every output, all rows, filled in as batches are scored
         self.failures: dict[int, BatchFailure] = {}
         self.shape: _Shape | None = None
         self.gone_streak = 0
@@ -219,14 +222,15 @@ class _Run:
         return self._stub(prepared[1], timeout=self.seconds, metadata=self.metadata)
 
     async def _work(self) -> None:
-        """One call in flight at a time; while it flies, the last reply is decoded and the next request encoded."""
+        """One call in flight at a time. With few workers, the last reply is decoded and the request
+        after next encoded while the next call flies; with many, the other workers' calls fill that time."""
         import asyncio
 
         current = self._take()
         if current is None:
             return
         call, attempt = self._send(current), 0
-        upcoming = self._take()
+        upcoming = self._take() if self.few else None
         while current is not None:
             try:
                 reply, error = await call, None
@@ -243,17 +247,21 @@ class _Run:
                 if self.gone_streak >= GONE_AFTER and upcoming is not None:
                     self._fail(upcoming[0], _not_sent(from_rpc_error(error, method="ModelInfer", **self.conn.error_context)))
                     upcoming = None
-            finished = current
-            current, attempt = upcoming, 0
-            if current is not None:
-                call = self._send(current)  # the next call flies while this reply is handled
-                if self.few:  # with few in flight, let it start sending before the decoding below;
-                    await asyncio.sleep(0)  # with many, other calls' awaits give it the loop anyway
-                upcoming = self._take()
+            finished, attempt = current, 0
+            if self.few:
+                current = upcoming
+                if current is not None:
+                    call = self._send(current)  # the next call flies while this reply is handled;
+                    await asyncio.sleep(0)  # let it start sending before the decoding below
+                    upcoming = self._take()
             if error is not None:
                 self._fail(finished[0], from_rpc_error(error, method="ModelInfer", timeout=self.seconds, **self.conn.error_context))
             else:
                 self._keep(finished[0], reply)
+            if not self.few:
+                current = self._take()
+                if current is not None:
+                    call = self._send(current)
 
     def _keep(self, batch: int, reply: bytes) -> None:
         start, stop = self.ranges[batch]
@@ -271,7 +279,12 @@ class _Run:
             self._fail(batch, exc)
             return
         self.gone_streak = 0
-        self.results[batch] = dict(result.outputs)
+        if not self.arrays:
+            rows = self.ranges[-1][1]
+            self.arrays = {n: np.empty((rows, *a.shape[1:]), a.dtype) for n, a in result.outputs.items()}
+        for name, array in result.outputs.items():
+            self.arrays[name][start:stop] = array  # copied now, while other calls fly, not all at the end
+        self.scored.add(batch)
         if self.bar is not None:
             self.bar.update(stop - start)
 
@@ -295,7 +308,8 @@ def _not_sent(cause: EasnbError) -> EasnbError:
 def _assemble(
     frame: pd.DataFrame,
     ranges: list[tuple[int, int]],
-    results: dict[int, dict[str, Any]],
+    done: set[int],
+    arrays: dict[str, np.ndarray],
     datatypes: dict[str, str],
     failures: dict[int, BatchFailure],
     errors: str,
@@ -304,11 +318,15 @@ def _assemble(
     from .frames import result_to_frame
     from .results import InferResult
 
-    ordered = sorted(results)
-    outputs = {name: np.concatenate([results[b][name] for b in ordered]) for name in datatypes} if ordered else {}
-    scored = result_to_frame(InferResult("", "", "", outputs, datatypes)) if ordered else frame.iloc[:0, :0].copy()
-    positions = np.concatenate([np.arange(*ranges[b]) for b in ordered]) if ordered else np.arange(0)
-    scored.index = frame.index[positions]
+    if done and len(done) == len(ranges):  # every row scored: the arrays are the answer as they are
+        scored = result_to_frame(InferResult("", "", "", arrays, datatypes), share=True)
+        scored.index = frame.index
+    elif done:
+        positions = np.concatenate([np.arange(*ranges[b]) for b in sorted(done)])
+        scored = result_to_frame(InferResult("", "", "", {n: a[positions] for n, a in arrays.items()}, datatypes))
+        scored.index = frame.index[positions]
+    else:
+        scored = frame.iloc[:0, :0].copy()
     failed = [failures[b] for b in sorted(failures)]
     if errors == "keep":
         full = scored.reindex(frame.index) if failed else scored

@@ -171,16 +171,23 @@ def _text_column(array: np.ndarray) -> np.ndarray:
         return array
 
 
-def result_to_frame(result: InferResult, long: bool = False, arrays: bool = False) -> pd.DataFrame:
+def result_to_frame(result: InferResult, long: bool = False, arrays: bool = False, share: bool = False) -> pd.DataFrame:
     """The outputs of ``result`` as a DataFrame.
 
     An output of shape ``[n]`` is one column; ``[n, k, ...]`` becomes columns
     ``NAME_0 ... NAME_{k-1}`` (elements flattened), or one column of arrays with
     ``arrays=True``. BYTES become str columns (bytes where not UTF-8). Outputs whose
     first dimensions differ raise ``TensorError`` unless ``long=True``, which gives
-    a tidy table of (output, index, value).
+    a tidy table of (output, index, value). ``share=True`` lets a single numeric output
+    become the frame without a copy (for arrays the caller owns and hands over).
     """
     import pandas as pd
+
+    if share and not long and not arrays and len(result.outputs) == 1:
+        (name, array), = result.outputs.items()
+        if array.ndim >= 2 and array.dtype != object:
+            flat = array.reshape(array.shape[0], -1)
+            return pd.DataFrame(flat, columns=[f"{name}_{i}" for i in range(flat.shape[1])], copy=False)
 
     if long:
         parts = []

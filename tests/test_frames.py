@@ -75,3 +75,14 @@ def test_html_is_escaped_and_truncated() -> None:
     r = _result(label=np.array([b"<script>x</script>"] * 100, dtype=object))
     html = r._repr_html_()
     assert "<script>" not in html and "showing 20 of 100 rows" in html
+
+
+def test_a_shared_output_becomes_the_same_frame_without_a_copy() -> None:
+    from easnb.frames import result_to_frame
+    from easnb.results import InferResult
+
+    for array in (np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(24).reshape(3, 2, 4), np.arange(3.0)):
+        result = InferResult("", "", "", {"y": array}, {"y": "FP32"})
+        shared = result_to_frame(result, share=True)
+        assert shared.equals(result_to_frame(result))
+        assert np.shares_memory(shared.to_numpy(), array) == (array.ndim >= 2)
