@@ -34,10 +34,11 @@ def start(args: list[str], cwd: Path, ready: str, env: dict[str, str] | None = N
     raise AssertionError(f"{args} did not print {ready!r}")
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Stop a process started in its own session, and everything it started; killed if it lingers."""
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
 

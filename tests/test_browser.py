@@ -7,16 +7,17 @@ inspector, see the table, save again. Neither save may hold the token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from easnb.demo import DemoServer
 
 from .conftest import TOKEN, free_port, python_with_tritonclient
-from .seedparts import seed_behind_gateway  # noqa: F401 - a fixture
+from .seedparts import seed_behind_gateway, stop  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -83,11 +84,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 time.sleep(0.3)
         yield f"{url}/lab/tree/%s?token={lab_token}", work
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc, timeout=15)
         log.close()
 
 
@@ -117,54 +114,59 @@ def save(page, path: Path) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_connect_inspect_infer_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, work = lab
     notebook = work / "widgets.ipynb"
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("import easnb\nw = easnb.ConnectionWidget()\nw"),
-        nbformat.v4.new_code_cell("from easnb.inspectors import InferInspector\nform = InferInspector(w.connection, 'iris')\nform"),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, notebook)
+    new_notebook(notebook, [
+        "import easnb\nw = easnb.ConnectionWidget()\nw",
+        "from easnb.inspectors import InferInspector\nform = InferInspector(w.connection, 'iris')\nform",
+    ])
+    with lab_page("widgets", 1000) as page:
+        open_lab_notebook(page, url, notebook)
+        run_cell(page, 0)
+        token_input = page.locator(".easnb-token-input")
+        expect(token_input).to_be_visible(timeout=60_000)  # rendered, not "Loading widget..."
+        endpoint_input = field(page, "Endpoint")
+        endpoint_input.fill(demo.endpoint)
+        token_input.fill(TOKEN)
+        saved = save(page, notebook)  # a save before Connect, with the token typed
+        assert "application/vnd.jupyter.widget-state+json" in saved and TOKEN not in saved
+        page.locator(".easnb-connect").click()
+        expect(page.get_by_text("easnb-demo")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("round trip")).to_be_visible()
+        assert token_input.input_value() == ""
+        run_cell(page, 1)
+        features = field(page, "features", "textarea")
+        expect(features).to_be_visible(timeout=60_000)
+        features.fill("[6.7, 3.0, 5.2, 2.3]")
+        page.locator("button.widget-button", has_text="Run").click()
+        expect(page.locator("table.dataframe").get_by_text("virginica")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("latency")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "browser-widgets.png"), full_page=True)
+        assert page.get_by_text("Loading widget").count() == 0
+        saved = save(page, notebook)
+        assert "application/vnd.jupyter.widget-state+json" in saved and "easnb-demo" in saved
+        assert TOKEN not in saved
+        checkpoints = work / ".ipynb_checkpoints"
+        for file in checkpoints.glob("*") if checkpoints.exists() else []:
+            assert TOKEN not in file.read_text()
+
+
+@contextlib.contextmanager
+def lab_page(name: str, height: int) -> Iterator[Any]:
+    """A headless Chromium page; on failure a full-page screenshot ``browser-{name}-failure.png``."""
+    from playwright.sync_api import sync_playwright
+
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page = browser.new_page(viewport={"width": 1280, "height": height})
         page.set_default_timeout(60_000)
         try:
-            page.goto(url % notebook.name)
-            page.wait_for_function(KERNEL_IDLE, timeout=90_000)
-            run_cell(page, 0)
-            token_input = page.locator(".easnb-token-input")
-            expect(token_input).to_be_visible(timeout=60_000)  # rendered, not "Loading widget..."
-            endpoint_input = field(page, "Endpoint")
-            endpoint_input.fill(demo.endpoint)
-            token_input.fill(TOKEN)
-            saved = save(page, notebook)  # a save before Connect, with the token typed
-            assert "application/vnd.jupyter.widget-state+json" in saved and TOKEN not in saved
-            page.locator(".easnb-connect").click()
-            expect(page.get_by_text("easnb-demo")).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("round trip")).to_be_visible()
-            assert token_input.input_value() == ""
-            run_cell(page, 1)
-            features = field(page, "features", "textarea")
-            expect(features).to_be_visible(timeout=60_000)
-            features.fill("[6.7, 3.0, 5.2, 2.3]")
-            page.locator("button.widget-button", has_text="Run").click()
-            expect(page.locator("table.dataframe").get_by_text("virginica")).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("latency")).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "browser-widgets.png"), full_page=True)
-            assert page.get_by_text("Loading widget").count() == 0
-            saved = save(page, notebook)
-            assert "application/vnd.jupyter.widget-state+json" in saved and "easnb-demo" in saved
-            assert TOKEN not in saved
-            checkpoints = work / ".ipynb_checkpoints"
-            for file in checkpoints.glob("*") if checkpoints.exists() else []:
-                assert TOKEN not in file.read_text()
+            yield page
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"browser-{name}-failure.png"), full_page=True)
             raise
         finally:
             browser.close()
@@ -196,7 +198,7 @@ def run_all(page) -> None:  # type: ignore[no-untyped-def]
 def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_path: Path) -> None:
     """The README's widget lines under Run All, Connect (with the Advanced fold), Connect again,
     every tab, Example then Run, the service form, the history copied as code, Diagnose."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, work = lab
     notebook = work / "workbench.ipynb"
@@ -205,125 +207,106 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         "bench = easnb.inspect(widget)\nbench",
         "print('settings', widget.connection.keepalive.time_s, widget.connection.headers)",
     ])
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.set_default_timeout(60_000)
-        try:
-            open_lab_notebook(page, url, notebook)
-            run_all(page)
-            expect(page.get_by_text("press Connect")).to_be_visible(timeout=90_000)
-            field(page, "Endpoint").fill(demo.endpoint)
-            page.locator(".easnb-token-input").fill(TOKEN)
-            page.get_by_text("Advanced").first.click()
-            keepalive = field(page, "Keepalive (s)")
-            keepalive.fill("60")
-            keepalive.press("Tab")
-            field(page, "Headers", "textarea").fill("x-request-id: browser")
-            page.locator(".easnb-connect").click()
-            expect(page.get_by_role("tab", name="Infer")).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("services: helloworld.GreeterService").first).to_be_visible()
-            expect(page.locator(".easnb-built")).to_contain_text("(#1)")
-            page.locator(".easnb-connect").click()  # Connect again: the token stays Python-side
-            expect(page.locator(".easnb-built")).to_contain_text("(#2)")  # the workbench followed
-            # Server tab
-            expect(page.locator(".jp-OutputArea").get_by_text("easnb-demo").first).to_be_visible()
-            # Model tab: the list comes from the demo's repository index
-            page.get_by_role("tab", name="Model").click()
-            model = field(page, "Model")
-            assert "iris" in page.evaluate("(id) => [...document.getElementById(id).options].map(o => o.value)", model.get_attribute("list"))
-            model.fill("iris")
-            model.press("Enter")
-            expect(page.get_by_text("[variable, 4]").first).to_be_visible()
-            # Infer tab: picking the model loads its inputs; Example fills them; Run
-            page.get_by_role("tab", name="Infer").click()
-            model = field(page, "Model")
-            model.fill("iris")
-            model.press("Enter")
-            features = field(page, "features", "textarea")
-            expect(features).to_be_visible()
-            page.locator("button:visible", has_text="Example").click()
-            expect(features).to_have_value("[[1.0, 1.0, 1.0, 1.0]]")
-            page.locator("button.widget-button:visible", has_text="Run").click()
-            expect(page.locator(".easnb-bars:visible").first).to_be_visible()
-            features.fill("[[6.7, 3.0, 5.2, 2.3]]")
-            page.locator("button.widget-button:visible", has_text="Run").click()
-            expect(page.locator("table.dataframe:visible").get_by_text("virginica")).to_be_visible()
-            expect(page.get_by_text("p50").first).to_be_visible()
-            # Service tab: the Greeter from the demo's reflection
-            page.get_by_role("tab", name="Service").click()
-            field(page, "name").fill("Browser")
-            page.locator("button.widget-button:visible", has_text="Call").click()
-            expect(page.get_by_text("Hello, Browser!")).to_be_visible()
-            # History tab: copy the last iris call as easnb and tritonclient code, run each
-            page.get_by_role("tab", name="History").click()
-            entry = field(page, "Call", "select")
-            iris = [o for o in entry.locator("option").all_inner_texts() if "iris" in o][0]
-            entry.select_option(label=iris)
-            answers = []
-            for flavour, marker in (("easnb", "easnb.connect("), ("tritonclient", "InferenceServerClient(")):
-                field(page, "as", "select").select_option(flavour)
-                page.locator("button:visible", has_text="Copy as code").click()
-                code = page.locator("textarea:visible").last
-                expect(code).to_have_value(re.compile(re.escape(marker)))
-                text = code.input_value()
-                assert TOKEN not in text and ("tritonclient" in text) == (flavour == "tritonclient")
-                python = python_with_tritonclient() if flavour == "tritonclient" else sys.executable
-                run = subprocess.run([python, "-c", text], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                                     env={**os.environ, "EASNB_TOKEN": TOKEN})
-                assert run.returncode == 0, run.stderr
-                answers.append("virginica" in run.stdout)
-            assert answers == [True, True]
-            # Diagnose, then the Advanced settings reached the connection
-            page.locator("button:visible", has_text="Diagnose").click()
-            expect(page.get_by_text("easnb doctor").first).to_be_visible()
-            run_cell(page, 2)
-            expect(page.get_by_text("settings 60.0 {'x-request-id': 'browser'}")).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "browser-workbench.png"), full_page=True)
-            saved = save(page, notebook)
-            assert TOKEN not in saved
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "browser-workbench-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with lab_page("workbench", 1400) as page:
+        open_lab_notebook(page, url, notebook)
+        run_all(page)
+        expect(page.get_by_text("press Connect")).to_be_visible(timeout=90_000)
+        field(page, "Endpoint").fill(demo.endpoint)
+        page.locator(".easnb-token-input").fill(TOKEN)
+        page.get_by_text("Advanced").first.click()
+        keepalive = field(page, "Keepalive (s)")
+        keepalive.fill("60")
+        keepalive.press("Tab")
+        field(page, "Headers", "textarea").fill("x-request-id: browser")
+        page.locator(".easnb-connect").click()
+        expect(page.get_by_role("tab", name="Infer")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("services: helloworld.GreeterService").first).to_be_visible()
+        expect(page.locator(".easnb-built")).to_contain_text("(#1)")
+        page.locator(".easnb-connect").click()  # Connect again: the token stays Python-side
+        expect(page.locator(".easnb-built")).to_contain_text("(#2)")  # the workbench followed
+        # Server tab
+        expect(page.locator(".jp-OutputArea").get_by_text("easnb-demo").first).to_be_visible()
+        # Model tab: the list comes from the demo's repository index
+        page.get_by_role("tab", name="Model").click()
+        model = field(page, "Model")
+        assert "iris" in page.evaluate("(id) => [...document.getElementById(id).options].map(o => o.value)", model.get_attribute("list"))
+        model.fill("iris")
+        model.press("Enter")
+        expect(page.get_by_text("[variable, 4]").first).to_be_visible()
+        # Infer tab: picking the model loads its inputs; Example fills them; Run
+        page.get_by_role("tab", name="Infer").click()
+        model = field(page, "Model")
+        model.fill("iris")
+        model.press("Enter")
+        features = field(page, "features", "textarea")
+        expect(features).to_be_visible()
+        page.locator("button:visible", has_text="Example").click()
+        expect(features).to_have_value("[[1.0, 1.0, 1.0, 1.0]]")
+        page.locator("button.widget-button:visible", has_text="Run").click()
+        expect(page.locator(".easnb-bars:visible").first).to_be_visible()
+        features.fill("[[6.7, 3.0, 5.2, 2.3]]")
+        page.locator("button.widget-button:visible", has_text="Run").click()
+        expect(page.locator("table.dataframe:visible").get_by_text("virginica")).to_be_visible()
+        expect(page.get_by_text("p50").first).to_be_visible()
+        # Service tab: the Greeter from the demo's reflection
+        page.get_by_role("tab", name="Service").click()
+        field(page, "name").fill("Browser")
+        page.locator("button.widget-button:visible", has_text="Call").click()
+        expect(page.get_by_text("Hello, Browser!")).to_be_visible()
+        # History tab: copy the last iris call as easnb and tritonclient code, run each
+        page.get_by_role("tab", name="History").click()
+        entry = field(page, "Call", "select")
+        iris = [o for o in entry.locator("option").all_inner_texts() if "iris" in o][0]
+        entry.select_option(label=iris)
+        answers = []
+        for flavour, marker in (("easnb", "easnb.connect("), ("tritonclient", "InferenceServerClient(")):
+            field(page, "as", "select").select_option(flavour)
+            page.locator("button:visible", has_text="Copy as code").click()
+            code = page.locator("textarea:visible").last
+            expect(code).to_have_value(re.compile(re.escape(marker)))
+            text = code.input_value()
+            assert TOKEN not in text and ("tritonclient" in text) == (flavour == "tritonclient")
+            python = python_with_tritonclient() if flavour == "tritonclient" else sys.executable
+            run = subprocess.run([python, "-c", text], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                                 env={**os.environ, "EASNB_TOKEN": TOKEN})
+            assert run.returncode == 0, run.stderr
+            answers.append("virginica" in run.stdout)
+        assert answers == [True, True]
+        # Diagnose, then the Advanced settings reached the connection
+        page.locator("button:visible", has_text="Diagnose").click()
+        expect(page.get_by_text("easnb doctor").first).to_be_visible()
+        run_cell(page, 2)
+        expect(page.get_by_text("settings 60.0 {'x-request-id': 'browser'}")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "browser-workbench.png"), full_page=True)
+        saved = save(page, notebook)
+        assert TOKEN not in saved
 
 
 def test_guides_server_behind_the_gateway_in_jupyterlab(lab: tuple[str, Path], seed_behind_gateway) -> None:  # type: ignore[no-untyped-def]
     """A new user with only an endpoint and a token for the guide's hello-world service."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     endpoint, token, _ = seed_behind_gateway
     url, work = lab
     notebook = work / "hello.ipynb"
     new_notebook(notebook, ["import easnb\nwidget = easnb.ConnectionWidget()\nwidget", "easnb.inspect(widget)"])
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1200})
-        page.set_default_timeout(60_000)
-        try:
-            open_lab_notebook(page, url, notebook)
-            run_all(page)
-            expect(page.locator(".easnb-token-input")).to_be_visible(timeout=90_000)
-            field(page, "Endpoint").fill(endpoint)
-            page.locator(".easnb-token-input").fill(token)
-            page.locator(".easnb-connect").click()
-            expect(page.get_by_text("not a V2 server").first).to_be_visible()
-            expect(page.get_by_text("(token accepted)").first).to_be_visible()
-            assert page.get_by_text("server's side").count() == 0
-            page.get_by_role("tab", name="Service").click()
-            import easnb.protos
+    with lab_page("hello", 1200) as page:
+        open_lab_notebook(page, url, notebook)
+        run_all(page)
+        expect(page.locator(".easnb-token-input")).to_be_visible(timeout=90_000)
+        field(page, "Endpoint").fill(endpoint)
+        page.locator(".easnb-token-input").fill(token)
+        page.locator(".easnb-connect").click()
+        expect(page.get_by_text("not a V2 server").first).to_be_visible()
+        expect(page.get_by_text("(token accepted)").first).to_be_visible()
+        assert page.get_by_text("server's side").count() == 0
+        page.get_by_role("tab", name="Service").click()
+        import easnb.protos
 
-            field(page, ".proto").fill(str(easnb.protos.path("helloworld.proto")))
-            field(page, "Service").fill("helloworld.GreeterService")
-            page.locator("button:visible", has_text="Load").click()
-            field(page, "name").fill("World")
-            page.locator("button.widget-button:visible", has_text="Call").click()
-            expect(page.get_by_text("Hello, World!")).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "browser-hello.png"), full_page=True)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "browser-hello-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        field(page, ".proto").fill(str(easnb.protos.path("helloworld.proto")))
+        field(page, "Service").fill("helloworld.GreeterService")
+        page.locator("button:visible", has_text="Load").click()
+        field(page, "name").fill("World")
+        page.locator("button.widget-button:visible", has_text="Call").click()
+        expect(page.get_by_text("Hello, World!")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "browser-hello.png"), full_page=True)

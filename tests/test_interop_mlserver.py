@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import easnb
 from easnb.demo import Gateway
 
 from .conftest import free_port
+from .seedparts import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.mlserver
@@ -71,11 +71,7 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.5)
         yield endpoint
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc, timeout=20)
         log.close()
 
 
