@@ -149,8 +149,6 @@ def infer_frame(
         batch_size = fixed
     # columns are matched once; each batch is then a slice of the same arrays
     tensors = frame_to_inputs(frame, meta, columns)
-    # row-major once, so every batch is a contiguous slice that is sent without a copy of its own
-    tensors = {n: Tensor(np.ascontiguousarray(t.data), t.datatype, t.parameters) for n, t in tensors.items()}
     ranges = [(start, min(start + batch_size, len(frame))) for start in range(0, len(frame), batch_size)]
     run = _Run(conn, model, tensors, ranges, outputs, version, parameters, seconds, metadata, retries, retry_deadline)
     run.bar = _progress(len(frame), progress)

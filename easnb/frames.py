@@ -65,9 +65,9 @@ def column_array(series: pd.Series, name: str, datatype: str = "") -> np.ndarray
 
 
 def _matrix(frame: pd.DataFrame, columns: list[Any], datatype: str) -> np.ndarray:
-    """Several columns stacked into ``[rows, k]``; one fast copy when they are all plain numpy."""
+    """Several columns stacked into ``[rows, k]``, row-major so that any run of rows is sent without a copy."""
     if all(isinstance(frame[c].dtype, np.dtype) for c in columns):
-        return frame[columns].to_numpy()
+        return np.ascontiguousarray(frame[columns].to_numpy())  # pandas hands back column-major
     return np.column_stack([column_array(frame[c], str(c), datatype) for c in columns])
 
 

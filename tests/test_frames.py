@@ -86,3 +86,15 @@ def test_a_shared_output_becomes_the_same_frame_without_a_copy() -> None:
         shared = result_to_frame(result, share=True)
         assert shared.equals(result_to_frame(result))
         assert np.shares_memory(shared.to_numpy(), array) == (array.ndim >= 2)
+
+
+def test_stacked_columns_are_row_major_so_batches_use_the_cached_request_head(conn: easnb.Connection, iris_frame) -> None:  # type: ignore[no-untyped-def]
+    from easnb.frames import frame_to_inputs
+
+    frame, _ = iris_frame
+    meta = conn.model_metadata("iris")
+    (tensor,) = frame_to_inputs(frame, meta).values()
+    assert tensor.data.shape == (150, 4) and tensor.data.flags.c_contiguous
+    conn.request_heads.clear()
+    conn.infer_frame("iris", frame, batch_size=50, progress=False)
+    assert [key[0] for key in conn.request_heads] == ["iris"]  # one head, reused by every batch
