@@ -73,7 +73,7 @@ class AsyncConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
-        self.reply_plans: dict[int, ReplyPlan] = {}  # small replies' layouts, by length
+        self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
         self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
 
     def __reduce__(self) -> Any:

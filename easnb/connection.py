@@ -132,7 +132,7 @@ class Connection:
         self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
-        self.reply_plans: dict[int, ReplyPlan] = {}  # small replies' layouts, by length
+        self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
         self._stubs = {
             name: channel.unary_unary(
                 method_path(V2_SERVICE, name),

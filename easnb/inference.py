@@ -111,7 +111,7 @@ def decode_response(
     copy: bool = False,
     bytes_as_str: bool = False,
     bf16_as_ml_dtypes: bool = False,
-    plans: dict[int, ReplyPlan] | None = None,
+    plans: dict[int, ReplyPlan | None] | None = None,
 ) -> InferResult:
     """An ``InferResult`` from a serialized ModelInferResponse, every tensor validated.
 
@@ -162,12 +162,12 @@ def decode_response(
         parameters=to_dict(response.parameters) if response.parameters else {},
         output_parameters=output_parameters,
     )
-    if plans is not None and len(data) < wire.SMALL:
-        plan = reply_plans.learn(data, response, raws, result)
-        if plan is not None:
-            if len(plans) >= reply_plans.PLANS:
-                plans.clear()
-            plans[len(data)] = plan
+    if plans is not None and len(data) < wire.SMALL and len(data) not in plans:
+        if len(plans) >= reply_plans.PLANS:
+            plans.clear()
+        # one try per length (None: not plain), so replies that differ in more than their tensor
+        # bytes (an echoed request id) cost a failed look-up, not a failed learning, each time
+        plans[len(data)] = reply_plans.learn(data, response, raws, result)
     return result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from . import wire
 from ._proto import ModelInferResponse
@@ -71,6 +72,6 @@ def learn(data: bytes, response: ModelInferResponse, raws: list[memoryview], res
     try:
         if ModelInferResponse.FromString(head) != response:  # the head alone is the rest of the reply
             return None
-    except Exception:  # noqa: BLE001  (a head that does not parse on its own is simply not learned)
+    except DecodeError:  # a head that does not parse on its own is simply not learned
         return None
     return ReplyPlan(head, result.model_name, result.model_version, result.id, tuple(outputs))
