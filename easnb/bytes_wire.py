@@ -36,8 +36,9 @@ def encode_bytes(items: Sequence[object], name: str = "tensor") -> bytes:
     items = items if isinstance(items, list) else list(items)
     encoded = _encode_with_marshal(items)
     if encoded is None:
-        items = as_bytes_list(items, name)
-        encoded = _encode_with_marshal(items)
+        exact = as_bytes_list(items, name)
+        encoded = _encode_with_marshal(exact) if exact is not items else None  # str elements, now bytes
+        items = exact
     return encoded if encoded is not None else _encode_with_numpy(items, name)
 
 
@@ -47,12 +48,10 @@ def as_bytes_list(items: list[object], name: str = "tensor") -> list[bytes]:
         return items  # type: ignore[return-value]
     out = list(items)
     for i, item in enumerate(out):
-        if isinstance(item, bytes):
+        if isinstance(item, (bytes, bytearray, memoryview)):
             out[i] = bytes(item)
         elif isinstance(item, str):
             out[i] = item.encode("utf-8")
-        elif isinstance(item, (bytearray, memoryview)):
-            out[i] = bytes(item)
         else:
             raise TensorError(
                 f"BYTES tensor {name!r} has a {type(item).__name__} at flat index {i}; "
