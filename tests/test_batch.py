@@ -33,6 +33,16 @@ def iris_rows() -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.parametrize("concurrency", [1, 3, 5])  # the overlapping workers (few) and the plain ones (many)
+def test_every_worker_kind_puts_each_row_back_in_its_place(conn: easnb.Connection, iris_rows: pd.DataFrame, concurrency: int) -> None:
+    rows = iris_rows.iloc[:20_000]
+    scored = conn.infer_frame("iris", rows, batch_size=700, concurrency=concurrency, progress=False)
+    assert scored.index.equals(rows.index)
+    whole = conn.infer("iris", rows).to_frame()
+    np.testing.assert_array_equal(scored.filter(like="prob").to_numpy(), whole.filter(like="prob").to_numpy())
+    assert (scored["label"].to_numpy() == whole["label"].to_numpy()).all()
+
+
 def test_200k_rows_equal_row_by_row(conn: easnb.Connection, iris_rows: pd.DataFrame) -> None:
     scored = conn.infer_frame("iris", iris_rows, batch_size=5000, concurrency=8, progress=False)
     assert scored.index.equals(iris_rows.index)
