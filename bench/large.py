@@ -3,25 +3,27 @@
     python bench/large.py            # with .cache/triton-venv/bin/python to include tritonclient
     python bench/large.py --quick    # 4 MiB, once: only checks that it runs
 
-The floor is the same bytes sent to a socket echo server on 127.0.0.1 and read back. Peak extra
-memory is measured per contender in a fresh process (``VmHWM`` after the round trip, less before).
+The floor is the same bytes sent to an echo on 127.0.0.1 and read back by ``bench/tcp_echo.c``
+(built with the system compiler), which times the kernel's loopback path alone. "gRPC alone" is a
+bytes-in, bytes-out stub sending a request made beforehand and not decoding the reply: what gRPC
+Python and the server cost with no client codec at all. Peak extra memory is measured per contender
+in a fresh process (``VmHWM`` after the round trip, less before).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+FLOOR = "loopback TCP echo (C)"
 ONE = r'''
 import json, sys
 import numpy as np
@@ -33,6 +35,12 @@ if kind == "easnb":
     import easnb
     conn = easnb.connect(endpoint, timeout=120)
     call = lambda: conn.infer("identity_fp32", {{"INPUT0": x}})["OUTPUT0"]
+elif kind == "gRPC alone":
+    import easnb, grpc
+    from easnb.channel import channel_options
+    data = easnb.connect(endpoint).encode_infer("identity_fp32", {{"INPUT0": x}})
+    raw = grpc.insecure_channel(endpoint, channel_options()).unary_unary(PATH)
+    call = lambda: (raw(memoryview(data).tobytes(), timeout=120), x)[1]  # the request's bytes made inside, as every client must
 elif kind == "bare stub":
     import grpc
     from easnb._proto import ModelInferRequest, ModelInferResponse
@@ -55,34 +63,13 @@ print(json.dumps({{"peak_mib": high_water() - before}}))
 '''
 
 
-def tcp_floor(payload: bytes) -> float:
-    """Seconds to send ``payload`` to a loopback echo server and read it all back."""
-    server = socket.create_server(("127.0.0.1", 0))
+def tcp_floor(nbytes: int) -> float:
+    """Seconds for ``nbytes`` to a loopback echo and back, by ``bench/tcp_echo.c`` (best of two runs)."""
+    from triton import WORK, compiled
 
-    def echo() -> None:
-        conn, _ = server.accept()
-        with conn:
-            buffer = bytearray(len(payload))
-            view, got = memoryview(buffer), 0
-            while got < len(payload):
-                got += conn.recv_into(view[got:])
-            conn.sendall(buffer)
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    start = time.perf_counter()
-    with socket.create_connection(server.getsockname()) as client:
-        sender = threading.Thread(target=client.sendall, args=(payload,))
-        sender.start()
-        back = bytearray(len(payload))
-        view, got = memoryview(back), 0
-        while got < len(payload):
-            got += client.recv_into(view[got:])
-        sender.join()
-    elapsed = time.perf_counter() - start
-    thread.join()
-    server.close()
-    return elapsed
+    program = compiled("tcp_echo.c", WORK / "tcp_echo", "-pthread")
+    out = subprocess.run([str(program), str(nbytes), "2"], capture_output=True, text=True, check=True, timeout=120)
+    return min(float(line) for line in out.stdout.split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     x = np.random.default_rng(0).random(mib * 262144, dtype=np.float32).reshape(1, -1)
     with triton_server() as endpoint:
         conn = easnb.connect(endpoint, timeout=120)
+        raw = grpc.insecure_channel(endpoint, channel_options()).unary_unary(PATH)  # bytes in, bytes out
+        request_bytes = conn.encode_infer("identity_fp32", {"INPUT0": x})
         stub = grpc.insecure_channel(endpoint, channel_options()).unary_unary(
             PATH, request_serializer=ModelInferRequest.SerializeToString, response_deserializer=ModelInferResponse.FromString)
         contenders = {
-            "loopback TCP echo (floor)": lambda: tcp_floor(x.tobytes()),
+            FLOOR: lambda: tcp_floor(x.nbytes),
+            "gRPC alone": lambda: raw(request_bytes, timeout=120),
             "bare stub": lambda: output(stub(request("identity_fp32", x), timeout=120)),
             "easnb conn.infer": lambda: conn.infer("identity_fp32", {"INPUT0": x})["OUTPUT0"],
         }
@@ -125,14 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(repeats):
             for name, call in contenders.items():
                 start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
-        floor = statistics.median(times["loopback TCP echo (floor)"])
+                result = call()
+                elapsed = time.perf_counter() - start
+                times[name].append(result if name == FLOOR else elapsed)  # the floor times itself
+        floor = statistics.median(times[FLOOR])
         print(f"{mib} MiB FP32 round trip through Triton's identity model (targets: easnb within 2.5x of the TCP floor, "
               "peak extra memory at most 3x the payload)")
         for name, values in times.items():
             peak = ""
-            if name != "loopback TCP echo (floor)":
+            if name != FLOOR:
                 one = subprocess.run([sys.executable, "-c", ONE.format(bench=str(Path(__file__).parent)), name.split(" conn")[0],
                                       endpoint, str(mib)], capture_output=True, text=True, timeout=300)
                 if one.returncode == 0:

@@ -58,15 +58,19 @@ def library_path(venv: Path) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def build_backend() -> Path:
-    """``libtriton_easnb_identity.so`` in a backends folder, rebuilt when the C file changes."""
-    source = ROOT / "bench" / "identity_backend.c"
-    target = WORK / "backends" / "easnb_identity" / "libtriton_easnb_identity.so"
-    if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
+def compiled(source: str, target: Path, *flags: str) -> Path:
+    """``bench/<source>`` built with the system compiler (``$CC``) into ``target``, again when the C file changes."""
+    path = ROOT / "bench" / source
+    if not target.exists() or target.stat().st_mtime < path.stat().st_mtime:
         target.parent.mkdir(parents=True, exist_ok=True)
-        compiler = os.environ.get("CC", "cc")
-        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(target), str(source)], check=True)
-    return target.parent.parent
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", *flags, "-o", str(target), str(path)], check=True)
+    return target
+
+
+def build_backend() -> Path:
+    """``libtriton_easnb_identity.so`` in a backends folder."""
+    target = WORK / "backends" / "easnb_identity" / "libtriton_easnb_identity.so"
+    return compiled("identity_backend.c", target, "-shared", "-fPIC").parent.parent
 
 
 def model_repository() -> Path:

@@ -48,7 +48,7 @@ def test_benches_run_against_triton() -> None:
     out = run_bench("bench/throughput.py", "--server", "triton", "--quick")
     assert "easnb infer_frame" in out and "tritonclient" in out
     out = run_bench("bench/large.py", "--quick")
-    assert "loopback TCP echo (floor)" in out and "easnb conn.infer" in out
+    assert "loopback TCP echo (C)" in out and "gRPC alone" in out and "easnb conn.infer" in out
 
 
 def test_easnb_against_a_real_triton_server() -> None:
