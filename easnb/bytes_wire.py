@@ -102,9 +102,7 @@ def decode_bytes(buffer: bytes | memoryview, count: int, name: str = "tensor") -
     items = _split_text(data, count) if count >= _SPLIT_FROM else None
     if items is None:
         items = _walk(data, count, name)
-    out = np.empty(count, dtype=object)
-    out[:] = items
-    return out
+    return np.fromiter(items, dtype=object, count=count)
 
 
 def _split_text(data: bytes, count: int) -> list[bytes] | None:
@@ -123,16 +121,16 @@ def _split_text(data: bytes, count: int) -> list[bytes] | None:
         heads = np.append(heads, raw.size - 4)
     if heads.size != count or heads[0] != 0:
         return None
-    low = raw[heads], raw[heads + 1], raw[heads + 2]
-    lengths = low[0] | (low[1].astype(np.int64) << 8) | (low[2].astype(np.int64) << 16)
-    ends = heads + 4 + lengths
+    prefixes = np.lib.stride_tricks.sliding_window_view(raw, 4)[heads]  # each length's 4 bytes, one gather
+    ends = heads + 4 + prefixes.view("<u4").ravel()
     if ends[-1] != raw.size or not np.array_equal(ends[:-1], heads[1:]):
         return None
-    if zeros != count + sum(np.count_nonzero(b == 0) for b in low):
+    if zeros != np.count_nonzero(prefixes == 0):
         return None  # a NUL inside an element: the split below would cut it
     marked = raw.copy()
     for offset in range(3):
-        marked[heads + offset] = 0  # every length becomes the separator b"\0\0\0\0"
+        if prefixes[:, offset].any():  # lengths under 256 have zeros there already
+            marked[heads + offset] = 0  # every length becomes the separator b"\0\0\0\0"
     pieces = marked.tobytes().split(b"\0\0\0\0")
     if len(pieces) != count + 1:
         return None
