@@ -78,3 +78,9 @@ def test_a_large_text_tensor_decodes_to_an_object_array() -> None:
     items = [f"row {i}".encode() for i in range(10_000)]
     out = decode_bytes(np.frombuffer(reference(items), np.uint8).data, len(items))
     assert out.dtype == object and out.tolist() == items
+
+
+@pytest.mark.parametrize("sizes", [[300] * 70, [70_000, 5, 300] * 30, list(range(3, 600, 7))])  # no multiple of 256: its zero low byte is refused, then walked
+def test_long_text_elements_are_split_too(sizes: list[int]) -> None:
+    items = [bytes([97 + i % 26]) * size for i, size in enumerate(sizes)]  # lengths with a second and third byte
+    assert _split_text(reference(items), len(items)) == items
