@@ -24,14 +24,17 @@ from easnb.results import InferResult
 from easnb.tensors import decode_tensor, encode_tensor
 
 
-def median_seconds(fn: Callable[[], object], repeat: int = 7) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def interleaved(contenders: dict[str, Callable[[], object]], repeat: int = 7) -> list[tuple[str, float, float]]:
+    """``(name, median, p90)`` seconds of each contender, taking turns round by round after one warm-up."""
+    for fn in contenders.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeat):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return [(name, statistics.median(t), float(np.percentile(t, 90))) for name, t in times.items()]
 
 
 def reply_with(array: np.ndarray, datatype: str) -> bytes:
@@ -60,9 +63,11 @@ def bench_64mb() -> list[tuple[str, float]]:
         reply = ModelInferResponse.FromString(payload)
         np.frombuffer(reply.raw_output_contents[0], np.float32)
 
-    rows = [("memcpy (numpy.copy), the floor", median_seconds(lambda: np.copy(x)))]
-    rows.append(("easnb encode+decode", median_seconds(easnb_path)))
-    rows.append(("protobuf classes encode+decode", median_seconds(protobuf_path)))
+    contenders = {
+        "memcpy (numpy.copy), the floor": lambda: np.copy(x),
+        "easnb encode+decode": easnb_path,
+        "protobuf classes encode+decode": protobuf_path,
+    }
     try:
         import tritonclient.grpc as tc
         from tritonclient.grpc import _utils, service_pb2
@@ -76,10 +81,10 @@ def bench_64mb() -> list[tuple[str, float]]:
             ).SerializeToString()
             tc.InferResult(service_pb2.ModelInferResponse.FromString(payload)).as_numpy("y")
 
-        rows.append(("tritonclient encode+decode", median_seconds(triton_path)))
+        contenders["tritonclient encode+decode"] = triton_path
     except ImportError:
         pass
-    return rows
+    return interleaved(contenders)
 
 
 def bench_bytes(count: int) -> list[tuple[str, float]]:
@@ -94,45 +99,46 @@ def bench_bytes(count: int) -> list[tuple[str, float]]:
         decode_tensor("s", "BYTES", [items.size], buffer)
 
     repeat = 21 if count <= 10_000 else 3
-    rows = [("easnb BYTES encode+decode", median_seconds(easnb_path, repeat))]
+    contenders: dict[str, Callable[[], object]] = {"easnb BYTES encode+decode": easnb_path}
     try:
         from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
         def triton_path() -> None:
             deserialize_bytes_tensor(serialize_byte_tensor(items).item())
 
-        rows.append(("tritonclient serialize+deserialize", median_seconds(triton_path, repeat)))
+        contenders["tritonclient serialize+deserialize"] = triton_path
     except ImportError:
         pass
-    return rows
+    return interleaved(contenders, repeat)
 
 
 def bench_frame() -> list[tuple[str, float]]:
     rng = np.random.default_rng(2)
     arrays = {f"out{i}": rng.random(10_000 if QUICK else 1_000_000, dtype=np.float32) for i in range(4)}
     result = InferResult("m", "1", "", arrays, {n: "FP32" for n in arrays})
-    return [
-        ("pandas.DataFrame(arrays), the floor", median_seconds(lambda: pd.DataFrame(arrays))),
-        ("easnb result.to_frame()", median_seconds(result.to_frame)),
-    ]
+    return interleaved({"pandas.DataFrame(arrays), the floor": lambda: pd.DataFrame(arrays), "easnb result.to_frame()": result.to_frame})
 
 
-def report(title: str, rows: list[tuple[str, float]], floor: str, target: str) -> None:
-    base = dict(rows)[floor]
+def report(title: str, rows: list[tuple[str, float, float]], target: str) -> None:
+    """Each row's median and p90, and its median as a ratio to the first row's."""
+    base = rows[0][1]
     print(f"\n{title}  (target: {target})")
-    for name, seconds in rows:
-        print(f"  {name:<38} {seconds * 1000:9.2f} ms  {seconds / base:6.2f}x")
+    for name, median, p90 in rows:
+        print(f"  {name:<38} median {median * 1000:9.2f} ms  p90 {p90 * 1000:9.2f} ms  {median / base:6.2f}x")
 
 
 def main() -> int:
+    from throughput import machine
+
+    print(machine())
     rows = bench_64mb()
-    report("64 MiB FP32 tensor", rows, rows[0][0], "easnb within 3x of memcpy")
+    report("64 MiB FP32 tensor", rows, "easnb within 3x of memcpy")
     for count in (1_000, 10_000) if QUICK else (10_000, 1_000_000):
         rows = bench_bytes(count)
         target = "tritonclient at least 3x easnb" if len(rows) > 1 else "(tritonclient not installed)"
-        report(f"{count:,} BYTES strings", rows, rows[0][0], target)
+        report(f"{count:,} BYTES strings", rows, target)
     rows = bench_frame()
-    report("1M rows x 4 outputs to DataFrame", rows, rows[0][0], "easnb within 1.5x")
+    report("1M rows x 4 outputs to DataFrame", rows, "easnb within 1.5x")
     return 0
 
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import easnb
     from easnb._proto import ModelInferRequest, ModelInferResponse
     from easnb.channel import channel_options
-    from throughput import PATH, output, request
+    from throughput import PATH, machine, output, request
     from triton import triton_server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 elapsed = time.perf_counter() - start
                 times[name].append(result if name == FLOOR else elapsed)  # the floor times itself
         floor = statistics.median(times[FLOOR])
+        print(machine())
         print(f"{mib} MiB FP32 round trip through Triton's identity model (targets: easnb within 2.5x of the TCP floor, "
               "peak extra memory at most 3x the payload)")
         for name, values in times.items():
@@ -128,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                                       endpoint, str(mib)], capture_output=True, text=True, timeout=300)
                 if one.returncode == 0:
                     peak = f"  peak +{json.loads(one.stdout.splitlines()[-1])['peak_mib']:.0f} MiB ({json.loads(one.stdout.splitlines()[-1])['peak_mib'] / mib:.1f}x payload)"
-            median = statistics.median(values)
-            print(f"  {name:<28} {median * 1000:8.1f} ms  {median / floor:5.2f}x floor{peak}")
+            median, p90 = statistics.median(values), float(np.percentile(values, 90))
+            print(f"  {name:<28} median {median * 1000:8.1f} ms  p90 {p90 * 1000:8.1f} ms  {median / floor:5.2f}x floor{peak}")
     return 0
 
 

@@ -80,6 +80,11 @@ def output(reply: ModelInferResponse) -> np.ndarray:
     return np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(tuple(reply.outputs[0].shape))
 
 
+def machine() -> str:
+    """The cores and the load the figures were measured under."""
+    return f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+
+
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
     """Microseconds per call, the contenders taking turns call by call."""
     for call in contenders.values():
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few calls each, to check that it runs")
     args = parser.parse_args(argv)
     rounds, rows, repeats = (30, 5_000, 1) if args.quick else (3000, 200_000, 5)
-    print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; server: {args.server}")
+    print(f"{machine()}; server: {args.server}")
     with server(args.server) as (endpoint, token, model):
         small_calls(endpoint, token, model, rounds)
         frames(endpoint, token, model, rows, repeats)
