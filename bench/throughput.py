@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=["triton", "demo"], default="triton")
     parser.add_argument("--quick", action="store_true", help="a few calls each, to check that it runs")
     args = parser.parse_args(argv)
-    rounds, rows, repeats = (30, 5_000, 1) if args.quick else (3000, 200_000, 5)
+    rounds, rows, repeats = (30, 5_000, 1) if args.quick else (3000, 200_000, 15)
     print(f"{machine()}; server: {args.server}")
     with server(args.server) as (endpoint, token, model):
         small_calls(endpoint, token, model, rounds)

@@ -74,20 +74,29 @@ def fixed_batch(meta: ModelMetadata) -> int | None:
 
 
 class _Shape:
-    """What the first scored batch returned; later batches must return the same."""
+    """What the first scored batch returned, which later batches must return too, and the arrays
+    (``rows`` long) that every batch's answers are copied into."""
 
-    def __init__(self, result: InferResult) -> None:
+    def __init__(self, result: InferResult, rows: int) -> None:
         self.datatypes = dict(result.datatypes)
-        self.trailing = {n: a.shape[1:] for n, a in result.items()}
+        self.trailing = {n: a.shape[1:] for n, a in result.outputs.items()}
+        self.arrays = {n: np.empty((rows, *a.shape[1:]), a.dtype) for n, a in result.outputs.items()}
 
-    def problem(self, result: InferResult) -> str | None:
-        if list(result.datatypes) != list(self.datatypes):
+    def problem(self, result: InferResult, rows: int) -> str | None:
+        """What is wrong with a batch of ``rows`` rows; checked in one comparison when nothing is."""
+        shapes = {n: a.shape for n, a in result.outputs.items()}
+        if result.datatypes == self.datatypes and shapes == {n: (rows, *t) for n, t in self.trailing.items()}:
+            return None
+        wrong = {n: shape[:1] for n, shape in shapes.items() if shape[:1] != (rows,)}
+        if wrong:
+            return f"the model returned {wrong} rows for a batch of {rows}"
+        if set(result.datatypes) != set(self.datatypes):
             return f"outputs {list(result.datatypes)} differ from the first batch's {list(self.datatypes)}"
-        for name, array in result.items():
+        for name, shape in shapes.items():
             if result.datatypes[name] != self.datatypes[name]:
                 return f"output {name!r} is {result.datatypes[name]}, not {self.datatypes[name]} as in the first batch"
-            if array.shape[1:] != self.trailing[name]:
-                return f"output {name!r} has rows of shape {list(array.shape[1:])}, not {list(self.trailing[name])}"
+            if shape[1:] != self.trailing[name]:
+                return f"output {name!r} has rows of shape {list(shape[1:])}, not {list(self.trailing[name])}"
         return None
 
 
@@ -157,8 +166,8 @@ def infer_frame(
     finally:
         if run.bar is not None:
             run.bar.close()
-    datatypes = run.shape.datatypes if run.shape is not None else {}
-    return _assemble(frame, ranges, run.scored, run.arrays, datatypes, run.failures, errors)
+    shape = run.shape
+    return _assemble(frame, ranges, run.scored, shape.arrays if shape else {}, shape.datatypes if shape else {}, run.failures, errors)
 
 
 class _Run:
@@ -178,7 +187,6 @@ class _Run:
         self.seconds, self.metadata, self.retries = seconds, metadata, retries
         self.retryable = RETRYABLE | ({grpc.StatusCode.DEADLINE_EXCEEDED} if retry_deadline else set())
         self.scored: set[int] = set()  # batches whose rows are in ``arrays``
-        self.arrays: dict[str, np.ndarray] = {}  # every output, all rows, filled in as batches are scored
         self.failures: dict[int, BatchFailure] = {}
         self.shape: _Shape | None = None
         self.gone_streak = 0
@@ -265,23 +273,17 @@ class _Run:
         start, stop = self.ranges[batch]
         try:
             result = decode_response(reply, plans=self.conn.reply_plans)
-            wrong = {n: a.shape[:1] for n, a in result.items() if a.shape[:1] != (stop - start,)}
-            if wrong:
-                raise TensorError(f"The model returned {wrong} rows for a batch of {stop - start}.")
-            if self.shape is None:
-                self.shape = _Shape(result)
-            problem = self.shape.problem(result)
+            shape = self.shape or _Shape(result, self.ranges[-1][1])  # a first batch that is wrong sets nothing
+            problem = shape.problem(result, stop - start)
             if problem:
                 raise TensorError(f"Rows {start}:{stop}: {problem}.", hint="The model answered this batch differently.")
+            self.shape = shape
         except EasnbError as exc:
             self._fail(batch, exc)
             return
         self.gone_streak = 0
-        if not self.arrays:
-            rows = self.ranges[-1][1]
-            self.arrays = {n: np.empty((rows, *a.shape[1:]), a.dtype) for n, a in result.outputs.items()}
         for name, array in result.outputs.items():
-            self.arrays[name][start:stop] = array  # copied now, while other calls fly, not all at the end
+            self.shape.arrays[name][start:stop] = array  # copied now, while other calls fly, not all at the end
         self.scored.add(batch)
         if self.bar is not None:
             self.bar.update(stop - start)

@@ -177,6 +177,10 @@ class Disagreeing(V2Service):
                 outputs["w"] = Tensor(x, "FP32")
             elif self.how == "datatype":
                 outputs = {"y": Tensor(x.astype(np.float64), "FP64")}
+            elif self.how == "rows":
+                outputs = {"y": Tensor(x[:-1], "FP32")}
+            elif self.how == "rows and width":
+                outputs = {"y": Tensor(np.hstack([x, x])[:-1], "FP32")}
         reply = _proto.ModelInferResponse(model_name="m")
         buffers = [encode_tensor(reply.outputs.add(), n, t)[0] for n, t in outputs.items()]
         return wire.join(reply.SerializeToString(), wire.RAW_OUTPUT_FIELD, buffers)
@@ -187,8 +191,12 @@ def _echo_model(shape: tuple[int, ...] = (-1, 2)) -> Model:
     return Model(meta, lambda x, types: {"y": ("FP32", x["x"])})
 
 
-@pytest.mark.parametrize("how", ["name", "width", "extra", "datatype"])
-def test_batches_that_disagree_fail_alone_and_keep_every_good_row(how: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [("name", "differ from the first batch"), ("width", "rows of shape [4], not [2]"), ("extra", "differ from the first batch"),
+     ("datatype", "is FP64, not FP32"), ("rows", "{'y': (9,)} rows for a batch of 10")],
+)
+def test_batches_that_disagree_fail_alone_and_keep_every_good_row(how: str, said: str) -> None:
     server, port = serve([v2_handler(Disagreeing(how, bad_rows={30, 70}))])
     frame = pd.DataFrame({"x_0": np.arange(100, dtype=np.float32), "x_1": 0.0})
     try:
@@ -199,9 +207,21 @@ def test_batches_that_disagree_fail_alone_and_keep_every_good_row(how: str) -> N
         server.stop(None)
     error = info.value
     assert [(f.start, f.stop) for f in error.failures] == [(30, 40), (70, 80)]
-    assert all(isinstance(f.error, easnb.TensorError) for f in error.failures)
+    assert all(isinstance(f.error, easnb.TensorError) and said in f.error.message for f in error.failures)
     assert len(error.partial) == 80 and error.partial["y_0"].dtype == np.float32
     np.testing.assert_array_equal(error.partial["y_0"].to_numpy(), frame["x_0"].drop(range(30, 40)).drop(range(70, 80)).to_numpy())
+
+
+def test_a_wrong_first_batch_does_not_set_what_the_others_must_return() -> None:
+    server, port = serve([v2_handler(Disagreeing("rows and width", bad_rows={0}))])
+    frame = pd.DataFrame({"x_0": np.arange(100, dtype=np.float32), "x_1": 0.0})
+    try:
+        with easnb.connect(f"127.0.0.1:{port}") as conn:
+            kept = conn.infer_frame("m", frame, batch_size=10, concurrency=1, progress=False, errors="keep")
+    finally:
+        server.stop(None)
+    assert kept["error"].notna().sum() == 10 and "rows for a batch of 10" in kept["error"].iloc[0]
+    assert list(kept.columns) == ["y_0", "y_1", "error"] and kept["y_0"].iloc[10:].tolist() == list(range(10, 100))
 
 
 class Counting(V2Service):
