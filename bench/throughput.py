@@ -203,7 +203,8 @@ def frames(endpoint: str, token: str, model: str, rows: int, repeats: int) -> No
                                response_deserializer=ModelInferResponse.FromString)
     conn = easnb.connect(endpoint, token=token or None, timeout=60)
     conn.infer_frame(model, frame.head(1000), progress=False)
-    print(f"\ninfer_frame, {rows:,} rows x 4 in batches of 1000, rows/s (targets: 1.2x bare futures at 8 and 64 in flight, 1.0x at 1)")
+    print(f"\ninfer_frame, {rows:,} rows x 4 in batches of 1000, median rows/s (and the median of each round's ratio to bare futures;"
+          " targets: 1.2x at 8 and 64 in flight, 1.0x at 1)")
     for depth in (1, 8, 64):
         times: dict[str, list[float]] = {"bare futures": [], "bare grpc.aio": [], "easnb infer_frame": []}
         for _ in range(repeats):
@@ -216,8 +217,13 @@ def frames(endpoint: str, token: str, model: str, rows: int, repeats: int) -> No
                 else:
                     conn.infer_frame(model, frame, batch_size=1000, concurrency=depth, progress=False)
                 times[label].append(time.perf_counter() - start)
-        base = statistics.median(times["bare futures"])
-        line = "   ".join(f"{label} {rows / statistics.median(v) / 1e3:7,.0f}k ({base / statistics.median(v):4.2f}x)" for label, v in times.items())
+        # each round's ratio to bare futures in that same round, then the median: slow drifts of the
+        # machine cancel out, where a ratio of medians would mix rounds run under different load
+        base = times["bare futures"]
+        line = "   ".join(
+            f"{label} {rows / statistics.median(v) / 1e3:7,.0f}k ({statistics.median(b / x for b, x in zip(base, v)):4.2f}x)"
+            for label, v in times.items()
+        )
         print(f"  {depth:>2} in flight: {line}")
     conn.close()
     channel.close()
