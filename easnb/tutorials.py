@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+import tempfile
 from pathlib import Path
 
 from .errors import EasnbError
@@ -30,14 +31,40 @@ def notebooks() -> list[Path]:
 
 
 def copy_to(destination: str | Path, overwrite: bool = False) -> list[Path]:
-    """Copy the tutorials into ``destination`` (made if needed); existing files are kept unless ``overwrite``."""
+    """Copy the tutorials into ``destination`` (made if needed); existing files are kept unless ``overwrite``.
+
+    Never writes through a symbolic link: a link (or anything but a plain file) where a
+    notebook would go raises ``EasnbError`` before anything is written. Each notebook is
+    written to a temporary file beside it and renamed into place, so a link planted while
+    copying is replaced, not followed.
+    """
     target = Path(destination)
     target.mkdir(parents=True, exist_ok=True)
-    copied = []
+    plan = []
     for source in notebooks():
         path = target / source.name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            what = f"a symbolic link (to {os.readlink(path)!r})" if path.is_symlink() else "not a plain file"
+            raise EasnbError(
+                f"{str(path)!r} is {what}: easnb does not write through it.",
+                hint="Remove it, or copy the tutorials into another folder: python -m easnb notebooks NEW_FOLDER",
+            )
         if path.exists() and not overwrite:
             continue
-        shutil.copyfile(source, path)
-        copied.append(path)
-    return copied
+        plan.append((source, path))
+    for source, path in plan:
+        _write(path, source.read_bytes())
+    return [path for _, path in plan]
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` by renaming a fresh file over it (a rename replaces a link, never follows it)."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
