@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import protos
+from .columns import ColumnOrderWarning
 from .connection import DEFAULT, Connection, Keepalive, connect
 from .doctor import doctor
 from .endpoint import Endpoint, parse_endpoint
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT",
     "AuthenticationError",
+    "ColumnOrderWarning",
     "Connection",
     "ConnectionWidget",
     "DeadlineError",

@@ -170,10 +170,11 @@ class AsyncConnection:
         retries: int = 0,
         copy: bool = False,
         bytes_as_str: bool = False,
+        columns: Mapping[str, list[str]] | None = None,
     ) -> InferResult:
         """As ``Connection.infer``; DataFrames are matched to the model's inputs."""
         if is_frame(inputs):
-            inputs = frame_to_inputs(inputs, await self.model_metadata(model, version, headers=headers))
+            inputs = frame_to_inputs(inputs, await self.model_metadata(model, version, headers=headers), columns)
         data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,7 +138,7 @@ def infer_frame(
     Failed batches raise ``BatchError`` (``.partial`` holds every scored row), or with
     ``errors="keep"`` come back as rows with an ``error`` column (always present).
     """
-    from .frames import frame_to_inputs
+    from .frames import empty_frame, frame_to_inputs
 
     if errors not in ("raise", "keep"):
         raise EasnbError(f"errors={errors!r}: use 'raise' or 'keep'.")
@@ -167,7 +167,10 @@ def infer_frame(
         if run.bar is not None:
             run.bar.close()
     shape = run.shape
-    return _assemble(frame, ranges, run.scored, shape.arrays if shape else {}, shape.datatypes if shape else {}, run.failures, errors)
+    return _assemble(
+        frame, ranges, run.scored, shape.arrays if shape else {}, shape.datatypes if shape else {}, run.failures, errors,
+        lambda: empty_frame(meta, outputs),
+    )
 
 
 class _Run:
@@ -313,27 +316,37 @@ def _assemble(
     datatypes: dict[str, str],
     failures: dict[int, BatchFailure],
     errors: str,
+    empty: Callable[[], pd.DataFrame],
 ) -> pd.DataFrame:
-    """One frame of every scored batch, in the frame's order and with its index."""
+    """One frame of every scored batch, in the frame's order and with its index (which may repeat).
+
+    ``empty`` makes the 0-row frame of the model's output columns, for when no batch was scored.
+    """
     from .frames import result_to_frame
     from .results import InferResult
 
-    if done and len(done) == len(ranges):  # every row scored: the arrays are the answer as they are
-        scored = result_to_frame(InferResult("", "", "", arrays, datatypes), share=True)
-        scored.index = frame.index
-    elif done:
-        positions = np.concatenate([np.arange(*ranges[b]) for b in sorted(done)])
-        scored = result_to_frame(InferResult("", "", "", {n: a[positions] for n, a in arrays.items()}, datatypes))
-        scored.index = frame.index[positions]
-    else:
-        scored = frame.iloc[:0, :0].copy()
     failed = [failures[b] for b in sorted(failures)]
-    if errors == "keep":
-        full = scored.reindex(frame.index) if failed else scored
-        full["error"] = None
+    if not failed:
+        if done:  # every row scored: the arrays are the answer as they are
+            scored = result_to_frame(InferResult("", "", "", arrays, datatypes), share=True)
+        else:  # a frame of no rows
+            scored = empty()
+        scored.index = frame.index
+        if errors == "keep":
+            scored["error"] = None
+        return scored
+    positions = np.concatenate([np.arange(*ranges[b]) for b in sorted(done)]) if done else np.arange(0)
+    if done:
+        scored = result_to_frame(InferResult("", "", "", {n: a[positions] for n, a in arrays.items()}, datatypes))
+    else:
+        scored = empty()
+    if errors == "keep":  # rows by position, so a repeated index is no problem
+        full = scored.set_axis(positions, axis=0).reindex(np.arange(len(frame)))
+        full.index = frame.index
+        messages = np.full(len(frame), None, dtype=object)
         for failure in failed:
-            full.iloc[failure.start : failure.stop, full.columns.get_loc("error")] = failure.error.message
+            messages[failure.start : failure.stop] = failure.error.message
+        full["error"] = messages
         return full
-    if failed:
-        raise BatchError(scored, failed, len(frame))
-    return scored
+    scored.index = frame.index[positions]
+    raise BatchError(scored, failed, len(frame))

@@ -315,13 +315,16 @@ class Connection:
         retries: int = 0,
         copy: bool = False,
         bytes_as_str: bool = False,
+        columns: Mapping[str, list[str]] | None = None,
     ) -> InferResult:
         """Run ``model`` on ``inputs`` (a dict of name -> array, or a DataFrame).
 
         Raw contents are sent unless ``raw=False``. Output arrays are read-only views
         of the reply unless ``copy=True``; BYTES come back as bytes unless ``bytes_as_str``.
+        A DataFrame's columns are matched by name (see ``easnb.columns``); ``columns`` maps
+        each input to the columns that fill it, in order.
         """
-        data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw)
+        data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw, columns)
         metadata = self._metadata if headers is None else self.metadata_for(headers)
         stub = self._infer
         reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
@@ -336,10 +339,11 @@ class Connection:
         parameters: Mapping[str, Any] | None = None,
         request_id: str = "",
         raw: bool = True,
+        columns: Mapping[str, list[str]] | None = None,
     ) -> bytes:
         """The serialized request ``infer`` would send (DataFrames matched to the model's inputs)."""
         if type(inputs) is not dict and is_frame(inputs):
-            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version))
+            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version), columns)
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
     def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .columns import declared_features, mismatch, named, warn_positional
 from .display import shape_text
 from .errors import TensorError
 from .results import ModelMetadata, TensorMetadata
@@ -73,12 +74,18 @@ def _matrix(frame: pd.DataFrame, columns: list[Any], datatype: str) -> np.ndarra
 
 def _column_values(frame: pd.DataFrame, column: str, meta: TensorMetadata) -> np.ndarray:
     values = column_array(frame[column], str(column), meta.datatype)
-    if len(meta.shape) > 1 and values.dtype == object:  # a column of arrays or lists
-        try:
-            return np.stack([np.asarray(v) for v in values]) if len(values) else values
+    if len(meta.shape) > 1 and values.dtype == object and len(values) and _is_sequence(values[0]):
+        try:  # a column of arrays or lists
+            values = np.stack([np.asarray(v) for v in values])
         except ValueError as exc:
             raise TensorError(f"Column {column!r}: the arrays in it differ in shape ({exc}).") from None
+    if values.ndim == 1 and len(meta.shape) > 1 and all(d == 1 for d in meta.shape[1:]):
+        values = values.reshape(len(values), *meta.shape[1:])  # one value per row, for a [-1, 1] input
     return values
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
 
 
 def frame_to_inputs(
@@ -122,15 +129,25 @@ def _matched(frame: pd.DataFrame, meta: ModelMetadata, columns: list[str]) -> di
     used: set[str] = set()
     tensors: dict[str, Tensor] = {}
     missing = []
+    originals = list(frame.columns)
     for tensor in meta.inputs:
+        names = declared_features(meta, tensor)
         if tensor.name in columns:
-            values = _column_values(frame, frame.columns[columns.index(tensor.name)], tensor)
+            values = _column_values(frame, originals[columns.index(tensor.name)], tensor)
             used.add(tensor.name)
         elif group := _grouped(columns, tensor.name):
-            values = _matrix(frame, [frame.columns[columns.index(c)] for c in group], tensor.datatype)
+            values = _matrix(frame, [originals[columns.index(c)] for c in group], tensor.datatype)
             used.update(group)
+        elif names is not None and named(originals):  # both sides name the features: names decide
+            if not set(names) <= set(columns) or (len(meta.inputs) == 1 and len(names) != len(columns)):
+                raise mismatch(meta, tensor, names, columns)
+            values = _matrix(frame, [originals[columns.index(c)] for c in names], tensor.datatype)
+            used.update(names)
         elif len(meta.inputs) == 1 and len(tensor.shape) == 2 and tensor.shape[1] in (len(columns), -1):
-            values = _matrix(frame, list(frame.columns), tensor.datatype)
+            if names is not None and len(names) != len(columns):
+                raise mismatch(meta, tensor, names, originals)
+            warn_positional(meta, tensor, originals, names)
+            values = _matrix(frame, originals, tensor.datatype)
             used.update(columns)
         else:
             missing.append(tensor.name)
@@ -162,6 +179,35 @@ def _check_width(tensor: TensorMetadata, values: np.ndarray) -> None:
             f"Input {tensor.name!r} takes rows of shape {shape_text(want)} but the DataFrame gives {list(got)}.",
             hint="Check which columns feed this input.",
         )
+
+
+def empty_frame(meta: ModelMetadata, outputs: Any = None) -> pd.DataFrame:
+    """The 0-row frame of the columns ``result_to_frame`` makes from ``meta``'s outputs (``outputs`` only, if given).
+
+    An output whose row shape the metadata leaves variable is one column; one the model does not
+    declare (it declares none, say) is one column of objects.
+    """
+    import pandas as pd
+
+    from .tensors import DATATYPES
+
+    text = pd.Series(["text"]).dtype  # the dtype pandas gives a column of str (object, or str in pandas 3)
+    declared = {t.name: t for t in meta.outputs}
+    if outputs is None:
+        wanted = list(declared)
+    else:
+        wanted = [outputs] if isinstance(outputs, str) else [str(n) for n in outputs]
+    columns: dict[str, Any] = {}
+    for name in wanted:
+        tensor = declared.get(name)
+        row = tuple(tensor.shape[1:]) if tensor is not None else (-1,)
+        known = DATATYPES.get(tensor.datatype) if tensor is not None else None
+        dtype = np.dtype(object) if known is None or known.name == "BYTES" else known.dtype
+        dtype = np.dtype(np.float32) if known is not None and known.name == "BF16" else dtype
+        width = int(np.prod(row)) if row and all(d >= 0 for d in row) else 0
+        for column in [f"{name}_{i}" for i in range(width)] if width and row else [name]:
+            columns[column] = pd.Series([], dtype=text if known is not None and known.name == "BYTES" else dtype)
+    return pd.DataFrame(columns)
 
 
 def _text_column(array: np.ndarray) -> np.ndarray:

@@ -71,6 +71,8 @@ def encode_request(
     if not request.inputs:
         raise TensorError(f"No inputs were given for model {model!r}.", hint="Pass a dict of input name -> array.")
     if outputs is not None:
+        if isinstance(outputs, str):  # one output's name, not its letters
+            outputs = (outputs,)
         named = outputs.items() if isinstance(outputs, Mapping) else ((o, None) for o in outputs)
         for name, params in named:
             requested = request.outputs.add(name=str(name))

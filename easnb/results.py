@@ -47,6 +47,8 @@ class ModelMetadata:
     inputs: tuple[TensorMetadata, ...]
     outputs: tuple[TensorMetadata, ...]
     properties: Mapping[str, str] = field(default_factory=dict)
+    #: what was already said about this model (a connection keeps one ModelMetadata per model)
+    notes: set[str] = field(default_factory=set, init=False, compare=False, repr=False)
 
     def input(self, name: str) -> TensorMetadata:
         """The input called ``name``; the error lists the known ones."""

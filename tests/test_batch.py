@@ -78,7 +78,7 @@ class Flaky(V2Service):
 
 def test_every_row_scored_or_reported_under_failures() -> None:
     frame = pd.DataFrame({"a": np.arange(10_000, dtype=np.float32)}, index=np.arange(10_000) * 2)
-    frame = frame.assign(b=0.0, c=0.0, d=0.0)
+    frame = frame.assign(b=0.0, c=0.0, d=0.0).set_axis(list(IRIS_FEATURES), axis=1)
     service = Flaky(share=0.3, permanent=set())
     bad_value = 4321.0  # batches holding this value fail every time
     original = service.model_infer

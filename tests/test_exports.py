@@ -4,7 +4,7 @@ import sys
 import easnb
 
 EXPECTED = {
-    "DEFAULT", "AuthenticationError", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
+    "DEFAULT", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
     "ModelMetadata", "NotFoundError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "Tensor", "TensorError",
     "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "connect", "doctor", "inspect", "parse_endpoint",

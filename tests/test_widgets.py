@@ -91,7 +91,7 @@ def test_inspectors(conn: easnb.Connection) -> None:
     form.boxes["features"].value = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3"
     form.run(wait=True)
     assert form.result["label"].tolist() == [b"setosa", b"virginica"]
-    frame = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=["a", "b", "c", "d"])
+    frame = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=["sepal_length", "sepal_width", "petal_length", "petal_width"])
     form.namespace = {"df": frame}
     form.frame_field.value = "df"
     form.run(wait=True)

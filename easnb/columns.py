@@ -1,0 +1,123 @@
+"""Feature names: which DataFrame column feeds which element of a model's input.
+
+Where both sides name the features, names decide. A model names the columns of an input in its
+metadata properties (the convention easnb reads; values are comma-separated, or a JSON list of
+strings for names that hold commas):
+
+- ``properties["features"]`` (or ``"feature_names"``): the columns of the model's only input,
+  as the demo's iris does (``"sepal_length,sepal_width,petal_length,petal_width"``);
+- ``properties["INPUT.features"]``: the columns of input ``INPUT`` of a model with several.
+
+A model that takes one input per column (MLServer's pandas codec, KServe's column-per-input
+models) names its features by its inputs, which are matched by name. Where the model names
+nothing, position decides and ``ColumnOrderWarning`` says which column went where, once per
+connection (which keeps the model's metadata) and order of columns.
+
+>>> meta = ModelMetadata("m", (), "", (TensorMetadata("x", "FP32", (-1, 2)),), (), {"features": "a,b"})
+>>> declared_features(meta, meta.inputs[0])
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import TensorError
+from .results import ModelMetadata, TensorMetadata
+
+#: The longest property value read as feature names (a server's metadata is data: bound it).
+MAX_TEXT = 1 << 20
+#: How many column pairs a message spells out before it says "and N more".
+SHOWN = 12
+
+
+class ColumnOrderWarning(UserWarning):
+    """DataFrame columns were matched to a model's input by position, not by name."""
+
+
+def declared_features(meta: ModelMetadata, tensor: TensorMetadata) -> list[str] | None:
+    """The column names ``meta`` declares for ``tensor`` (a ``[-1, k]`` input), or ``None``.
+
+    Names that cannot be the input's columns (a count other than its width, repeated or
+    empty names) are not used: the model then counts as naming nothing.
+    """
+    if len(tensor.shape) != 2:
+        return None
+    keys = [f"{tensor.name}.features"]
+    if len(meta.inputs) == 1:
+        keys += ["features", "feature_names"]
+    for key in keys:
+        text = meta.properties.get(key)
+        if isinstance(text, str) and text and len(text) <= MAX_TEXT:
+            names = _parse(text)
+            width = tensor.shape[1]
+            if names and len(set(names)) == len(names) and all(names) and width in (-1, len(names)):
+                return names
+    return None
+
+
+def _parse(text: str) -> list[str] | None:
+    if text.lstrip().startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+    return [part.strip() for part in text.split(",")]
+
+
+def named(columns: Sequence[Any]) -> bool:
+    """Whether a frame's columns are names (strings), as scikit-learn counts feature names."""
+    return all(isinstance(c, str) for c in columns)
+
+
+def _listed(names: Sequence[Any]) -> str:
+    shown = ", ".join(repr(n) for n in names[:SHOWN])
+    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
+def mismatch(meta: ModelMetadata, tensor: TensorMetadata, names: list[str], columns: list[Any]) -> TensorError:
+    """The error for a frame whose columns are not the features the model names."""
+    missing = [n for n in names if n not in columns]
+    extra = [c for c in columns if c not in names]
+    detail = f"missing {_listed(missing)}" + (f"; not features: {_listed(extra)}" if extra else "")
+    return TensorError(
+        f"Model {meta.name!r} names the features of input {tensor.name!r} as {_listed(names)}, "
+        f"but the DataFrame's columns are {_listed(columns)} ({detail}).",
+        hint="Rename the columns to the model's feature names (df.rename(columns={...})), or pass "
+        f"columns={{{tensor.name!r}: [...]}} to say which columns fill the input, in order.",
+    )
+
+
+def warn_positional(meta: ModelMetadata, tensor: TensorMetadata, columns: list[Any], names: list[str] | None) -> None:
+    """Say once which column went where, when columns fill an input by position."""
+    if names is None and list(columns) == list(range(len(columns))):
+        return  # neither side names anything: position is all there is
+    if names is None:
+        why = f"Model {meta.name!r} names no features for input {tensor.name!r}"
+        pairs = [f"{c!r} -> {tensor.name}[:, {i}]" for i, c in enumerate(columns)]
+    else:
+        why = f"The DataFrame's columns are not names, but model {meta.name!r} names its features"
+        pairs = [f"{c!r} -> {n!r}" for c, n in zip(columns, names)]
+    more = f", and {len(pairs) - SHOWN} more" if len(pairs) > SHOWN else ""
+    message = (
+        f"{why}, so the DataFrame's columns fill it by position: {', '.join(pairs[:SHOWN])}{more}. "
+        f"Pass columns={{{tensor.name!r}: [...]}} to state the order (which also silences this warning)."
+    )
+    if message in meta.notes:  # said once per model and connection (which keeps one metadata per model)
+        return
+    if len(meta.notes) < 64:
+        meta.notes.add(message)
+    warnings.warn(message, ColumnOrderWarning, stacklevel=_user_level())
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` of the first frame outside easnb, so the warning points at the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "easnb":
+        frame, level = frame.f_back, level + 1
+    return level
