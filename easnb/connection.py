@@ -361,6 +361,21 @@ class Connection:
 
         return infer_frame(self, model, frame, batch_size, concurrency, **options)
 
+    def model_statistics(self, model: str = "", version: str = "", timeout: float | None = None) -> Any:
+        """The server's statistics per model version (Triton's extension); see ``easnb.statistics``."""
+        from .statistics import model_statistics
+
+        return model_statistics(self, model, version, timeout)
+
+    def load_test(self, target: Any, inputs: Any = None, **options: Any) -> Any:
+        """Throughput and latency at each level of load; see ``easnb.loadtest.load_test``.
+
+        >>> conn.load_test("iris", {"features": x}, concurrency=[1, 4, 16], seconds=10).frame   # doctest: +SKIP
+        """
+        from .loadtest import load_test
+
+        return load_test(self, target, inputs, **options)
+
     # -- any other service ----------------------------------------------------------------
 
     def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> Any:

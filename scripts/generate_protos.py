@@ -23,6 +23,7 @@ PROTOS = {
     "HEALTH": "health.proto",
     "RPC_STATUS": "rpc_status.proto",
     "MODEL_REPOSITORY": "model_repository.proto",
+    "MODEL_STATISTICS": "model_statistics.proto",
 }
 TARGET = ROOT / "easnb" / "_proto" / "_descriptors.py"
 

@@ -36,6 +36,7 @@ POOL = load_pool(
     _descriptors.HEALTH,
     _descriptors.RPC_STATUS,
     _descriptors.MODEL_REPOSITORY,
+    _descriptors.MODEL_STATISTICS,
 )
 
 
@@ -65,6 +66,8 @@ HealthCheckResponse = message_class("grpc.health.v1.HealthCheckResponse")
 _RpcStatus = message_class("easnb.rpc.Status")
 RepositoryIndexRequest = message_class("inference.model_repository.RepositoryIndexRequest")
 RepositoryIndexResponse = message_class("inference.model_repository.RepositoryIndexResponse")
+ModelStatisticsRequest = message_class("inference.ModelStatisticsRequest")
+ModelStatisticsResponse = message_class("inference.ModelStatisticsResponse")
 
 
 def rpc_status_details(data: bytes) -> tuple[Any, ...]:

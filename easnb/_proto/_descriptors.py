@@ -94,3 +94,29 @@ MODEL_REPOSITORY = (
     b'toryIndexRequest\x1a3.inference.model_repository.RepositoryIndexRes'
     b'ponse"\x00b\x06proto3'
 )
+MODEL_STATISTICS = (
+    b'\n\xcb\x0b\n\x16model_statistics.proto\x12\tinference"F\n\x16ModelStatisticsRequest'
+    b'\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"9\n\x11StatisticDurat'
+    b'ion\x12\x14\n\x05count\x18\x01 \x01(\x04R\x05count\x12\x0e\n\x02ns\x18\x02 \x01(\x04R\x02ns"\xf2\x03\n\x0fInferStatistics\x126\n'
+    b'\x07success\x18\x01 \x01(\x0b2\x1c.inference.StatisticDurationR\x07success\x120\n\x04fail\x18\x02 '
+    b'\x01(\x0b2\x1c.inference.StatisticDurationR\x04fail\x122\n\x05queue\x18\x03 \x01(\x0b2\x1c.inferen'
+    b'ce.StatisticDurationR\x05queue\x12A\n\rcompute_input\x18\x04 \x01(\x0b2\x1c.inference.S'
+    b'tatisticDurationR\x0ccomputeInput\x12A\n\rcompute_infer\x18\x05 \x01(\x0b2\x1c.inferenc'
+    b'e.StatisticDurationR\x0ccomputeInfer\x12C\n\x0ecompute_output\x18\x06 \x01(\x0b2\x1c.infe'
+    b'rence.StatisticDurationR\rcomputeOutput\x129\n\tcache_hit\x18\x07 \x01(\x0b2\x1c.infe'
+    b'rence.StatisticDurationR\x08cacheHit\x12;\n\ncache_miss\x18\x08 \x01(\x0b2\x1c.inferenc'
+    b'e.StatisticDurationR\tcacheMiss"\x80\x02\n\x14InferBatchStatistics\x12\x1d\n\nbatch'
+    b'_size\x18\x01 \x01(\x04R\tbatchSize\x12A\n\rcompute_input\x18\x02 \x01(\x0b2\x1c.inference.Statis'
+    b'ticDurationR\x0ccomputeInput\x12A\n\rcompute_infer\x18\x03 \x01(\x0b2\x1c.inference.Sta'
+    b'tisticDurationR\x0ccomputeInfer\x12C\n\x0ecompute_output\x18\x04 \x01(\x0b2\x1c.inference'
+    b'.StatisticDurationR\rcomputeOutput"N\n\x0bMemoryUsage\x12\x12\n\x04type\x18\x01 \x01(\tR\x04'
+    b'type\x12\x0e\n\x02id\x18\x02 \x01(\x03R\x02id\x12\x1b\n\tbyte_size\x18\x03 \x01(\x04R\x08byteSize"\xfa\x02\n\x0fModelStati'
+    b'stics\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12%\n\x0elast_infe'
+    b"rence\x18\x03 \x01(\x04R\rlastInference\x12'\n\x0finference_count\x18\x04 \x01(\x04R\x0einferenceCo"
+    b"unt\x12'\n\x0fexecution_count\x18\x05 \x01(\x04R\x0eexecutionCount\x12C\n\x0finference_stats\x18"
+    b'\x06 \x01(\x0b2\x1a.inference.InferStatisticsR\x0einferenceStats\x12@\n\x0bbatch_stats'
+    b'\x18\x07 \x03(\x0b2\x1f.inference.InferBatchStatisticsR\nbatchStats\x129\n\x0cmemory_us'
+    b'age\x18\x08 \x03(\x0b2\x16.inference.MemoryUsageR\x0bmemoryUsage"V\n\x17ModelStatistic'
+    b'sResponse\x12;\n\x0bmodel_stats\x18\x01 \x03(\x0b2\x1a.inference.ModelStatisticsR\nmode'
+    b'lStatsb\x06proto3'
+)

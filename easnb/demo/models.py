@@ -25,6 +25,7 @@ class Model:
     metadata: ModelMetadata
     run: Callable[[Arrays, Mapping[str, str]], Outputs]  # (arrays, their datatypes) -> outputs
     any_inputs: bool = False
+    instances: int = 0  # how many requests it runs at once (0: as many as the server's threads)
 
 
 def _meta(name: str, inputs: list[TensorMetadata], outputs: list[TensorMetadata], **properties: str) -> ModelMetadata:

@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -25,6 +26,7 @@ from ..tensors import Tensor, decode_tensor, encode_tensor
 from .auth import check_authorization
 from .introspection import health_handler, reflection_handlers
 from .models import Model, all_models
+from .statistics import Clock, ModelStats, statistics_reply
 
 SERVER_NAME = "easnb-demo"
 OFFERED = (V2_SERVICE, GREETER_SERVICE)
@@ -55,6 +57,9 @@ class V2Service:
 
     def __init__(self, models: Mapping[str, Model] | None = None) -> None:
         self.models = dict(all_models() if models is None else models)
+        self.stats = {name: ModelStats() for name in self.models}  # Triton's statistics extension
+        # a model with ``instances`` runs that many requests at once; the others queue
+        self.slots = {name: threading.Semaphore(m.instances) for name, m in self.models.items() if m.instances}
 
     def model(self, name: str, version: str) -> Model:
         model = self.models.get(name)
@@ -79,7 +84,7 @@ class V2Service:
         return _proto.ModelReadyResponse(ready=True)
 
     def server_metadata(self, request: Any) -> Any:
-        return _proto.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=[])
+        return _proto.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=["statistics"])
 
     def model_metadata(self, request: Any) -> Any:
         meta = self.model(request.name, request.version).metadata
@@ -97,19 +102,45 @@ class V2Service:
             reply.models.add(name=name, version=self.models[name].metadata.versions[-1], state="READY")
         return reply
 
+    def model_statistics(self, request: Any) -> Any:
+        if request.name:
+            self.model(request.name, request.version)  # NOT_FOUND for an unknown model or version
+        names = [request.name] if request.name else sorted(self.models)
+        return statistics_reply(self.stats, {n: self.models[n].metadata.versions[-1] for n in names}, names)
+
     def model_infer(self, data: bytes) -> bytes:
+        clock = Clock()
         try:
             request, raws = decode_request(data)
         except EasnbError as exc:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
         model = self.model(request.model_name, request.model_version)
+        slot, ok = self.slots.get(request.model_name), False
+        clock.lap("compute_input")
+        if slot is not None:  # wait for a free instance of the model, as Triton's scheduler queue does
+            slot.acquire()
+        clock.lap("queue")
+        try:
+            reply = self._infer(model, request, raws, clock)
+            ok = True
+            return reply
+        finally:
+            if slot is not None:
+                slot.release()
+            clock.lap("compute_output")
+            first = request.inputs[0].shape if request.inputs else ()
+            self.stats[request.model_name].record(clock.stages, first[0] if first else 1, ok)
+
+    def _infer(self, model: Model, request: Any, raws: list[memoryview], clock: Clock) -> bytes:
         arrays, datatypes = self._inputs(model, request, raws)
+        clock.lap("compute_input")
         if "delay_ms" in request.parameters:  # for trying timeouts: wait before answering
             time.sleep(max(0.0, float(to_python(request.parameters["delay_ms"]) or 0)) / 1000)
         try:
             outputs = model.run(arrays, datatypes)
         except (ValueError, KeyError) as exc:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {model.metadata.name!r}: {exc}") from None
+        clock.lap("compute_infer")
         wanted = [o.name for o in request.outputs] or list(outputs)
         unknown = [n for n in wanted if n not in outputs]
         if unknown:
@@ -208,6 +239,8 @@ def v2_handler(service: V2Service, index: bool = True) -> grpc.GenericRpcHandler
     }
     if index:  # Triton's extension: which models the server has
         methods["RepositoryIndex"] = _unary(service.repository_index, p.RepositoryIndexRequest, p.RepositoryIndexResponse)
+    # Triton's statistics extension: counts and cumulative nanoseconds per model and stage
+    methods["ModelStatistics"] = _unary(service.model_statistics, p.ModelStatisticsRequest, p.ModelStatisticsResponse)
     return grpc.method_handlers_generic_handler(V2_SERVICE, methods)
 
 

@@ -1,0 +1,272 @@
+"""A load sweep's results: one row per level, a latency-versus-throughput chart, JSON to keep.
+
+The chart is SVG drawn here (no plotting library needed): p50 and p99 latency against
+throughput, and at each level a stacked bar of where the mean request's time went, as the
+server reported it (queue, compute input, compute infer, compute output) with the rest,
+network and client, on top. Every value shown is escaped.
+
+>>> report.frame; report.to_json(); report.plot()     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from .statistics import STAGES
+
+#: A level whose generator threads kept this much of one core busy describes the client, not the server.
+CLIENT_BUSY = 0.6
+COLOURS = {"queue": "#e45756", "compute_input": "#f58518", "compute_infer": "#4c78a8", "compute_output": "#72b7b2",
+           "network_client": "#bab0ac"}
+LABELS = {"queue": "queue", "compute_input": "compute input", "compute_infer": "compute infer",
+          "compute_output": "compute output", "network_client": "network and client"}
+
+
+@dataclass
+class Level:
+    """One level's measurement. Latencies in milliseconds, CPU in microseconds per request.
+
+    ``server_ms`` is the server's own mean split per request (empty when it reports none);
+    ``client_busy`` the share of one core the generator's threads used; ``client_limited``
+    says why the numbers describe the client rather than the server ("" when they do not).
+    """
+
+    mode: str
+    level: float
+    seconds: float
+    requests: int
+    errors: dict[str, int]
+    infer_per_s: float
+    rows_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    server_ms: dict[str, float]
+    server_requests: int
+    client_cpu_us: float
+    client_busy: float
+    late_p90_ms: float = 0.0
+    not_sent: int = 0
+    stopped: str = ""
+    client_limited: str = ""
+    # each request's start (open loop: when it was due), seconds into the window, and its latency, in that order
+    started_s: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    @property
+    def network_client_ms(self) -> float:
+        """Mean client latency minus the server's reported total: the network and the client."""
+        return self.mean_ms - sum(self.server_ms.values()) if self.server_ms else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """The row of ``LoadReport.frame`` (and of ``to_json``), without the per-request arrays."""
+        row: dict[str, Any] = {
+            self.mode: self.level, "requests": self.requests, "errors": sum(self.errors.values()),
+            "errors_by_code": ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())),
+            "infer_per_s": self.infer_per_s, "rows_per_s": self.rows_per_s,
+            "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms, "mean_ms": self.mean_ms,
+        }
+        for stage in STAGES:
+            row[f"server_{stage}_ms"] = self.server_ms.get(stage, float("nan"))
+        row["network_client_ms"] = self.network_client_ms
+        row["client_cpu_us"] = self.client_cpu_us
+        if self.mode == "rate":
+            row["late_p90_ms"], row["not_sent"] = self.late_p90_ms, self.not_sent
+        row["client_limited"] = self.client_limited
+        return row
+
+
+def client_limit(level: Level) -> str:
+    """Why ``level`` measured the client rather than the server, or "" when it did not."""
+    reasons = []
+    if level.client_busy >= CLIENT_BUSY:
+        reasons.append(f"the client's threads used {level.client_busy:.0%} of a core ({level.client_cpu_us:.0f} µs a request)")
+    if level.mode == "rate":
+        if level.not_sent:
+            reasons.append(f"{level.not_sent} requests were not sent (too many in flight)")
+        slack = max(5.0, 1000.0 / level.level)  # a whole interval between requests behind, and at least 5 ms
+        if level.late_p90_ms > slack:
+            reasons.append(f"requests left {level.late_p90_ms:.1f} ms after they were due (p90)")
+    return "; ".join(reasons)
+
+
+@dataclass
+class LoadReport:
+    """The levels of one sweep: ``.frame``, an HTML repr with a chart, ``.plot()``, ``.to_json()``."""
+
+    name: str
+    mode: str
+    levels: list[Level] = field(default_factory=list)
+    split: bool = False  # whether the server reported its split (Triton's statistics extension)
+    interrupted: bool = False
+    stopped: str = ""
+
+    @property
+    def frame(self) -> Any:
+        """One row per level (see ``Level.summary``), indexed by level."""
+        import pandas as pd
+
+        frame = pd.DataFrame([level.summary() for level in self.levels])
+        if not len(frame):
+            return frame
+        if not self.split:
+            frame = frame.drop(columns=[c for c in frame.columns if c.startswith("server_") or c == "network_client_ms"])
+        return frame.set_index(self.mode)
+
+    def to_json(self) -> str:
+        """The report as JSON text (NaN as null), to keep or compare later."""
+        return json.dumps(_clean({
+            "name": self.name, "mode": self.mode, "server_split": self.split, "interrupted": self.interrupted,
+            "stopped": self.stopped, "levels": [level.summary() for level in self.levels],
+        }), indent=1)
+
+    def __repr__(self) -> str:
+        state = " (interrupted)" if self.interrupted else f" ({self.stopped})" if self.stopped else ""
+        return f"<LoadReport {self.name!r}: {len(self.levels)} {self.mode} levels{state}>"
+
+    def _repr_html_(self) -> str:
+        return report_html(self)
+
+    def plot(self) -> Any:
+        """A matplotlib figure of the chart (needs matplotlib: ``pip install matplotlib``)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            from .errors import EasnbError
+
+            raise EasnbError("plot() needs matplotlib.", hint="pip install matplotlib; the HTML repr needs nothing.") from None
+        figure, ax = plt.subplots(figsize=(7, 4))
+        x = [lv.infer_per_s for lv in self.levels]
+        ax.plot(x, [lv.p50_ms for lv in self.levels], "o-", label="p50")
+        ax.plot(x, [lv.p99_ms for lv in self.levels], "s--", label="p99")
+        width = max(x) * 0.03 if x and max(x) > 0 else 1.0
+        bottom = np.zeros(len(self.levels))
+        for part, values in _stacks(self.levels).items():
+            ax.bar(x, values, width=width, bottom=bottom, color=COLOURS[part], alpha=0.6, label=LABELS[part])
+            bottom += values
+        ax.set_xlabel("throughput (infer/s)")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"{self.name}: latency against throughput")
+        ax.legend(fontsize="small")
+        return figure
+
+
+def _stacks(levels: list[Level]) -> dict[str, np.ndarray]:
+    """Per part of the split, each level's mean milliseconds (empty when no level has a split)."""
+    if not any(lv.server_ms for lv in levels):
+        return {}
+    parts = {s: np.array([lv.server_ms.get(s, 0.0) for lv in levels]) for s in STAGES}
+    parts["network_client"] = np.array([max(0.0, lv.network_client_ms) if lv.server_ms else 0.0 for lv in levels])
+    return parts
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:,.1f}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return str(value)
+
+
+def report_html(report: LoadReport) -> str:
+    """The table and the chart, every value escaped."""
+    head = f"<b>{escape(report.name)}</b>: {len(report.levels)} levels of {escape(report.mode)}"
+    notes = []
+    if report.interrupted:
+        notes.append("interrupted: the levels that finished are shown")
+    if report.stopped:
+        notes.append(report.stopped)
+    if not report.split:
+        notes.append("the server reports no split of its time (Triton's statistics extension)")
+    limited = [lv for lv in report.levels if lv.client_limited]
+    if limited:
+        notes.append(f"{len(limited)} levels were limited by this client, not the server (marked ⚠)")
+    frame = report.frame
+    rows = []
+    if len(frame):
+        columns = [c for c in frame.columns if c != "client_limited"]
+        header = "".join(f"<th>{escape(str(c))}</th>" for c in [report.mode, *columns])
+        for (index, row), level in zip(frame.iterrows(), report.levels):
+            mark = f" <span title='{escape(level.client_limited, quote=True)}'>⚠</span>" if level.client_limited else ""
+            cells = "".join(f"<td>{escape(_number(row[c]))}</td>" for c in columns)
+            rows.append(f"<tr><td>{escape(_number(index))}{mark}</td>{cells}</tr>")
+        table = f"<table class='easnb-load'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    else:
+        table = "<i>No level finished.</i>"
+    note = "".join(f"<div><small>{escape(n)}</small></div>" for n in notes)
+    return f"<div class='easnb-load-report'><div>{head}</div>{note}{table}{chart_svg(report.levels)}</div>"
+
+
+def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> str:
+    """Latency (ms) against throughput (infer/s): p50 and p99 lines, the split as stacked bars."""
+    shown = [lv for lv in levels if not math.isnan(lv.p50_ms)]
+    if not shown:
+        return ""
+    left, bottom, top, right = 50, 30, 12, 130
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_max = max(lv.infer_per_s for lv in shown) * 1.1 or 1.0
+    y_max = max(max(lv.p99_ms, lv.mean_ms) for lv in shown) * 1.1 or 1.0
+
+    def x(v: float) -> float:
+        return left + plot_w * v / x_max
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v / y_max)
+
+    parts = [f"<svg class='easnb-load-chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+             "font-size='10' font-family='sans-serif'>"]
+    parts.append(f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' stroke='currentColor'/>")
+    parts.append(f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + plot_h}' stroke='currentColor'/>")
+    for frac in (0, 0.5, 1):
+        parts.append(f"<text x='{x(x_max * frac / 1.1):.1f}' y='{height - 16}' text-anchor='middle' fill='currentColor'>"
+                     f"{escape(_number(x_max * frac / 1.1))}</text>")
+        parts.append(f"<text x='{left - 4}' y='{y(y_max * frac / 1.1) + 3:.1f}' text-anchor='end' fill='currentColor'>"
+                     f"{escape(_number(y_max * frac / 1.1))}</text>")
+    parts.append(f"<text x='{left + plot_w / 2}' y='{height - 3}' text-anchor='middle' fill='currentColor'>throughput (infer/s)</text>")
+    parts.append(f"<text x='10' y='{top + plot_h / 2}' transform='rotate(-90 10 {top + plot_h / 2})' text-anchor='middle' "
+                 "fill='currentColor'>latency (ms)</text>")
+    bar = 10
+    stacks = _stacks(shown)
+    base = np.zeros(len(shown))
+    for part, values in stacks.items():
+        for i, (lv, v) in enumerate(zip(shown, values)):
+            if v > 0:
+                tip = f"{lv.mode} {_number(lv.level)}: {LABELS[part]} {v:.2f} ms"
+                parts.append(f"<rect class='easnb-split' x='{x(lv.infer_per_s) - bar / 2:.1f}' y='{y(base[i] + v):.1f}' "
+                             f"width='{bar}' height='{max(0.5, y(base[i]) - y(base[i] + v)):.1f}' fill='{COLOURS[part]}' "
+                             f"opacity='0.7'><title>{escape(tip)}</title></rect>")
+        base += values
+    for name, key, dash in (("p50", "p50_ms", ""), ("p99", "p99_ms", " stroke-dasharray='4 3'")):
+        points = " ".join(f"{x(lv.infer_per_s):.1f},{y(getattr(lv, key)):.1f}" for lv in shown)
+        parts.append(f"<polyline points='{points}' fill='none' stroke='currentColor'{dash}/>")
+        for lv in shown:
+            tip = f"{lv.mode} {_number(lv.level)}: {_number(lv.infer_per_s)} infer/s, {name} {getattr(lv, key):.2f} ms"
+            parts.append(f"<circle cx='{x(lv.infer_per_s):.1f}' cy='{y(getattr(lv, key)):.1f}' r='3' fill='currentColor'>"
+                         f"<title>{escape(tip)}</title></circle>")
+    legend = [("p50 (line)", "currentColor"), ("p99 (dashed)", "currentColor")]
+    legend += [(LABELS[p], COLOURS[p]) for p in stacks]
+    for i, (label, colour) in enumerate(legend):
+        parts.append(f"<rect x='{width - right + 10}' y='{top + i * 14}' width='10' height='10' fill='{colour}'/>"
+                     f"<text x='{width - right + 24}' y='{top + i * 14 + 9}' fill='currentColor'>{escape(label)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,392 @@
+"""Load sweeps: throughput and latency at each level of load, with the server's own split.
+
+Closed loop (``concurrency=[1, 4, 16]``): that many callers, each sending its next request as
+soon as the last one is answered. Open loop (``rate=[100, 200]`` requests per second): requests
+are due on a fixed schedule whatever the server does, and a request's latency counts from when
+it was due, so a slow server cannot hide its queue by slowing the client down.
+
+>>> report = conn.load_test("iris", {"features": x}, concurrency=[1, 2, 4, 8], seconds=10)   # doctest: +SKIP
+>>> report.frame                                                                              # doctest: +SKIP
+>>> conn.load_test(greeter.SayHello, {"name": "x"}, rate=[100, 500])                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import numpy as np
+
+from ._proto import V2_SERVICE, method_path
+from .errors import EasnbError, UnimplementedError
+from .loadreport import Level, LoadReport, client_limit
+from .statistics import ModelStatistics, model_statistics, total
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+#: How many distinct requests a DataFrame's rows are encoded into, at most (then cycled).
+RING = 256
+#: Below this many requests a level's error rate does not stop it.
+MIN_FOR_ERROR_RATE = 20
+
+
+class LoadTestError(EasnbError, ValueError):
+    """A load test that cannot start as asked (no levels, a streaming method, bad inputs)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a load test sends: serialized requests (cycled), their rows, and the method's path."""
+
+    path: str
+    requests: list[bytes]
+    rows: list[int]
+    model: str = ""  # a V2 model, whose statistics can be asked for
+    version: str = ""
+
+
+def workload(conn: Connection, target: Any, inputs: Any, batch_size: int = 1, version: str = "", **options: Any) -> Workload:
+    """The requests for ``target``: a V2 model name with arrays or a DataFrame, or a unary method with its fields."""
+    from .frames import is_frame
+
+    if isinstance(target, str):
+        if type(inputs) is not dict and is_frame(inputs):
+            if len(inputs) == 0:
+                raise LoadTestError("The DataFrame has no rows to send.")
+            count = max(1, min(RING, len(inputs) // batch_size))
+            chunks = [inputs.iloc[i * batch_size : (i + 1) * batch_size] for i in range(count)]
+        else:
+            chunks = [inputs]
+        requests = [conn.encode_infer(target, chunk, version=version, **options) for chunk in chunks]
+        return Workload(method_path(V2_SERVICE, "ModelInfer"), requests, [_rows(c) for c in chunks], target, version)
+    if not hasattr(target, "request_class") or not hasattr(target, "path"):
+        raise LoadTestError(
+            f"Cannot load-test {target!r}: give a model name or a method such as conn.service('pkg.Service').Method.",
+        )
+    if target.client_streaming or target.server_streaming:
+        raise LoadTestError(f"{target.path} streams; load_test sends unary calls only.", hint="Pick a unary method.")
+    messages = inputs if isinstance(inputs, list) else [inputs]
+    requests = [target.message(m).SerializeToString() for m in messages] or [target.message().SerializeToString()]
+    return Workload(target.path, requests, [1] * len(requests))
+
+
+def _rows(chunk: Any) -> int:
+    if hasattr(chunk, "iloc"):
+        return len(chunk)
+    first = next(iter(chunk.values()), None) if isinstance(chunk, dict) else None
+    data = getattr(first, "data", first)
+    shape = np.shape(data) if data is not None else ()
+    return int(shape[0]) if shape else 1
+
+
+class _Thread:
+    """What one thread saw inside the measured window: finish times, latencies, codes, rows, its CPU."""
+
+    __slots__ = ("finished", "latency", "codes", "rows", "cpu_first", "cpu_last", "late", "seen", "failed", "due")
+
+    def __init__(self, due: bool = False) -> None:
+        self.due = due  # open loop: every request due inside the window counts, however late it ends
+        self.finished: list[float] = []
+        self.latency: list[float] = []
+        self.codes: list[str] = []
+        self.rows: list[int] = []
+        self.late: list[float] = []
+        self.cpu_first = self.cpu_last = -1.0
+        self.seen = self.failed = 0  # every answer of the level, warm-up included: for the error rate
+
+    def keep(self, start: float, end: float, code: str, rows: int, window: tuple[float, float]) -> None:
+        self.seen += 1
+        if code != "OK":
+            self.failed += 1
+        if start >= window[0] and (end <= window[1] or self.due):
+            cpu = time.thread_time()
+            if self.cpu_first < 0:
+                self.cpu_first = cpu
+            self.cpu_last = cpu
+            self.finished.append(end)
+            self.latency.append(end - start)
+            self.codes.append(code)
+            self.rows.append(rows)
+
+
+class _Level:
+    """One level's run: its threads' records, the stop flag, and the window that is measured."""
+
+    def __init__(self, window: tuple[float, float], due: bool = False) -> None:
+        self.window = window
+        self.due = due
+        self.stop = threading.Event()
+        self.threads: dict[int, _Thread] = {}
+        self.not_sent = 0
+
+    def mine(self) -> _Thread:
+        ident = threading.get_ident()
+        record = self.threads.get(ident)
+        if record is None:
+            record = self.threads.setdefault(ident, _Thread(self.due))
+        return record
+
+    def counts(self) -> tuple[int, int]:
+        records = list(self.threads.values())
+        return sum(r.seen for r in records), sum(r.failed for r in records)
+
+
+def _code(exc: grpc.RpcError) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    return code.name if code is not None else "UNKNOWN"
+
+
+def _closed_worker(run: _Level, stub: Any, work: Workload, turn: Any, seconds: float | None, metadata: Any) -> None:
+    record = run.mine()
+    n = len(work.requests)
+    while not run.stop.is_set():
+        i = next(turn) % n
+        start = time.perf_counter()
+        if start >= run.window[1]:
+            return
+        try:
+            stub(work.requests[i], timeout=seconds, metadata=metadata)
+            code = "OK"
+        except grpc.RpcError as exc:
+            code = _code(exc)
+        record.keep(start, time.perf_counter(), code, work.rows[i], run.window)
+
+
+async def _open_sender(run: _Level, stub: Any, work: Workload, rate: float, begin: float, seconds: float | None,
+                       metadata: Any, max_in_flight: int) -> None:
+    """Send on schedule from the background loop (grpc.aio: cheap to start a call, so the schedule holds)."""
+    import asyncio
+
+    record = run.mine()
+    n = len(work.requests)
+    in_flight: set[Any] = set()
+
+    async def one(due: float, i: int) -> None:
+        try:
+            await stub(work.requests[i], timeout=seconds, metadata=metadata)
+            code = "OK"
+        except grpc.RpcError as exc:
+            code = _code(exc)
+        record.keep(due, time.perf_counter(), code, work.rows[i], run.window)
+
+    for k in itertools.count():
+        due = begin + k / rate
+        if due >= run.window[1] or run.stop.is_set():
+            break
+        pause = due - time.perf_counter()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        if run.window[0] <= due:
+            record.late.append(time.perf_counter() - due)
+        if len(in_flight) >= max_in_flight:  # the client cannot keep more in flight: say so, do not pretend
+            run.not_sent += run.window[0] <= due
+            continue
+        task = asyncio.ensure_future(one(due, k % n))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    if in_flight:  # the requests due in the window are answered (each within its deadline)
+        await asyncio.wait(in_flight, timeout=(seconds if seconds is not None else 30.0) + 1.0)
+
+
+def _snapshot(conn: Connection, work: Workload) -> ModelStatistics | None:
+    try:
+        return total(model_statistics(conn, work.model, work.version))
+    except EasnbError:
+        return None
+
+
+def run_level(
+    conn: Connection, work: Workload, mode: str, level: float, seconds: float, warmup: float,
+    stop_error_rate: float | None, tick: Callable[[float], None], timeout: float | None, max_in_flight: int,
+    split: bool, cancel: threading.Event,
+) -> Level:
+    """One level: warm up, measure for ``seconds``, and summarise (``tick(elapsed)`` reports progress)."""
+    stub = conn.channel.unary_unary(work.path)  # bytes in, bytes out: the requests are encoded once
+    metadata = conn.metadata
+    begin = time.perf_counter()
+    run = _Level((begin + warmup, begin + warmup + seconds), due=mode == "rate")
+    if mode == "concurrency":
+        turn = itertools.count()
+        threads = [
+            threading.Thread(target=_closed_worker, args=(run, stub, work, turn, timeout, metadata), daemon=True)
+            for _ in range(int(level))
+        ]
+    else:
+        background = conn.background()
+        sender = _open_sender(run, background.stub(work.path), work, float(level), begin, timeout, metadata, max_in_flight)
+        threads = [threading.Thread(target=background.run, args=(sender,), daemon=True)]
+    for thread in threads:
+        thread.start()
+    before = after = None
+    reason = ""
+    try:
+        while time.perf_counter() < run.window[1] and not cancel.is_set():
+            now = time.perf_counter()
+            if split and before is None and now >= run.window[0]:
+                before = _snapshot(conn, work)
+            seen, failed = run.counts()
+            if stop_error_rate is not None and seen >= MIN_FOR_ERROR_RATE and failed / seen > stop_error_rate:
+                reason = f"stopped: {failed} of {seen} requests failed (more than {stop_error_rate:.0%})"
+                break
+            tick(now - begin)
+            waiting = split and before is None and now < run.window[0]  # wake up in time for the first snapshot
+            time.sleep(max(0.001, min(0.1, run.window[1] - now, run.window[0] - now if waiting else 0.1)))
+        if split and before is not None and mode == "concurrency":
+            after = _snapshot(conn, work)
+        measured = min(seconds, max(1e-9, time.perf_counter() - run.window[0]))
+        if reason or cancel.is_set():
+            run.stop.set()
+    except BaseException:  # Ctrl-C: stop sending at once
+        run.stop.set()
+        raise
+    finally:
+        for thread in threads:  # callers stop at the window's end; the open loop's sender once the
+            thread.join()  # requests due in the window are answered
+    if split and before is not None and mode == "rate":
+        after = _snapshot(conn, work)
+    server = after.since(before) if before is not None and after is not None else None
+    return summarise(run, mode, level, measured, server, reason)
+
+
+def summarise(run: _Level, mode: str, level: float, seconds: float, server: ModelStatistics | None, reason: str) -> Level:
+    """A ``Level`` from what the threads recorded inside the window."""
+    records = list(run.threads.values())
+    codes = [c for r in records for c in r.codes]
+    latency = np.array([x for r in records for x in r.latency]) * 1000
+    finished = np.array([x for r in records for x in r.finished]) - run.window[0]
+    rows = np.array([x for r in records for x in r.rows])
+    ok = np.array([c == "OK" for c in codes], dtype=bool)
+    errors: dict[str, int] = {}
+    for code in codes:
+        if code != "OK":
+            errors[code] = errors.get(code, 0) + 1
+    good = latency[ok] if len(latency) else latency
+    cpu = sum(r.cpu_last - r.cpu_first for r in records if r.cpu_first >= 0)
+    late = np.array([x for r in records for x in r.late]) * 1000
+    p = np.percentile(good, [50, 90, 95, 99]) if len(good) else [np.nan] * 4
+    order = np.argsort(finished - latency / 1000, kind="stable")  # by when each request started (or was due)
+    answered = ok & (finished <= seconds + 1e-6)  # open loop: answers that came after the window are not throughput
+    return Level(
+        mode=mode, level=level, seconds=seconds, requests=len(codes), errors=errors,
+        infer_per_s=int(answered.sum()) / seconds, rows_per_s=float(rows[answered].sum()) / seconds if len(rows) else 0.0,
+        p50_ms=float(p[0]), p90_ms=float(p[1]), p95_ms=float(p[2]), p99_ms=float(p[3]),
+        max_ms=float(good.max()) if len(good) else float("nan"), mean_ms=float(good.mean()) if len(good) else float("nan"),
+        server_ms=server.per_request_ms() if server is not None else {},
+        server_requests=server.success if server is not None else 0,
+        client_cpu_us=cpu / max(1, len(codes)) * 1e6, client_busy=cpu / seconds,
+        late_p90_ms=float(np.percentile(late, 90)) if len(late) else 0.0, not_sent=run.not_sent,
+        stopped=reason, started_s=(finished - latency / 1000)[order], latency_ms=latency[order],
+    )
+
+
+def load_test(
+    conn: Connection,
+    target: Any,
+    inputs: Any = None,
+    concurrency: Sequence[int] | None = None,
+    rate: Sequence[float] | None = None,
+    seconds: float = 10.0,
+    *,
+    warmup: float = 1.0,
+    batch_size: int = 1,
+    version: str = "",
+    stop_error_rate: float | None = 0.5,
+    timeout: Any = None,
+    max_in_flight: int = 2000,
+    progress: bool = True,
+    on_level: Callable[[Level], None] | None = None,
+    cancel: threading.Event | None = None,
+    **options: Any,
+) -> LoadReport:
+    """Sweep levels of load against ``target`` and report each (see the module docstring).
+
+    - ``target``: a V2 model name (``inputs`` a dict of arrays or a DataFrame, whose rows are
+      cycled through ``batch_size`` at a time) or a unary method of ``conn.service(...)``
+      (``inputs`` its fields as a dict or message, or a list of them to cycle).
+    - ``concurrency``: callers in a closed loop; ``rate``: requests per second, open loop.
+    - ``seconds`` measured per level after ``warmup`` seconds that are not counted.
+    - ``stop_error_rate``: a level whose failed share exceeds it (after 20 answers) stops the sweep.
+    - ``timeout``: each request's deadline in seconds (``None``: the connection's).
+    - ``max_in_flight``: open-loop requests the client keeps in flight at most; more are counted
+      as ``not_sent`` and the level is marked as limited by the client.
+    - ``on_level(level)`` hears of each finished level; setting ``cancel`` stops the sweep.
+
+    Returns a ``LoadReport`` (``.frame``, HTML with a chart, ``.plot()``, ``.to_json()``);
+    Ctrl-C returns the levels finished so far. Raises ``LoadTestError`` for a sweep that cannot
+    start (no levels, a streaming method) and the usual ``EasnbError`` when the first request fails.
+    """
+    if (concurrency is None) == (rate is None):
+        raise LoadTestError("Give either concurrency=[...] (closed loop) or rate=[...] (open loop), not both or neither.")
+    mode, levels = ("concurrency", list(concurrency)) if concurrency is not None else ("rate", list(rate or ()))
+    if not levels or any(not np.isfinite(v) or v <= 0 for v in levels):
+        raise LoadTestError(f"{mode}={levels!r}: give one or more positive numbers.", hint=f"e.g. {mode}=[1, 2, 4, 8]")
+    if mode == "concurrency" and any(int(v) != v or v > 1024 for v in levels):
+        raise LoadTestError(f"concurrency={levels!r}: give whole numbers up to 1024.")
+    if seconds <= 0 or warmup < 0:
+        raise LoadTestError("seconds must be positive and warmup not negative.")
+    conn.check_open()
+    work = workload(conn, target, inputs, batch_size, version, **options)
+    deadline = conn.timeout if timeout is None else timeout
+    _first_call(conn, work, deadline)
+    split = False
+    if work.model:
+        try:
+            model_statistics(conn, work.model, work.version)
+            split = True
+        except (UnimplementedError, EasnbError):
+            split = False
+    name = work.model or work.path
+    report = LoadReport(name, mode, split=split)
+    cancel = cancel or threading.Event()
+    bar = _bar(len(levels) * (warmup + seconds), progress)
+    try:
+        for i, value in enumerate(levels):
+            base = i * (warmup + seconds)
+
+            def tick(elapsed: float, base: float = base, value: float = value) -> None:
+                if bar is not None:
+                    bar.n = round(base + elapsed, 1)
+                    bar.set_postfix_str(f"{mode} {value:g}", refresh=False)
+                    bar.refresh()
+
+            level = run_level(conn, work, mode, value, seconds, warmup, stop_error_rate, tick, deadline, max_in_flight,
+                              split, cancel)
+            if cancel.is_set():
+                report.interrupted = True
+                break
+            level.client_limited = client_limit(level)
+            report.levels.append(level)
+            if on_level is not None:
+                on_level(level)
+            if level.stopped:
+                report.stopped = level.stopped
+                break
+    except KeyboardInterrupt:
+        cancel.set()
+        report.interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    return report
+
+
+def _first_call(conn: Connection, work: Workload, seconds: float | None) -> None:
+    """Send one request first, so a wrong model, input or token fails at once with its usual error."""
+    stub = conn.channel.unary_unary(work.path)
+    metadata = conn.metadata
+    conn.call(work.model or work.path, lambda s: stub(work.requests[0], timeout=s, metadata=metadata), seconds)
+
+
+def _bar(total_seconds: float, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=round(total_seconds, 1), unit="s", desc="load test", leave=True,
+                bar_format="{desc}: {percentile}|{bar}| {n:.0f}/{total:.0f} s {postfix}".replace("{percentile}", "{percentage:3.0f}%"))
