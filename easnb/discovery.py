@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from html import escape
 from typing import TYPE_CHECKING
 
 import grpc
 
 from .errors import EasnbError, NotFoundError, UnimplementedError
+from .markup import html
 from .readiness import health_check
 from .results import ServerMetadata
 
@@ -64,7 +64,7 @@ class Discovery:
         return " \u00b7 ".join(parts)
 
     def _repr_html_(self) -> str:
-        return f"<div><b>{escape(self.endpoint)}</b>: {escape(self.summary())} ({self.rtt_ms:.1f} ms)</div>"
+        return html("<div><b>{}</b>: {} ({:.1f} ms)</div>", self.endpoint, self.summary(), self.rtt_ms)
 
 
 def discover(conn: Connection) -> Discovery:

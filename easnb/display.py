@@ -1,14 +1,15 @@
 """HTML for metadata and results, shared by ``_repr_html_`` and the widgets.
 
 Modest tables that read in light and dark themes (colours come from the page),
-every value escaped, large results cut with the size stated.
+every value escaped (through ``easnb.markup``), large results cut with the size stated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from html import escape
 from typing import TYPE_CHECKING, Any
+
+from .markup import Markup, html, join
 
 if TYPE_CHECKING:
     from .history import History
@@ -19,15 +20,12 @@ _STYLE = "border-collapse:collapse;margin:2px 0;font-size:0.92em"
 _CELL = "border:1px solid rgba(128,128,128,0.35);padding:2px 8px;text-align:left"
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "") -> str:
-    """An escaped HTML table."""
-    head = "".join(f"<th style='{_CELL}'>{escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='{_CELL}'>{escape(str(c))}</td>" for c in row) + "</tr>"
-        for row in rows
-    )
-    cap = f"<caption style='text-align:left;font-weight:bold'>{escape(caption)}</caption>" if caption else ""
-    return f"<table style='{_STYLE}'>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def table(header: Sequence[Any], rows: Iterable[Sequence[Any]], caption: Any = "") -> Markup:
+    """An HTML table; every header, cell and the caption escaped (``Markup`` cells go in as they are)."""
+    head = join(html("<th style='{}'>{}</th>", _CELL, h) for h in header)
+    body = join(html("<tr>{}</tr>", join(html("<td style='{}'>{}</td>", _CELL, c) for c in row)) for row in rows)
+    cap = html("<caption style='text-align:left;font-weight:bold'>{}</caption>", caption) if caption else ""
+    return html("<table style='{}'>{}<thead><tr>{}</tr></thead><tbody>{}</tbody></table>", _STYLE, cap, head, body)
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -35,16 +33,16 @@ def shape_text(shape: Sequence[int]) -> str:
     return "[" + ", ".join("variable" if d < 0 else str(d) for d in shape) + "]"
 
 
-def server_html(meta: ServerMetadata) -> str:
+def server_html(meta: ServerMetadata) -> Markup:
     rows = [("name", meta.name), ("version", meta.version), ("extensions", ", ".join(meta.extensions) or "none")]
     return table(("server", ""), rows)
 
 
-def tensors_html(tensors: Sequence[TensorMetadata], caption: str) -> str:
+def tensors_html(tensors: Sequence[TensorMetadata], caption: str) -> Markup:
     return table(("name", "datatype", "shape"), ((t.name, t.datatype, shape_text(t.shape)) for t in tensors), caption)
 
 
-def model_html(meta: ModelMetadata) -> str:
+def model_html(meta: ModelMetadata) -> Markup:
     rows = [("name", meta.name), ("versions", ", ".join(meta.versions) or "-"), ("platform", meta.platform or "-")]
     rows += [(f"property {k}", v) for k, v in meta.properties.items()]
     return (
@@ -54,14 +52,14 @@ def model_html(meta: ModelMetadata) -> str:
     )
 
 
-def result_html(result: InferResult, max_rows: int = MAX_ROWS) -> str:
+def result_html(result: InferResult, max_rows: int = MAX_ROWS) -> Markup:
     """The result as a table when it makes one (else one line per output), its id and parameters,
     and bars for outputs that look like probabilities."""
-    title = f"<b>{escape(f'{result.model_name} {result.model_version}'.strip())}</b>"
+    title = html("<b>{}</b>", f"{result.model_name} {result.model_version}".strip())
     notes = [f"id {result.id}"] if result.id else []
     notes += [f"{k}={v}" for k, v in result.parameters.items()]
     notes += [f"{n}: {k}={v}" for n, params in result.output_parameters.items() for k, v in params.items()]
-    head = title + (f" <small>{escape(' · '.join(notes))}</small>" if notes else "")
+    head = title + (html(" <small>{}</small>", " · ".join(notes)) if notes else "")
     try:
         frame = result.to_frame()
     except Exception:  # outputs that do not share a batch: show them one by one
@@ -69,7 +67,7 @@ def result_html(result: InferResult, max_rows: int = MAX_ROWS) -> str:
         body = table(("output", "datatype", "shape", "values"), rows)
     else:
         body = frame_html(frame, max_rows)
-    bars = "".join(probability_bars(name, array) for name, array in result.outputs.items())
+    bars = join(probability_bars(name, array) for name, array in result.outputs.items())
     return head + body + bars
 
 
@@ -83,73 +81,77 @@ def is_probabilities(array: Any) -> bool:
     return bool(np.all(values >= -1e-6) and np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
 
 
-def probability_bars(name: str, array: Any, max_rows: int = 5, labels: Sequence[str] | None = None) -> str:
+def probability_bars(name: str, array: Any, max_rows: int = 5, labels: Sequence[str] | None = None) -> Markup:
     """One row of horizontal bars per example, for a probability-like output; '' for anything else."""
     if not is_probabilities(array):
-        return ""
+        return Markup()
     rows = []
     for i, row in enumerate(array[:max_rows]):
-        bars = "".join(
-            f"<div style='display:flex;align-items:center;gap:6px;font-size:0.85em'>"
-            f"<span style='width:70px;text-align:right'>{escape(labels[j] if labels else str(j))}</span>"
-            f"<span style='display:inline-block;height:10px;width:{max(1, round(160 * float(p)))}px;"
-            f"background:#4c78a8'></span><span>{float(p):.3f}</span></div>"
+        bars = join(
+            html(
+                "<div style='display:flex;align-items:center;gap:6px;font-size:0.85em'>"
+                "<span style='width:70px;text-align:right'>{label}</span>"
+                "<span style='display:inline-block;height:10px;width:{width}px;background:#4c78a8'></span>"
+                "<span>{p:.3f}</span></div>",
+                label=labels[j] if labels else str(j), width=max(1, round(160 * float(p))), p=float(p),
+            )
             for j, p in enumerate(row)
         )
-        rows.append(f"<div style='margin:2px 12px 4px 0'><small>row {i}</small>{bars}</div>")
-    more = f"<small>showing {max_rows} of {len(array)} rows</small>" if len(array) > max_rows else ""
-    return (
-        f"<div class='easnb-bars'><small><b>{escape(name)}</b> as probabilities</small>"
-        f"<div style='display:flex;flex-wrap:wrap'>{''.join(rows)}</div>{more}</div>"
+        rows.append(html("<div style='margin:2px 12px 4px 0'><small>row {}</small>{}</div>", i, bars))
+    more = html("<small>showing {} of {} rows</small>", max_rows, len(array)) if len(array) > max_rows else ""
+    return html(
+        "<div class='easnb-bars'><small><b>{}</b> as probabilities</small>"
+        "<div style='display:flex;flex-wrap:wrap'>{}</div>{}</div>",
+        name, join(rows), more,
     )
 
 
-def latency_html(latencies_ms: Sequence[float]) -> str:
+def latency_html(latencies_ms: Sequence[float]) -> Markup:
     """p50 / p90 / p99 and a small SVG histogram of the session's latencies."""
     import numpy as np
 
     if not latencies_ms:
-        return ""
+        return Markup()
     values = np.asarray(latencies_ms, dtype=float)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     counts, _ = np.histogram(values, bins=min(20, max(1, len(values))))
     top = max(counts.max(), 1)
     width = 8
-    bars = "".join(
-        f"<rect x='{i * width}' y='{30 - 30 * c / top:.1f}' width='{width - 1}' height='{30 * c / top:.1f}' fill='#4c78a8'/>"
+    bars = join(
+        html("<rect x='{}' y='{:.1f}' width='{}' height='{:.1f}' fill='#4c78a8'/>", i * width, 30 - 30 * c / top, width - 1, 30 * c / top)
         for i, c in enumerate(counts)
     )
-    svg = f"<svg class='easnb-histogram' width='{len(counts) * width}' height='30'>{bars}</svg>"
-    return (
-        f"<div class='easnb-latency'><small>{len(values)} calls · p50 {p50:.1f} ms · p90 {p90:.1f} ms · "
-        f"p99 {p99:.1f} ms</small><br>{svg}</div>"
+    svg = html("<svg class='easnb-histogram' width='{}' height='30'>{}</svg>", len(counts) * width, bars)
+    return html(
+        "<div class='easnb-latency'><small>{} calls · p50 {:.1f} ms · p90 {:.1f} ms · p99 {:.1f} ms</small><br>{}</div>",
+        len(values), p50, p90, p99, svg,
     )
 
 
-def history_html(history: History) -> str:
+def history_html(history: History) -> Markup:
     """The session's calls as a table, with latency percentiles and a histogram."""
     frame = history.to_frame()
     latencies = [c.latency_ms for c in history.calls if c.status == "OK"]
     if not len(frame):
-        return "<i>No calls yet.</i>"
+        return Markup("<i>No calls yet.</i>")
     return frame_html(frame.iloc[::-1], max_rows=50) + latency_html(latencies)
 
 
-def frame_html(frame: Any, max_rows: int = MAX_ROWS) -> str:
-    """A DataFrame's first rows as HTML, with the full size stated when cut."""
-    note = ""
+def frame_html(frame: Any, max_rows: int = MAX_ROWS) -> Markup:
+    """A DataFrame's first rows as HTML (pandas escapes every label and value), with the full size stated when cut."""
+    note = Markup()
     if len(frame) > max_rows:
-        note = f"<div><i>showing {max_rows} of {len(frame):,} rows x {frame.shape[1]} columns</i></div>"
+        note = html("<div><i>showing {} of {:,} rows x {} columns</i></div>", max_rows, len(frame), frame.shape[1])
         frame = frame.head(max_rows)
-    return frame.to_html(border=0, max_cols=30) + note
+    return Markup(frame.to_html(border=0, max_cols=30, escape=True)) + note
 
 
-def error_html(exc: BaseException) -> str:
+def error_html(exc: BaseException) -> Markup:
     """An error's type and message in red, and its hint below, escaped."""
     hint = getattr(exc, "hint", "")
     message = getattr(exc, "message", str(exc))
-    return f"<div style='color:#d33'><b>{escape(type(exc).__name__)}</b>: {escape(message)}</div>" + (
-        f"<div>{escape(hint)}</div>" if hint else ""
+    return html("<div style='color:#d33'><b>{}</b>: {}</div>", type(exc).__name__, message) + (
+        html("<div>{}</div>", hint) if hint else ""
     )
 
 

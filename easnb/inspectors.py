@@ -21,6 +21,7 @@ from . import display
 from .display import error_html
 from .errors import EasnbError
 from .history import History, saved_inputs, summarize_inputs
+from .markup import Markup, html
 from .results import InferResult, ModelMetadata
 from .tensors import Tensor
 from .widgets import Background, connection_of, light, lights
@@ -79,7 +80,7 @@ class ServerInspector(_Form):
 
     def work(self) -> str:
         c = self.connection
-        return f"<div>{lights(c.live(), c.ready())}</div>" + display.server_html(c.server_metadata())
+        return html("<div>{}</div>{}", lights(c.live(), c.ready()), display.server_html(c.server_metadata()))
 
 
 def model_names(source: Any, models: list[str] | None = None) -> list[str]:
@@ -116,7 +117,7 @@ class ModelInspector(_Form):
             raise EasnbError("Pick or type a model name first.", hint="The box lists the server's models when it has an index.")
         meta = self.connection.model_metadata(name, version)
         ready = self.connection.model_ready(name, version)
-        return f"<div>{light('model ready', ready)}</div>" + display.model_html(meta)
+        return html("<div>{}</div>{}", light("model ready", ready), display.model_html(meta))
 
 
 def parse_values(text: str, datatype: str) -> Any:
@@ -210,7 +211,7 @@ class InferInspector(_Form):
             for t in self.meta.inputs
         }
         self.inputs_box.children = list(self.boxes.values())
-        self.note.value = (
+        self.note.value = Markup(
             "<small>Type values per input (Example fills a valid sample), or name a DataFrame from the notebook. "
             "A single row is sent as a batch of one.</small>"
         )
@@ -291,7 +292,7 @@ class InferInspector(_Form):
         self.result = result
         latencies = [c.latency_ms for c in self.history if c.status == "OK" and c.kind == "infer"]
         self.latency.value = display.latency_html(latencies)
-        return f"<div>latency {self.latency_ms:.1f} ms</div>" + display.result_html(result)
+        return html("<div>latency {:.1f} ms</div>{}", self.latency_ms, display.result_html(result))
 
     @property
     def frame(self) -> Any:

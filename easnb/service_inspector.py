@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from html import escape
 from typing import Any
 
 from . import widgets as _widgets  # noqa: F401, I001 - first, for its message when ipywidgets is missing
@@ -22,6 +21,7 @@ from google.protobuf.descriptor import FieldDescriptor as F
 from . import display
 from .display import error_html
 from .history import History
+from .markup import Markup, html
 from .reflection import is_repeated
 from .services import Method, RequestError, ServiceClient, iter_replies, resolve, to_json
 from .widgets import Background, connection_of
@@ -104,7 +104,7 @@ class ServiceInspector(w.VBox):
         self._background = Background("easnb-service-call")
         self._stream: Any = None
         super().__init__([
-            w.HTML(f"<b>{escape(service)}</b>"), self.method_field, self.form,
+            w.HTML(html("<b>{}</b>", service)), self.method_field, self.form,
             w.HBox([self.call_button, self.cancel_button, self.view]), self.status, self.output,
         ])
         self.build_form()
@@ -118,7 +118,7 @@ class ServiceInspector(w.VBox):
         method = self.method
         kind = ("stream of " if method.client_streaming else "") + method.request_class.DESCRIPTOR.name
         answer = ("stream of " if method.server_streaming else "") + method.response_class.DESCRIPTOR.name
-        note = w.HTML(f"<small>{escape(kind)} \u2192 {escape(answer)}</small>")
+        note = w.HTML(html("<small>{} \u2192 {}</small>", kind, answer))
         if method.client_streaming:
             self.controls = {}
             self.form.children = [note, self.requests_box]
@@ -208,18 +208,19 @@ class ServiceInspector(w.VBox):
     def _show(self, done: bool = False) -> None:
         state = "" if done or self._stream is None else " (streaming\u2026)"
         latency = f"latency {self.latency_ms:.1f} ms" if self.latency_ms is not None else ""
-        self.status.value = f"<div>{len(self.replies)} repl{'y' if len(self.replies) == 1 else 'ies'} \u00b7 {latency}{state}</div>"
+        count = f"{len(self.replies)} repl{'y' if len(self.replies) == 1 else 'ies'}"
+        self.status.value = html("<div>{} \u00b7 {}{}</div>", count, latency, state)
         if self.view.value == "JSON":
             text = "\n".join(json.dumps(r, indent=2, ensure_ascii=False) for r in self.replies)
-            self.output.value = f"<pre class='easnb-json'>{escape(text)}</pre>"
+            self.output.value = html("<pre class='easnb-json'>{}</pre>", text)
         else:
             self.output.value = replies_html(self.replies)
 
 
-def replies_html(replies: list[dict[str, Any]]) -> str:
-    """Replies as a table: one row per reply, nested fields as dotted columns."""
+def replies_html(replies: list[dict[str, Any]]) -> Markup:
+    """Replies as a table: one row per reply, nested fields as dotted columns (escaped)."""
     if not replies:
-        return ""
+        return Markup()
     import pandas as pd
 
     frame = pd.json_normalize(replies)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from html import escape
 from typing import Any
 
 from .channel import Keepalive
@@ -22,6 +21,7 @@ from .connection import Connection, connect
 from .credentials import Token, clean_token
 from .display import error_html
 from .errors import EasnbError
+from .markup import Markup, html
 
 try:
     import anywidget
@@ -127,27 +127,27 @@ def connection_of(source: Any) -> Connection:
     return source
 
 
-def light(name: str, on: bool | None) -> str:
+def light(name: str, on: bool | None) -> Markup:
     """A green, red or grey (unknown) dot and a word."""
     colour = "#999" if on is None else ("#2a9d3a" if on else "#d33")
-    return f"<span style='color:{colour}'>&#9679;</span> {name}"
+    return html("<span style='color:{}'>&#9679;</span> {}", colour, name)
 
 
-def lights(live: bool | None, ready: bool | None) -> str:
-    return f"{light('live', live)} &nbsp; {light('ready', ready)}"
+def lights(live: bool | None, ready: bool | None) -> Markup:
+    return html("{} &nbsp; {}", light("live", live), light("ready", ready))
 
 
-def status_html(found: Any, token_source: str) -> str:
+def status_html(found: Any, token_source: str) -> Markup:
     """The widget's status line: what the endpoint speaks, its health and services, the round trip."""
     token = f"token {token_source}" if token_source else "no token"
     if found.v2:
         server = found.server
-        name = f"<b>{escape(server.name)}</b> {escape(server.version)}" if server else "<b>V2 server</b>"
+        name = html("<b>{}</b> {}", server.name, server.version) if server else Markup("<b>V2 server</b>")
         extensions = ", ".join(server.extensions) if server and server.extensions else "none"
-        head = f"{lights(found.live, found.ready)} &nbsp; {name} &nbsp; extensions: {escape(extensions)}"
+        head = html("{} &nbsp; {} &nbsp; extensions: {}", lights(found.live, found.ready), name, extensions)
     else:
         accepted = " (token accepted)" if found.token_sent else ""
-        head = f"{light('answers', True)} &nbsp; <b>not a V2 server</b>{accepted}"
+        head = html("{} &nbsp; <b>not a V2 server</b>{}", light("answers", True), accepted)
     details = []
     if found.health:
         details.append(f"health {found.health}")
@@ -155,10 +155,9 @@ def status_html(found: Any, token_source: str) -> str:
         details.append("services: " + ", ".join(found.other_services))
     elif found.services is None and not found.v2:
         details.append("no server reflection: use conn.service('file.proto', 'package.Service')")
-    extra = f" &nbsp; {escape(' · '.join(details))}" if details else ""
-    return (
-        f"{head}{extra} &nbsp; round trip {found.rtt_ms:.1f} ms"
-        f"<br><small>{escape(found.endpoint)} &middot; {escape(token)}</small>"
+    extra = html(" &nbsp; {}", " · ".join(details)) if details else ""
+    return html(
+        "{}{} &nbsp; round trip {:.1f} ms<br><small>{} &middot; {}</small>", head, extra, found.rtt_ms, found.endpoint, token
     )
 
 
@@ -196,7 +195,7 @@ class ConnectionWidget(w.VBox):
         self.advanced.set_title(0, "Advanced")
         self.token_field = TokenField()
         self.token_field.on_msg(self._on_token_message)
-        self.status = w.HTML(lights(None, None) + " &nbsp; not connected")
+        self.status = w.HTML(lights(None, None) + Markup(" &nbsp; not connected"))
         self.error = w.HTML()
         self.diagnose_button = w.Button(description="Diagnose", tooltip="check DNS, TCP, TLS, HTTP/2, the token, V2, step by step")
         self.diagnose_button.on_click(lambda _: self.diagnose())
@@ -321,7 +320,7 @@ class ConnectionWidget(w.VBox):
             thread.join()
 
     def _show_error(self, exc: EasnbError) -> None:
-        self.status.value = lights(False if exc.code is not None else None, None) + " &nbsp; not connected"
+        self.status.value = lights(False if exc.code is not None else None, None) + Markup(" &nbsp; not connected")
         self.error.value = error_html(exc)
 
     def __repr__(self) -> str:

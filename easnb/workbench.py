@@ -19,6 +19,7 @@ from . import display
 from .display import error_html
 from .errors import EasnbError
 from .history import History
+from .markup import html, text
 from .inspectors import InferInspector, ModelInspector, ServerInspector
 from .results import InferResult
 from .widgets import ConnectionWidget, connection_of
@@ -63,8 +64,7 @@ class HistoryView(w.VBox):
             if self.entry.value is None:
                 raise EasnbError("No call to replay yet.")
             answer = self.history.replay(self.entry.value, connection_of(self.source))
-            body = display.result_html(answer) if isinstance(answer, InferResult) else f"<pre>{answer}</pre>"
-            self.output.value = body
+            self.output.value = display.result_html(answer) if isinstance(answer, InferResult) else text(answer)
         except Exception as exc:
             self.output.value = error_html(exc)
 
@@ -123,7 +123,9 @@ class Workbench(w.VBox):
             self.tabs.set_title(i, title)
         self.builds += 1
         when = time.strftime("%H:%M:%S")
-        self.status.value = f"<small>{found._repr_html_()} <span class='easnb-built'>built {when} (#{self.builds})</span></small>"
+        self.status.value = html(
+            "<small>{} <span class='easnb-built'>built {} (#{})</span></small>", found._repr_html_(), when, self.builds
+        )
 
 
 class ServicesPage(w.VBox):
