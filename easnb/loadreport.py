@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 
 import numpy as np
 
+from .markup import escape
 from .statistics import STAGES
 
 #: A level whose generator threads kept this much of one core busy describes the client, not the server.
@@ -207,7 +207,7 @@ def report_html(report: LoadReport) -> str:
         columns = [c for c in frame.columns if c != "client_limited"]
         header = "".join(f"<th>{escape(str(c))}</th>" for c in [report.mode, *columns])
         for (index, row), level in zip(frame.iterrows(), report.levels):
-            mark = f" <span title='{escape(level.client_limited, quote=True)}'>⚠</span>" if level.client_limited else ""
+            mark = f" <span title='{escape(level.client_limited)}'>⚠</span>" if level.client_limited else ""
             cells = "".join(f"<td>{escape(_number(row[c]))}</td>" for c in columns)
             rows.append(f"<tr><td>{escape(_number(index))}{mark}</td>{cells}</tr>")
         table = f"<table class='easnb-load'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
