@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 from .channel import Keepalive
@@ -63,7 +64,7 @@ def _connection(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def wait(args: argparse.Namespace) -> int:
     with _connection(args) as conn:
-        state = conn.wait_until_ready(args.model, timeout=args.wait, progress=sys.stderr.isatty())
+        state = conn.wait_until_ready(args.model, timeout=args.wait)  # a line per change on stderr when not a terminal
     print(f"{conn.endpoint.target}: {state}")
     return 0
 
@@ -118,7 +119,7 @@ def infer(args: argparse.Namespace) -> int:
 def list_services(args: argparse.Namespace) -> int:
     with _connection(args) as conn:
         if not args.service:
-            print("\n".join(conn.reflection().services(include_reflection=True)))
+            print("\n".join(conn.services()))  # as conn.services(): health listed, reflection itself not
             return 0
         service = _descriptor(conn, args.service, args)
         print("\n".join(f"{service.full_name}.{m.name}" for m in service.methods))
@@ -201,8 +202,13 @@ def _descriptor(conn, name: str, args: argparse.Namespace):  # type: ignore[no-u
 
 
 def notebooks(args: argparse.Namespace) -> int:
-    from .tutorials import copy_to, notebooks as shipped
+    from .tutorials import copy_to, notebooks as shipped, refresh
 
+    if args.refresh:
+        for name, action in refresh(args.folder).items():
+            print(f"  {name}: {action}")
+        print(f"Tutorial notebooks in {Path(args.folder).resolve()} (edited ones are kept; delete one to get it afresh).")
+        return 0
     copied = copy_to(args.folder, overwrite=args.overwrite)
     kept = len(shipped()) - len(copied)
     print(f"Copied {len(copied)} tutorial notebooks to {Path(args.folder).resolve()}" + (f" ({kept} already there, kept)" if kept else "") + ".")
@@ -216,7 +222,10 @@ def eas_local(args: argparse.Namespace) -> int:
 
     stand_in = LocalEas(args.oss_root, port=args.port, region=args.region).start()
     print(f"easnb EAS stand-in listening on {stand_in.endpoint} (region {args.region}), OSS at {stand_in.oss_root}")
-    print(f"  use: easnb.eas.ControlPlane({args.region!r}, endpoint={stand_in.endpoint!r}, credentials=...)")
+    key_id, secret = _stand_in_keys(stand_in)
+    print("  the SDK needs an AccessKey pair; this stand-in takes this one (set it where you call from):")
+    print(f"    export ALIBABA_CLOUD_ACCESS_KEY_ID={shlex.quote(key_id)} ALIBABA_CLOUD_ACCESS_KEY_SECRET={shlex.quote(secret)}")
+    print(f"  use: easnb.eas.ControlPlane({args.region!r}, endpoint={stand_in.endpoint!r})")
     print("Press Ctrl-C to stop.", flush=True)
     import signal
     import threading
@@ -229,6 +238,12 @@ def eas_local(args: argparse.Namespace) -> int:
         pass
     stand_in.stop()
     return 0
+
+
+def _stand_in_keys(stand_in: Any) -> tuple[str, str]:
+    """The AccessKey pair the stand-in's own ControlPlane signs with: the one to print."""
+    credential = stand_in.control_plane().credentials.get_credential()
+    return credential.access_key_id, credential.access_key_secret
 
 
 def _token_line(given: str | None, made: str) -> str:
@@ -330,6 +345,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("notebooks", help="copy the tutorial notebooks into a folder")
     p.add_argument("folder", nargs="?", default="easnb-tutorials", help="where to (default: ./easnb-tutorials)")
     p.add_argument("--overwrite", action="store_true", help="replace notebooks that are already there")
+    p.add_argument("--refresh", action="store_true", help="replace copies whose cells you have not edited by newer tutorials")
     p.set_defaults(run=notebooks)
     p = sub.add_parser("eas-local", help="a local stand-in of the EAS control plane, running services for real")
     p.add_argument("--port", type=int, default=8089)

@@ -43,18 +43,22 @@ def copy_to(destination: str | Path, overwrite: bool = False) -> list[Path]:
     plan = []
     for source in notebooks():
         path = target / source.name
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            what = f"a symbolic link (to {os.readlink(path)!r})" if path.is_symlink() else "not a plain file"
-            raise EasnbError(
-                f"{str(path)!r} is {what}: easnb does not write through it.",
-                hint="Remove it, or copy the tutorials into another folder: python -m easnb notebooks NEW_FOLDER",
-            )
+        _refuse_links(path)
         if path.exists() and not overwrite:
             continue
         plan.append((source, path))
     for source, path in plan:
         _write(path, source.read_bytes())
     return [path for _, path in plan]
+
+
+def _refuse_links(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        what = f"a symbolic link (to {os.readlink(path)!r})" if path.is_symlink() else "not a plain file"
+        raise EasnbError(
+            f"{str(path)!r} is {what}: easnb does not write through it.",
+            hint="Remove it, or copy the tutorials into another folder: python -m easnb notebooks NEW_FOLDER",
+        )
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -68,3 +72,62 @@ def _write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+MANIFEST = ".easnb-tutorials.json"
+
+
+def fingerprint(path: Path) -> str:
+    """A hash of a notebook's cells (kind and source), so saved outputs are not an edit; "" if unreadable."""
+    import hashlib
+    import json
+
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        text = json.dumps([(c.get("cell_type"), "".join(c.get("source", ""))) for c in cells])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def refresh(destination: str | Path) -> dict[str, str]:
+    """Bring ``destination``'s copies up to date without touching the ones you edited.
+
+    A missing tutorial is copied; a copy whose cells are still the ones copied last time
+    (outputs do not count) is replaced when the tutorial changed; an edited copy is kept.
+    What was copied is remembered in ``destination/.easnb-tutorials.json``. Returns
+    ``{name: "copied" | "updated" | "up to date" | "kept (edited)"}``.
+    """
+    import json
+
+    target = Path(destination)
+    target.mkdir(parents=True, exist_ok=True)
+    manifest_path = target / MANIFEST
+    for path in [manifest_path, *(target / source.name for source in notebooks())]:
+        _refuse_links(path)  # before anything is read or written
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
+    actions = {}
+    for source in notebooks():
+        path, new = target / source.name, fingerprint(source)
+        if not path.exists():
+            action = "copied"
+        else:
+            mine = fingerprint(path)
+            if mine == new:
+                action = "up to date"
+            elif mine and mine == manifest.get(source.name):
+                action = "updated"
+            else:
+                actions[source.name] = "kept (edited)"
+                continue
+        if action != "up to date":
+            _write(path, source.read_bytes())
+        manifest[source.name] = new
+        actions[source.name] = action
+    _write(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    return actions

@@ -24,10 +24,21 @@ def test_readme_gives_both_commands() -> None:
     assert ".venv/bin/python -m pytest" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_readme_names_every_venv_ci_makes_and_where_its_time_comes_from() -> None:
+    import re
+
+    ci, readme = (ROOT / ".ci" / "run").read_text(), (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("`.ci/setup` creates"):readme.index("In a checkout the command-line tool")]
+    venvs = set(re.findall(r"\.cache/([\w-]+-venv)", ci))
+    assert len(venvs) >= 3 and all(f"`{venv}`" in paragraph for venv in venvs), venvs
+    assert "== CI took" in ci.strip().splitlines()[-1] and "== CI took" in paragraph
+    assert not re.search(r"\d+ s \(full suite", paragraph)  # no figure from an earlier run
+
+
 @pytest.mark.timeout(120)
 def test_run_command_serves_the_tutorials(tmp_path: Path) -> None:
     port, token = free_port(), "readme-test"
-    env = {**os.environ, "EASNB_VENV": sys.prefix, "JUPYTER_RUNTIME_DIR": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    env = {**os.environ, "EASNB_VENV": sys.prefix, "EASNB_LAB_DIR": str(tmp_path / "lab"), "JUPYTER_RUNTIME_DIR": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
     proc = subprocess.Popen(
         ["bash", "scripts/lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -43,6 +54,7 @@ def test_run_command_serves_the_tutorials(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline and proc.poll() is None, "JupyterLab did not start"
                 time.sleep(0.3)
         assert "01-quickstart.ipynb" in names and "03-hello-world-deploy.ipynb" in names
+        assert (tmp_path / "lab" / "01-quickstart.ipynb").exists()  # it serves the copies, not notebooks/
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
             assert r.status == 200
     finally:
