@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from . import _proto
 from ._proto import HEALTH_SERVICE, method_path
 from .errors import AuthenticationError, DeadlineError, EasnbError, UnimplementedError
+from .progress import Waiting
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -76,8 +78,8 @@ def wait_until_ready(conn: Connection, model: str | None = None, timeout: float 
     probe = _Probe(conn, model)
     ends = time.monotonic() + timeout
     state, pause = "not asked yet", 0.25
-    bar = _bar(conn, model, timeout) if progress else None
-    try:
+    what = f"model {model}" if model else conn.endpoint.target
+    with Waiting(f"waiting for {what}", timeout) if progress else nullcontext() as line:
         while True:
             left = ends - time.monotonic()
             try:
@@ -88,11 +90,11 @@ def wait_until_ready(conn: Connection, model: str | None = None, timeout: float 
                 if exc.code is None:
                     raise
                 ok, state = False, f"{exc.code.name}: {exc.details or exc.message}"[:200]
-            if bar is not None:
-                bar.set_postfix_str(state, refresh=False)
-                bar.n = round(min(timeout, timeout - (ends - time.monotonic())), 1)
-                bar.refresh()
+            if line is not None:
+                line.update(state)
             if ok:
+                if line is not None:
+                    line.done()
                 return state
             if time.monotonic() + pause >= ends:
                 raise DeadlineError(
@@ -102,13 +104,3 @@ def wait_until_ready(conn: Connection, model: str | None = None, timeout: float 
                 )
             time.sleep(pause)
             pause = min(pause * 1.6, 5.0)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _bar(conn: Connection, model: str | None, timeout: float) -> Any:
-    from tqdm.auto import tqdm
-
-    what = f"model {model}" if model else conn.endpoint.target
-    return tqdm(total=timeout, desc=f"waiting for {what}", unit="s", bar_format="{desc}: {elapsed} {postfix}")

@@ -37,6 +37,11 @@ def test_notebook_runs_against_the_demo(path: Path, monkeypatch: pytest.MonkeyPa
         assert json.loads(cell.outputs[0]["text"]) == json.loads(SEED_JSON)
         # deployed on the stand-in, called with the guide's client and with easnb, then deleted
         assert outputs.count("Hello, World!") >= 2 and "Hello, EAS!" in outputs and "grpc_test deleted" in outputs
+        # the deploy's progress bar (a widget in the kernel) ends full and green, not empty with a red edge
+        state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+        bars = [m["state"] for m in state if m["model_name"] in ("FloatProgressModel", "IntProgressModel")]
+        assert bars and all(b["value"] == b["max"] and b["bar_style"] == "success" for b in bars), bars
+        assert "TqdmExperimentalWarning" not in outputs
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from ..credentials import Token
 from ..endpoint import parse_endpoint
 from ..errors import EasnbError
+from ..progress import Waiting
 from .config import ServiceConfig
 
 DONE = {"Running"}
@@ -222,6 +224,7 @@ class ControlPlane:
         if credentials is None:
             credentials = default_credentials()
         self.region = region
+        self.credentials = credentials  # an alibabacloud_credentials client (its repr shows no secret)
         self.endpoint = endpoint or f"pai-eas.{region}.aliyuncs.com"
         local = self.endpoint.startswith(("127.", "localhost", "[::1]"))
         self._client = Client(openapi.Config(
@@ -268,15 +271,14 @@ class ControlPlane:
         from ..errors import DeadlineError
 
         ends = time.monotonic() + timeout
-        bar = _bar(name, timeout) if progress else None
-        try:
+        with Waiting(f"deploying {name}", timeout) if progress else nullcontext() as line:
             while True:
                 status = self.describe(name)
-                if bar is not None:
-                    bar.set_postfix_str(f"{status.status} {status.running}/{status.total}", refresh=False)
-                    bar.n = round(min(timeout, timeout - (ends - time.monotonic())), 1)
-                    bar.refresh()
+                if line is not None:
+                    line.update(f"{status.status} {status.running}/{status.total}")
                 if status.is_running:
+                    if line is not None:
+                        line.done()
                     return status
                 if status.status in FAILED:
                     raise ControlPlaneError(
@@ -289,9 +291,6 @@ class ControlPlane:
                         hint="Creating can take minutes (pulling the image, installing requirements): wait longer.",
                     )
                 time.sleep(interval)
-        finally:
-            if bar is not None:
-                bar.close()
 
     def update(self, config: ServiceConfig | dict[str, Any] | str) -> str:
         """UpdateService with the configuration's JSON; returns the control plane's message."""
@@ -332,10 +331,4 @@ def _config_json(config: ServiceConfig | dict[str, Any] | str) -> str:
 
 def _name(body: str) -> str:
     return str(json.loads(body).get("metadata", {}).get("name", ""))
-
-
-def _bar(name: str, timeout: float) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=timeout, desc=f"deploying {name}", unit="s", bar_format="{desc}: {elapsed} {postfix}")
 

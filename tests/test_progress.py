@@ -1,0 +1,60 @@
+"""Progress lines: a bar that ends in success is full and green; without a terminal, whole lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from easnb.demo import DemoServer
+from easnb.progress import Waiting
+
+from .conftest import TOKEN, free_port
+
+
+def notebook_bar(ok: bool) -> tuple[int, int, str]:
+    tqdm_notebook = pytest.importorskip("tqdm.notebook").tqdm
+    with Waiting("deploying grpc_test", timeout=900, bar=tqdm_notebook) as line:
+        line.update("Creating 0/1")
+        line.update("Running 1/1")
+        if ok:
+            line.done()
+    _, progress, text = line._bar.container.children
+    assert text.value.replace("\u2007", " ").endswith("deploying grpc_test: 00:00, Running 1/1")
+    return progress.value, progress.max, progress.bar_style
+
+
+def test_a_bar_that_ends_well_is_full_and_green() -> None:
+    value, most, style = notebook_bar(ok=True)
+    assert value == most == 900 and style == "success"
+
+
+def test_a_bar_that_ends_badly_is_red() -> None:
+    value, most, style = notebook_bar(ok=False)
+    assert value < most and style == "danger"
+
+
+def test_easnb_wait_without_a_terminal_writes_whole_lines() -> None:
+    port = free_port()
+    later = DemoServer(token=TOKEN, port=port)
+    starter = threading.Timer(1.5, later.start)
+    starter.start()
+    try:
+        started = time.monotonic()
+        out = subprocess.run(
+            [sys.executable, "-m", "easnb", "wait", f"127.0.0.1:{port}", "--model", "iris", "--wait", "30"],
+            capture_output=True, text=True, env={"EASNB_TOKEN": TOKEN, "PATH": ""}, timeout=60,
+        )
+        assert time.monotonic() - started >= 1.0
+    finally:
+        starter.join()
+        later.stop()
+    assert out.returncode == 0 and "model iris ready" in out.stdout, out.stderr
+    lines = out.stderr.split("\n")
+    assert "\r" not in out.stderr and out.stderr.endswith("\n") and lines[-1] == ""
+    assert lines[0].startswith("waiting for model iris: 00:0") and "UNAVAILABLE" in lines[0]
+    assert lines[-2].startswith("waiting for model iris: 00:0") and lines[-2].endswith("model iris ready (done)")
+    assert len(set(lines[:-1])) == len(lines) - 1  # a line per change, not per poll
