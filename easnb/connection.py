@@ -402,7 +402,7 @@ class Connection:
         return self._reflection
 
     def services(self) -> list[str]:
-        """The services the server offers, from its reflection."""
+        """The services the server offers, from its reflection (health included, reflection itself not; as ``easnb list``)."""
         return self.reflection().services()
 
     def discover(self) -> Any:

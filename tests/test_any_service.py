@@ -130,7 +130,8 @@ def documents(text: str) -> list[Any]:
 def test_cli_with_grpcurls_habits(kitchen: Kitchen, tmp_path: Any) -> None:
     endpoint = kitchen.endpoint
     listed = cli("list", endpoint)
-    assert listed.returncode == 0 and "kitchen.Kitchen" in listed.stdout.split()
+    with easnb.connect(endpoint) as conn:  # the command line and the code list the same services
+        assert listed.returncode == 0 and listed.stdout.split() == conn.services() == ["grpc.health.v1.Health", "kitchen.Kitchen"]
     assert cli("list", endpoint, "kitchen.Kitchen").stdout.split() == [
         "kitchen.Kitchen.Echo", "kitchen.Kitchen.Count", "kitchen.Kitchen.Sum", "kitchen.Kitchen.Chat"
     ]

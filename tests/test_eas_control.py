@@ -158,3 +158,32 @@ def test_module_level_functions_reach_the_same_control_plane(stand_in) -> None: 
         assert conn.service(easnb.protos.path("helloworld.proto"), "helloworld.GreeterService").SayHello(name="m").message == "Hello, m!"
     assert "updated" in eas.update(config, **where)
     assert "deleted" in eas.delete("grpc_module", **where)
+
+
+def test_eas_local_prints_a_credentials_line_that_works(tmp_path: Path) -> None:
+    """A newcomer pastes what ``easnb eas-local`` prints into another shell: the SDK call goes through."""
+    import os
+    import shlex
+
+    from .conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "easnb", "eas-local", "--port", str(port), "--oss-root", str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line.strip())
+            if line.startswith("Press Ctrl-C"):
+                break
+        export = next(line for line in lines if line.startswith("export "))
+        use = next(line for line in lines if line.startswith("use: "))[len("use: "):]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_ACCESS")}
+        env.update(pair.split("=", 1) for pair in shlex.split(export)[1:])
+        env["HOME"] = str(tmp_path)  # no credentials file to fall back on
+        run = subprocess.run([sys.executable, "-c", f"import easnb.eas\nprint({use}.list_services())"],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(10)
