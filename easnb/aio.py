@@ -24,6 +24,7 @@ from .connection import DEFAULT, RetryPlan, is_unknown_model, model_metadata_fro
 from .credentials import Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
 from .errors import EasnbError, EndpointError, error_context, from_rpc_error
+from .fork import aio_usable, note_aio
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
@@ -95,6 +96,13 @@ class AsyncConnection:
                     hint="Make one connection per event loop: call easnb.aio.connect(...) inside it.",
                 )
             return
+        if not aio_usable():
+            raise EasnbError(
+                "grpc.aio cannot run in a process forked from one where it ran (a limit of gRPC itself).",
+                hint="Use the sync easnb.connect(...) in this process (its infer_frame works after a fork), "
+                "or start worker processes with multiprocessing.get_context('spawn').",
+            )
+        note_aio()
         self.channel = open_channel(self.endpoint, self._settings, self._certificates, aio=True)
         self._loop = loop
         self._stubs = {

@@ -21,6 +21,7 @@ from .channel import Keepalive, channel_options, open_channel, read_certificates
 from .credentials import CallMetadata, Headers, Token, call_metadata, check_headers, clean_token, parse_token
 from .endpoint import Endpoint, parse_endpoint
 from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, error_context, from_rpc_error
+from .fork import watch
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
@@ -133,6 +134,12 @@ class Connection:
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
+        self.open_stubs()
+        watch(self)  # a child forked from here rebuilds the channel and background loop
+
+    def open_stubs(self) -> None:
+        """The V2 stubs on ``self.channel`` (again after a fork: see ``easnb.fork``)."""
+        channel = self.channel
         self._stubs = {
             name: channel.unary_unary(
                 method_path(V2_SERVICE, name),

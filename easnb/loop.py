@@ -1,6 +1,9 @@
 """An asyncio loop on a background thread, with its own grpc.aio channel: gRPC's fastest Python path,
 used from synchronous code (and from inside a notebook, whose own loop is left alone).
 
+In a process forked from one where grpc.aio ran, grpc.aio cannot start again, so the loop
+sends over the connection's sync channel instead (see ``easnb.fork``).
+
 >>> runner = BackgroundLoop(conn)              # doctest: +SKIP
 >>> runner.run(some_coroutine(runner.channel)) # doctest: +SKIP
 """
@@ -13,12 +16,18 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import grpc
+
 from .channel import open_channel
+from .errors import EasnbError
+from .fork import MARGIN, Unanswered, aio_usable, note_aio
 
 if TYPE_CHECKING:
     from .connection import Connection
 
 T = TypeVar("T")
+#: How often a wait on the loop checks that its thread is still there.
+POLL_S = 0.5
 
 
 class BackgroundLoop:
@@ -30,24 +39,45 @@ class BackgroundLoop:
         self._thread.start()
         settings, certificates = conn.channel_settings
         self._stubs: dict[str, Any] = {}
+        self.aio = aio_usable()
+        if not self.aio:
+            self.channel = conn.channel
+            return
 
         async def opened() -> Any:
             return open_channel(conn.endpoint, settings, certificates, aio=True)
 
-        self.channel = asyncio.run_coroutine_threadsafe(opened(), self.loop).result()
+        note_aio()
+        try:
+            self.channel = asyncio.run_coroutine_threadsafe(opened(), self.loop).result(timeout=5 + MARGIN)
+        except concurrent.futures.TimeoutError:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            raise EasnbError("The background event loop did not start.", hint="Connect again: easnb.connect(...).") from None
 
     def stub(self, path: str) -> Any:
-        """A bytes-in, bytes-out unary stub for ``path`` on this loop's channel (made once)."""
+        """A bytes-in, bytes-out unary stub for ``path`` on this loop's channel (made once); calling it gives an awaitable."""
         stub = self._stubs.get(path)
         if stub is None:
-            stub = self._stubs[path] = self.channel.unary_unary(path)
+            made = self.channel.unary_unary(path)
+            stub = self._stubs[path] = made if self.aio else _FutureStub(made, self.loop)
         return stub
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the loop and wait for it; Ctrl-C cancels it (and its calls) before re-raising."""
+        """Run ``coroutine`` on the loop and wait for it; Ctrl-C cancels it (and its calls) before re-raising.
+
+        Raises ``EasnbError`` if the loop's thread is gone (it never hangs on a loop that cannot run).
+        """
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
-            return future.result()
+            while True:
+                try:
+                    return future.result(timeout=POLL_S)
+                except concurrent.futures.TimeoutError:
+                    if not self._thread.is_alive():
+                        raise EasnbError(
+                            "The background event loop of this connection is gone.",
+                            hint="Connect again: easnb.connect(...).",
+                        ) from None
         except BaseException:
             future.cancel()
             try:
@@ -61,7 +91,8 @@ class BackgroundLoop:
             return
 
         async def closing() -> None:
-            await self.channel.close()
+            if self.aio:
+                await self.channel.close()
 
         try:
             asyncio.run_coroutine_threadsafe(closing(), self.loop).result(timeout=5)
@@ -69,3 +100,39 @@ class BackgroundLoop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
             self.loop.close()
+
+
+class _FutureStub:
+    """A sync unary stub whose calls are awaitable on ``loop`` (gRPC's future, bridged), each ended by
+    ``timeout + MARGIN`` seconds at the latest even if gRPC's own deadline never fires."""
+
+    def __init__(self, stub: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._stub = stub
+        self._loop = loop
+
+    def __call__(self, request: bytes, timeout: float | None = None, metadata: Any = None) -> asyncio.Future[Any]:
+        loop = self._loop
+        waiter: asyncio.Future[Any] = loop.create_future()
+        call = self._stub.future(request, timeout=timeout, metadata=metadata)
+
+        def settle(done: Any) -> None:
+            if waiter.done():
+                return
+            try:
+                waiter.set_result(done.result())
+            except (grpc.FutureCancelledError, concurrent.futures.CancelledError):
+                waiter.set_exception(Unanswered(MARGIN))
+            except Exception as exc:  # the grpc.RpcError, as an aio call raises it
+                waiter.set_exception(exc)
+
+        call.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
+        if timeout is not None:
+            watchdog = loop.call_later(timeout + MARGIN, lambda: waiter.done() or _give_up(waiter, call))
+            waiter.add_done_callback(lambda _: watchdog.cancel())
+        waiter.add_done_callback(lambda w: w.cancelled() and call.cancel())
+        return waiter
+
+
+def _give_up(waiter: asyncio.Future[Any], call: Any) -> None:
+    waiter.set_exception(Unanswered(MARGIN))
+    call.cancel()

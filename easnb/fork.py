@@ -1,0 +1,173 @@
+"""Connections across ``os.fork`` (a ``multiprocessing`` pool with the fork start method).
+
+A forked child inherits the parent's gRPC state but none of its threads: a background
+loop's thread, gRPC's pollers and timers are gone. grpcio's own fork support
+(``GRPC_ENABLE_FORK_SUPPORT=1``, read once at import) does not cover this: it is off by
+default, it skips its fork handlers whenever another thread is inside gRPC (grpc.aio's
+poller always is), and it does not support grpc.aio at all. So a connection rebuilds its
+per-process state in the child itself (``os.register_at_fork``, no cost on the hot path):
+
+- its background loop (``infer_frame``) is dropped, and made anew on first use; in a
+  process whose parent had grpc.aio running, it sends over the sync channel's futures,
+  since grpc.aio cannot start again there;
+- a channel it opened is opened again, with its own TCP connection (a channel argument
+  naming the process keeps gRPC from sharing the parent's); on it, and on a channel the
+  caller passed in, every call with one reply waits at most its deadline plus ``MARGIN``
+  seconds, even if gRPC's inherited timers are dead.
+
+Objects inherited from the parent (old channels, loops) are kept, never closed nor
+collected: their clean-up would call into the parent's gRPC state.
+
+>>> isinstance(MARGIN, float)
+True
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+#: Seconds a call may wait past its deadline before easnb gives up on gRPC's own timer.
+MARGIN = 1.0
+
+
+class _Process:
+    """What this process knows about fork: process-wide by nature, so one instance per module."""
+
+    def __init__(self) -> None:
+        self.aio_started = False  # easnb opened a grpc.aio channel in this process
+        self.aio_broken = False  # forked from a process where grpc.aio ran: it cannot start here
+        self.connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.inherited: list[Any] = []  # the parent's channels and loops, kept alive and untouched
+
+    def after_fork_in_child(self) -> None:
+        self.aio_broken = self.aio_broken or self.aio_started
+        for conn in list(self.connections):
+            self.inherited.append(rebuild(conn))
+
+
+PROCESS = _Process()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=PROCESS.after_fork_in_child)
+
+
+def watch(conn: Connection) -> None:
+    """Have ``conn`` rebuild its per-process state in every child forked from here."""
+    PROCESS.connections.add(conn)
+
+
+def note_aio() -> None:
+    """Record that a grpc.aio channel was opened in this process (children cannot use grpc.aio then)."""
+    PROCESS.aio_started = True
+
+
+def aio_usable() -> bool:
+    """Whether grpc.aio can run in this process (not after a fork from a process where it ran)."""
+    return not PROCESS.aio_broken
+
+
+def rebuild(conn: Connection) -> tuple[Any, ...]:
+    """In a forked child: a fresh lock, no background loop, and a channel of this process's own.
+
+    Returns what was inherited (to be kept alive, never used).
+    """
+    conn._background_lock = threading.Lock()
+    old = (conn._background, conn.channel, conn._reflection)
+    conn._background = None
+    conn._reflection = None
+    if conn._closed:
+        return old
+    if conn._owns_channel:
+        from .channel import open_channel
+
+        settings, certificates = conn.channel_settings
+        settings = [*[s for s in settings if s[0] != "easnb.process"], ("easnb.process", os.getpid())]
+        conn.channel_settings = (settings, certificates)
+        conn.channel = BoundedChannel(open_channel(conn.endpoint, settings, certificates))
+    else:  # the caller's own channel cannot be opened again: its calls are bounded at least
+        channel = conn.channel
+        conn.channel = channel if isinstance(channel, BoundedChannel) else BoundedChannel(channel)
+    conn.open_stubs()
+    return old
+
+
+class Unanswered(grpc.RpcError):
+    """A call that gRPC did not end by its deadline (its timers did not survive the fork)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self._seconds = seconds
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def details(self) -> str:
+        return (
+            f"no answer {self._seconds:g} s after the deadline in a forked process: gRPC's state "
+            "inherited from the parent process does not work here"
+        )
+
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
+
+class BoundedUnary:
+    """A sync stub with one reply (unary-unary or stream-unary) whose calls wait at most ``timeout + MARGIN`` s."""
+
+    def __init__(self, stub: Any) -> None:
+        self._stub = stub
+
+    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None, **kwargs: Any) -> Any:
+        future = self._stub.future(request, timeout=timeout, metadata=metadata, **kwargs)
+        try:
+            return future.result(timeout=None if timeout is None else timeout + MARGIN)
+        except grpc.FutureTimeoutError:
+            future.cancel()
+            raise Unanswered(MARGIN) from None
+
+    def future(self, request: Any, timeout: float | None = None, metadata: Any = None, **kwargs: Any) -> Any:
+        return self._stub.future(request, timeout=timeout, metadata=metadata, **kwargs)
+
+    def with_call(self, *args: Any, **kwargs: Any) -> Any:
+        return self._stub.with_call(*args, **kwargs)
+
+
+class BoundedChannel(grpc.Channel):
+    """A sync channel opened in a forked child: its calls with one reply are ``BoundedUnary``."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._channel = channel
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return BoundedUnary(self._channel.unary_unary(method, *args, **kwargs))
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.unary_stream(method, *args, **kwargs)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return BoundedUnary(self._channel.stream_unary(method, *args, **kwargs))
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_stream(method, *args, **kwargs)
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._channel.unsubscribe(callback)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> BoundedChannel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
