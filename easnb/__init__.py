@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import protos
+from .compare import compare  # eagerly: the module easnb.compare would shadow a lazy name
 from .columns import ColumnOrderWarning
 from .connection import DEFAULT, Connection, Keepalive, connect
 from .doctor import doctor
@@ -60,6 +61,7 @@ __all__ = [
     "TokenError",
     "UnavailableError",
     "UnimplementedError",
+    "compare",
     "connect",
     "doctor",
     "inspect",

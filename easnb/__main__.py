@@ -1,4 +1,4 @@
-"""The command line: ``python -m easnb {ping,wait,metadata,infer,list,describe,call,demo,gateway} ...``.
+"""The command line: ``python -m easnb {ping,wait,metadata,infer,load,compare,list,describe,call,demo,gateway} ...``.
 
 ``list``, ``describe`` and ``call`` work with any gRPC service, with grpcurl's habits:
 server reflection when offered, ``--proto FILE`` otherwise, JSON in and out.
@@ -341,6 +341,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, help='JSON object of input name -> nested list, e.g. \'{"TEXT": ["hi"]}\'')
     p.add_argument("--version", default="")
     p.set_defaults(run=infer)
+    from .cli_perf import add_commands  # load and compare
+
+    add_commands(sub, client, _connection, read_token, token_options)
 
     p = sub.add_parser("notebooks", help="copy the tutorial notebooks into a folder")
     p.add_argument("folder", nargs="?", default="easnb-tutorials", help="where to (default: ./easnb-tutorials)")

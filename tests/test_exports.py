@@ -7,7 +7,7 @@ EXPECTED = {
     "DEFAULT", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
     "ModelMetadata", "NotFoundError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "Tensor", "TensorError",
-    "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "connect", "doctor", "inspect", "parse_endpoint",
+    "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "compare", "connect", "doctor", "inspect", "parse_endpoint",
 }
 
 

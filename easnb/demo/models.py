@@ -1,4 +1,4 @@
-"""The demo's models, computed with numpy only: add_sub, iris, text and echo."""
+"""The demo's models, computed with numpy only: add_sub, iris (and iris_v2, to compare), text and echo."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ Outputs = dict[str, tuple[str, np.ndarray]]  # name -> (datatype, array)
 
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 IRIS_SPECIES = ("setosa", "versicolor", "virginica")
-DEMO_MODELS = ("add_sub", "iris", "text", "echo")
+DEMO_MODELS = ("add_sub", "iris", "iris_v2", "text", "echo")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,27 @@ def iris() -> Model:
     )
 
 
+#: iris_v2 answers differently from iris where sepal_length is at least this (6 of the 150 iris rows).
+IRIS_V2_CHANGED_FROM = 7.5
+
+
+def iris_v2() -> Model:
+    """A "new version" of iris for trying comparisons: computed in float32 (differences of about 1e-7
+    everywhere) and with the probabilities reversed where sepal_length >= 7.5 (other labels there)."""
+    mean, std, weights, bias = (np.asarray(a, np.float32) for a in fit_softmax(*load_iris(), classes=3))
+    names = np.array([s.encode() for s in IRIS_SPECIES], dtype=object)
+
+    def run(x: Arrays, _: Mapping[str, str]) -> Outputs:
+        features = x["features"].astype(np.float32)
+        p = _softmax((features - mean) / std @ weights + bias).astype(np.float32)
+        changed = features[:, 0] >= IRIS_V2_CHANGED_FROM
+        p[changed] = p[changed][:, ::-1]
+        return {"probabilities": ("FP32", p), "label": ("BYTES", names[p.argmax(axis=1)])}
+
+    base = iris().metadata
+    return Model(_meta("iris_v2", list(base.inputs), list(base.outputs), **base.properties), run)
+
+
 def text() -> Model:
     """Upper-cased text and its length in characters (BYTES [-1])."""
 
@@ -117,4 +138,4 @@ def echo() -> Model:
 
 def all_models() -> dict[str, Model]:
     """The demo's models by name."""
-    return {m.metadata.name: m for m in (add_sub(), iris(), text(), echo())}
+    return {m.metadata.name: m for m in (add_sub(), iris(), iris_v2(), text(), echo())}

@@ -1,0 +1,71 @@
+"""A/B comparison on the demo's iris and iris_v2, which differ on known rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import easnb
+from easnb.demo import DemoServer
+from easnb.demo.models import IRIS_FEATURES, IRIS_V2_CHANGED_FROM, load_iris
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    features, _ = load_iris()
+    return pd.DataFrame(features, columns=list(IRIS_FEATURES))
+
+
+def test_two_models_differ_on_the_known_rows(conn: easnb.Connection, frame: pd.DataFrame) -> None:
+    report = easnb.compare(conn, None, "iris", frame, model_b="iris_v2", latency_samples=5)
+    changed = frame.index[frame["sepal_length"] >= IRIS_V2_CHANGED_FROM]
+    assert report.verdict == f"differs on {len(changed)} of 150 rows" and not report.same
+    assert list(report.differing.index) == list(changed)
+    assert {"A label", "B label", "A probabilities_0", "B probabilities_2"} <= set(report.differing.columns)
+    by_name = {o.name: o for o in report.outputs}
+    assert by_name["label"].kind == "text" and by_name["label"].rows_beyond == len(changed)
+    assert by_name["label"].label_agreement == pytest.approx(1 - len(changed) / 150)
+    assert by_name["probabilities"].kind == "scores" and by_name["probabilities"].label_agreement == pytest.approx(1 - len(changed) / 150)
+    assert by_name["probabilities"].max_abs > 0.1
+    assert list(report.latency.columns) == ["A", "B"] and list(report.latency.index) == ["p50", "p90", "p99", "mean"]
+    html = report._repr_html_()
+    assert html.index("differs on 6 of 150 rows") < html.index("<table")
+
+
+def test_float32_differences_are_within_tolerance(conn: easnb.Connection, frame: pd.DataFrame) -> None:
+    calm = frame[frame["sepal_length"] < IRIS_V2_CHANGED_FROM]
+    report = easnb.compare(conn, None, "iris", calm, model_b="iris_v2", latency_samples=0)
+    probabilities = {o.name: o for o in report.outputs}["probabilities"]
+    assert report.verdict == "within tolerance" and report.same and len(report.differing) == 0
+    assert 0 < probabilities.max_abs < 1e-5
+    strict = easnb.compare(conn, None, "iris", calm, model_b="iris_v2", rtol=0, atol=0, latency_samples=0)
+    assert strict.verdict.startswith("differs on ")
+
+
+def test_two_endpoints_same_model_are_identical(conn: easnb.Connection, demo: DemoServer, frame: pd.DataFrame) -> None:
+    with easnb.connect(demo.endpoint, token=demo.token) as other:
+        report = easnb.compare(conn, other, "iris", frame.head(20), latency_samples=3)
+    assert report.verdict == "identical" and report.same and report.latency.loc["p50", "B"] > 0
+
+
+def test_one_sided_outputs(conn: easnb.Connection) -> None:
+    data = pd.DataFrame({"TEXT": ["a", "b"]})
+    report = easnb.compare(conn, None, "text", data, model_b="echo", latency_samples=0)
+    assert set(report.only_a) == {"UPPER", "LENGTH"} and report.only_b == ["TEXT"]
+    assert "outputs only in A" in report.verdict and not report.same
+
+
+def test_bad_input(conn: easnb.Connection, frame: pd.DataFrame) -> None:
+    with pytest.raises(easnb.EasnbError, match="the same model"):
+        easnb.compare(conn, None, "iris", frame)
+    with pytest.raises(easnb.EasnbError, match="at least one row"):
+        easnb.compare(conn, None, "iris", frame.head(0), model_b="iris_v2")
+    with pytest.raises(easnb.NotFoundError):
+        easnb.compare(conn, None, "iris", frame, model_b="nope")
+
+
+def test_values_are_escaped(conn: easnb.Connection) -> None:
+    data = pd.DataFrame({"TEXT": ["<script>x</script>", "b"]})
+    report = easnb.compare(conn, None, "text", data, model_b="echo", latency_samples=0)
+    assert "<script>" not in report._repr_html_()
