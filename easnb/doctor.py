@@ -1,7 +1,8 @@
 """A connection doctor: each step from the endpoint text to a ready model, timed, with the hint that fits.
 
 Steps: endpoint, DNS, TCP, TLS (or plaintext), HTTP/2, token, V2 or not, model ready.
-The first failing step says what to do; later steps are skipped.
+The first failing step says what to do; later steps are skipped. No form of the token
+shows in what it found (``easnb.redaction``).
 
 >>> easnb.doctor("http://grpc-test.123.cn-hangzhou.pai-eas.aliyuncs.com/", token)   # doctest: +SKIP
 """
@@ -27,6 +28,7 @@ from .errors import (
     EasnbError,
     UnimplementedError,
 )
+from .redaction import redact
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -80,18 +82,19 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
     """Diagnose a connection step by step; ``endpoint`` and ``token`` default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``."""
     text = endpoint if endpoint is not None else os.environ.get("EASNB_ENDPOINT", "")
     token = token if token is not None else os.environ.get("EASNB_TOKEN")
-    result = Diagnosis(text)
+    result = Diagnosis(redact(text, token))
     state: dict[str, Any] = {}
 
     def run(name: str, check: Callable[[], str], hint: Callable[[Exception], str]) -> bool:
         started = time.perf_counter()
         try:
             detail = check()
-            result.steps.append(Step(name, True, (time.perf_counter() - started) * 1000, detail))
+            result.steps.append(Step(name, True, (time.perf_counter() - started) * 1000, redact(detail, token)))
             return True
         except Exception as exc:
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-            result.steps.append(Step(name, False, (time.perf_counter() - started) * 1000, message, hint(exc)))
+            ms = (time.perf_counter() - started) * 1000
+            result.steps.append(Step(name, False, ms, redact(message, token), redact(hint(exc), token)))
             return False
 
     def parse() -> str:

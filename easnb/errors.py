@@ -30,6 +30,8 @@ from typing import Any
 
 import grpc
 
+from .redaction import redact
+
 TOKEN_HINT = (
     "Check that the token is right and not expired: copy it from the service details "
     "page in the PAI-EAS console. easnb sends it as 'authorization: Bearer <token>', so "
@@ -179,23 +181,12 @@ _BY_CODE: dict[grpc.StatusCode, type[EasnbError]] = {
     grpc.StatusCode.UNIMPLEMENTED: UnimplementedError,
 }
 
-# A token is printable ASCII; it counts as found only where it is not part of a longer word.
-_TOKEN_CHARS = r"A-Za-z0-9\-._~+/="
 _LIMIT = re.compile(r"(Sent|Received) message larger than max \((\d+) vs\. (\d+)\)")
 TLS_HINT = (
     "The TLS handshake failed. Use http:// (or tls=False) for a plaintext server such as the EAS "
     "gateway on port 80, https:// (or tls=True) for a TLS one; for a private certificate authority "
     "pass root_certificates=<PEM file or bytes>."
 )
-
-
-def redact(text: str, secret: Any) -> str:
-    """``text`` with every whole occurrence of ``secret`` (a ``Token`` or str) replaced by ``***``."""
-    value = secret.reveal() if hasattr(secret, "reveal") else secret
-    if not value or not text:
-        return text
-    pattern = f"(?<![{_TOKEN_CHARS}]){re.escape(value)}(?![{_TOKEN_CHARS}])"
-    return re.sub(pattern, "***", text)
 
 
 def status_details(exc: Any) -> tuple[Any, ...]:
@@ -287,7 +278,7 @@ def from_rpc_error(exc: grpc.RpcError, *, method: str, **context: Any) -> EasnbE
     cls, hint = _hint(_BY_CODE.get(code, ServerError), details, {**context, "method": method})
     extra = status_details(exc)
     name = code.name if code is not None else "UNKNOWN"
-    message = f"{method} on {context.get('target', '?')} failed: {name}: {details or 'no details'}{_describe_details(extra)}"
+    message = redact(f"{method} on {context.get('target', '?')} failed: {name}: {details or 'no details'}{_describe_details(extra)}", token)
     error = cls(message, hint=hint, code=code, details=details)
     error.status_details = extra
     return error

@@ -2,7 +2,7 @@
 
 Every method is forwarded as raw bytes (unary and streaming alike, which look the
 same on the wire), with the caller's metadata less the token, and the backend's
-status, details and metadata passed back.
+status, details and metadata passed back, less any form of the backend's token.
 
 >>> with Gateway("127.0.0.1:50051", token="secret") as gw:   # doctest: +SKIP
 ...     print(gw.endpoint)
@@ -13,9 +13,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from concurrent import futures
+from typing import Any
 
 import grpc
 
+from ..redaction import redact
 from .auth import check_authorization
 from .server import SERVER_OPTIONS, Served
 
@@ -32,7 +34,20 @@ class _Proxy(grpc.GenericRpcHandler):
     def __init__(self, backend: grpc.Channel, token: str, backend_token: str) -> None:
         self._backend = backend
         self._token = token
+        self._backend_token = backend_token
         self._backend_auth = (("authorization", f"Bearer {backend_token}"),) if backend_token else ()
+
+    def _clean(self, metadata: Any) -> tuple[tuple[str, str | bytes], ...]:
+        """The backend's metadata without its token: text values redacted, binary ones holding it dropped."""
+        kept: list[tuple[str, str | bytes]] = []
+        for key, value in metadata or ():
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            clean = redact(text, self._backend_token)
+            if clean == text:
+                kept.append((key, value))
+            elif isinstance(value, str):
+                kept.append((key, clean))
+        return tuple(kept)
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
@@ -49,14 +64,14 @@ class _Proxy(grpc.GenericRpcHandler):
             )
             context.add_callback(call.cancel)
             try:
-                context.send_initial_metadata(call.initial_metadata() or ())
+                context.send_initial_metadata(self._clean(call.initial_metadata()))
                 yield from call
-                context.set_trailing_metadata(call.trailing_metadata() or ())
+                context.set_trailing_metadata(self._clean(call.trailing_metadata()))
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.CANCELLED and not context.is_active():
                     return
-                context.set_trailing_metadata(exc.trailing_metadata() or ())
-                details = exc.details() or ""
+                context.set_trailing_metadata(self._clean(exc.trailing_metadata()))
+                details = redact(exc.details() or "", self._backend_token)
                 if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                     details = BACKEND_REFUSED + details
                 context.abort(exc.code(), details)

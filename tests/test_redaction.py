@@ -1,0 +1,183 @@
+"""No form of the token survives redaction: plain whatever surrounds it, Bearer, base64, URL-encoded.
+
+A real server on loopback quotes the token it received in every form in its error details;
+``str(err)``, ``err.details``, the doctor's text and HTML, and a gateway in front of a backend
+that does the same must show none of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import easnb
+from easnb.demo import Gateway
+from easnb.doctor import doctor
+from easnb.redaction import MASK, SHORT, base64_cores, redact
+
+from .netparts import serve, unary_handler
+
+TOKEN = "tok-EASNB-SECRET-7f3a9c"
+AWKWARD = "Ab+/9=z~.-_Q"  # every character base64 and URL-encoding treat specially
+
+
+def forms(token: str) -> dict[str, str]:
+    """Text a server might send that holds ``token``: each way of quoting it the issue names, and more."""
+    bearer = f"Bearer {token}"
+    found = {
+        "token=": f"denied: token={token}",
+        "sentence": f"the token {token}.",
+        "query": f"GET /v1/models?token={token}&x=1",
+        "path": f"/keys/{token}/meta",
+        "dash": f"key-{token}",
+        "quoted": f"'{token}'",
+        "glued": f"x{token}y",
+        "bearer": f"authorization: {bearer}",
+        "url": urllib.parse.quote(token, safe=""),
+        "url bearer": f"h={urllib.parse.quote(bearer, safe='')}",
+        "url plus": urllib.parse.quote_plus(bearer),
+        "url lower": "".join(c if c.isalnum() else f"%{ord(c):02x}" for c in bearer),
+    }
+    for name, encode in (("base64", base64.b64encode), ("base64url", base64.urlsafe_b64encode)):
+        for prefix in (b"", b"a", b"ab", b"authorization: "):
+            found[f"{name} {prefix!r}"] = encode(prefix + token.encode()).decode()
+            found[f"{name} bearer {prefix!r}"] = encode(prefix + bearer.encode()).decode().rstrip("=")
+    return found
+
+
+def leaks(text: str, token: str) -> list[str]:
+    """Which forms of ``token`` still show in ``text``."""
+    shown = [form for form in (text, urllib.parse.unquote(text), urllib.parse.unquote_plus(text)) if token in form]
+    return shown + [core for core in base64_cores(token.encode()) if core in text]
+
+
+@pytest.mark.parametrize("token", [TOKEN, AWKWARD])
+@pytest.mark.parametrize("form", list(forms(TOKEN)))
+def test_every_form_is_removed(token: str, form: str) -> None:
+    text = forms(token)[form]
+    assert leaks(text, token), "the form should hold the token before redaction"
+    cleaned = redact(text, token)
+    assert not leaks(cleaned, token) and MASK in cleaned, cleaned
+
+
+def test_the_url_form_is_decoded_and_checked() -> None:
+    for text in (forms(AWKWARD)["url lower"], forms(AWKWARD)["url plus"]):
+        assert AWKWARD in urllib.parse.unquote_plus(text)
+        assert AWKWARD not in urllib.parse.unquote_plus(redact(text, AWKWARD))
+
+
+def test_a_token_object_is_redacted_too() -> None:
+    from easnb.credentials import Token
+
+    assert redact(f"token={TOKEN}", Token(TOKEN)) == "token=***"
+
+
+def test_very_short_tokens_keep_the_whole_word_rule() -> None:
+    assert len("on") < SHORT
+    assert redact("failed to connect to all addresses", "t") == "failed to connect to all addresses"
+    assert redact("failed to connect to all addresses", "on") == "failed to connect to all addresses"
+    assert redact("token=ab1; key-ab1 (ab1.)", "ab1") == "token=***; key-*** (***.)"
+    assert redact("xab1 ab12", "ab1") == "xab1 ab12"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    token=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=SHORT, max_size=64),
+    before=st.binary(max_size=20),
+    after=st.binary(max_size=20),
+)
+def test_any_token_in_any_base64_text_is_removed(token: str, before: bytes, after: bytes) -> None:
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        text = encode(before + token.encode() + after).decode()
+        assert any(core in text for core in base64_cores(token.encode()))
+        cleaned = redact(text, token)
+        assert not leaks(cleaned, token)
+        # at most two characters each side of the mask are shared with the neighbours: under 12 bits of the token
+        assert len(cleaned) - len(MASK) <= len(text) - len(token.encode()) * 4 // 3 + 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    token=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=SHORT, max_size=64),
+    before=st.text(max_size=20),
+    after=st.text(max_size=20),
+)
+def test_any_token_anywhere_in_text_is_removed(token: str, before: str, after: str) -> None:
+    for form in (token, f"Bearer {token}", urllib.parse.quote(token, safe=""), urllib.parse.quote_plus(f"Bearer {token}")):
+        assert not leaks(redact(before + form + after, token), token)
+
+
+# -- a real server that quotes the token back ----------------------------------------------------
+
+
+def quoting_server() -> Iterator[str]:
+    def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        token = sent.removeprefix("Bearer ")
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, " | ".join(forms(token).values()) + f" | got {sent}")
+
+    server, port = serve([unary_handler("inference.GRPCInferenceService", {"ServerLive": refuse})])
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None).wait()
+
+
+@pytest.fixture()
+def quoting() -> Iterator[str]:
+    yield from quoting_server()
+
+
+def test_errors_from_a_server_quoting_the_token_show_none_of_it(quoting: str) -> None:
+    with easnb.connect(quoting, token=TOKEN) as conn:
+        with pytest.raises(easnb.AuthenticationError) as info:
+            conn.live()
+    error = info.value
+    assert "denied: token=***" in error.details and "/keys/***/meta" in error.details
+    for text in (str(error), repr(error), error.details, error.message):
+        assert not leaks(text, TOKEN), text
+
+
+def test_the_doctor_shows_none_of_it(quoting: str) -> None:
+    pasted = doctor(f"http://{quoting}/?token={TOKEN}", TOKEN, timeout=5)  # a token pasted into the endpoint
+    assert pasted.failed is not None and pasted.failed.name == "endpoint" and "token=***" in repr(pasted)
+    quoted = doctor(quoting, TOKEN, timeout=5)
+    assert quoted.failed is not None and quoted.failed.name == "token", repr(quoted)
+    assert "/keys/***/meta" in repr(quoted)
+    for found in (pasted, quoted):
+        html = found._repr_html_()
+        for text in (repr(found), html, html.replace("&amp;", "&"), *(s.detail + s.hint for s in found.steps)):
+            assert not leaks(text, TOKEN), text
+
+
+def test_the_gateway_redacts_its_backend_token_from_backend_errors() -> None:
+    backend_token = "backend-SECRET-0123456789"
+
+    def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        token = sent.removeprefix("Bearer ")
+        assert token == backend_token
+        context.set_trailing_metadata((("x-echo", f"you sent {sent}"), ("x-echo-bin", sent.encode()), ("x-kept", "fine")))
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, " | ".join(forms(token).values()))
+
+    server, port = serve([unary_handler("inference.GRPCInferenceService", {"ServerLive": refuse})])
+    try:
+        with Gateway(f"127.0.0.1:{port}", token=TOKEN, backend_token=backend_token) as gateway:
+            channel = grpc.insecure_channel(gateway.endpoint)
+            call = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
+            with pytest.raises(grpc.RpcError) as info:
+                call(b"", metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=5)
+            channel.close()
+    finally:
+        server.stop(None).wait()
+    error = info.value
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "behind the easnb gateway" in error.details()
+    assert "token=***" in error.details() and not leaks(error.details(), backend_token), error.details()
+    trailers = dict(error.trailing_metadata())
+    assert trailers["x-echo"] == "you sent Bearer ***" and "x-echo-bin" not in trailers and trailers["x-kept"] == "fine"
