@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import EasnbError
+from .markup import escape
 
 if TYPE_CHECKING:
     import pandas as pd
