@@ -1,4 +1,4 @@
-"""The command line: ``python -m easnb {ping,wait,metadata,infer,load,compare,list,describe,call,demo,gateway} ...``.
+"""The command line: ``python -m easnb {ping,wait,metadata,infer,stream,generate,load,compare,list,describe,call,demo,gateway} ...``.
 
 ``list``, ``describe`` and ``call`` work with any gRPC service, with grpcurl's habits:
 server reflection when offered, ``--proto FILE`` otherwise, JSON in and out.
@@ -260,7 +260,7 @@ def demo(args: argparse.Namespace) -> int:
     print(f"easnb demo listening on {server.endpoint}")
     print(f"  endpoint: {server.endpoint}")
     print(f"  token:    {_token_line(token, server.token)}")
-    print("  models:   add_sub, iris, text, echo; service helloworld.GreeterService")
+    print("  models:   add_sub, iris, text, echo, textgen (streams); service helloworld.GreeterService")
     print(f"  try:      EASNB_TOKEN=<token> python -m easnb ping {server.endpoint}")
     print("Press Ctrl-C to stop.", flush=True)
     return _serve_until_interrupted(server)
@@ -344,6 +344,9 @@ def parser() -> argparse.ArgumentParser:
     from .cli_perf import add_commands  # load and compare
 
     add_commands(sub, client, _connection, read_token, token_options)
+    from .cli_stream import register
+
+    register(client)
 
     p = sub.add_parser("notebooks", help="copy the tutorial notebooks into a folder")
     p.add_argument("folder", nargs="?", default="easnb-tutorials", help="where to (default: ./easnb-tutorials)")

@@ -187,6 +187,20 @@ class AsyncConnection:
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
 
+    async def stream(self, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",
+                     parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> Any:
+        """As ``Connection.stream``: ``async for result in await conn.stream(...)`` (``easnb.streaming_aio``)."""
+        from .streaming_aio import open_call
+
+        return await open_call(self, model, inputs, outputs=outputs, version=version, parameters=parameters,
+                               request_id=request_id, **options)
+
+    def generate(self, model: str, prompt: str, **sampling: Any) -> Any:
+        """As ``Connection.generate``: ``async for piece in conn.generate(...)``; sent when the loop starts."""
+        from .streaming_aio import generate
+
+        return generate(self, model, prompt, **sampling)
+
     # -- any other service ----------------------------------------------------------------
 
     async def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> Any:

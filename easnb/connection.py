@@ -353,6 +353,41 @@ class Connection:
             inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version), columns)
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
+    def stream(self, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",
+               parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> Any:
+        """Stream one request to a (decoupled) model: an iterator of ``InferResult``s, one per response.
+
+        Takes what ``infer`` takes. It ends at the request's final response; ``break``, ``.cancel()``
+        and Ctrl-C cancel it. ``timeout`` (seconds, default none) bounds the whole stream;
+        ``first_response_timeout`` and ``between_responses_timeout`` (default: the connection's timeout)
+        bound each wait. Raises ``StreamError`` for a failure inside the stream, ``DeadlineError`` for
+        a timeout; both carry ``received`` and ``request_id``. See ``easnb.streaming``.
+        """
+        from .streaming import open_call
+
+        return open_call(self, model, inputs, outputs=outputs, version=version, parameters=parameters,
+                         request_id=request_id, **options)
+
+    def open_stream(self, model: str, **options: Any) -> Any:
+        """Several requests on one stream: ``s.submit(inputs)`` returns each request's own stream.
+
+        ``options`` are ``stream``'s (``timeout`` and ``headers`` apply to the shared call);
+        use it as a context manager, leaving it cancels what is still running.
+        """
+        from .streaming import open_shared
+
+        return open_shared(self, model, **options)
+
+    def generate(self, model: str, prompt: str, **sampling: Any) -> Any:
+        """Generate text from a model that follows the vLLM or TensorRT-LLM conventions (``easnb.generate``).
+
+        Iterate the returned ``Generation`` for text pieces as they arrive; then ``.text``,
+        ``.finish_reason``, ``.tokens``, ``.time_to_first_token`` (s) and ``.inter_token_latencies`` (s).
+        """
+        from .generate import generate
+
+        return generate(self, model, prompt, **sampling)
+
     def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:
         """Score a whole DataFrame; the result is aligned with ``frame.index``.
 

@@ -15,6 +15,7 @@
     ├── ResourceExhaustedError RESOURCE_EXHAUSTED: a concurrency limit, a quota, oversized headers
     │   └── MessageTooLargeError   a message over a size limit (the client's or the server's)
     └── ServerError            anything else the server answered, or a malformed reply
+        └── StreamError        a streamed request failed inside the stream (Triton's error_message)
 
 Every error has ``code`` (a ``grpc.StatusCode`` or ``None``), ``details`` (what the
 server said), ``hint`` (what to check next) and ``status_details`` (the server's
@@ -161,6 +162,22 @@ class ServerError(EasnbError):
     default_hint = "This is on the server's side: its logs say more."
 
 
+class StreamError(ServerError):
+    """A streamed request failed inside a stream that itself stayed up (Triton's ``error_message``).
+
+    ``request_id`` is the failed request's id, ``final`` whether the server marked it ended, and
+    ``received`` the responses (``InferResult``) that arrived before the error. Errors that end a
+    stream with a gRPC status (MLServer, Triton's ``triton_grpc_error`` header, deadlines) keep their
+    own class and carry ``received`` and ``request_id`` too.
+    """
+
+    default_hint = "The model failed while answering: the server's logs say more; what arrived before is in error.received."
+
+    def __init__(self, message: str, *, request_id: str = "", final: bool = True, received: tuple[Any, ...] = (), **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.request_id, self.final, self.received = request_id, final, received
+
+
 
 
 def _restore(cls: type[EasnbError], state: dict[str, Any]) -> EasnbError:
@@ -248,6 +265,11 @@ def _hint(cls: type[EasnbError], details: str, context: dict[str, Any]) -> tuple
             return cls, "The call's headers are larger than the server accepts (often 8-16 KiB): send fewer or shorter headers."
         if "concurrent" in details.lower():
             return cls, "The server is at its limit of calls in flight: send fewer at once (lower concurrency) or retry later."
+    if cls is UnimplementedError and "decoupled" in details:
+        return cls, (
+            "This model is decoupled: it answers only through the stream. "
+            "Use conn.stream(model, inputs), or conn.generate(model, prompt) for a text generator."
+        )
     if cls is UnimplementedError:
         offered = context.get("offered")
         if offered:

@@ -142,6 +142,7 @@ def decode_response(
                 f"The reply has two outputs called {name!r}.",
                 hint="The server sent a malformed reply: each output name must appear once.",
             )
+        params = tensor.parameters
         outputs[name] = decode_tensor(
             name,
             datatype,
@@ -149,12 +150,13 @@ def decode_response(
             raws[i] if raws else None,
             tensor.contents if tensor.HasField("contents") else None,
             copy=copy,
-            bytes_as_str=bytes_as_str,
+            # MLServer marks text outputs with the parameter content_type: str
+            bytes_as_str=bytes_as_str or (bool(params) and datatype == "BYTES" and _says_text(params)),
             bf16_as_ml_dtypes=bf16_as_ml_dtypes,
         )
         datatypes[name] = datatype
-        if tensor.parameters:
-            output_parameters[name] = to_dict(tensor.parameters)
+        if params:
+            output_parameters[name] = to_dict(params)
     result = InferResult(
         model_name=response.model_name,
         model_version=response.model_version,
@@ -171,6 +173,11 @@ def decode_response(
         # bytes (an echoed request id) cost a failed look-up, not a failed learning, each time
         plans[len(data)] = reply_plans.learn(data, response, raws, result)
     return result
+
+
+def _says_text(parameters: Any) -> bool:
+    content_type = parameters.get("content_type")
+    return content_type is not None and content_type.string_param == "str"
 
 
 def decode_request(data: bytes) -> tuple[Any, list[memoryview]]:

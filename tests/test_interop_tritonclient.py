@@ -117,3 +117,66 @@ def test_codecs_read_each_other(datatype: str) -> None:
     reply.raw_output_contents.append(memoryview(buffer).tobytes())
     parsed = service_pb2.ModelInferResponse.FromString(reply.SerializeToString())
     assert grpcclient.InferResult(parsed).as_numpy("y").tolist() == value.tolist()
+
+
+# -- streaming: tritonclient's stream API is the reference the demo's decoupled model must satisfy ---------
+
+def _prompt(text: str) -> list:  # type: ignore[type-arg]
+    prompt = grpcclient.InferInput("text_input", [1], "BYTES")
+    prompt.set_data_from_numpy(np.array([text.encode()], dtype=object))
+    stream = grpcclient.InferInput("stream", [1], "BOOL")
+    stream.set_data_from_numpy(np.array([True]))
+    return [prompt, stream]
+
+
+def _read_stream(demo: DemoServer, requests: dict[str, str], **headers: str) -> list:  # type: ignore[type-arg]
+    """tritonclient's start_stream + async_stream_infer(enable_empty_final_response=True): (id, text, final, error)."""
+    import queue
+
+    client, auth = _triton(demo)
+    seen: queue.Queue = queue.Queue()  # type: ignore[type-arg]
+    client.start_stream(callback=lambda result, error: seen.put((result, error)), headers={**auth, **headers})
+    for request_id, text in requests.items():
+        client.async_stream_infer("textgen", _prompt(text), request_id=request_id, enable_empty_final_response=True)
+    events, open_requests = [], set(requests)
+    while open_requests:
+        result, error = seen.get(timeout=10)
+        if error is not None:
+            events.append((None, None, None, str(error)))
+            if headers:  # with triton_grpc_error the stream is over
+                break
+            open_requests.discard("bad")  # tritonclient drops the error's id: the test knows which one fails
+            continue
+        response = result.get_response()
+        final = response.parameters["triton_final_response"].bool_param
+        text = result.as_numpy("text_output")
+        events.append((response.id, text[0].decode() if text is not None else None, final, None))
+        if final:
+            open_requests.discard(response.id)
+    client.stop_stream()
+    return events
+
+
+def test_tritonclient_streams_from_the_demo(demo: DemoServer) -> None:
+    events = _read_stream(demo, {"a": "one two", "b": "three"})
+    for request_id, expected in (("a", [" You", " said:", " one", " two."]), ("b", [" You", " said:", " three."])):
+        mine = [e for e in events if e[0] == request_id]
+        assert [e[1] for e in mine[:-1]] == expected and not any(e[2] for e in mine[:-1])
+        assert mine[-1][1:] == (None, True, None)  # the empty final response tritonclient asked for
+
+
+def test_tritonclient_sees_the_demos_stream_errors(demo: DemoServer) -> None:
+    events = _read_stream(demo, {"bad": "fail now", "good": "fine"})
+    errors = [e for e in events if e[3] is not None]
+    assert len(errors) == 1 and "failed on purpose" in errors[0][3]  # tritonclient keeps neither its id nor its flag
+    assert [e[1] for e in events if e[0] == "good"][-2:] == [" fine.", None]
+    with_status = _read_stream(demo, {"bad": "fail now"}, triton_grpc_error="true")
+    assert "failed on purpose" in with_status[-1][3]
+
+
+def test_tritonclient_unary_infer_on_the_decoupled_model(demo: DemoServer) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    client, headers = _triton(demo)
+    with pytest.raises(InferenceServerException, match="decoupled transaction policy"):
+        client.infer("textgen", _prompt("hi"), headers=headers)

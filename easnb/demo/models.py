@@ -1,8 +1,8 @@
-"""The demo's models, computed with numpy only: add_sub, iris (and iris_v2, to compare), text and echo."""
+"""The demo's models, computed with numpy only: add_sub, iris (and iris_v2, to compare), text, echo and the decoupled textgen."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -15,7 +15,7 @@ Outputs = dict[str, tuple[str, np.ndarray]]  # name -> (datatype, array)
 
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 IRIS_SPECIES = ("setosa", "versicolor", "virginica")
-DEMO_MODELS = ("add_sub", "iris", "iris_v2", "text", "echo")
+DEMO_MODELS = ("add_sub", "iris", "iris_v2", "text", "echo", "textgen")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class Model:
     run: Callable[[Arrays, Mapping[str, str]], Outputs]  # (arrays, their datatypes) -> outputs
     any_inputs: bool = False
     instances: int = 0  # how many requests it runs at once (0: as many as the server's threads)
+    #: a decoupled model's responses, one by one: (arrays, datatypes, request parameters) -> outputs...
+    #: (or ``(outputs, True)`` for a response that is the request's last)
+    stream: Callable[[Arrays, Mapping[str, str], Mapping[str, object]], Iterator[Outputs | tuple[Outputs, bool]]] | None = None
+    optional: frozenset[str] = frozenset()  # inputs a request may leave out
 
 
 def _meta(name: str, inputs: list[TensorMetadata], outputs: list[TensorMetadata], **properties: str) -> ModelMetadata:
@@ -138,4 +142,6 @@ def echo() -> Model:
 
 def all_models() -> dict[str, Model]:
     """The demo's models by name."""
-    return {m.metadata.name: m for m in (add_sub(), iris(), iris_v2(), text(), echo())}
+    from .textgen import textgen
+
+    return {m.metadata.name: m for m in (add_sub(), iris(), iris_v2(), text(), echo(), textgen())}

@@ -22,6 +22,7 @@ from .._proto import GREETER_SERVICE, HEALTH_SERVICE, V2_SERVICE
 from ..errors import EasnbError
 from ..inference import decode_request
 from ..parameters import to_python
+from ..stream_wire import DECOUPLED_REFUSAL
 from ..tensors import Tensor, decode_tensor, encode_tensor
 from .auth import check_authorization
 from .introspection import health_handler, reflection_handlers
@@ -53,6 +54,7 @@ class V2Service:
     """The V2 ``GRPCInferenceService`` over the demo models.
 
     A ``delay_ms`` request parameter makes any model wait that long before answering.
+    Decoupled models answer only through ``ModelStreamInfer`` (see ``easnb.demo.streams``).
     """
 
     def __init__(self, models: Mapping[str, Model] | None = None) -> None:
@@ -60,6 +62,8 @@ class V2Service:
         self.stats = {name: ModelStats() for name in self.models}  # Triton's statistics extension
         # a model with ``instances`` runs that many requests at once; the others queue
         self.slots = {name: threading.Semaphore(m.instances) for name, m in self.models.items() if m.instances}
+        self.lock = threading.Lock()
+        self.cancelled = 0  # streamed requests stopped early because their client cancelled
 
     def model(self, name: str, version: str) -> Model:
         model = self.models.get(name)
@@ -115,6 +119,8 @@ class V2Service:
         except EasnbError as exc:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
         model = self.model(request.model_name, request.model_version)
+        if model.stream is not None:  # Triton's answer for a decoupled model
+            raise Abort(grpc.StatusCode.UNIMPLEMENTED, DECOUPLED_REFUSAL)
         slot, ok = self.slots.get(request.model_name), False
         clock.lap("compute_input")
         if slot is not None:  # wait for a free instance of the model, as Triton's scheduler queue does
@@ -191,7 +197,7 @@ class V2Service:
             except EasnbError as exc:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
             datatypes[tensor.name] = tensor.datatype
-        missing = [n for n in expected if n not in arrays]
+        missing = [n for n in expected if n not in arrays and n not in model.optional]
         if missing:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {name!r} needs input {missing[0]!r}, which is missing")
         return arrays, datatypes
@@ -237,6 +243,9 @@ def v2_handler(service: V2Service, index: bool = True) -> grpc.GenericRpcHandler
         "ModelMetadata": _unary(service.model_metadata, p.ModelMetadataRequest, p.ModelMetadataResponse),
         "ModelInfer": _unary(service.model_infer),  # bytes in, bytes out: easnb's codec
     }
+    from .streams import stream_infer
+
+    methods["ModelStreamInfer"] = stream_infer(service)
     if index:  # Triton's extension: which models the server has
         methods["RepositoryIndex"] = _unary(service.repository_index, p.RepositoryIndexRequest, p.RepositoryIndexResponse)
     # Triton's statistics extension: counts and cumulative nanoseconds per model and stage
@@ -342,10 +351,11 @@ class DemoServer(Served):
     ) -> None:
         self._token = secrets.token_urlsafe(24) if token is None else token
         interceptors = [TokenInterceptor(self._token)] if self._token else []
+        self.service = V2Service(models)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="easnb-demo"),
             handlers=[
-                v2_handler(V2Service(models)),
+                v2_handler(self.service),
                 greeter_handler(),
                 health_handler(OFFERED),
                 *reflection_handlers([*OFFERED, HEALTH_SERVICE]),

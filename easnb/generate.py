@@ -1,0 +1,204 @@
+"""Text generation over ``ModelStreamInfer``, for models that follow the LLM serving conventions.
+
+>>> g = conn.generate("textgen", "Tell me a story", max_tokens=32, temperature=0.7)  # doctest: +SKIP
+>>> for piece in g:                                                               # doctest: +SKIP
+...     print(piece, end="", flush=True)
+>>> g.finish_reason, g.tokens, g.time_to_first_token                              # doctest: +SKIP
+
+The model's metadata says which convention it follows:
+
+- vLLM (Triton's vLLM backend): ``text_input`` and ``sampling_parameters`` (a JSON object holding
+  ``max_tokens``, ``temperature`` and any other sampling setting), ``stream`` and
+  ``exclude_input_in_output`` when the model has them.
+- TensorRT-LLM (its ensemble): ``text_input``, ``max_tokens`` and one input per sampling setting
+  (``temperature``, ``top_k``, ``top_p``, ``stop_words``, ...), each shaped and typed as the model says.
+
+Every response's ``text_output`` is new text; ``finish_reason`` and ``num_output_tokens`` are read
+when the model sends them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgumentError
+from .results import InferResult, ModelMetadata
+from .tensors import DATATYPES, Tensor
+
+TEXT_IN, TEXT_OUT = "text_input", "text_output"
+#: Keyword arguments of ``generate`` that are stream options, not sampling settings.
+STREAM_OPTIONS = ("version", "timeout", "headers", "first_response_timeout", "between_responses_timeout",
+                  "flavour", "parameters", "request_id")
+
+
+def convention(meta: ModelMetadata) -> str:
+    """``"vllm"`` or ``"trtllm"`` from the model's inputs; ``InvalidArgumentError`` listing them otherwise."""
+    names = {t.name for t in meta.inputs}
+    outputs = {t.name for t in meta.outputs}
+    if TEXT_IN in names and (TEXT_OUT in outputs or not outputs):
+        if "sampling_parameters" in names:
+            return "vllm"
+        if "max_tokens" in names:
+            return "trtllm"
+    takes = ", ".join(f"{t.name} ({t.datatype} {list(t.shape)})" for t in meta.inputs) or "no inputs"
+    gives = ", ".join(t.name for t in meta.outputs) or "no outputs"
+    raise InvalidArgumentError(
+        f"Model {meta.name!r} does not follow the text generation conventions: it takes {takes} and gives {gives}.",
+        hint="generate() needs text_input with sampling_parameters (vLLM) or max_tokens (TensorRT-LLM), and "
+        "text_output; for any other model use conn.stream(model, inputs).",
+    )
+
+
+def _scalar(meta: ModelMetadata, name: str, value: Any) -> Tensor:
+    """``value`` as the model's input ``name``: its datatype, one element in as many dimensions as it has."""
+    spec = meta.input(name)
+    shape = [1] * max(len(spec.shape), 1)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if spec.datatype == "BYTES":
+        array = np.array([v.encode("utf-8") if isinstance(v, str) else v for v in values], dtype=object)
+    else:
+        array = np.asarray(values, dtype=DATATYPES[spec.datatype].dtype if spec.datatype != "BF16" else np.float32)
+    if len(values) != 1:
+        shape = [*shape[:-1], len(values)]
+    return Tensor(array.reshape(shape), spec.datatype)
+
+
+def build_inputs(meta: ModelMetadata, prompt: str, sampling: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The request's inputs for ``prompt`` and the sampling settings (``None`` values left out)."""
+    if not isinstance(prompt, str):
+        raise InvalidArgumentError(f"The prompt must be a str, not {type(prompt).__name__}.")
+    kind = convention(meta)
+    names = {t.name for t in meta.inputs}
+    settings = {k: v for k, v in sampling.items() if v is not None}
+    inputs = {TEXT_IN: _scalar(meta, TEXT_IN, prompt)}
+    if "stream" in names:
+        inputs["stream"] = _scalar(meta, "stream", True)
+    if kind == "vllm":
+        if "exclude_input_in_output" in names:
+            inputs["exclude_input_in_output"] = _scalar(meta, "exclude_input_in_output", True)
+        try:
+            text = json.dumps(settings)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"The sampling settings cannot be JSON: {exc}.") from None
+        inputs["sampling_parameters"] = _scalar(meta, "sampling_parameters", text)
+        return inputs
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise InvalidArgumentError(
+            f"Model {meta.name!r} has no input for {', '.join(unknown)}.",
+            hint=f"Its inputs are {', '.join(sorted(names))}; each sampling setting is one of them (TensorRT-LLM).",
+        )
+    for name, value in settings.items():
+        inputs[name] = _scalar(meta, name, value)
+    return inputs
+
+
+def _text(result: InferResult) -> str:
+    if TEXT_OUT not in result.outputs:
+        return ""
+    return "".join(v if isinstance(v, str) else bytes(v).decode("utf-8", "replace") for v in result[TEXT_OUT].reshape(-1))
+
+
+class Generation:
+    """The text of one generation, piece by piece: iterate it, then read the totals.
+
+    ``text`` (the pieces joined), ``finish_reason`` (``"stop"``, ``"length"``, ... or ``None``),
+    ``tokens`` (``num_output_tokens`` summed, else the responses that held text),
+    ``time_to_first_token`` and ``inter_token_latencies`` (seconds), ``stream`` (the ``Stream``:
+    results, ``arrivals`` and ``sent_at``). ``cancel()`` stops it.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.pieces: list[str] = []
+        self.finish_reason: str | None = None
+        self._counted = 0
+
+    def _take(self, result: InferResult) -> str:
+        piece = _text(result)
+        self.pieces.append(piece)
+        if "finish_reason" in result.outputs:
+            reason = _text_of(result["finish_reason"])
+            self.finish_reason = reason or self.finish_reason
+        if "num_output_tokens" in result.outputs:
+            self._counted += int(np.asarray(result["num_output_tokens"]).sum())
+        elif piece:
+            self._counted += 1
+        return piece
+
+    def __iter__(self) -> Iterator[str]:
+        for result in self.stream:
+            yield self._take(result)
+
+    def finish(self) -> Generation:
+        """Wait for the end; returns itself."""
+        for _ in self:
+            pass
+        return self
+
+    def cancel(self) -> None:
+        self.stream.cancel()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def tokens(self) -> int:
+        return self._counted
+
+    @property
+    def finished(self) -> bool:
+        return self.stream is not None and bool(self.stream.finished)
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return None if self.stream is None else self.stream.time_to_first_response
+
+    @property
+    def inter_token_latencies(self) -> list[float]:
+        """Seconds between consecutive responses that held text (flags-only responses left out)."""
+        if self.stream is None:
+            return []
+        arrivals = self.stream.arrivals[: len(self.stream.responses)]
+        return [b - a for a, b in zip(arrivals, arrivals[1:])]
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Tokens over the time from sending to the last response."""
+        if self.stream is None or not self.stream.arrivals or not self._counted:
+            return None
+        return self._counted / max(self.stream.arrivals[-1] - self.stream.sent_at, 1e-9)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        ttft = self.time_to_first_token
+        timing = f", first token after {ttft * 1000:.1f} ms" if ttft is not None else ""
+        model = getattr(self.stream, "model", "(not started)")
+        return f"<{type(self).__name__} {model}: {self.tokens} tokens, finish_reason={self.finish_reason!r}{timing}>"
+
+
+def _text_of(array: Any) -> str:
+    values = np.asarray(array).reshape(-1)
+    return "".join(v if isinstance(v, str) else bytes(v).decode("utf-8", "replace") for v in values)
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(stream options, sampling settings)`` from ``generate``'s keyword arguments."""
+    stream = {k: v for k, v in options.items() if k in STREAM_OPTIONS}
+    return stream, {k: v for k, v in options.items() if k not in STREAM_OPTIONS}
+
+
+def generate(conn: Any, model: str, prompt: str, max_tokens: int | None = None, temperature: float | None = None,
+             **options: Any) -> Generation:
+    """``Connection.generate``: the request sent at once; iterate the ``Generation`` for its text."""
+    stream_options, sampling = split_options(options)
+    meta = conn.cached_model_metadata(model, stream_options.get("version", ""))
+    inputs = build_inputs(meta, prompt, {"max_tokens": max_tokens, "temperature": temperature, **sampling})
+    return Generation(conn.stream(model, inputs, bytes_as_str=True, **stream_options))

@@ -1,0 +1,83 @@
+"""Triton's ``ModelStreamInferResponse`` on the wire, read and written without a message class.
+
+The message is ``string error_message = 1; ModelInferResponse infer_response = 2;``: two
+length-delimited fields, so the inner response stays a slice of the received bytes and goes
+to easnb's own ModelInfer decoder. Triton's flags live in parameters, named here once.
+
+>>> encode_stream_response(b"\\x0a\\x01m", "boom") == b"\\x0a\\x04boom\\x12\\x03\\x0a\\x01m"
+True
+>>> decode_stream_response(b"\\x0a\\x04boom\\x12\\x03\\x0a\\x01m")
+('boom', b'\\n\\x01m')
+"""
+
+from __future__ import annotations
+
+from .errors import ServerError
+from .wire import varint
+
+#: Response parameter: this is the request's last response.
+FINAL = "triton_final_response"
+#: Request parameter: end every request with a response carrying ``FINAL``, empty if need be.
+ENABLE_EMPTY_FINAL = "triton_enable_empty_final_response"
+#: Header: the first error ends the whole stream with a gRPC status instead of an in-stream message.
+GRPC_ERROR_HEADER = "triton_grpc_error"
+#: The unary ModelInfer refusal Triton gives for a decoupled model (UNIMPLEMENTED).
+DECOUPLED_REFUSAL = "ModelInfer RPC doesn't support models with decoupled transaction policy"
+
+
+def encode_stream_response(infer_response: bytes, error_message: str = "") -> bytes:
+    """A serialized ModelStreamInferResponse around an already serialized ModelInferResponse."""
+    parts = []
+    if error_message:
+        text = error_message.encode("utf-8")
+        parts += (b"\x0a", varint(len(text)), text)
+    if infer_response:
+        parts += (b"\x12", varint(len(infer_response)), infer_response)
+    return b"".join(parts)
+
+
+def decode_stream_response(data: bytes) -> tuple[str, bytes | memoryview]:
+    """``(error_message, infer_response bytes)`` of a ModelStreamInferResponse; unknown fields skipped.
+
+    Raises ``ServerError`` for bytes that are not such a message (a truncated or foreign reply).
+    """
+    error, inner = "", b""
+    view, pos, end = memoryview(data), 0, len(data)
+    try:
+        while pos < end:
+            key, pos = _varint(data, pos)
+            kind = key & 7
+            if kind == 2:
+                length, pos = _varint(data, pos)
+                if pos + length > end:
+                    raise ValueError("truncated field")
+                if key >> 3 == 1:
+                    error = bytes(view[pos : pos + length]).decode("utf-8", "replace")
+                elif key >> 3 == 2:
+                    inner = view[pos : pos + length]
+                pos += length
+            elif kind == 0:
+                _, pos = _varint(data, pos)
+            elif kind in (1, 5):
+                pos += 8 if kind == 1 else 4
+            else:
+                raise ValueError(f"wire type {kind}")
+    except (ValueError, IndexError) as exc:
+        raise ServerError(
+            f"The server's stream reply is not a valid ModelStreamInferResponse ({exc}).",
+            hint="The server, or something between it and you, sent a corrupt message.",
+        ) from None
+    return error, inner
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")

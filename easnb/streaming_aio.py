@@ -1,0 +1,211 @@
+"""``ModelStreamInfer`` for ``easnb.aio``: ``async for`` over ``await aconn.stream(...)`` and ``aconn.generate(...)``.
+
+>>> async for result in await aconn.stream("textgen", inputs):      # doctest: +SKIP
+...     print(result["text_output"])
+>>> async for piece in aconn.generate("textgen", "Hello"):          # doctest: +SKIP
+...     print(piece, end="")
+
+Unlike tritonclient's asyncio client, the final-response marker is always asked for (Triton),
+so the loop ends exactly with the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from .errors import DeadlineError, EasnbError, from_rpc_error
+from .frames import frame_to_inputs, is_frame
+from .generate import Generation, build_inputs, split_options
+from .inference import encode_request
+from .results import InferResult
+from .streaming import PATH, Reader, check_flavour, idle_limits, in_stream_error, request_parameters, server_flavour
+
+
+async def _read(call: Any, limit: float | None) -> Any:
+    if limit is None:
+        return await call.read()
+    if sys.version_info >= (3, 11):  # a timer, not a task per read
+        async with asyncio.timeout(limit):
+            return await call.read()
+    return await asyncio.wait_for(call.read(), limit)
+
+
+def _task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and getattr(task, "cancelling", lambda: 0)() > 0
+
+
+class AsyncStream:
+    """One request's responses for ``async for``; ends at its final response. As ``easnb.streaming.Stream``."""
+
+    def __init__(self, call: Any, reader: Reader, request_id: str, first: float | None, between: float | None,
+                 context: dict[str, Any]) -> None:
+        self._call, self.reader, self.model, self.request_id = call, reader, reader.model, request_id
+        self.first_response_timeout, self.between_responses_timeout = first, between
+        self._context = context
+        self.responses: list[InferResult] = []
+        self.arrivals: list[float] = []
+        self.sent_at = time.perf_counter()
+        self.finished = self.cancelled = self._started = False
+
+    def __aiter__(self) -> AsyncIterator[InferResult]:
+        if self._started:
+            raise EasnbError("A stream can be read once.", hint="Its responses so far are in stream.responses.")
+        self._started = True
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[InferResult]:
+        try:
+            while not self.finished:
+                data = await self._next()
+                if data is grpc.aio.EOF:
+                    self.finished = not self.cancelled  # a cancelled request ends without its final response
+                    return
+                self.arrivals.append(time.perf_counter())
+                result, final, error = self.reader.read(data)
+                if error:
+                    self.finished = True
+                    raise in_stream_error(self, result, final, error)
+                if result is not None:
+                    self.responses.append(result)
+                    yield result
+                if final:
+                    self.finished = True
+        except EasnbError as exc:
+            self.finished = True
+            if not hasattr(exc, "received"):
+                exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
+            raise
+        finally:
+            if not self.finished:
+                self.cancel()
+
+    async def _next(self) -> Any:
+        name, limit = (
+            ("between_responses_timeout", self.between_responses_timeout) if self.arrivals
+            else ("first_response_timeout", self.first_response_timeout)
+        )
+        try:
+            return await _read(self._call, limit)
+        except asyncio.TimeoutError:
+            self.cancel()
+            error: EasnbError = DeadlineError(
+                f"{self.model} sent no response within {name}={limit:g} s (request id {self.request_id!r}).",
+                hint="Raise the timeout, or check the server's load; the request was cancelled.",
+                code=grpc.StatusCode.DEADLINE_EXCEEDED,
+            )
+        except asyncio.CancelledError:
+            if self.cancelled and not _task_cancelling():  # our own cancel(), not the task's
+                return grpc.aio.EOF
+            raise
+        except grpc.RpcError as exc:
+            if self.cancelled and exc.code() == grpc.StatusCode.CANCELLED:
+                return grpc.aio.EOF
+            error = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
+        raise error
+
+    def cancel(self) -> None:
+        """Cancel the request on the wire; the loop then ends quietly."""
+        if not self.finished and not self.cancelled:
+            self.cancelled = True
+            self._call.cancel()
+
+    async def collect(self) -> list[InferResult]:
+        async for _ in self:
+            pass
+        return self.responses
+
+    @property
+    def time_to_first_response(self) -> float | None:
+        return self.arrivals[0] - self.sent_at if self.arrivals else None
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else "finished" if self.finished else "open"
+        return f"<AsyncStream {self.model} id={self.request_id!r}: {len(self.responses)} responses, {state}>"
+
+
+async def _flavour(aconn: Any, flavour: str | None) -> str:
+    check_flavour(flavour)
+    if flavour is not None:
+        return flavour
+    known = getattr(aconn, "_stream_flavour", None)
+    if known is None:
+        known = aconn._stream_flavour = server_flavour((await aconn.server_metadata()).name)
+    return known
+
+
+async def open_call(aconn: Any, model: str, inputs: Any, *, outputs: Any = None, version: str = "",
+                    parameters: Mapping[str, Any] | None = None, request_id: str = "", timeout: float | None = None,
+                    headers: Any = None, raw: bool = True, copy: bool = False, bytes_as_str: bool = False,
+                    flavour: str | None = None, **idle: Any) -> AsyncStream:
+    """``AsyncConnection.stream``: as ``Connection.stream``."""
+    unknown = set(idle) - {"first_response_timeout", "between_responses_timeout"}
+    if unknown:
+        raise TypeError(f"stream() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    flavour = await _flavour(aconn, flavour)
+    if is_frame(inputs):
+        inputs = frame_to_inputs(inputs, await aconn.model_metadata(model, version, headers=headers))
+    data = encode_request(model, inputs, outputs, version, request_parameters(flavour, parameters), request_id, raw)
+    if aconn._closed:
+        raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
+    aconn._open()
+    first, between = idle_limits(aconn, idle)
+    call = aconn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=aconn.metadata_for(headers))
+    return AsyncStream(call, Reader(flavour, model, copy, bytes_as_str), request_id, first, between,
+                       {**aconn.error_context, "timeout": timeout})
+
+
+class AsyncGeneration(Generation):
+    """``aconn.generate(...)``: ``async for piece in it``; then the totals of ``easnb.generate.Generation``."""
+
+    def __init__(self, aconn: Any, model: str, prompt: str, options: dict[str, Any]) -> None:
+        super().__init__(None)
+        self._start = (aconn, model, prompt, options)
+
+    async def _open(self) -> AsyncStream:
+        aconn, model, prompt, options = self._start
+        stream_options, sampling = split_options(options)
+        meta = await aconn.model_metadata(model, stream_options.get("version", ""))
+        inputs = build_inputs(meta, prompt, sampling)
+        return await open_call(aconn, model, inputs, bytes_as_str=True, **stream_options)
+
+    def __iter__(self) -> Any:
+        raise TypeError("Use `async for piece in aconn.generate(...)` (or easnb.connect for a plain loop).")
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        if self.stream is None:
+            self.stream = await self._open()
+        async for result in self.stream:
+            yield self._take(result)
+
+    async def finish(self) -> AsyncGeneration:  # type: ignore[override]
+        """Wait for the end; returns itself."""
+        async for _ in self:
+            pass
+        return self
+
+    def cancel(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+
+
+def generate(aconn: Any, model: str, prompt: str, max_tokens: int | None = None, temperature: float | None = None,
+             **options: Any) -> AsyncGeneration:
+    """``AsyncConnection.generate``: sent when the loop starts."""
+    return AsyncGeneration(aconn, model, prompt, {"max_tokens": max_tokens, "temperature": temperature, **options})

@@ -1,0 +1,54 @@
+"""``easnb stream`` and ``easnb generate`` against the demo, as a user's shell runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from easnb.demo import DemoServer
+
+from .test_cli import run
+
+
+def test_stream_prints_one_document_per_response_as_it_arrives(demo: DemoServer) -> None:
+    env = {**os.environ, "EASNB_TOKEN": demo.token}
+    args = [sys.executable, "-m", "easnb", "stream", demo.endpoint, "textgen", "--parameter", "delay_ms=400",
+            "--inputs", '{"text_input": ["a b"], "stream": [true]}']
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+        assert proc.poll() is None  # printed while the model was still generating
+        rest = [json.loads(line) for line in proc.stdout]  # type: ignore[union-attr]
+        assert proc.wait(30) == 0, proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+    documents = [first, *rest]
+    texts = [d["outputs"][0]["data"][0] for d in documents if d["outputs"]]
+    assert texts == [" You", " said:", " a", " b."]
+    assert [d["final"] for d in documents] == [False] * 4 + [True] and documents[-1]["outputs"] == []
+    assert documents[0]["outputs"][0]["name"] == "text_output" and documents[0]["after_ms"] < documents[-1]["after_ms"]
+
+
+def test_stream_errors_and_usage(demo: DemoServer) -> None:
+    failed = run("stream", demo.endpoint, "textgen", "--inputs", '{"text_input": ["fail"], "stream": [true]}', token=demo.token)
+    assert failed.returncode == 1 and "failed on purpose" in failed.stderr and "Traceback" not in failed.stderr
+    assert len(failed.stdout.splitlines()) == 2  # what arrived before the error was printed
+    bad = run("stream", demo.endpoint, "textgen", "--inputs", "{nope", token=demo.token)
+    assert bad.returncode == 2 and "--inputs is not JSON" in bad.stderr
+    unknown = run("stream", demo.endpoint, "textgen", "--inputs", '{"prompt": ["x"]}', token=demo.token)
+    assert unknown.returncode == 1 and "text_input" in unknown.stderr
+
+
+def test_generate_prints_text_and_a_summary(demo: DemoServer) -> None:
+    result = run("generate", demo.endpoint, "textgen", "one two three", "--max-tokens", "4", "--param", "top_p=0.5",
+                 token=demo.token)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == " You said: one two\n"
+    assert "finish_reason: length" in result.stderr and "tokens: 4" in result.stderr and "time to first token" in result.stderr
+    assert demo.token not in result.stdout + result.stderr
+    wrong = run("generate", demo.endpoint, "iris", "hi", token=demo.token)
+    assert wrong.returncode == 1 and "features" in wrong.stderr
+    usage = run("generate", demo.endpoint, "textgen", "hi", "--param", "novalue", token=demo.token)
+    assert usage.returncode == 2 and "not k=v" in usage.stderr
