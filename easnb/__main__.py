@@ -22,6 +22,7 @@ from pathlib import Path
 from .channel import Keepalive
 from .connection import connect
 from .errors import EasnbError, NotFoundError
+from .terminal import visible, visible_json
 
 
 def read_token(args: argparse.Namespace, prefix: str = "", env: str = "EASNB_TOKEN") -> str | None:
@@ -75,8 +76,8 @@ def ping(args: argparse.Namespace) -> int:
         print(f"endpoint: {conn.endpoint.target}")
         print(f"live: {conn.live()}")
         print(f"ready: {conn.ready()}")
-        print(f"server: {meta.name} {meta.version}")
-        print(f"extensions: {', '.join(meta.extensions) or 'none'}")
+        print(visible(f"server: {meta.name} {meta.version}"))
+        print(visible(f"extensions: {', '.join(meta.extensions) or 'none'}"))
     return 0
 
 
@@ -84,12 +85,12 @@ def metadata(args: argparse.Namespace) -> int:
     with _connection(args) as conn:
         meta = conn.model_metadata(args.model, args.version)
         ready = conn.model_ready(args.model, args.version)
-    print(f"model: {meta.name}  versions: {', '.join(meta.versions) or '-'}  platform: {meta.platform or '-'}  ready: {ready}")
+    print(visible(f"model: {meta.name}  versions: {', '.join(meta.versions) or '-'}  platform: {meta.platform or '-'}  ready: {ready}"))
     for key, value in meta.properties.items():
-        print(f"  {key}: {value}")
+        print(visible(f"  {key}: {value}"))
     for kind, tensors in (("input", meta.inputs), ("output", meta.outputs)):
         for t in tensors:
-            print(f"{kind:<7} {t.name:<20} {t.datatype:<6} {list(t.shape)}")
+            print(visible(f"{kind:<7} {t.name:<20} {t.datatype:<6} {list(t.shape)}"))
     return 0
 
 
@@ -111,18 +112,19 @@ def infer(args: argparse.Namespace) -> int:
             inputs[name] = Tensor(np.asarray(value, dtype=dtype) if dtype else value, datatype)
         result = conn.infer(args.model, inputs, version=args.version, bytes_as_str=True)
     for name, array in result.items():
-        print(f"{name} {result.datatypes[name]} {list(array.shape)}")
-        print(array)
+        print(visible(f"{name} {result.datatypes[name]} {list(array.shape)}"))
+        print("\n".join(visible(line) for line in str(array).splitlines()))
     return 0
 
 
 def list_services(args: argparse.Namespace) -> int:
     with _connection(args) as conn:
         if not args.service:
-            print("\n".join(conn.services()))  # as conn.services(): health listed, reflection itself not
+            print("
+".join(visible(name) for name in conn.services()))  # as conn.services(): health listed, reflection itself not
             return 0
         service = _descriptor(conn, args.service, args)
-        print("\n".join(f"{service.full_name}.{m.name}" for m in service.methods))
+        print("\n".join(visible(f"{service.full_name}.{m.name}") for m in service.methods))
     return 0
 
 
@@ -130,7 +132,7 @@ def describe(args: argparse.Namespace) -> int:
     from .reflection import describe as text
 
     with _connection(args) as conn:
-        print(text(conn.reflection().symbol(args.symbol)))
+        print("\n".join(visible(line) for line in text(conn.reflection().symbol(args.symbol)).splitlines()))
     return 0
 
 
@@ -153,7 +155,7 @@ def call(args: argparse.Namespace) -> int:
         else:
             answer = method(requests[0] if requests[0] else None)
         for reply in iter_replies(answer):
-            print(json.dumps(to_json(reply), indent=2, ensure_ascii=False), flush=True)
+            print(visible_json(json.dumps(to_json(reply), indent=2, ensure_ascii=False)), flush=True)
     return 0
 
 
@@ -378,11 +380,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (UsageError, RequestError) as exc:
-        print(f"usage error: {exc}", file=sys.stderr)
+        print(f"usage error: {shown(exc)}", file=sys.stderr)
         return 2
     except EasnbError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shown(exc)}", file=sys.stderr)
         return 1
+
+
+def shown(error: EasnbError) -> str:
+    """An error for the terminal: its message and hint, each on one line, control characters made visible."""
+    return visible(error.message) + (f"\nHint: {visible(error.hint)}" if error.hint else "")
 
 
 if __name__ == "__main__":

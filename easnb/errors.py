@@ -14,8 +14,9 @@
     ├── UnimplementedError     UNIMPLEMENTED: the server does not offer the method
     ├── ResourceExhaustedError RESOURCE_EXHAUSTED: a concurrency limit, a quota, oversized headers
     │   └── MessageTooLargeError   a message over a size limit (the client's or the server's)
-    └── ServerError            anything else the server answered, or a malformed reply
-        └── StreamError        a streamed request failed inside the stream (Triton's error_message)
+    ├── ServerError            anything else the server answered, or a malformed reply
+    │   └── StreamError        a streamed request failed inside the stream (Triton's error_message)
+    └── ReflectionError        a server's reflection answer that cannot be used (refused before protobuf sees it)
 
 Every error has ``code`` (a ``grpc.StatusCode`` or ``None``), ``details`` (what the
 server said), ``hint`` (what to check next) and ``status_details`` (the server's
@@ -177,6 +178,14 @@ class StreamError(ServerError):
         super().__init__(message, **kw)
         self.request_id, self.final, self.received = request_id, final, received
 
+
+class ReflectionError(EasnbError):
+    """A server's reflection answer easnb refuses: malformed, cyclic, too deep or large, or missing a file."""
+
+    default_hint = (
+        "The server's reflection cannot describe this service as it is. Call it with its .proto file "
+        "instead: conn.service('file.proto', 'package.Service'), or easnb call --proto FILE."
+    )
 
 
 

@@ -6,7 +6,7 @@ import easnb
 EXPECTED = {
     "DEFAULT", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
-    "ModelMetadata", "NotFoundError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "StreamError", "Tensor", "TensorError",
+    "ModelMetadata", "NotFoundError", "ReflectionError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "StreamError", "Tensor", "TensorError",
     "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "compare", "connect", "doctor", "inspect", "parse_endpoint",
 }
 
