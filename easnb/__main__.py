@@ -120,8 +120,7 @@ def infer(args: argparse.Namespace) -> int:
 def list_services(args: argparse.Namespace) -> int:
     with _connection(args) as conn:
         if not args.service:
-            print("
-".join(visible(name) for name in conn.services()))  # as conn.services(): health listed, reflection itself not
+            print("\n".join(visible(name) for name in conn.services()))  # as conn.services(): health listed, reflection itself not
             return 0
         service = _descriptor(conn, args.service, args)
         print("\n".join(visible(f"{service.full_name}.{m.name}") for m in service.methods))
