@@ -47,6 +47,9 @@ def easnb(call: Call) -> str:
     """The call with easnb."""
     r = call.request
     lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call)]
+    if call.kind == "metadata":
+        version = f", {r['version']!r}" if r.get("version") else ""
+        return "\n".join([*lines, f"print(conn.model_metadata({r['model']!r}{version}))"]) + "\n"
     if call.kind == "infer":
         inputs = ",\n    ".join(
             f'"{n}": easnb.Tensor({_array_literal(t["array"], t["datatype"])}, "{t["datatype"]}")' for n, t in r["inputs"].items()
@@ -73,7 +76,7 @@ def easnb(call: Call) -> str:
 
 def tritonclient(call: Call) -> str:
     """The call with tritonclient's gRPC client (V2 calls only)."""
-    if call.kind != "infer":
+    if call.kind not in ("infer", "metadata"):
         raise EasnbError("tritonclient speaks only the V2 API: copy this call as easnb or grpcurl code.")
     r = call.request
     ssl = ", ssl=True" if call.tls else ""
@@ -82,8 +85,11 @@ def tritonclient(call: Call) -> str:
         f'client = grpcclient.InferenceServerClient("{call.target}"{ssl})',
         'token = os.environ.get("EASNB_TOKEN")',
         'headers = {"authorization": f"Bearer {token}"} if token else None',
-        "inputs = []",
     ]
+    if call.kind == "metadata":
+        version = f", model_version={r['version']!r}" if r.get("version") else ""
+        return "\n".join([*lines, f"print(client.get_model_metadata({r['model']!r}{version}, headers=headers))"]) + "\n"
+    lines.append("inputs = []")
     for name, t in r["inputs"].items():
         lines += [
             f'x = grpcclient.InferInput("{name}", {list(t["array"].shape)}, "{t["datatype"]}")',
@@ -107,14 +113,18 @@ def grpcurl(call: Call) -> str:
     from . import protos
 
     r = call.request
-    if call.kind == "infer":
+    if call.kind == "metadata":
+        body: dict[str, Any] = {"name": r["model"], **({"version": r["version"]} if r.get("version") else {})}
+        target, data = "inference.GRPCInferenceService/ModelMetadata", json.dumps(body)
+        proto: tuple[str, str] | None = (str(protos.folder()), "grpc_predict_v2.proto")
+    elif call.kind == "infer":
         body = {"model_name": r["model"], "inputs": [_typed_input(n, t) for n, t in r["inputs"].items()]}
         if r.get("version"):
             body["model_version"] = r["version"]
         if r.get("outputs"):
             body["outputs"] = [{"name": o} for o in r["outputs"]]
         target = "inference.GRPCInferenceService/ModelInfer"
-        proto: tuple[str, str] | None = (str(protos.folder()), "grpc_predict_v2.proto")
+        proto = (str(protos.folder()), "grpc_predict_v2.proto")
         data = json.dumps(body)
     else:
         target = f'{r["service"]}/{r["method"]}'

@@ -478,6 +478,14 @@ class Connection:
             background, self._background = getattr(self, "_background", None), None
             if background is not None:
                 background.close()
+            for callback in self._on_close:
+                callback()
+
+    _on_close: tuple[Callable[[], Any], ...] = ()
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` when this connection closes (a widget's status follows it that way)."""
+        self._on_close = (*self._on_close, callback)
 
     @property
     def closed(self) -> bool:

@@ -6,6 +6,7 @@ every value escaped (through ``easnb.markup``), large results cut with the size 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 MAX_ROWS = 20
 _STYLE = "border-collapse:collapse;margin:2px 0;font-size:0.92em"
 _CELL = "border:1px solid rgba(128,128,128,0.35);padding:2px 8px;text-align:left"
+_FRAME_CELL = "border-bottom:1px solid rgba(128,128,128,0.3);padding:2px 10px;text-align:right;vertical-align:top"
 
 
 def table(header: Sequence[Any], rows: Iterable[Sequence[Any]], caption: Any = "") -> Markup:
@@ -134,6 +136,7 @@ def history_html(history: History) -> Markup:
     latencies = [c.latency_ms for c in history.calls if c.status == "OK"]
     if not len(frame):
         return Markup("<i>No calls yet.</i>")
+    frame["latency_ms"] = [f"{c.latency_ms:.1f}" for c in history.calls[: len(frame)]]  # as the Infer tab shows it
     return frame_html(frame.iloc[::-1], max_rows=50) + latency_html(latencies)
 
 
@@ -143,7 +146,10 @@ def frame_html(frame: Any, max_rows: int = MAX_ROWS) -> Markup:
     if len(frame) > max_rows:
         note = html("<div><i>showing {} of {:,} rows x {} columns</i></div>", max_rows, len(frame), frame.shape[1])
         frame = frame.head(max_rows)
-    return Markup(frame.to_html(border=0, max_cols=30, escape=True)) + note
+    table = frame.to_html(border=0, max_cols=30, escape=True)
+    # inline cell spacing: inside a widget JupyterLab's table styles do not reach, and headers ran together
+    table = re.sub(r"<(th|td)(?=[ >])", lambda m: f"<{m.group(1)} style='{_FRAME_CELL}'", table)
+    return Markup(table.replace("<table ", f"<table style='{_STYLE}' ", 1)) + note
 
 
 def error_html(exc: BaseException) -> Markup:

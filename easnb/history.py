@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 FLAVOURS = ("easnb", "tritonclient", "grpcurl")
+LATENCY_MEANS = "measured once per call, around the call alone: encoding, the round trip (network and server), decoding"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Call:
     """One call made through an inspector, with what it takes to make it again."""
 
     when: datetime
-    kind: str  # "infer" or "service"
+    kind: str  # "infer", "metadata" (a model's, from the Model tab) or "service"
     target: str
     tls: bool
     name: str  # the model, or the method's path
@@ -66,10 +67,21 @@ class History:
 
     def record(self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any]) -> Any:
         """Run ``run()``, keep the call (errors too, then re-raised), and return its answer."""
+        return self.timed(conn, kind, name, summary, request, run)[0]
+
+    def timed(
+        self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any]
+    ) -> tuple[Any, Call]:
+        """As ``record``, and the ``Call`` kept, whose ``latency_ms`` is the figure to show for it.
+
+        The latency is measured once, around ``run()`` alone: for ``conn.infer`` that is encoding the
+        request, the round trip (network and server) and decoding the reply; not the forms' own work
+        (parsing the boxes, drawing tables) nor the listeners told afterwards.
+        """
+        status, answer = "OK", None
         started = time.perf_counter()
-        status = "OK"
         try:
-            return run()
+            answer = run()
         except Exception as exc:
             code = getattr(exc, "code", None)
             status = f"{type(exc).__name__}" + (f" ({code.name})" if code is not None else "")
@@ -80,6 +92,7 @@ class History:
             self.calls.append(call)
             for listener in self._listeners:
                 listener(self)
+        return answer, call
 
     # -- views ---------------------------------------------------------------------------
 
@@ -111,6 +124,8 @@ class History:
         """Make call ``index`` again on ``conn`` (recorded as a new call) and return its answer."""
         call = self.calls[index]
         r = call.request
+        if call.kind == "metadata":
+            return self.record(conn, "metadata", r["model"], call.summary, r, lambda: conn.model_metadata(r["model"], r.get("version", "")))
         if call.kind == "infer":
             inputs = _inputs_from(r["inputs"])
             return self.record(

@@ -9,7 +9,6 @@ current connection at every call, so a reconnect never leaves them broken.
 from __future__ import annotations
 
 import json
-import time
 from io import StringIO
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 from . import display
 from .display import error_html
 from .errors import EasnbError
-from .history import History, saved_inputs, summarize_inputs
+from .history import LATENCY_MEANS, History, saved_inputs, summarize_inputs
 from .markup import Markup, html
 from .results import InferResult, ModelMetadata
 from .tensors import Tensor
@@ -102,8 +101,9 @@ def _model_box(source: Any, model: str, models: list[str] | None) -> w.Combobox:
 class ModelInspector(_Form):
     """A model's versions, platform, properties, inputs and outputs."""
 
-    def __init__(self, source: Any, model: str = "", models: list[str] | None = None) -> None:
+    def __init__(self, source: Any, model: str = "", models: list[str] | None = None, history: History | None = None) -> None:
         self.source = source
+        self.history = history if history is not None else History()
         self.model_field = _model_box(source, model, models)
         self.version_field = w.Text(placeholder="latest", description="Version")
         self.model_field.observe(lambda change: change["new"] and self.run(), names="value")
@@ -115,8 +115,11 @@ class ModelInspector(_Form):
         name, version = self.model_field.value.strip(), self.version_field.value.strip()
         if not name:
             raise EasnbError("Pick or type a model name first.", hint="The box lists the server's models when it has an index.")
-        meta = self.connection.model_metadata(name, version)
-        ready = self.connection.model_ready(name, version)
+        conn = self.connection
+        request = {"model": name, "version": version}
+        meta = self.history.record(conn, "metadata", name, version and f"version {version}", request,
+                                   lambda: conn.model_metadata(name, version))
+        ready = conn.model_ready(name, version)
         return html("<div>{}</div>{}", light("model ready", ready), display.model_html(meta))
 
 
@@ -283,16 +286,17 @@ class InferInspector(_Form):
 
             inputs = frame_to_inputs(inputs, conn.cached_model_metadata(model, options["version"]))
         request = {"model": model, "inputs": saved_inputs(inputs), **options}
-        started = time.perf_counter()
-        result = self.history.record(
+        result, call = self.history.timed(
             conn, "infer", model, summarize_inputs(request["inputs"]), request,
             lambda: conn.infer(model, inputs, raw=self.raw_field.value, **options),
         )
-        self.latency_ms = (time.perf_counter() - started) * 1000
+        self.latency_ms = call.latency_ms  # the same figure History shows for this call
         self.result = result
         latencies = [c.latency_ms for c in self.history if c.status == "OK" and c.kind == "infer"]
         self.latency.value = display.latency_html(latencies)
-        return html("<div>latency {:.1f} ms</div>{}", self.latency_ms, display.result_html(result))
+        return html(
+            "<div class='easnb-call-latency' title='{}'>latency {:.1f} ms</div>{}", LATENCY_MEANS, self.latency_ms, display.result_html(result)
+        )
 
     @property
     def frame(self) -> Any:

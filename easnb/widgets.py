@@ -21,7 +21,8 @@ from .connection import Connection, connect
 from .credentials import Token, clean_token
 from .display import error_html
 from .errors import EasnbError
-from .markup import Markup, html
+from .markup import Markup
+from .widget_status import NOT_CONNECTED, Follow, error_line, light, line, lights, status_html  # noqa: F401 - light(s) for the inspectors
 
 try:
     import anywidget
@@ -116,6 +117,12 @@ def connection_of(source: Any) -> Connection:
                 "Not connected yet: press Connect in the connection widget.",
                 hint="This view fills itself in when the widget connects.",
             )
+        if source.connection.closed:
+            raise EasnbError(
+                "The connection widget's connection is closed (widget.connection.close() was called).",
+                hint="Press Connect in the connection widget to open a new one (start the server first if it was stopped); "
+                "this view follows it.",
+            )
         return source.connection
     if source is None:
         raise EasnbError(
@@ -125,40 +132,6 @@ def connection_of(source: Any) -> Connection:
     if not isinstance(source, Connection):
         raise EasnbError(f"Expected a Connection or a ConnectionWidget, not {type(source).__name__}.")
     return source
-
-
-def light(name: str, on: bool | None) -> Markup:
-    """A green, red or grey (unknown) dot and a word."""
-    colour = "#999" if on is None else ("#2a9d3a" if on else "#d33")
-    return html("<span style='color:{}'>&#9679;</span> {}", colour, name)
-
-
-def lights(live: bool | None, ready: bool | None) -> Markup:
-    return html("{} &nbsp; {}", light("live", live), light("ready", ready))
-
-
-def status_html(found: Any, token_source: str) -> Markup:
-    """The widget's status line: what the endpoint speaks, its health and services, the round trip."""
-    token = f"token {token_source}" if token_source else "no token"
-    if found.v2:
-        server = found.server
-        name = html("<b>{}</b> {}", server.name, server.version) if server else Markup("<b>V2 server</b>")
-        extensions = ", ".join(server.extensions) if server and server.extensions else "none"
-        head = html("{} &nbsp; {} &nbsp; extensions: {}", lights(found.live, found.ready), name, extensions)
-    else:
-        accepted = " (token accepted)" if found.token_sent else ""
-        head = html("{} &nbsp; <b>not a V2 server</b>{}", light("answers", True), accepted)
-    details = []
-    if found.health:
-        details.append(f"health {found.health}")
-    if found.other_services:
-        details.append("services: " + ", ".join(found.other_services))
-    elif found.services is None and not found.v2:
-        details.append("no server reflection: use conn.service('file.proto', 'package.Service')")
-    extra = html(" &nbsp; {}", " · ".join(details)) if details else ""
-    return html(
-        "{}{} &nbsp; round trip {:.1f} ms<br><small>{} &middot; {}</small>", head, extra, found.rtt_ms, found.endpoint, token
-    )
 
 
 class ConnectionWidget(w.VBox):
@@ -195,7 +168,7 @@ class ConnectionWidget(w.VBox):
         self.advanced.set_title(0, "Advanced")
         self.token_field = TokenField()
         self.token_field.on_msg(self._on_token_message)
-        self.status = w.HTML(lights(None, None) + Markup(" &nbsp; not connected"))
+        self.status = w.HTML(line(None, None, NOT_CONNECTED))
         self.error = w.HTML()
         self.diagnose_button = w.Button(description="Diagnose", tooltip="check DNS, TCP, TLS, HTTP/2, the token, V2, step by step")
         self.diagnose_button.on_click(lambda _: self.diagnose())
@@ -285,11 +258,12 @@ class ConnectionWidget(w.VBox):
             except BaseException:
                 conn.close()
                 raise
-            if self.connection is not None:
-                self.connection.close(replaced_by="widget.connection")
-            self.connection = conn
-            self.discovery = found
-            self.status.value = status_html(found, self._token_source)
+            old, self.connection, self.discovery = self.connection, conn, found
+            connected = status_html(found, self._token_source)
+            self.status.value = connected
+            self._follow = Follow(conn, connected, lambda line: self._show_state(conn, line))
+            if old is not None:
+                old.close(replaced_by="widget.connection")
             for callback in self._callbacks:
                 callback(conn)
         except EasnbError as exc:
@@ -298,6 +272,10 @@ class ConnectionWidget(w.VBox):
             self._show_error(EasnbError(f"{type(exc).__name__}: {exc}", hint="This came from an on_connect callback."))
         finally:
             self.token_field.busy = False
+
+    def _show_state(self, conn: Connection, line: Markup) -> None:
+        if conn is self.connection:  # not one the widget has replaced since
+            self.status.value = line
 
     def diagnose(self, wait: bool = False) -> None:
         """Run ``easnb.doctor`` on the form's endpoint and token in the background; the steps show below."""
@@ -320,7 +298,8 @@ class ConnectionWidget(w.VBox):
             thread.join()
 
     def _show_error(self, exc: EasnbError) -> None:
-        self.status.value = lights(False if exc.code is not None else None, None) + Markup(" &nbsp; not connected")
+        if self.connection is None or self.connection.closed:  # a failed reconnect leaves a working connection alone
+            self.status.value = error_line(exc)
         self.error.value = error_html(exc)
 
     def __repr__(self) -> str:

@@ -26,13 +26,20 @@ from .widgets import ConnectionWidget, connection_of
 
 
 class HistoryView(w.VBox):
-    """The session's calls: a table with latency percentiles; replay one, or copy it as code."""
+    """The session's calls: a table with latency percentiles; replay one, or copy it as code.
+
+    The newest call is selected as calls arrive, unless you picked an older one (picking the
+    newest follows new calls again); the code box always shows the selected call in the
+    selected flavour.
+    """
 
     def __init__(self, source: Any, history: History) -> None:
         self.source = source
         self.history = history
+        self.chosen: int | None = None  # the call picked by hand; None follows the newest
+        self._updating = False
         self.table = w.HTML()
-        self.entry = w.Dropdown(description="Call", options=[])
+        self.entry = w.Dropdown(description="Call", options=[], layout=w.Layout(width="420px"))
         self.flavour = w.Dropdown(description="as", options=["easnb", "tritonclient", "grpcurl"], layout=w.Layout(width="220px"))
         copy = w.Button(description="Copy as code", tooltip="show the call as code to paste; the token stays in $EASNB_TOKEN")
         copy.on_click(lambda _: self.show_code())
@@ -40,22 +47,44 @@ class HistoryView(w.VBox):
         replay.on_click(lambda _: self.replay())
         self.code = w.Textarea(layout=w.Layout(width="720px", height="160px"), placeholder="code appears here")
         self.output = w.HTML()
+        self.entry.observe(self._picked, names="value")
+        self.flavour.observe(lambda _: self.show_code(quiet=True), names="value")
         super().__init__([self.table, w.HBox([self.entry, self.flavour, copy, replay]), self.code, self.output])
         history.on_change(lambda _: self.refresh())
         self.refresh()
 
     def refresh(self) -> None:
         self.table.value = display.history_html(self.history)
-        self.entry.options = [(f"{i}: {c.when:%H:%M:%S} {c.name} ({c.status})", i) for i, c in enumerate(self.history)][::-1]
+        newest = len(self.history) - 1
+        self._updating = True
+        try:
+            self.entry.options = [(f"{i}: {c.when:%H:%M:%S} {c.kind} {c.name} ({c.status})", i) for i, c in enumerate(self.history)][::-1]
+            self.entry.value = self.chosen if self.chosen is not None else (newest if newest >= 0 else None)
+        finally:
+            self._updating = False
+        self.show_code(quiet=True)
 
-    def show_code(self) -> str:
-        """The chosen call as code (also shown in the text box, to copy)."""
+    def _picked(self, change: dict[str, Any]) -> None:
+        if self._updating:
+            return
+        self.chosen = None if change["new"] == len(self.history) - 1 else change["new"]
+        self.show_code(quiet=True)
+
+    def show_code(self, quiet: bool = False) -> str:
+        """The selected call as code in the selected flavour (also in the text box, to copy).
+
+        ``quiet``: with no call yet, leave the box empty instead of saying so.
+        """
         try:
             if self.entry.value is None:
+                self.code.value = ""
+                if quiet:
+                    return ""
                 raise EasnbError("No call to copy yet: run one in another tab.")
             self.code.value = self.history.code(self.entry.value, self.flavour.value)
             self.output.value = ""
         except Exception as exc:
+            self.code.value = ""  # never an older call's code beside this selection
             self.output.value = error_html(exc)
         return self.code.value
 
@@ -84,6 +113,7 @@ class Workbench(w.VBox):
         self.status = w.HTML()
         self.infer: InferInspector | None = None
         self.service: Any = None
+        self.history_view: HistoryView | None = None
         self.builds = 0  # how many times the tabs were built for a connection
         super().__init__([self.status, self.tabs])
         if isinstance(source, ConnectionWidget):
@@ -111,13 +141,15 @@ class Workbench(w.VBox):
             self.infer = InferInspector(self.source, models=self.models, history=self.history)
             pages += [
                 ("Server", ServerInspector(self.source)),
-                ("Model", ModelInspector(self.source, models=self.models)),
+                ("Model", ModelInspector(self.source, models=self.models, history=self.history)),
                 ("Infer", self.infer),
             ]
         if found.other_services or not found.v2:
             self.service = ServicesPage(self.source, found, self.history)
             pages.append(("Service", self.service))
-        pages.append(("History", HistoryView(self.source, self.history)))
+        if self.history_view is None:  # one view for the session's one history, across reconnects
+            self.history_view = HistoryView(self.source, self.history)
+        pages.append(("History", self.history_view))
         self.tabs.children = [page for _, page in pages]
         for i, (title, _) in enumerate(pages):
             self.tabs.set_title(i, title)

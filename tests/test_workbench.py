@@ -66,7 +66,8 @@ def test_the_readme_pairing_survives_run_all_and_reconnects(demo: DemoServer) ->
     with pytest.raises(easnb.EasnbError) as info:
         kept.live()  # the variable the user kept was replaced by the widget
     assert "widget connected again" in info.value.message and "widget.connection" in info.value.hint
-    assert len(bench.history) == 4 and TOKEN not in all_state(bench)
+    assert [c.kind for c in bench.history] == ["metadata", "infer", "service"] * 2  # the Model tab's calls too
+    assert TOKEN not in all_state(bench)
     assert bench.builds == 3 and "(#3)" in bench.status.value  # built on Connect, and again on each reconnect
 
 
