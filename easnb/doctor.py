@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import display
+from .markup import Markup, html
 from .endpoint import EAS_DOMAIN, Endpoint, parse_endpoint
 from .errors import (
     TLS_HINT,
@@ -72,10 +73,23 @@ class Diagnosis:
 
     def _repr_html_(self) -> str:
         rows = [
-            ({True: "\u2705", False: "\u274c", None: "\u2013"}[s.ok], s.name, f"{s.ms:.1f} ms", s.detail, s.hint if s.ok is not True else "")
+            (mark(s.ok), s.name, html("<span style='white-space:nowrap'>{:.1f}&nbsp;ms</span>", s.ms), s.detail,
+             s.hint if s.ok is not True else "")
             for s in self.steps
         ]
         return display.table(("", "step", "time", "found", "what to do"), rows, caption=f"easnb doctor: {self.endpoint}")
+
+
+_MARKS = {True: ("pass", "#2a9d3a"), False: ("FAIL", "#d33"), None: ("skipped", "#888")}
+
+
+def mark(ok: bool | None) -> Markup:
+    """A step's mark as a word on a coloured badge: no emoji font needed (Debian's Chromium has none)."""
+    word, colour = _MARKS[ok]
+    return html(
+        "<span class='easnb-mark' style='background:{};color:#fff;border-radius:3px;padding:0 6px;"
+        "font-weight:bold;font-size:0.85em;white-space:nowrap'>{}</span>", colour, word,
+    )
 
 
 def doctor(endpoint: str | None = None, token: str | None = None, model: str | None = None, timeout: float = 5.0) -> Diagnosis:
