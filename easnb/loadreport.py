@@ -20,8 +20,11 @@ import numpy as np
 from .markup import escape
 from .statistics import STAGES
 
-#: A level whose generator threads kept this much of one core busy describes the client, not the server.
+#: A level during which this process kept this much of one core busy describes the client, not the server.
 CLIENT_BUSY = 0.6
+#: Nor does one where the client's own CPU per request is this share of the latency it measured: that
+#: much of each request may be the client's work (10%, the agreement asked of it against perf_analyzer).
+CLIENT_SHARE = 0.10
 COLOURS = {"queue": "#e45756", "compute_input": "#f58518", "compute_infer": "#4c78a8", "compute_output": "#72b7b2",
            "network_client": "#bab0ac"}
 LABELS = {"queue": "queue", "compute_input": "compute input", "compute_infer": "compute infer",
@@ -33,7 +36,8 @@ class Level:
     """One level's measurement. Latencies in milliseconds, CPU in microseconds per request.
 
     ``server_ms`` is the server's own mean split per request (empty when it reports none);
-    ``client_busy`` the share of one core the generator's threads used; ``client_limited``
+    ``client_busy`` the cores this process used while measuring (a server running in the same
+    process, like a notebook's demo, counts too); ``client_limited``
     says why the numbers describe the client rather than the server ("" when they do not).
     """
 
@@ -89,8 +93,12 @@ class Level:
 def client_limit(level: Level) -> str:
     """Why ``level`` measured the client rather than the server, or "" when it did not."""
     reasons = []
+    share = level.client_cpu_us / (level.mean_ms * 1000) if level.mean_ms > 0 else 0.0
+    if share >= CLIENT_SHARE:
+        reasons.append(f"the client's own CPU was {share:.0%} of a request's latency "
+                       f"({level.client_cpu_us:.0f} µs of {level.mean_ms:.2f} ms)")
     if level.client_busy >= CLIENT_BUSY:
-        reasons.append(f"the client's threads used {level.client_busy:.0%} of a core ({level.client_cpu_us:.0f} µs a request)")
+        reasons.append(f"the client used {level.client_busy:.0%} of a core ({level.client_cpu_us:.0f} µs of CPU a request)")
     if level.mode == "rate":
         if level.not_sent:
             reasons.append(f"{level.not_sent} requests were not sent (too many in flight)")

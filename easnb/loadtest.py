@@ -88,7 +88,7 @@ def _rows(chunk: Any) -> int:
 class _Thread:
     """What one thread saw inside the measured window: finish times, latencies, codes, rows, its CPU."""
 
-    __slots__ = ("finished", "latency", "codes", "rows", "cpu_first", "cpu_last", "late", "seen", "failed", "due")
+    __slots__ = ("finished", "latency", "codes", "rows", "late", "seen", "failed", "due")
 
     def __init__(self, due: bool = False) -> None:
         self.due = due  # open loop: every request due inside the window counts, however late it ends
@@ -97,7 +97,6 @@ class _Thread:
         self.codes: list[str] = []
         self.rows: list[int] = []
         self.late: list[float] = []
-        self.cpu_first = self.cpu_last = -1.0
         self.seen = self.failed = 0  # every answer of the level, warm-up included: for the error rate
 
     def keep(self, start: float, end: float, code: str, rows: int, window: tuple[float, float]) -> None:
@@ -105,10 +104,6 @@ class _Thread:
         if code != "OK":
             self.failed += 1
         if start >= window[0] and (end <= window[1] or self.due):
-            cpu = time.thread_time()
-            if self.cpu_first < 0:
-                self.cpu_first = cpu
-            self.cpu_last = cpu
             self.finished.append(end)
             self.latency.append(end - start)
             self.codes.append(code)
@@ -124,6 +119,7 @@ class _Level:
         self.stop = threading.Event()
         self.threads: dict[int, _Thread] = {}
         self.not_sent = 0
+        self.cpu = [0.0, 0.0]  # the process's CPU seconds when the window opened and closed
 
     def mine(self) -> _Thread:
         ident = threading.get_ident()
@@ -142,20 +138,28 @@ def _code(exc: grpc.RpcError) -> str:
     return code.name if code is not None else "UNKNOWN"
 
 
-def _closed_worker(run: _Level, stub: Any, work: Workload, turn: Any, seconds: float | None, metadata: Any) -> None:
+async def _closed_callers(run: _Level, stub: Any, work: Workload, callers: int, seconds: float | None, metadata: Any) -> None:
+    """``callers`` coroutines on the background loop, each sending its next request when the last is answered."""
+    import asyncio
+
     record = run.mine()
     n = len(work.requests)
-    while not run.stop.is_set():
-        i = next(turn) % n
-        start = time.perf_counter()
-        if start >= run.window[1]:
-            return
-        try:
-            stub(work.requests[i], timeout=seconds, metadata=metadata)
-            code = "OK"
-        except grpc.RpcError as exc:
-            code = _code(exc)
-        record.keep(start, time.perf_counter(), code, work.rows[i], run.window)
+    turn = itertools.count()
+
+    async def caller() -> None:
+        while not run.stop.is_set():
+            i = next(turn) % n
+            start = time.perf_counter()
+            if start >= run.window[1]:
+                return
+            try:
+                await stub(work.requests[i], timeout=seconds, metadata=metadata)
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = _code(exc)
+            record.keep(start, time.perf_counter(), code, work.rows[i], run.window)
+
+    await asyncio.gather(*(caller() for _ in range(callers)))
 
 
 async def _open_sender(run: _Level, stub: Any, work: Workload, rate: float, begin: float, seconds: float | None,
@@ -207,20 +211,18 @@ def run_level(
     split: bool, cancel: threading.Event,
 ) -> Level:
     """One level: warm up, measure for ``seconds``, and summarise (``tick(elapsed)`` reports progress)."""
-    stub = conn.channel.unary_unary(work.path)  # bytes in, bytes out: the requests are encoded once
     metadata = conn.metadata
     begin = time.perf_counter()
     run = _Level((begin + warmup, begin + warmup + seconds), due=mode == "rate")
+    # every call from the connection's background loop (grpc.aio): one thread, however many callers,
+    # so high concurrency costs no thread switching and the open loop's schedule holds
+    background = conn.background()
+    stub = background.stub(work.path)
     if mode == "concurrency":
-        turn = itertools.count()
-        threads = [
-            threading.Thread(target=_closed_worker, args=(run, stub, work, turn, timeout, metadata), daemon=True)
-            for _ in range(int(level))
-        ]
+        sender = _closed_callers(run, stub, work, int(level), timeout, metadata)
     else:
-        background = conn.background()
-        sender = _open_sender(run, background.stub(work.path), work, float(level), begin, timeout, metadata, max_in_flight)
-        threads = [threading.Thread(target=background.run, args=(sender,), daemon=True)]
+        sender = _open_sender(run, stub, work, float(level), begin, timeout, metadata, max_in_flight)
+    threads = [threading.Thread(target=background.run, args=(sender,), daemon=True)]
     for thread in threads:
         thread.start()
     before = after = None
@@ -228,15 +230,17 @@ def run_level(
     try:
         while time.perf_counter() < run.window[1] and not cancel.is_set():
             now = time.perf_counter()
-            if split and before is None and now >= run.window[0]:
-                before = _snapshot(conn, work)
+            if not run.cpu[0] and now >= run.window[0]:
+                run.cpu[0] = time.process_time()
+                before = _snapshot(conn, work) if split else None
             seen, failed = run.counts()
             if stop_error_rate is not None and seen >= MIN_FOR_ERROR_RATE and failed / seen > stop_error_rate:
                 reason = f"stopped: {failed} of {seen} requests failed (more than {stop_error_rate:.0%})"
                 break
             tick(now - begin)
-            waiting = split and before is None and now < run.window[0]  # wake up in time for the first snapshot
+            waiting = now < run.window[0]  # wake up in time to open the window
             time.sleep(max(0.001, min(0.1, run.window[1] - now, run.window[0] - now if waiting else 0.1)))
+        run.cpu[1] = time.process_time()
         if split and before is not None and mode == "concurrency":
             after = _snapshot(conn, work)
         measured = min(seconds, max(1e-9, time.perf_counter() - run.window[0]))
@@ -267,7 +271,7 @@ def summarise(run: _Level, mode: str, level: float, seconds: float, server: Mode
         if code != "OK":
             errors[code] = errors.get(code, 0) + 1
     good = latency[ok] if len(latency) else latency
-    cpu = sum(r.cpu_last - r.cpu_first for r in records if r.cpu_first >= 0)
+    cpu = run.cpu[1] - run.cpu[0] if run.cpu[0] else 0.0
     late = np.array([x for r in records for x in r.late]) * 1000
     p = np.percentile(good, [50, 90, 95, 99]) if len(good) else [np.nan] * 4
     order = np.argsort(finished - latency / 1000, kind="stable")  # by when each request started (or was due)

@@ -107,7 +107,7 @@ def test_open_loop_above_capacity_latency_grows(slow: tuple[easnb.Connection, Sl
     conn, _ = slow
     report = conn.load_test("slow", ONE, rate=[100, 320], seconds=1.0, warmup=0.0, progress=False)
     calm, over = report.levels
-    assert calm.p50_ms < 30 and 80 <= calm.infer_per_s <= 110, calm
+    assert calm.p50_ms < 50 and 70 <= calm.infer_per_s <= 110, calm
     tenth = len(over.latency_ms) // 10
     early, late = np.median(over.latency_ms[:tenth]), np.median(over.latency_ms[-tenth:])
     # latency counts from when each request was due: the queue the server builds shows, growing
@@ -183,6 +183,8 @@ def test_client_limit_is_flagged() -> None:
     assert "not sent" in client_limit(late) and "after they were due" in client_limit(late)
     calm = Level("concurrency", 1, 1.0, 200, {}, 200.0, 200.0, 5, 6, 6, 7, 8, 5, {}, 0, 100.0, 0.02)
     assert client_limit(calm) == ""
+    fast = Level("concurrency", 1, 1.0, 2000, {}, 2000.0, 2000.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.5, {}, 0, 250.0, 0.5)
+    assert "50% of a request's latency" in client_limit(fast)
 
 
 @pytest.mark.parametrize("options, words", [
