@@ -16,6 +16,7 @@ from .connection import DEFAULT, Connection, Keepalive, connect
 from .doctor import doctor
 from .endpoint import Endpoint, parse_endpoint
 from .errors import (
+    ArgumentError,
     AuthenticationError,
     DeadlineError,
     EasnbError,
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT",
+    "ArgumentError",
     "AuthenticationError",
     "ColumnOrderWarning",
     "Connection",

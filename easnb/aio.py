@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from . import _proto
+from . import _proto, arguments
 from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
 from .connection import DEFAULT, RetryPlan, is_unknown_model, model_metadata_from
@@ -62,6 +62,7 @@ class AsyncConnection:
         token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
         if problem is not None:
             raise problem
+        timeout, tls, max_message_bytes, retries, options = arguments.connection_call(endpoint, timeout, headers, tls, root_certificates, keepalive, max_message_bytes, retries, options)
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
         self._token = token
         self.headers = dict(check_headers(headers))
@@ -133,7 +134,7 @@ class AsyncConnection:
         raise AssertionError("unreachable")
 
     async def _small(self, name: str, request: Any, timeout: float | None, headers: Headers | None) -> Any:
-        return await self._call(name, request, timeout, self.retries, headers)
+        return await self._call(name, request, arguments.server_call(timeout, headers), self.retries, headers)
 
     async def live(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
         return (await self._small("ServerLive", _proto.ServerLiveRequest(), timeout, headers)).live
@@ -145,6 +146,7 @@ class AsyncConnection:
         self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
     ) -> bool:
         """As ``Connection.model_ready``: an unknown model is ``False``."""
+        name, version, timeout = arguments.model_call(name, version, timeout, headers)
         request = _proto.ModelReadyRequest(name=name, version=version)
         try:
             return (await self._small("ModelReady", request, timeout, headers)).ready
@@ -160,6 +162,7 @@ class AsyncConnection:
     async def model_metadata(
         self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
     ) -> ModelMetadata:
+        name, version, timeout = arguments.model_call(name, version, timeout, headers)
         reply = await self._small("ModelMetadata", _proto.ModelMetadataRequest(name=name, version=version), timeout, headers)
         return model_metadata_from(reply)
 
@@ -181,6 +184,7 @@ class AsyncConnection:
         columns: Mapping[str, list[str]] | None = None,
     ) -> InferResult:
         """As ``Connection.infer``; DataFrames are matched to the model's inputs."""
+        model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
         if is_frame(inputs):
             inputs = frame_to_inputs(inputs, await self.model_metadata(model, version, headers=headers), columns)
         data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
@@ -210,6 +214,8 @@ class AsyncConnection:
         """
         from .connection import Connection
         from .services import ServiceClient, resolve
+
+        proto_or_name, name, include = arguments.service_call(proto_or_name, name, include)
 
         def look_up() -> Any:  # reflection and protoc are blocking: run them off the event loop
             with Connection(self.endpoint, self._token, self.timeout, headers=self.headers) as probe:

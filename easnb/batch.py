@@ -138,12 +138,13 @@ def infer_frame(
     Failed batches raise ``BatchError`` (``.partial`` holds every scored row), or with
     ``errors="keep"`` come back as rows with an ``error`` column (always present).
     """
+    from .arguments import frame_call
     from .frames import empty_frame, frame_to_inputs
 
-    if errors not in ("raise", "keep"):
-        raise EasnbError(f"errors={errors!r}: use 'raise' or 'keep'.")
-    if batch_size < 1 or concurrency < 1:
-        raise EasnbError("batch_size and concurrency must be at least 1.")
+    model, batch_size, concurrency, outputs, retries, progress, errors, version, timeout, retry_deadline, columns = frame_call(
+        model, frame, batch_size, concurrency, outputs, retries, progress, errors, version, timeout, retry_deadline,
+        parameters, headers, columns,
+    )
     conn.check_open()
     seconds = conn.deadline(timeout)
     metadata = conn.metadata_for(headers)

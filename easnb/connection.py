@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from . import _proto
+from . import _proto, arguments
 from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
 from .credentials import CallMetadata, Headers, Token, call_metadata, check_headers, clean_token, parse_token
@@ -109,6 +109,7 @@ class Connection:
         token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
         if problem is not None:
             raise problem
+        timeout, tls, max_message_bytes, retries, options = arguments.connection_call(endpoint, timeout, headers, tls, root_certificates, keepalive, max_message_bytes, retries, options)
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
         self._token = token
         self.headers = dict(check_headers(headers))
@@ -234,10 +235,12 @@ class Connection:
 
     def live(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
         """Whether the server is live."""
+        timeout = arguments.server_call(timeout, headers)
         return self._unary("ServerLive", _proto.ServerLiveRequest(), timeout, headers=headers).live
 
     def ready(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
         """Whether the server is ready for inference."""
+        timeout = arguments.server_call(timeout, headers)
         return self._unary("ServerReady", _proto.ServerReadyRequest(), timeout, headers=headers).ready
 
     def model_ready(
@@ -249,6 +252,7 @@ class Connection:
         NOT_FOUND, MLServer an error naming the model): use ``model_metadata`` to
         tell "unknown" from "not ready yet".
         """
+        name, version, timeout = arguments.model_call(name, version, timeout, headers)
         request = _proto.ModelReadyRequest(name=name, version=version)
         try:
             return self._unary("ModelReady", request, timeout, headers=headers).ready
@@ -259,6 +263,7 @@ class Connection:
 
     def server_metadata(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> ServerMetadata:
         """The server's name, version and extensions."""
+        timeout = arguments.server_call(timeout, headers)
         reply = self._unary("ServerMetadata", _proto.ServerMetadataRequest(), timeout, headers=headers)
         return ServerMetadata(reply.name, reply.version, tuple(reply.extensions))
 
@@ -266,6 +271,7 @@ class Connection:
         self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
     ) -> ModelMetadata:
         """A model's versions, platform, inputs and outputs."""
+        name, version, timeout = arguments.model_call(name, version, timeout, headers)
         request = _proto.ModelMetadataRequest(name=name, version=version)
         meta = model_metadata_from(self._unary("ModelMetadata", request, timeout, headers=headers))
         self._model_cache[(name, version)] = meta
@@ -273,6 +279,7 @@ class Connection:
 
     def cached_model_metadata(self, name: str, version: str = "", headers: Headers | None = None) -> ModelMetadata:
         """``model_metadata``, asked of the server once per model and version."""
+        name, version, _ = arguments.model_call(name, version, None, headers)
         cached = self._model_cache.get((name, version))
         return cached if cached is not None else self.model_metadata(name, version, headers=headers)
 
@@ -284,7 +291,7 @@ class Connection:
         """
         from .repository import repository_index
 
-        return repository_index(self, ready)
+        return repository_index(self, arguments.flag(ready, "ready"))
 
     def known_models(self) -> list[str]:
         """Model names to offer: the repository index's, else the ones used on this connection."""
@@ -305,7 +312,7 @@ class Connection:
         """
         from .readiness import wait_until_ready
 
-        return wait_until_ready(self, model, timeout, progress)
+        return wait_until_ready(self, *arguments.wait_call(model, timeout, progress))
 
     def infer(
         self,
@@ -331,6 +338,7 @@ class Connection:
         A DataFrame's columns are matched by name (see ``easnb.columns``); ``columns`` maps
         each input to the columns that fill it, in order.
         """
+        model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
         data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw, columns)
         metadata = self._metadata if headers is None else self.metadata_for(headers)
         stub = self._infer
@@ -349,6 +357,7 @@ class Connection:
         columns: Mapping[str, list[str]] | None = None,
     ) -> bytes:
         """The serialized request ``infer`` would send (DataFrames matched to the model's inputs)."""
+        model, inputs, outputs, version, request_id, _, _ = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, None, None, raw, 0, False, False, columns)
         if type(inputs) is not dict and is_frame(inputs):
             inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version), columns)
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
@@ -432,7 +441,7 @@ class Connection:
         """
         from .services import ServiceClient, resolve
 
-        return ServiceClient(self, resolve(self, proto_or_name, name, include))
+        return ServiceClient(self, resolve(self, *arguments.service_call(proto_or_name, name, include)))
 
     def reflection(self) -> Any:
         """The server's reflection (asked once per connection); raises ``UnimplementedError`` without it."""
@@ -470,6 +479,7 @@ class Connection:
 
         ``replaced_by`` names what to use instead, for the error a later call raises.
         """
+        replaced_by = arguments.name_or_none(replaced_by, "replaced_by")
         if not self._closed:
             self._closed = True
             self._replaced_by = replaced_by

@@ -74,6 +74,10 @@ def parse_endpoint(text: str, tls: bool | None = None) -> Endpoint:
     """
     if not isinstance(text, str):
         raise EndpointError(f"The endpoint must be a string, not {type(text).__name__}.")
+    if tls is not None:
+        from .arguments import flag  # it imports this module
+
+        tls = flag(tls, "tls")
     original = text
     text = text.strip()
     if not text:

@@ -10,7 +10,8 @@
     ├── DeadlineError          DEADLINE_EXCEEDED
     ├── NotFoundError          NOT_FOUND: model, version or method
     ├── InvalidArgumentError   INVALID_ARGUMENT
-    │   └── TensorError        a tensor easnb cannot encode or decode
+    │   ├── TensorError        a tensor easnb cannot encode or decode
+    │   └── ArgumentError      an argument of the wrong type or value (also a TypeError)
     ├── UnimplementedError     UNIMPLEMENTED: the server does not offer the method
     ├── ResourceExhaustedError RESOURCE_EXHAUSTED: a concurrency limit, a quota, oversized headers
     │   └── MessageTooLargeError   a message over a size limit (the client's or the server's)
@@ -131,6 +132,19 @@ class InvalidArgumentError(EasnbError, ValueError):
 
 class TensorError(InvalidArgumentError):
     """A tensor that easnb cannot encode, or a reply tensor it cannot decode."""
+
+
+class ArgumentError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type or value, refused before anything was built or sent.
+
+    ``argument`` names it; it is both a ``TypeError`` and (as every ``InvalidArgumentError``) a ``ValueError``.
+    """
+
+    default_hint = ""
+
+    def __init__(self, message: str, *, argument: str = "", **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.argument = argument
 
 
 class UnimplementedError(EasnbError):

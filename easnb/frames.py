@@ -15,6 +15,7 @@ import numpy as np
 
 from .columns import declared_features, mismatch, named, warn_positional
 from .display import shape_text
+from .dtypes import from_pandas
 from .errors import TensorError
 from .results import ModelMetadata, TensorMetadata
 from .tensors import Tensor
@@ -42,27 +43,11 @@ def _grouped(columns: list[str], name: str) -> list[str]:
 
 
 def column_array(series: pd.Series, name: str, datatype: str = "") -> np.ndarray:
-    """A column as a plain numpy array; nullable and Arrow dtypes converted, missing values checked.
-
-    Missing values become NaN for a float input, and are refused (naming the column) for an
-    integer or boolean one, which cannot hold them.
-    """
-    dtype = series.dtype
-    if isinstance(dtype, np.dtype):
+    """A column as a plain numpy array; nullable, Arrow, categorical and numpy 2 string dtypes
+    converted and missing values checked as ``easnb.dtypes`` says (refusals name the column)."""
+    if type(series.dtype) is np.dtype and series.dtype.kind != "T":
         return series.to_numpy()
-    kind = getattr(dtype, "kind", "O")
-    numpy_dtype = getattr(dtype, "numpy_dtype", None)
-    if kind in "iub" or (kind == "f" and datatype[:1] in ("I", "U", "B") and datatype != "BYTES"):
-        if series.isna().any():
-            what = datatype or {"i": "an integer", "u": "an integer", "b": "a boolean"}.get(kind, "this")
-            raise TensorError(
-                f"Column {name!r} has {int(series.isna().sum())} missing values, which {what} input cannot hold.",
-                hint="Fill them (df.fillna(...)) or drop those rows (df.dropna()) first.",
-            )
-        return series.to_numpy(dtype=numpy_dtype)
-    if kind == "f":
-        return series.to_numpy(dtype=numpy_dtype, na_value=np.nan)
-    return series.to_numpy()
+    return from_pandas(series, name, datatype, what="Column")
 
 
 def _matrix(frame: pd.DataFrame, columns: list[Any], datatype: str) -> np.ndarray:

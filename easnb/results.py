@@ -60,8 +60,10 @@ class ModelMetadata:
 
     def example_inputs(self, rows: int = 1) -> dict[str, np.ndarray]:
         """Zeros (empty strings for BYTES) shaped like each input, ``rows`` for a variable dimension."""
+        from .arguments import count
         from .tensors import lookup
 
+        rows = count(rows, "rows")
         examples = {}
         for tensor in self.inputs:
             shape = [rows if d < 0 else d for d in tensor.shape]
@@ -135,9 +137,10 @@ class InferResult(Mapping[str, np.ndarray]):
 
     def to_frame(self, long: bool = False, arrays: bool = False) -> Any:
         """The outputs as a pandas DataFrame (see ``easnb.frames.result_to_frame``)."""
+        from .arguments import flag
         from .frames import result_to_frame
 
-        return result_to_frame(self, long=long, arrays=arrays)
+        return result_to_frame(self, long=flag(long, "long"), arrays=flag(arrays, "arrays"))
 
     def to_dict(self, bytes_as: str = "text") -> dict[str, Any]:
         """The result as plain Python values, ready for ``json.dumps``; nothing rounded.
@@ -149,8 +152,9 @@ class InferResult(Mapping[str, np.ndarray]):
         - NaN and infinities, which JSON has no numbers for, are the strings ``"NaN"``,
           ``"Infinity"`` and ``"-Infinity"``, as proto3's JSON mapping writes them.
         """
-        if bytes_as not in ("text", "base64"):
-            raise ValueError(f"bytes_as must be 'text' or 'base64', not {bytes_as!r}")
+        from .arguments import choice
+
+        bytes_as = choice(bytes_as, "bytes_as", ("text", "base64"))
         outputs = []
         for name, array in self.outputs.items():
             entry: dict[str, Any] = {"name": name, "datatype": self.datatypes.get(name, ""), "shape": list(array.shape)}
@@ -170,6 +174,9 @@ class InferResult(Mapping[str, np.ndarray]):
         """``to_dict()`` as JSON text (strict JSON: no NaN literals)."""
         import json
 
+        from .arguments import count
+
+        indent = indent if indent is None or isinstance(indent, str) else count(indent, "indent")
         return json.dumps(self.to_dict(bytes_as), indent=indent, allow_nan=False, ensure_ascii=False)
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from ._proto import ModelInferRequest  # noqa: F401  (used by the doctest)
 from .bytes_wire import as_bytes_list, decode_bytes, encode_bytes
+from .dtypes import bytes_refusal, from_pandas, from_string_dtype, refusal
 from .errors import TensorError
 
 
@@ -76,17 +77,14 @@ def datatype_of(array: np.ndarray, name: str = "tensor") -> str:
     known = _BY_DTYPE.get(dtype)
     if known is not None:
         return known
-    if dtype.kind in "OSU":
+    if dtype.kind in "OSUT":  # T: numpy 2's StringDType
         return "BYTES"
     if dtype.name == "bfloat16":
         return "BF16"
     try:
         return _BY_KIND_SIZE[(dtype.kind, dtype.itemsize)]
     except KeyError:
-        raise TensorError(
-            f"Tensor {name!r} has dtype {dtype}, which no V2 datatype carries.",
-            hint=f"Convert it first, for example to float32 or int64. V2 datatypes: {', '.join(DATATYPES)}.",
-        ) from None
+        raise refusal(dtype, name) from None
 
 
 def lookup(datatype: str, name: str = "tensor") -> Datatype:
@@ -100,10 +98,16 @@ def lookup(datatype: str, name: str = "tensor") -> Datatype:
         ) from None
 
 
-def as_array(value: Any, name: str = "tensor") -> np.ndarray:
-    """A numpy array from an array, a pandas Series, a list or a scalar (strings as objects)."""
+def as_array(value: Any, name: str = "tensor", datatype: str = "") -> np.ndarray:
+    """A numpy array from an array, a pandas Series, Index or extension array, a list or a scalar.
+
+    Strings become objects; numpy 2 ``StringDType``, nullable, Arrow-backed and categorical
+    values are converted as ``easnb.dtypes`` says (missing values refused where they cannot go).
+    """
     if isinstance(value, np.ndarray):
-        return value
+        return from_string_dtype(value, name) if value.dtype.kind == "T" else value
+    if hasattr(value, "to_numpy") and hasattr(value, "dtype"):
+        return from_pandas(value, name, datatype or "")
     if hasattr(value, "to_numpy"):
         return np.asarray(value.to_numpy())
     try:
@@ -190,10 +194,8 @@ def _refuse_overflow(array: np.ndarray, converted: np.ndarray, dt: Datatype, nam
 
 
 def _mismatch(name: str, src: np.dtype, dt: Datatype) -> TensorError:
-    return TensorError(
-        f"Tensor {name!r} has dtype {src}, which cannot be sent as {dt.name}.",
-        hint="Convert the array to a matching dtype first.",
-    )
+    fitting = refusal(src, name).hint if src.kind in "MmcV" else "Convert the array to a matching dtype first."
+    return TensorError(f"Tensor {name!r} has dtype {src}, which cannot be sent as {dt.name}.", hint=fitting)
 
 
 def _flat_items(array: np.ndarray) -> list[object]:
@@ -214,23 +216,29 @@ def encode_tensor(
     parameters = None
     if isinstance(value, Tensor):
         value, datatype, parameters = value.data, value.datatype, value.parameters
-    array = as_array(value, name)
+    array = as_array(value, name, datatype or "")
     if datatype is None:
         datatype = datatype_of(array, name)
+    elif datatype not in DATATYPES and isinstance(datatype, str) and datatype.strip().upper() in DATATYPES:
+        datatype = datatype.strip().upper()  # the user's "fp32" means FP32 (a server's reply is not guessed at)
     dt = lookup(datatype, name)
     tensor.name = name
     tensor.datatype = dt.name
     tensor.shape.extend(array.shape)
     if parameters:
+        from .arguments import mapping
         from .parameters import set_parameters
 
-        set_parameters(tensor.parameters, parameters)
+        set_parameters(tensor.parameters, mapping(parameters, "Tensor.parameters", "Tensor(x, 'FP32', {'content_type': 'np'})"))
     if dt.name == "BYTES":
         if array.dtype.kind not in "OSU":
             raise _mismatch(name, array.dtype, dt)
-        if raw:
-            return encode_bytes(_flat_items(array), name), dt.name
-        tensor.contents.bytes_contents.extend(as_bytes_list(_flat_items(array), name))
+        try:
+            if raw:
+                return encode_bytes(_flat_items(array), name), dt.name
+            tensor.contents.bytes_contents.extend(as_bytes_list(_flat_items(array), name))
+        except TensorError as exc:
+            raise bytes_refusal(array, name, exc) from None
         return None, dt.name
     wire = np.ascontiguousarray(_convert(array, dt, name))
     if raw:

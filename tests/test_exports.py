@@ -4,7 +4,7 @@ import sys
 import easnb
 
 EXPECTED = {
-    "DEFAULT", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
+    "DEFAULT", "ArgumentError", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
     "ModelMetadata", "NotFoundError", "ReflectionError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "StreamError", "Tensor", "TensorError",
     "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "compare", "connect", "doctor", "inspect", "parse_endpoint",

@@ -139,7 +139,7 @@ def test_zero_copy_decode_and_single_copy_encode() -> None:
         (np.array([1 + 2j]), None, "no V2 datatype"),
         (np.array(["2020-01-01"], dtype="datetime64[D]"), None, "no V2 datatype"),
         (np.array([1]), "FP8", "unknown datatype"),
-        (np.array([b"a", None], dtype=object), "BYTES", "NoneType at flat index 1"),
+        (np.array([b"a", None], dtype=object), "BYTES", r"missing value \(None\) at flat index 1"),
         (np.array([1.0], np.float32), "FLOAT", "unknown datatype"),
     ],
 )

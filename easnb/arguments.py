@@ -1,0 +1,269 @@
+"""Every public call's arguments, checked or converted at the boundary, before anything is built or sent.
+
+A number given for a text field becomes its text where that is unambiguous (``version=1`` is
+``"1"``; ``version=1.0`` is refused: "1" or "1.0"?); anything else of the wrong type is an
+``ArgumentError`` naming the argument, what it takes and an example. The usual call, with
+arguments of the right types, passes each check with one type test.
+
+>>> text(1, "version")
+'1'
+>>> seconds("5", "timeout")
+Traceback (most recent call last):
+...
+easnb.errors.ArgumentError: timeout must be a number of seconds or None (no deadline), not str ('5').
+Hint: For example timeout=5 or timeout=0.5.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .channel import Keepalive
+from .endpoint import Endpoint
+from .errors import ArgumentError
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+#: The longest timeout taken (about 31 years): gRPC's deadline arithmetic overflows on longer ones.
+LONGEST = 1e9
+
+
+def _refuse(argument: str, wants: str, value: Any, example: str) -> ArgumentError:
+    return ArgumentError(
+        f"{argument} must be {wants}, not {type(value).__name__} ({_SHORT.repr(value)}).",
+        hint=f"For example {example}.",
+        argument=argument,
+    )
+
+
+def text(value: Any, argument: str, example: str = "") -> str:
+    """A str; an integer becomes its digits. ``None`` is refused (see ``optional_text``)."""
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    raise _refuse(argument, "a str", value, example or (f"{argument}='1'" if argument == "version" else f"{argument}='name'"))
+
+
+def optional_text(value: Any, argument: str) -> str:
+    """``text``, with ``None`` meaning "not given" (``""`` on the wire), as for a version or request id."""
+    return "" if value is None else text(value, argument)
+
+
+def name_or_none(value: Any, argument: str) -> str | None:
+    """``text`` or ``None``."""
+    return None if value is None else text(value, argument)
+
+
+def seconds(value: Any, argument: str = "timeout") -> Any:
+    """A timeout: ``DEFAULT`` (the connection's), ``None`` (no deadline) or finite seconds >= 0."""
+    if type(value) is float or type(value) is int:
+        if not 0 <= value <= LONGEST:  # NaN and infinity fail it too
+            raise _bad_seconds(argument, value)
+        return value
+    if value is None or type(value).__name__ == "_Default":  # DEFAULT lives in connection, which imports this
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return seconds(float(value), argument)
+    raise ArgumentError(
+        f"{argument} must be a number of seconds or None (no deadline), not {type(value).__name__} ({_SHORT.repr(value)}).",
+        hint=f"For example {argument}=5 or {argument}=0.5.",
+        argument=argument,
+    )
+
+
+def _bad_seconds(argument: str, value: float) -> ArgumentError:
+    return ArgumentError(
+        f"{argument}={value!r}: a timeout is a number of seconds from 0 to {LONGEST:g}.",
+        hint=f"Pass {argument}=None for no deadline.",
+        argument=argument,
+    )
+
+
+def count(value: Any, argument: str, minimum: int = 0) -> int:
+    """A whole number >= ``minimum``; a float that is whole (``2.0``) becomes an int."""
+    if type(value) is not int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise _refuse(argument, "a whole number", value, f"{argument}={max(minimum, 1) * 8}")
+        if not float(value).is_integer():
+            raise ArgumentError(f"{argument}={value!r} is not a whole number.", argument=argument, hint="Round it first.")
+        value = int(value)
+    if value < minimum:
+        raise ArgumentError(f"{argument}={value} is below {minimum}, the least it can be.", argument=argument, hint="")
+    return value
+
+
+def flag(value: Any, argument: str) -> bool:
+    """True or False (numpy's bools and the ints 0 and 1 too)."""
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise _refuse(argument, "True or False", value, f"{argument}=True")
+
+
+def choice(value: Any, argument: str, options: tuple[str, ...]) -> str:
+    """One of ``options``."""
+    if isinstance(value, str) and value in options:
+        return value
+    listed = " or ".join(repr(o) for o in options)
+    raise ArgumentError(
+        f"{argument}={_SHORT.repr(value)}: use {listed}.", hint=f"For example {argument}={options[0]!r}.", argument=argument
+    )
+
+
+def mapping(value: Any, argument: str, example: str) -> Mapping[str, Any] | None:
+    """A dict (any Mapping) or ``None``."""
+    if value is None or isinstance(value, Mapping):
+        return value
+    raise _refuse(argument, "a dict", value, example)
+
+
+def options(value: Any) -> Mapping[str, Any] | None:
+    """gRPC channel options: a dict, or the list of (name, value) pairs gRPC itself takes."""
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        return {text(k, "options"): v for k, v in value}
+    raise _refuse("options", "a dict of gRPC channel options", value, "options={'grpc.enable_http_proxy': 0}")
+
+
+def outputs(value: Any) -> Any:
+    """``None`` (every output), one name, names, or a dict of name -> parameters."""
+    if value is None:
+        return None
+    if isinstance(value, (str, int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return (text(value, "outputs"),)
+    if isinstance(value, Mapping):
+        for params in value.values():
+            mapping(params, "outputs", "outputs={'label': {'binary_data': True}}")
+        return {text(k, "outputs"): v for k, v in value.items()}
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
+        return [text(v, "outputs") for v in value]
+    raise _refuse("outputs", "an output name or a list of names", value, "outputs=['label']")
+
+
+def inputs(value: Any) -> Any:
+    """A dict of name -> array, a DataFrame, or (name, array) pairs; names made str."""
+    if type(value) is dict or hasattr(value, "columns") and hasattr(value, "iloc"):
+        return value
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        return [(text(n, "inputs"), v) for n, v in value]
+    raise _refuse("inputs", "a dict of input name -> array, or a DataFrame", value, "inputs={'INPUT0': x}")
+
+
+def columns(value: Any) -> Mapping[str, list[Any]] | None:
+    """``None`` or a dict of input name -> the list of columns that fill it, in order."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and all(isinstance(v, (list, tuple)) for v in value.values()):
+        return {text(k, "columns"): list(v) for k, v in value.items()}
+    raise _refuse("columns", "a dict of input name -> list of columns", value, "columns={'features': ['a', 'b']}")
+
+
+def paths(value: Any, argument: str) -> tuple[str | Path, ...]:
+    """One path or several, as a tuple (a lone str is one path, not its letters)."""
+    if isinstance(value, (str, Path)):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, Path)) for v in value):
+        return tuple(value)
+    raise _refuse(argument, "a path or a list of paths", value, f"{argument}=['protos/']")
+
+
+# -- one line per public method: the usual call passes on the first test ---------------------------
+
+
+def model_call(name: Any, version: Any, timeout: Any, headers: Any) -> tuple[str, str, Any]:
+    """``model_ready``, ``model_metadata``: (name, version, timeout)."""
+    if type(name) is str and type(version) is str and headers is None:
+        return name, version, seconds(timeout)
+    mapping(headers, "headers", "headers={'x-request-id': '42'}")
+    return text(name, "name"), optional_text(version, "version"), seconds(timeout)
+
+
+def server_call(timeout: Any, headers: Any) -> Any:
+    """``live``, ``ready``, ``server_metadata``: the timeout."""
+    if headers is not None:
+        mapping(headers, "headers", "headers={'x-request-id': '42'}")
+    return seconds(timeout)
+
+
+def infer_call(
+    model: Any, inputs_: Any, outputs_: Any, version: Any, parameters: Any, request_id: Any,
+    timeout: Any, headers: Any, raw: Any, retries: Any, copy: Any, bytes_as_str: Any, columns_: Any = None,
+) -> tuple[str, Any, Any, str, str, Any, int]:
+    """``infer``: (model, inputs, outputs, version, request_id, timeout, retries), checked and converted."""
+    if (
+        type(model) is str and type(inputs_) is dict and outputs_ is None and type(version) is str and parameters is None
+        and type(request_id) is str and headers is None and raw is True and retries == 0 and copy is False
+        and bytes_as_str is False and columns_ is None
+    ):
+        return model, inputs_, None, version, request_id, seconds(timeout), 0
+    mapping(parameters, "parameters", "parameters={'priority': 1}")
+    mapping(headers, "headers", "headers={'x-request-id': '42'}")
+    flag(raw, "raw"), flag(copy, "copy"), flag(bytes_as_str, "bytes_as_str"), columns(columns_)
+    return (
+        text(model, "model"), inputs(inputs_), outputs(outputs_), optional_text(version, "version"),
+        optional_text(request_id, "request_id"), seconds(timeout), count(retries, "retries"),
+    )
+
+
+def service_call(proto_or_name: Any, name: Any, include: Any) -> tuple[str | Path, str | None, tuple[str | Path, ...]]:
+    """``service``: (proto_or_name, name, include)."""
+    if not isinstance(proto_or_name, (str, Path)):
+        raise _refuse("proto_or_name", "a service name or a .proto path", proto_or_name, "'helloworld.GreeterService'")
+    return proto_or_name, name_or_none(name, "name"), () if include == () else paths(include, "include")
+
+
+def connection_call(
+    endpoint: Any, timeout: Any, headers: Any, tls: Any, root_certificates: Any, keepalive: Any,
+    max_message_bytes: Any, retries: Any, options_: Any,
+) -> tuple[Any, bool | None, int, int, Mapping[str, Any] | None]:
+    """``connect()`` and the connections' constructors: (timeout, tls, max_message_bytes, retries, options)."""
+    if not isinstance(endpoint, (str, Endpoint)):
+        raise _refuse("endpoint", "a str (host:port, or the console address)", endpoint, "endpoint='localhost:50051'")
+    mapping(headers, "headers", "headers={'x-request-id': '42'}")
+    if root_certificates is not None and not isinstance(root_certificates, (bytes, str, Path)):
+        raise _refuse("root_certificates", "PEM bytes or a PEM file's path", root_certificates, "root_certificates='ca.pem'")
+    if not isinstance(keepalive, Keepalive):
+        raise _refuse("keepalive", "an easnb.Keepalive", keepalive, "keepalive=easnb.Keepalive(time_s=60)")
+    seconds(keepalive.time_s, "Keepalive.time_s"), seconds(keepalive.timeout_s, "Keepalive.timeout_s")
+    return (
+        seconds(timeout), None if tls is None else flag(tls, "tls"), count(max_message_bytes, "max_message_bytes", -1),
+        count(retries, "retries"), options(options_),
+    )
+
+
+def wait_call(model: Any, timeout: Any, progress: Any) -> tuple[str | None, float, bool]:
+    """``wait_until_ready``: (model, timeout, progress)."""
+    limit = seconds(timeout)
+    if limit is None or type(limit).__name__ == "_Default":
+        raise _refuse("timeout", "a number of seconds", timeout, "timeout=600")
+    return name_or_none(model, "model"), limit, flag(progress, "progress")
+
+
+def frame_call(
+    model: Any, frame: Any, batch_size: Any, concurrency: Any, outputs_: Any, retries: Any, progress: Any,
+    errors: Any, version: Any, timeout: Any, retry_deadline: Any, parameters: Any, headers: Any, columns_: Any,
+) -> tuple[str, int, int, Any, int, bool, str, str, Any, bool, Any]:
+    """``infer_frame``: (model, batch_size, concurrency, outputs, retries, progress, errors, version,
+    timeout, retry_deadline, columns)."""
+    if not (hasattr(frame, "columns") and hasattr(frame, "iloc")):
+        raise _refuse("frame", "a pandas DataFrame", frame, "frame=pd.DataFrame(x, columns=[...])")
+    mapping(parameters, "parameters", "parameters={'priority': 1}")
+    mapping(headers, "headers", "headers={'x-request-id': '42'}")
+    return (
+        text(model, "model"), count(batch_size, "batch_size", 1), count(concurrency, "concurrency", 1),
+        outputs(outputs_), count(retries, "retries"), flag(progress, "progress"),
+        choice(errors, "errors", ("raise", "keep")), optional_text(version, "version"), seconds(timeout),
+        flag(retry_deadline, "retry_deadline"), columns(columns_),
+    )
