@@ -104,6 +104,10 @@ class Stream:
     def _cancel_call(self) -> None:
         raise NotImplementedError
 
+    def _arrival(self) -> float:
+        """When the message just read arrived."""
+        return time.perf_counter()
+
     # -- the iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[InferResult]:
         if self._started:
@@ -118,7 +122,7 @@ class Stream:
                 if data is _END:
                     self.finished = not self.cancelled  # a cancelled request ends without its final response
                     return
-                self.arrivals.append(time.perf_counter())
+                self.arrivals.append(self._arrival())
                 result, final, error = self.reader.read(data)
                 if error:
                     self.finished = True
@@ -261,7 +265,13 @@ class QueuedStream(Stream):
             ) from None
         if isinstance(item, EasnbError):
             raise item
-        return item
+        if item is _END:
+            return item
+        data, self._arrived = item
+        return data
+
+    def _arrival(self) -> float:
+        return self._arrived  # stamped by the reader thread, not when this request's reader got to it
 
     def _cancel_call(self) -> None:
         # Triton has no per-request cancel on a shared stream: stop listening; cancel() the whole stream to stop it
@@ -293,12 +303,12 @@ class OpenStream:
         if self._closed:
             raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
         merged = {**self.options, **options}
+        request_id = request_id or f"easnb-{next(self._ids)}"
         if self.flavour == "mlserver":
             stream = open_call(self.conn, self.model, inputs, outputs=outputs, parameters=parameters,
                                request_id=request_id, flavour="mlserver", **merged)
             self._calls.append(stream)
             return stream
-        request_id = request_id or f"easnb-{next(self._ids)}"
         data = self.conn.encode_infer(self.model, inputs, outputs, merged.get("version", ""),
                                       request_parameters("triton", parameters), request_id, merged.get("raw", True))
         reader = Reader("triton", self.model, merged.get("copy", False), merged.get("bytes_as_str", False))
@@ -335,7 +345,7 @@ class OpenStream:
                     if stream is not None and (final or error):
                         del self._waiting[request_id]
                 if stream is not None:
-                    stream.queue.put(data)
+                    stream.queue.put((data, time.perf_counter()))
             failure: EasnbError = EasnbError("The server ended the stream before these requests' final responses.",
                                              hint="The server's logs say why.")
         except grpc.RpcError as exc:
