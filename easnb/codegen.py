@@ -1,14 +1,20 @@
 """A recorded call as code to paste: easnb, tritonclient (V2 only) or grpcurl.
 
 The token never appears: Python reads ``os.environ["EASNB_TOKEN"]``, the shell
-``$EASNB_TOKEN``.
+``$EASNB_TOKEN``. Every value that enters the code (names a server or a user gave,
+paths, headers, payloads) is a literal made by the language's own quoting: ``literal()``
+(built on ``repr``) for Python, ``shlex.quote`` for the shell; never pasted between
+quotes. So a model called ``x" + __import__("os").system("id") + "`` stays a string.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import keyword
+import math
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,18 +35,51 @@ _CONTENTS = {
     "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
     "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
+_TOKEN_HEADER = 'f"Bearer {token}"'
+_CLIENT_ATTRIBUTES = {"methods", "descriptor", "name"}  # a method with one of these names is reached by methods[...]
+
+
+def literal(value: Any) -> str:
+    """Python source for ``value`` (JSON-like data, bytes, numpy scalars) that evaluates to an equal value.
+
+    ``true``/``null`` from JSON become ``True``/``None``; NaN and infinities become ``float("nan")`` etc.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"float({repr(str(value))})"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    raise EasnbError(f"A {type(value).__name__} cannot be written as code.")
 
 
 def _array_literal(array: np.ndarray, datatype: str) -> str:
+    shape = literal(list(array.shape))
     if datatype == "BYTES":
         items = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1)]
-        return f"np.array({items!r}, dtype=object).reshape({list(array.shape)})"
-    return f"np.array({array.tolist()!r}, dtype=np.{_NUMPY[datatype]})"
+        return f"np.array({literal(items)}, dtype=object).reshape({shape})"
+    return f"np.array({literal(array.reshape(-1).tolist())}, dtype=np.{_NUMPY[datatype]}).reshape({shape})"
+
+
+def _headers(call: Call) -> dict[str, Any]:
+    return dict(getattr(call, "headers", None) or {})
 
 
 def _connect_line(call: Call) -> str:
     scheme = "https://" if call.tls else ""
-    return f'conn = easnb.connect("{scheme}{call.target}", token=os.environ.get("EASNB_TOKEN"))'
+    headers = _headers(call)
+    extra = f", headers={literal(headers)}" if headers else ""
+    return f'conn = easnb.connect({literal(scheme + call.target)}, token=os.environ.get("EASNB_TOKEN"){extra})'
+
+
+def _method(name: str) -> str:
+    if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_") and name not in _CLIENT_ATTRIBUTES:
+        return f"client.{name}"
+    return f"client.methods[{literal(name)}]"
 
 
 def easnb(call: Call) -> str:
@@ -48,25 +87,21 @@ def easnb(call: Call) -> str:
     r = call.request
     lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call)]
     if call.kind == "metadata":
-        version = f", {r['version']!r}" if r.get("version") else ""
-        return "\n".join([*lines, f"print(conn.model_metadata({r['model']!r}{version}))"]) + "\n"
+        version = f", {literal(r['version'])}" if r.get("version") else ""
+        return "\n".join([*lines, f"print(conn.model_metadata({literal(r['model'])}{version}))"]) + "\n"
     if call.kind == "infer":
         inputs = ",\n    ".join(
-            f'"{n}": easnb.Tensor({_array_literal(t["array"], t["datatype"])}, "{t["datatype"]}")' for n, t in r["inputs"].items()
+            f"{literal(n)}: easnb.Tensor({_array_literal(t['array'], t['datatype'])}, {literal(t['datatype'])})"
+            for n, t in r["inputs"].items()
         )
-        extra = "".join(
-            f", {key}={r[key]!r}" for key in ("outputs", "version", "parameters") if r.get(key)
-        )
-        lines += [f'result = conn.infer("{r["model"]}", {{\n    {inputs}\n}}{extra})', "print(result.to_frame())"]
+        extra = "".join(f", {key}={literal(r[key])}" for key in ("outputs", "version", "parameters") if r.get(key))
+        lines += [f"result = conn.infer({literal(r['model'])}, {{\n    {inputs}\n}}{extra})", "print(result.to_frame())"]
         return "\n".join(lines) + "\n"
-    source = f'"{r["proto"]}", "{r["service"]}"' if r.get("proto") else f'"{r["service"]}"'
+    source = f"{literal(str(r['proto']))}, {literal(r['service'])}" if r.get("proto") else literal(r["service"])
     lines.append(f"client = conn.service({source})")
     requests = r["requests"]
-    method = f'client.{r["method"]}'
-    if r.get("client_streaming"):
-        lines.append(f"answer = {method}({json.dumps(requests)})")
-    else:
-        lines.append(f"answer = {method}({json.dumps(requests[0])})")
+    payload = literal(requests) if r.get("client_streaming") else literal(requests[0])
+    lines.append(f"answer = {_method(r['method'])}({payload})")
     if r.get("server_streaming"):
         lines.append("for reply in answer:\n    print(reply)")
     else:
@@ -82,26 +117,28 @@ def tritonclient(call: Call) -> str:
     ssl = ", ssl=True" if call.tls else ""
     lines = [
         "import os", "", "import numpy as np", "import tritonclient.grpc as grpcclient", "",
-        f'client = grpcclient.InferenceServerClient("{call.target}"{ssl})',
+        f"client = grpcclient.InferenceServerClient({literal(call.target)}{ssl})",
         'token = os.environ.get("EASNB_TOKEN")',
-        'headers = {"authorization": f"Bearer {token}"} if token else None',
+        f"headers = {literal(_headers(call))}",
+        "if token:",
+        f'    headers["authorization"] = {_TOKEN_HEADER}',
     ]
     if call.kind == "metadata":
-        version = f", model_version={r['version']!r}" if r.get("version") else ""
-        return "\n".join([*lines, f"print(client.get_model_metadata({r['model']!r}{version}, headers=headers))"]) + "\n"
+        version = f", model_version={literal(r['version'])}" if r.get("version") else ""
+        return "\n".join([*lines, f"print(client.get_model_metadata({literal(r['model'])}{version}, headers=headers or None))"]) + "\n"
     lines.append("inputs = []")
     for name, t in r["inputs"].items():
         lines += [
-            f'x = grpcclient.InferInput("{name}", {list(t["array"].shape)}, "{t["datatype"]}")',
+            f"x = grpcclient.InferInput({literal(name)}, {literal(list(t['array'].shape))}, {literal(t['datatype'])})",
             f"x.set_data_from_numpy({_array_literal(t['array'], t['datatype'])})",
             "inputs.append(x)",
         ]
-    outputs = list(r.get("outputs") or [])
-    requested = f"[{', '.join(f'grpcclient.InferRequestedOutput({o!r})' for o in outputs)}]" if outputs else "None"
-    extra = f", model_version={r['version']!r}" if r.get("version") else ""
-    extra += f", parameters={r['parameters']!r}" if r.get("parameters") else ""
+    outputs = [r["outputs"]] if isinstance(r.get("outputs"), str) else list(r.get("outputs") or [])
+    requested = f"[{', '.join(f'grpcclient.InferRequestedOutput({literal(o)})' for o in outputs)}]" if outputs else "None"
+    extra = f", model_version={literal(r['version'])}" if r.get("version") else ""
+    extra += f", parameters={literal(r['parameters'])}" if r.get("parameters") else ""
     lines += [
-        f'result = client.infer("{r["model"]}", inputs, outputs={requested}, headers=headers{extra})',
+        f"result = client.infer({literal(r['model'])}, inputs, outputs={requested}, headers=headers or None{extra})",
         "for output in result.get_response().outputs:",
         "    print(output.name, result.as_numpy(output.name))",
     ]
@@ -109,32 +146,54 @@ def tritonclient(call: Call) -> str:
 
 
 def grpcurl(call: Call) -> str:
-    """The call with grpcurl (JSON in, JSON out)."""
+    """The call with grpcurl (JSON in, JSON out); every word shell-quoted."""
     from . import protos
 
     r = call.request
-    if call.kind == "metadata":
-        body: dict[str, Any] = {"name": r["model"], **({"version": r["version"]} if r.get("version") else {})}
-        target, data = "inference.GRPCInferenceService/ModelMetadata", json.dumps(body)
-        proto: tuple[str, str] | None = (str(protos.folder()), "grpc_predict_v2.proto")
-    elif call.kind == "infer":
-        body = {"model_name": r["model"], "inputs": [_typed_input(n, t) for n, t in r["inputs"].items()]}
-        if r.get("version"):
-            body["model_version"] = r["version"]
-        if r.get("outputs"):
-            body["outputs"] = [{"name": o} for o in r["outputs"]]
-        target = "inference.GRPCInferenceService/ModelInfer"
-        proto = (str(protos.folder()), "grpc_predict_v2.proto")
-        data = json.dumps(body)
+    if call.kind in ("infer", "metadata"):
+        target = f"inference.GRPCInferenceService/{'ModelInfer' if call.kind == 'infer' else 'ModelMetadata'}"
+        proto = str(protos.folder() / "grpc_predict_v2.proto")
+        data = json.dumps(_infer_body(r) if call.kind == "infer" else {"name": r["model"], **({"version": r["version"]} if r.get("version") else {})})
     else:
         target = f'{r["service"]}/{r["method"]}'
-        proto = (str(Path(r["proto"]).resolve().parent), Path(r["proto"]).name) if r.get("proto") else None
+        proto = str(r["proto"]) if r.get("proto") else ""
         data = " ".join(json.dumps(q) for q in r["requests"])
+    headers = [(name, base64.b64encode(v).decode() if isinstance(v, bytes) else v) for name, v in _headers(call).items()]
+    if "\0" in "".join([target, data, call.target, proto, *(f"{k}{v}" for k, v in headers)]):
+        raise EasnbError("A name or value of this call holds a NUL character, which no shell command can carry.",
+                         hint="Copy it as easnb code instead.")
     words = ["grpcurl", "-insecure" if call.tls else "-plaintext"]
     if proto:
-        words += ["-import-path", shlex.quote(proto[0]), "-proto", shlex.quote(proto[1])]
-    auth = '-H "authorization: Bearer $EASNB_TOKEN"'
-    return " ".join([*words, auth, "-d", shlex.quote(data), shlex.quote(call.target), target]) + "\n"
+        path = Path(proto).resolve()
+        words += ["-import-path", shlex.quote(str(path.parent)), "-proto", shlex.quote(path.name)]
+    for name, value in headers:  # grpcurl reads a -bin header's value as base64
+        words += ["-H", shlex.quote(f"{name}: {value}")]
+    words.append('-H "authorization: Bearer $EASNB_TOKEN"')
+    # "--" ends the flags: a target or method starting with "-" is never read as one
+    return " ".join([*words, "-d", shlex.quote(data), "--", shlex.quote(call.target), shlex.quote(target)]) + "\n"
+
+
+def _infer_body(r: dict[str, Any]) -> dict[str, Any]:
+    """A V2 ModelInferRequest as proto3 JSON, with typed contents."""
+    body: dict[str, Any] = {"model_name": r["model"], "inputs": [_typed_input(n, t) for n, t in r["inputs"].items()]}
+    if r.get("version"):
+        body["model_version"] = r["version"]
+    if r.get("parameters"):
+        body["parameters"] = _parameters(r["parameters"])
+    outputs = r.get("outputs")
+    if outputs:
+        named = outputs.items() if isinstance(outputs, Mapping) else ((o, None) for o in ([outputs] if isinstance(outputs, str) else outputs))
+        body["outputs"] = [{"name": o, **({"parameters": _parameters(p)} if p else {})} for o, p in named]
+    return body
+
+
+def _parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """V2 parameters as proto3 JSON ``InferParameter`` values."""
+    from google.protobuf import json_format
+
+    from .parameters import from_python
+
+    return {str(k): json_format.MessageToDict(from_python(v), preserving_proto_field_name=True) for k, v in values.items()}
 
 
 def _typed_input(name: str, saved: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +205,8 @@ def _typed_input(name: str, saved: dict[str, Any]) -> dict[str, Any]:
         values: list[Any] = [base64.b64encode(v if isinstance(v, bytes) else str(v).encode()).decode() for v in flat]
     elif datatype in ("INT64", "UINT64"):
         values = [str(v) for v in flat.tolist()]  # proto3 JSON writes 64-bit integers as strings
+    elif datatype in ("FP32", "FP64"):
+        values = [v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")) for v in flat.tolist()]
     else:
         values = flat.tolist()
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "contents": {_CONTENTS[datatype]: values}}
-

@@ -39,6 +39,7 @@ class Call:
     status: str
     latency_ms: float
     request: dict[str, Any] = field(repr=False)
+    headers: dict[str, Any] = field(default_factory=dict, repr=False)  # the connection's own (never the token)
 
 
 def summarize_inputs(saved: dict[str, dict[str, Any]]) -> str:
@@ -88,7 +89,8 @@ class History:
             raise
         finally:
             latency = (time.perf_counter() - started) * 1000
-            call = Call(datetime.now(), kind, conn.endpoint.target, conn.endpoint.tls, name, summary, status, latency, request)
+            headers = dict(getattr(conn, "headers", None) or {})
+            call = Call(datetime.now(), kind, conn.endpoint.target, conn.endpoint.tls, name, summary, status, latency, request, headers)
             self.calls.append(call)
             for listener in self._listeners:
                 listener(self)
