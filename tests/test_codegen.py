@@ -83,6 +83,7 @@ ALLOWED = {
     "easnb.connect", "os.environ.get", "conn.infer", "easnb.Tensor", "np.array", "print", "result.to_frame", "float",
     "conn.service", "grpcclient.InferenceServerClient", "grpcclient.InferInput", "x.set_data_from_numpy",
     "inputs.append", "grpcclient.InferRequestedOutput", "client.infer", "result.get_response", "result.as_numpy",
+    "conn.model_metadata", "client.get_model_metadata",
 }
 
 
@@ -188,6 +189,17 @@ def test_service_code_keeps_every_value_a_literal(service, method, proto, payloa
     assert same(sent, [{"x": payload}] * 2 if streaming else {"x": payload})
 
 
+@settings(max_examples=100, deadline=None)
+@given(model=ANY, version=ANY, headers=HEADERS)
+def test_metadata_code_keeps_every_value_a_literal(model: str, version: str, headers: dict[str, Any]) -> None:
+    call = Call(datetime.now(), "metadata", "127.0.0.1:1", False, model, "", "OK", 1.0, {"model": model, "version": version}, headers)
+    (asked,) = calls(codegen.easnb(call))["conn.model_metadata"]
+    assert [value(a) for a in asked.args] == ([model, version] if version else [model])
+    (asked,) = calls(codegen.tritonclient(call))["client.get_model_metadata"]
+    assert value(asked.args[0]) == model
+    assert [value(k.value) for k in asked.keywords if k.arg == "model_version"] == ([version] if version else [])
+
+
 def test_json_true_and_null_become_python() -> None:
     code = codegen.easnb(service_call("a.B", "C", {"on": True, "off": False, "none": None}, {}))
     assert "{'on': True, 'off': False, 'none': None}" in code
@@ -222,6 +234,10 @@ def test_grpcurl_lines_pass_exactly_the_words_given(tmp_path: Path, service, met
     assert body.get("model_version", "") == version and body["parameters"] == {name: {"string_param": version}}
     assert words[-3:] == ["--", "127.0.0.1:1", "inference.GRPCInferenceService/ModelInfer"]
     assert words[1:5] == ["-import-path", str(protos.folder()), "-proto", "grpc_predict_v2.proto"]
+    metadata = Call(datetime.now(), "metadata", "127.0.0.1:1", False, model, "", "OK", 1.0, {"model": model, "version": version}, headers)
+    words = shell_words(codegen.grpcurl(metadata), tmp_path)
+    assert json.loads(words[words.index("-d") + 1]) == {"name": model, **({"version": version} if version else {})}
+    assert words[-1] == "inference.GRPCInferenceService/ModelMetadata"
     assert not list(tmp_path.iterdir()), "the shell ran something"
 
 
