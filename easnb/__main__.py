@@ -153,8 +153,16 @@ def call(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.method} takes one request; --data holds {len(requests)}.")
         else:
             answer = method(requests[0] if requests[0] else None)
-        for reply in iter_replies(answer):
-            print(visible_json(json.dumps(to_json(reply), indent=2, ensure_ascii=False)), flush=True)
+        try:
+            for reply in iter_replies(answer):
+                print(visible_json(json.dumps(to_json(reply), indent=2, ensure_ascii=False)), flush=True)
+        except EasnbError:
+            raise
+        except Exception as exc:  # never a traceback: say what failed, typed
+            raise EasnbError(
+                f"Cannot print the reply of {args.method}: {type(exc).__name__}: {exc}",
+                hint="This is easnb's fault, not yours: please report it with the command that shows it.",
+            ) from None
     return 0
 
 

@@ -12,6 +12,7 @@
     ├── InvalidArgumentError   INVALID_ARGUMENT
     │   ├── TensorError        a tensor easnb cannot encode or decode
     │   └── ArgumentError      an argument of the wrong type or value (also a TypeError)
+    ├── RequestError           a request message that cannot be built (names the field); nothing sent
     ├── UnimplementedError     UNIMPLEMENTED: the server does not offer the method
     ├── ResourceExhaustedError RESOURCE_EXHAUSTED: a concurrency limit, a quota, oversized headers
     │   └── MessageTooLargeError   a message over a size limit (the client's or the server's)
@@ -169,6 +170,17 @@ class MessageTooLargeError(ResourceExhaustedError):
         "easnb sets no limit of its own, so the limit is the server's: send smaller "
         "batches, or raise the server's maximum message size."
     )
+
+
+class RequestError(EasnbError, ValueError):
+    """A request that cannot be built from what was given: a wrong field name, type or JSON.
+
+    ``field`` names the field at fault (``"inner.values[2]"``) when one is; nothing was sent.
+    """
+
+    def __init__(self, message: str, *, field: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field = field
 
 
 class ServerError(EasnbError):

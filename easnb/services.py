@@ -11,19 +11,28 @@ pool, so loading the same file twice, or after the user imported their own
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf import json_format, message_factory
+from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from ._proto import load_pool
 from .connection import DEFAULT
 from .credentials import Headers
-from .errors import EasnbError, NotFoundError, UnimplementedError, from_rpc_error
+from .errors import EasnbError, NotFoundError, RequestError, UnimplementedError, from_rpc_error
+from .fork import MARGIN, Unanswered
+from .messages import build, serialize, to_json
 from .protoc import compile_descriptor_set
+
+__all__ = [
+    "Method", "Replies", "RequestError", "RequestStream", "ServiceClient",
+    "descriptor_from_proto", "descriptor_from_server", "iter_replies", "resolve", "to_json",
+]
 
 if TYPE_CHECKING:
     from .aio import AsyncConnection
@@ -72,10 +81,6 @@ def resolve(conn: Connection, proto_or_name: str | Path, name: str | None, inclu
     return descriptor_from_server(conn, text)
 
 
-class RequestError(EasnbError, ValueError):
-    """A request that cannot be built from what was given (a wrong field name, type or JSON)."""
-
-
 class ServiceClient:
     """Methods of one service; each takes a message, a dict or keyword fields and returns the reply."""
 
@@ -120,42 +125,44 @@ class Method:
         return ("stream" if self.client_streaming else "unary") + "_" + ("stream" if self.server_streaming else "unary")
 
     def stub(self, channel: Any) -> Any:
-        if self._stub is None:
-            self._stub = getattr(channel, self.kind)(
-                self.path,
-                request_serializer=self.request_class.SerializeToString,
-                response_deserializer=self.response_class.FromString,
-            )
-        return self._stub
+        """This method's stub on ``channel`` (bytes in: requests are serialized before the call)."""
+        made = self._stub
+        if made is None or made[0] is not channel:  # a connection's channel is new after a fork
+            made = self._stub = (channel, getattr(channel, self.kind)(
+                self.path, request_serializer=None, response_deserializer=self.response_class.FromString
+            ))
+        return made[1]
 
     def message(self, value: Message | dict[str, Any] | str | None = None, **fields: Any) -> Message:
-        """A request from a message, a dict (proto3 JSON or Python values) or JSON text, or keyword fields."""
-        if isinstance(value, Message):
-            return value
-        problem: Exception
-        try:
-            if isinstance(value, str):
-                return json_format.Parse(value, self.request_class())
-            if isinstance(value, dict) and not fields:
-                try:  # JSON as grpcurl takes it: int64 as strings, enums by name, bytes as base64
-                    return json_format.ParseDict(value, self.request_class())
-                except json_format.ParseError as exc:
-                    problem = exc
-                    try:  # Python values: bytes, ints, nested dicts
-                        return self.request_class(**value)
-                    except (ValueError, TypeError):
-                        raise problem from None
-            return self.request_class(**(value or {}), **fields)
-        except (ValueError, TypeError, json_format.ParseError) as exc:
-            raise RequestError(
-                f"Cannot build {self.request_class.DESCRIPTOR.full_name} for {self.path}: {str(exc).rstrip('.')}.",
-                hint=f"Its fields are: {', '.join(f.name for f in self.request_class.DESCRIPTOR.fields)}.",
-            ) from None
+        """A checked request from a message, a dict (proto3 JSON or Python values), JSON text, or keyword fields.
+
+        Python ``bytes`` go into bytes fields as they are; in JSON, bytes are base64. Raises
+        ``RequestError`` naming the field (unknown, of the wrong type, or required and missing).
+        """
+        return build(self.request_class, value, fields, f"The request to {self.path}")
+
+    def encode(self, value: Any = None, fields: dict[str, Any] | None = None, where: str = "") -> bytes:
+        """The serialized request, built and checked as ``message`` does (``where`` names it in errors)."""
+        where = where or f"The request to {self.path}"
+        return serialize(build(self.request_class, value, fields, where), where)
 
     def _requests(self, request: Any, fields: dict[str, Any]) -> Any:
-        if self.client_streaming:
-            return (self.message(r) for r in (request or ()))
-        return self.message(request, **fields)
+        """What the stub is given: one request's bytes, a list of them, or a ``RequestStream`` for an iterator."""
+        if not self.client_streaming:
+            return self.encode(request, fields)
+        if fields or isinstance(request, (dict, Message, str, bytes)):
+            raise RequestError(
+                f"{self.path} is client-streaming: it takes an iterable of requests (dicts or messages).",
+                hint="Pass a list, e.g. method([{...}, {...}]), or a generator of requests.",
+            )
+        if request is None:
+            return iter(())
+        if isinstance(request, Collection) and not isinstance(request, Iterator):
+            count = len(request)
+            return iter([self.encode(r, where=f"Request {i} of {count} to {self.path}") for i, r in enumerate(request, 1)])
+        if not self._aio and not hasattr(request, "__iter__"):
+            raise RequestError(f"{self.path} takes an iterable of requests; {type(request).__name__} is not one.")
+        return RequestStream(self, request)
 
     def __call__(
         self, request: Any = None, *, timeout: float | None = DEFAULT, headers: Headers | None = None, **fields: Any
@@ -164,23 +171,49 @@ class Method:
 
         ``headers`` go with this call on top of the connection's. A client-streaming
         method takes an iterable of requests; a server-streaming one returns an iterator
-        of replies (``.cancel()`` on it stops the stream).
+        of replies (``.cancel()`` on it stops the stream). Every request is built and
+        checked before the call opens (a generator's, as gRPC asks for them): a mistake is a
+        ``RequestError`` naming the field.
         """
         if self._aio:
             return self._acall(request, timeout, headers, fields)
         conn = self._connection
         messages = self._requests(request, fields)
+        stream = messages if isinstance(messages, RequestStream) else None
         metadata = conn.metadata_for(headers)
         stub = self.stub(conn.channel)
-        answer = conn.call(self.path, lambda s: stub(messages, timeout=s, metadata=metadata), timeout)
-        return Replies(answer, self, conn.deadline(timeout)) if self.server_streaming else answer
+        if self.client_streaming and not self.server_streaming:
+            invoke: Any = lambda s: _one_reply(stub, messages, s, metadata, stream)  # noqa: E731
+        else:
+            invoke = lambda s: stub(messages, timeout=s, metadata=metadata)  # noqa: E731
+        try:
+            answer = conn.call(self.path, invoke, timeout)
+        except EasnbError:
+            if stream is not None and stream.error is not None:
+                raise stream.error from None
+            raise
+        if not self.server_streaming:
+            return answer
+        if stream is not None:
+            stream.attach(answer)
+        return Replies(answer, self, conn.deadline(timeout), stream)
 
     async def _acall(self, request: Any, timeout: Any, headers: Headers | None, fields: dict[str, Any]) -> Any:
         conn: AsyncConnection = self._connection
         messages = self._requests(request, fields)
+        stream = messages if isinstance(messages, RequestStream) else None
+
+        def make(channel: Any) -> Any:
+            return self.stub(channel) if stream is None else stream.attaching(self.stub(channel))
+
         if self.server_streaming:
-            return _aiter(conn, self, messages, timeout, headers)
-        return await conn.call_stub(self.path, lambda channel: self.stub(channel), messages, timeout, headers)
+            return _aiter(conn, self, messages, timeout, headers, make, stream)
+        try:
+            return await conn.call_stub(self.path, make, messages, timeout, headers)
+        except (asyncio.CancelledError, EasnbError):
+            if stream is not None and stream.error is not None:
+                raise stream.error from None
+            raise
 
     def __repr__(self) -> str:
         return f"<method {self.path}({self.request_class.DESCRIPTOR.name}) -> {self.response_class.DESCRIPTOR.name}>"
@@ -189,10 +222,11 @@ class Method:
 class Replies:
     """The replies of a server-streaming call, as they arrive; ``cancel()`` stops the stream."""
 
-    def __init__(self, call: Any, method: Method, seconds: float | None) -> None:
+    def __init__(self, call: Any, method: Method, seconds: float | None, stream: RequestStream | None = None) -> None:
         self._call = call
         self._method = method
         self._seconds = seconds
+        self._stream = stream
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -206,23 +240,33 @@ class Replies:
             except StopIteration:
                 return
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.CANCELLED and self._call.cancelled():
+                if self._stream is not None and self._stream.error is not None:
+                    error: EasnbError = self._stream.error  # a request that could not be built stopped the call
+                elif exc.code() == grpc.StatusCode.CANCELLED and self._call.cancelled():
                     return  # stopped on purpose
-                error = from_rpc_error(exc, method=self._method.path, timeout=self._seconds, **conn.error_context)
+                else:
+                    error = from_rpc_error(exc, method=self._method.path, timeout=self._seconds, **conn.error_context)
             else:
                 yield item
                 continue
             raise error  # outside the except block: the grpc.RpcError is not kept as __context__
 
 
-async def _aiter(conn: AsyncConnection, method: Method, messages: Any, timeout: Any, headers: Headers | None) -> AsyncIterator[Message]:
-    call = conn.open_stub(method.path, lambda channel: method.stub(channel), messages, timeout, headers)
+async def _aiter(
+    conn: AsyncConnection, method: Method, messages: Any, timeout: Any, headers: Headers | None, make: Any, stream: RequestStream | None
+) -> AsyncIterator[Message]:
+    call = conn.open_stub(method.path, make, messages, timeout, headers)
     seconds = conn.timeout if timeout is DEFAULT else timeout
     while True:
         try:
             item = await call.read()
-        except grpc.RpcError as exc:
-            error = from_rpc_error(exc, method=method.path, timeout=seconds, **conn.error_context)
+        except (grpc.RpcError, asyncio.CancelledError) as exc:
+            if stream is not None and stream.error is not None:
+                error: EasnbError = stream.error
+            elif isinstance(exc, grpc.RpcError):
+                error = from_rpc_error(exc, method=method.path, timeout=seconds, **conn.error_context)
+            else:
+                raise
         else:
             if item is grpc.aio.EOF:
                 return
@@ -231,9 +275,95 @@ async def _aiter(conn: AsyncConnection, method: Method, messages: Any, timeout: 
         raise error
 
 
-def to_json(message: Message) -> dict[str, Any]:
-    """A message as a JSON-ready dict (proto3 JSON: 64-bit integers as exact strings, bytes as base64)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+def _one_reply(stub: Any, messages: Any, seconds: float | None, metadata: Any, stream: RequestStream | None) -> Any:
+    """A client-streaming call with one reply, waited for at most its deadline plus ``MARGIN``."""
+    call = stub.future(messages, timeout=seconds, metadata=metadata)
+    if stream is not None:
+        stream.attach(call)
+    try:
+        return call.result(timeout=None if seconds is None else seconds + MARGIN)
+    except grpc.FutureTimeoutError:
+        call.cancel()
+        raise Unanswered(MARGIN) from None
+    except grpc.FutureCancelledError:
+        if stream is not None and stream.error is not None:
+            raise stream.error from None
+        raise
+
+
+class RequestStream:
+    """The requests of a client-streaming call given as an iterator (sync or async), each built,
+    checked and serialized as gRPC asks for it. One that cannot be built cancels the call (so the
+    server never takes the stream for complete) and is kept as ``error``, which the call raises."""
+
+    def __init__(self, method: Method, items: Any) -> None:
+        self._method = method
+        self._items = items if hasattr(items, "__anext__") else iter(items)
+        self._count = 0
+        self._call: Any = None
+        self._attached = threading.Event()
+        self.error: RequestError | None = None
+
+    def attach(self, call: Any) -> None:
+        """The call these requests go on (cancelled at once if a request already failed)."""
+        self._call = call
+        self._attached.set()
+        if self.error is not None:
+            call.cancel()
+
+    def attaching(self, stub: Any) -> Any:
+        """``stub``, attaching each call it makes to this stream (for grpc.aio, which makes the call inside)."""
+
+        def call(requests: Any, **options: Any) -> Any:
+            made = stub(requests, **options)
+            self.attach(made)
+            return made
+
+        return call
+
+    def _next(self, item: Any) -> bytes:
+        self._count += 1
+        return self._method.encode(item, where=f"Request {self._count} to {self._method.path}")
+
+    def _fail(self, exc: Exception, wait: bool) -> None:
+        if not isinstance(exc, RequestError):
+            exc = RequestError(
+                f"The requests to {self._method.path} stopped after {self._count}: iterating them raised "
+                f"{type(exc).__name__}: {exc}",
+                hint="The call was cancelled; nothing after that request was sent.",
+            )
+        self.error = exc
+        if wait and not self._attached.wait(5):  # gRPC reads on its own thread, maybe before attach()
+            return
+        if self._call is not None:
+            self._call.cancel()
+
+    def __iter__(self) -> RequestStream:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.error is None:
+            try:
+                return self._next(next(self._items))
+            except StopIteration:
+                raise
+            except Exception as exc:
+                self._fail(exc, wait=True)
+        raise StopIteration
+
+    def __aiter__(self) -> RequestStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.error is None:
+            try:
+                item = await self._items.__anext__() if hasattr(self._items, "__anext__") else next(self._items)
+                return self._next(item)
+            except (StopIteration, StopAsyncIteration):
+                raise StopAsyncIteration from None
+            except Exception as exc:
+                self._fail(exc, wait=False)
+        raise StopAsyncIteration
 
 
 def iter_replies(answer: Any) -> Iterable[Message]:

@@ -27,8 +27,9 @@ def test_service_errors_are_typed(demo: DemoServer, conn: easnb.Connection) -> N
     greeter = conn.service(PROTO, "helloworld.GreeterService")
     with pytest.raises(AttributeError, match="Methods: SayHello"):
         greeter.SayGoodbye
-    with pytest.raises(easnb.EasnbError, match="Its fields are: name"):
+    with pytest.raises(easnb.RequestError, match="no field 'nmae' \\(did you mean 'name'\\?\\)") as typo:
         greeter.SayHello(nmae="typo")
+    assert typo.value.field == "nmae" and "name (string)" in typo.value.hint
     with easnb.connect(demo.endpoint, token="bad") as wrong:
         with pytest.raises(easnb.AuthenticationError):
             wrong.service(PROTO, "helloworld.GreeterService").SayHello(name="x")

@@ -1,0 +1,364 @@
+"""Request messages from what a user gives, and replies as JSON, both against the service's own descriptor pool.
+
+A request is built, checked (unknown fields, types, proto2 required fields) and serialized
+here, before any call opens, so a mistake is a ``RequestError`` naming the field, never a
+failure inside gRPC blamed on the server. Python ``bytes`` reach bytes fields as they are;
+JSON text takes bytes as base64, as proto3 JSON says.
+
+Replies print as proto3 JSON. A ``google.protobuf.Any`` is unpacked with the pool the
+service came from (the server's reflection or the compiled ``.proto``); one whose type
+is unknown there prints as grpcurl prints it, ``{"@type": url, "@value": base64}``.
+
+>>> from google.protobuf import struct_pb2
+>>> to_json(struct_pb2.ListValue(values=[struct_pb2.Value(number_value=1)]))
+[1.0]
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+import re
+from typing import Any
+
+from google.protobuf import json_format, message_factory
+from google.protobuf.message import EncodeError, Message
+
+from .errors import RequestError
+from .reflection import is_repeated
+
+ANY = "google.protobuf.Any"
+#: Well-known types whose JSON is not an object of their fields (and whose ``Any`` holds ``"value"``).
+SPECIAL_JSON = {
+    "google.protobuf.Duration", "google.protobuf.Timestamp", "google.protobuf.FieldMask", "google.protobuf.Struct",
+    "google.protobuf.ListValue", "google.protobuf.Value", "google.protobuf.Empty",
+    *(f"google.protobuf.{w}Value" for w in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")),
+}
+#: ``Any`` inside ``Any`` deeper than this prints as ``@type``/``@value`` (a hostile reply cannot recurse without end).
+MAX_ANY_DEPTH = 16
+_BYTES, _MESSAGE = 12, 11
+_JSON_OPTIONS = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
+
+
+def message_class(descriptor: Any) -> Any:
+    return message_factory.GetMessageClass(descriptor)
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, where: str = "") -> Message:
+    """A checked message of class ``cls`` from a message, a dict (proto3 JSON or Python values),
+    JSON text or keyword ``fields``; raises ``RequestError`` naming the field at fault.
+
+    ``where`` says which request it is, for the error (e.g. ``"request 2 of /pkg.S/M"``).
+    """
+    descriptor = cls.DESCRIPTOR
+    where = where or descriptor.full_name
+    if isinstance(value, Message):
+        if fields:
+            raise RequestError(f"{where}: give a message or keyword fields, not both.")
+        if value.DESCRIPTOR.full_name != descriptor.full_name:
+            raise RequestError(
+                f"{where} takes a {descriptor.full_name}, not a {value.DESCRIPTOR.full_name}.",
+                hint=f"Pass a dict of its fields: {field_list(descriptor)}.",
+            )
+        message = value if type(value) is cls else cls.FromString(value.SerializeToString(partial=True))
+        return check_required(message, where)
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RequestError(f"{where}: the request is not JSON: {exc}.", hint='Give e.g. \'{"name": "World"}\'.') from None
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise RequestError(
+            f"{where} takes a {descriptor.full_name} (a message, a dict or JSON text), not {type(value).__name__}.",
+            hint=f"Its fields: {field_list(descriptor)}.",
+        )
+    data = {**value, **(fields or {})}
+    pool = descriptor.file.pool
+    raw_anys: list[tuple[list[Any], Any]] = []
+    normal = _normalize(data, descriptor, [], pool, raw_anys, where)
+    message = cls()
+    try:
+        json_format.ParseDict(normal, message, descriptor_pool=pool)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise _type_error(data, descriptor, pool, where, exc) from None
+    for path, (url, raw) in raw_anys:
+        target = _at(message, path)
+        target.type_url, target.value = url, raw
+    return check_required(message, where)
+
+
+def check_required(message: Message, where: str) -> Message:
+    """``message``, or a ``RequestError`` naming the proto2 required fields it lacks."""
+    if not message.IsInitialized():
+        missing = message.FindInitializationErrors()
+        raise RequestError(
+            f"{where}: required field {', '.join(map(repr, missing))} not set.",
+            hint=f"{message.DESCRIPTOR.full_name} needs every required field: {field_list(message.DESCRIPTOR)}.",
+            field=missing[0] if missing else "",
+        )
+    return message
+
+
+def serialize(message: Message, where: str) -> bytes:
+    """The wire bytes of a checked message (``RequestError`` if protobuf still refuses it)."""
+    try:
+        return message.SerializeToString()
+    except EncodeError as exc:
+        raise RequestError(f"{where}: cannot serialize: {exc}.") from None
+
+
+def field_list(descriptor: Any) -> str:
+    """``name (string), n (int32), ...``: the fields a message takes."""
+    from .reflection import _field_type
+
+    return ", ".join(f"{f.name} ({_field_type(f).lstrip('.')})" for f in descriptor.fields) or "none"
+
+
+def _path_text(path: list[Any]) -> str:
+    text = ""
+    for step in path:
+        text += f"[{step!r}]" if not isinstance(step, str) else (f".{step}" if text else step)
+    return text
+
+
+def _fields(descriptor: Any) -> dict[str, Any]:
+    found = {f.name: f for f in descriptor.fields}
+    found.update({f.json_name: f for f in descriptor.fields})
+    return found
+
+
+def _normalize(data: Any, descriptor: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
+    """``data`` (a dict for message ``descriptor``) as proto3 JSON: unknown keys refused, Python bytes to base64."""
+    if not isinstance(data, dict):
+        return data  # ParseDict says what is wrong with it
+    if descriptor.full_name == ANY:
+        return _normalize_any(data, path, pool, raw_anys, where)
+    if descriptor.full_name in SPECIAL_JSON:
+        return data
+    known, out = _fields(descriptor), {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise RequestError(f"{where}: field names are text, not {key!r}.", hint=f"Its fields: {field_list(descriptor)}.")
+        field = known.get(key)
+        if field is None:
+            if key.startswith("[") and key.endswith("]") and descriptor.extension_ranges:  # an extension: "[pkg.ext]"
+                out[key] = value
+                continue
+            near = difflib.get_close_matches(key, [f.name for f in descriptor.fields], n=1)
+            guess = f" (did you mean {near[0]!r}?)" if near else ""
+            raise RequestError(
+                f"{where}: {descriptor.full_name} has no field {key!r}{guess}.",
+                hint=f"{descriptor.full_name}'s fields: {field_list(descriptor)}.",
+                field=_path_text([*path, key]),
+            )
+        out[key] = _normalize_value(value, field, [*path, key], pool, raw_anys, where)
+    return out
+
+
+def _normalize_value(value: Any, field: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        if not isinstance(value, dict):
+            return value
+        value_field = entry.fields_by_name["value"]
+        return {k: _normalize_value(v, value_field, [*path, k], pool, raw_anys, where) for k, v in value.items()}
+    if is_repeated(field) and isinstance(value, (list, tuple)):
+        single = [_one(v, field, [*path, i], pool, raw_anys, where) for i, v in enumerate(value)]
+        return single
+    return _one(value, field, path, pool, raw_anys, where)
+
+
+def _one(value: Any, field: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
+    if field.type == _BYTES and isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")  # as they are: ParseDict decodes base64 back
+    if field.type == _MESSAGE and isinstance(value, Message):
+        return json_format.MessageToDict(value, preserving_proto_field_name=True, descriptor_pool=pool)
+    if field.type == _MESSAGE:
+        return _normalize(value, field.message_type, path, pool, raw_anys, where)
+    return value
+
+
+def _normalize_any(data: dict[str, Any], path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
+    """An ``Any`` as JSON: ``{"@type": url, ...fields}``, or grpcurl's ``{"@type": url, "@value": base64}``."""
+    url = data.get("@type")
+    if url is not None and set(data) == {"@type", "@value"}:
+        try:
+            raw = base64.b64decode(str(data["@value"]), validate=True)
+        except ValueError:
+            raise RequestError(f"{where}: '@value' of {_path_text(path)} is not base64.", field=_path_text(path)) from None
+        raw_anys.append((path, (str(url), raw)))
+        return {}
+    target = _find_type(pool, url) if isinstance(url, str) else None
+    if target is None or target.full_name in SPECIAL_JSON:
+        return data  # ParseDict packs well-known types, and names a type it cannot find
+    try:  # built (and checked) on its own, then carried packed, so errors name fields inside it too
+        inner = build(message_class(target), {k: v for k, v in data.items() if k != "@type"}, None, where)
+    except RequestError as exc:
+        exc.field = ".".join(p for p in (_path_text(path), exc.field) if p)
+        raise
+    raw_anys.append((path, (url, inner.SerializeToString())))
+    return {}
+
+
+def _at(message: Any, path: list[Any]) -> Any:
+    """The sub-message at ``path``: field names, each repeated field followed by a position, each map by a key."""
+    node, steps = message, iter(path)
+    for step in steps:
+        field = _fields(node.DESCRIPTOR)[step]
+        container = getattr(node, field.name)
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            node = container[_map_key_value(entry.fields_by_name["key"], next(steps))]
+        elif is_repeated(field):
+            node = container[next(steps)]
+        else:
+            node = container
+    return node
+
+
+def _map_key_value(key_field: Any, key: Any) -> Any:
+    """A map key from JSON text (``"7"``, ``"true"``) as the map's own key type."""
+    if key_field.type == 8:  # bool
+        return key if isinstance(key, bool) else key == "true"
+    if key_field.type == 9:  # string
+        return str(key)
+    return int(key)
+
+
+def _type_error(data: dict[str, Any], descriptor: Any, pool: Any, where: str, exc: Exception) -> RequestError:
+    """The error for a value protobuf refused: the deepest field that fails on its own is named."""
+    path, text = _first_failing(data, descriptor, pool, [])
+    field = _path_text(path)
+    reason = re.sub(r"\s+", " ", str(text or exc)).strip().rstrip(".")
+    return RequestError(
+        f"{where}: field {field!r} does not fit: {reason}." if field else f"{where}: {reason}.",
+        hint=f"{descriptor.full_name}'s fields: {field_list(descriptor)}. In JSON, 64-bit integers may be "
+        "strings, enums are names or numbers, bytes are base64 (or Python bytes in a dict).",
+        field=field,
+    )
+
+
+def _first_failing(data: Any, descriptor: Any, pool: Any, path: list[Any]) -> tuple[list[Any], str]:
+    if not isinstance(data, dict) or descriptor.full_name in SPECIAL_JSON or descriptor.full_name == ANY:
+        return path, ""
+    known, cls = _fields(descriptor), message_class(descriptor)
+    for key, value in data.items():
+        field = known.get(key)
+        if field is None:
+            continue
+        try:
+            json_format.ParseDict(_normalize({key: value}, descriptor, [], pool, [], ""), cls(), descriptor_pool=pool)
+            continue
+        except (json_format.ParseError, ValueError, TypeError, AttributeError, RequestError) as exc:
+            problem = str(exc)
+        inner = field.message_type
+        if inner is not None and not inner.GetOptions().map_entry:
+            items = list(enumerate(value)) if is_repeated(field) and isinstance(value, list) else [(None, value)]
+            for index, item in items:
+                where = [*path, key] if index is None else [*path, key, index]
+                found, reason = _first_failing(item, inner, pool, where)
+                if reason:
+                    return found, reason
+        return [*path, key], problem.split(" at ")[0] if " at " in problem else problem
+    return path, ""
+
+
+# -- replies -------------------------------------------------------------------------------
+
+
+def _find_type(pool: Any, url: str) -> Any:
+    """The message descriptor an ``Any``'s type URL names, from ``pool``; ``None`` when it has none."""
+    name = url.rsplit("/", 1)[-1]
+    if not name:
+        return None
+    try:
+        return pool.FindMessageTypeByName(name)
+    except Exception:  # KeyError, or whatever asking the server's reflection raised: unknown
+        return None
+
+
+def to_json(message: Message, pool: Any = None) -> Any:
+    """A message as a JSON-ready value (proto3 JSON: 64-bit integers as exact strings, bytes as base64).
+
+    ``pool`` (by default the one the message's class came from) unpacks ``Any`` fields;
+    an ``Any`` of a type it lacks prints as ``{"@type": url, "@value": base64}``. Never raises
+    on a reply that protobuf parsed.
+    """
+    return _to_json(message, pool if pool is not None else message.DESCRIPTOR.file.pool, {}, 0)
+
+
+def _to_json(message: Message, pool: Any, found: dict[str, Any], depth: int) -> Any:
+    if message.DESCRIPTOR.full_name == ANY:
+        return _any_json(message, pool, found, depth)
+    anys = list(_anys(message, []))
+    if not anys:
+        return json_format.MessageToDict(message, **_JSON_OPTIONS)
+    copy = type(message)()
+    copy.CopyFrom(message)
+    for path, _ in anys:
+        _at(copy, path).Clear()
+    result = json_format.MessageToDict(copy, **_JSON_OPTIONS)
+    for path, inner in anys:
+        place = result
+        for step in path[:-1]:
+            place = place[step]
+        place[path[-1]] = _any_json(inner, pool, found, depth)
+    return result
+
+
+def _anys(message: Message, path: list[Any]) -> Any:
+    """``(path, Any)`` for every ``Any`` in ``message``, not looking inside them."""
+    for field, value in message.ListFields():
+        entry = field.message_type
+        if entry is None:
+            continue
+        if entry.GetOptions().map_entry:
+            value_field = entry.fields_by_name["value"]
+            if value_field.message_type is None:
+                continue
+            for key in value:
+                yield from _sub_anys(value[key], [*path, field.name, _map_key(key)])
+        elif is_repeated(field):
+            for index, item in enumerate(value):
+                yield from _sub_anys(item, [*path, field.name, index])
+        else:
+            yield from _sub_anys(value, [*path, field.name])
+
+
+def _map_key(key: Any) -> Any:
+    """A map key as MessageToDict writes it (text), so the JSON can be found by it."""
+    return ("true" if key else "false") if isinstance(key, bool) else str(key)
+
+
+def _sub_anys(message: Message, path: list[Any]) -> Any:
+    if message.DESCRIPTOR.full_name == ANY:
+        yield path, message
+    else:
+        yield from _anys(message, path)
+
+
+def _any_json(message: Any, pool: Any, found: dict[str, Any], depth: int) -> Any:
+    url = message.type_url
+    if not url and not message.value:
+        return {}
+    if url not in found:
+        found[url] = _find_type(pool, url)
+    target = found[url]
+    inner = None
+    if target is not None and depth < MAX_ANY_DEPTH:
+        try:
+            inner = message_class(target).FromString(message.value)
+        except Exception:  # the bytes do not parse as that type
+            inner = None
+    if inner is None:
+        return {"@type": url, "@value": base64.b64encode(message.value).decode("ascii")}
+    body = _to_json(inner, pool, found, depth + 1)
+    if target.full_name in SPECIAL_JSON or target.full_name == ANY:
+        return {"@type": url, "value": body}
+    return {"@type": url, **body}
