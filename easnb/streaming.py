@@ -29,6 +29,8 @@ from typing import Any
 import grpc
 
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
+from . import arguments
+from .connection import DEFAULT
 from .errors import DeadlineError, EasnbError, StreamError, from_rpc_error
 from .inference import decode_response
 from .results import InferResult
@@ -37,7 +39,6 @@ from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 PATH = method_path(V2_SERVICE, "ModelStreamInfer")
 FLAVOURS = ("triton", "mlserver")
 _END = object()
-_UNSET: Any = object()
 
 
 def server_flavour(name: str) -> str:
@@ -304,15 +305,22 @@ class OpenStream:
             raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
         merged = {**self.options, **options}
         request_id = request_id or f"easnb-{next(self._ids)}"
+        shared_parameters = merged.pop("parameters", None)
+        parameters = shared_parameters if parameters is None else parameters
         if self.flavour == "mlserver":
             stream = open_call(self.conn, self.model, inputs, outputs=outputs, parameters=parameters,
                                request_id=request_id, flavour="mlserver", **merged)
             self._calls.append(stream)
             return stream
-        data = self.conn.encode_infer(self.model, inputs, outputs, merged.get("version", ""),
-                                      request_parameters("triton", parameters), request_id, merged.get("raw", True))
-        reader = Reader("triton", self.model, merged.get("copy", False), merged.get("bytes_as_str", False))
+        version, raw, copy, as_str = (merged.pop(k, d) for k, d in (("version", ""), ("raw", True), ("copy", False),
+                                                                     ("bytes_as_str", False)))
+        _, inputs, outputs, version, request_id, _ = checked(self.conn, self.model, inputs, outputs, version, parameters,
+                                                             request_id, None, merged.pop("headers", None), raw, copy, as_str)
+        merged.pop("timeout", None)
         first, between = idle_limits(self.conn, merged)
+        data = self.conn.encode_infer(self.model, inputs, outputs, version, request_parameters("triton", parameters),
+                                      request_id, raw)
+        reader = Reader("triton", self.model, copy, as_str)
         stream = QueuedStream(self, reader, request_id, first, between)
         with self._lock:
             if request_id in self._waiting:
@@ -322,14 +330,15 @@ class OpenStream:
                 raise self._failure
             self._waiting[request_id] = stream
         if self._call is None:
-            self._start(merged)
+            self._start(self.options)
         stream.sent_at = time.perf_counter()
         self._requests.put(data)
         return stream
 
     def _start(self, options: dict[str, Any]) -> None:
         self.conn.check_open()
-        timeout = options.get("timeout")
+        timeout = arguments.seconds(options.get("timeout"), "timeout")
+        timeout = self.conn.timeout if timeout is DEFAULT else timeout
         metadata = self.conn.metadata_for(options.get("headers"))
         context = {**self.conn.error_context, "timeout": timeout}
         self._call = self.conn.channel.stream_stream(PATH)(iter(self._requests.get, _END), timeout=timeout, metadata=metadata)
@@ -393,10 +402,23 @@ def _id_and_final(inner: Any) -> tuple[str, bool]:
 
 
 def idle_limits(conn: Any, options: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """``first_response_timeout`` and ``between_responses_timeout``, the connection's timeout when not given."""
-    first = options.get("first_response_timeout", _UNSET)
-    between = options.get("between_responses_timeout", _UNSET)
-    return (conn.timeout if first is _UNSET else first), (conn.timeout if between is _UNSET else between)
+    """``first_response_timeout`` and ``between_responses_timeout`` (checked), the connection's timeout when not given."""
+    unknown = set(options) - {"first_response_timeout", "between_responses_timeout"}
+    if unknown:
+        raise TypeError(f"stream() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    limits = []
+    for name in ("first_response_timeout", "between_responses_timeout"):
+        value = arguments.seconds(options.get(name, DEFAULT), name)
+        limits.append(conn.timeout if value is DEFAULT else value)
+    return limits[0], limits[1]
+
+
+def checked(conn: Any, model: Any, inputs: Any, outputs: Any, version: Any, parameters: Any, request_id: Any,
+            timeout: Any, headers: Any, raw: Any, copy: Any, bytes_as_str: Any) -> tuple[Any, ...]:
+    """``infer``'s checks for a stream: (model, inputs, outputs, version, request_id, overall timeout)."""
+    model, inputs, outputs, version, request_id, timeout, _ = arguments.infer_call(
+        model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, 0, copy, bytes_as_str)
+    return model, inputs, outputs, version, request_id, conn.timeout if timeout is DEFAULT else timeout
 
 
 def flavour_of(conn: Any, flavour: str | None) -> str:
@@ -415,12 +437,11 @@ def open_call(conn: Any, model: str, inputs: Any, *, outputs: Any = None, versio
               headers: Any = None, raw: bool = True, copy: bool = False, bytes_as_str: bool = False,
               flavour: str | None = None, **idle: Any) -> CallStream:
     """``Connection.stream``: see there."""
-    unknown = set(idle) - {"first_response_timeout", "between_responses_timeout"}
-    if unknown:
-        raise TypeError(f"stream() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    model, inputs, outputs, version, request_id, timeout = checked(
+        conn, model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, copy, bytes_as_str)
+    first, between = idle_limits(conn, idle)
     flavour = flavour_of(conn, flavour)
     data = conn.encode_infer(model, inputs, outputs, version, request_parameters(flavour, parameters), request_id, raw)
-    first, between = idle_limits(conn, idle)
     metadata = conn.metadata_for(headers)
     return CallStream(conn, data, Reader(flavour, model, copy, bytes_as_str), request_id, timeout=timeout,
                       first_timeout=first, between_timeout=between, metadata=metadata)
@@ -428,4 +449,5 @@ def open_call(conn: Any, model: str, inputs: Any, *, outputs: Any = None, versio
 
 def open_shared(conn: Any, model: str, flavour: str | None = None, **options: Any) -> OpenStream:
     """``Connection.open_stream``: see there."""
+    model = arguments.text(model, "model")
     return OpenStream(conn, model, flavour_of(conn, flavour), options)

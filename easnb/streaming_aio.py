@@ -25,7 +25,7 @@ from .frames import frame_to_inputs, is_frame
 from .generate import Generation, build_inputs, split_options
 from .inference import encode_request
 from .results import InferResult
-from .streaming import PATH, Reader, check_flavour, idle_limits, in_stream_error, request_parameters, server_flavour
+from .streaming import PATH, Reader, check_flavour, checked, idle_limits, in_stream_error, request_parameters, server_flavour
 
 
 async def _read(call: Any, limit: float | None) -> Any:
@@ -152,9 +152,9 @@ async def open_call(aconn: Any, model: str, inputs: Any, *, outputs: Any = None,
                     headers: Any = None, raw: bool = True, copy: bool = False, bytes_as_str: bool = False,
                     flavour: str | None = None, **idle: Any) -> AsyncStream:
     """``AsyncConnection.stream``: as ``Connection.stream``."""
-    unknown = set(idle) - {"first_response_timeout", "between_responses_timeout"}
-    if unknown:
-        raise TypeError(f"stream() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    model, inputs, outputs, version, request_id, timeout = checked(
+        aconn, model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, copy, bytes_as_str)
+    first, between = idle_limits(aconn, idle)
     flavour = await _flavour(aconn, flavour)
     if is_frame(inputs):
         inputs = frame_to_inputs(inputs, await aconn.model_metadata(model, version, headers=headers))
@@ -162,7 +162,6 @@ async def open_call(aconn: Any, model: str, inputs: Any, *, outputs: Any = None,
     if aconn._closed:
         raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
     aconn._open()
-    first, between = idle_limits(aconn, idle)
     call = aconn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=aconn.metadata_for(headers))
     return AsyncStream(call, Reader(flavour, model, copy, bytes_as_str), request_id, first, between,
                        {**aconn.error_context, "timeout": timeout})

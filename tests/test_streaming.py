@@ -228,3 +228,20 @@ def test_streams_pass_through_the_gateway(gateway: Gateway) -> None:
     with easnb.connect(gateway.endpoint, token="wrong") as conn:
         with pytest.raises(easnb.AuthenticationError):
             conn.stream("textgen", prompt("x"), flavour="triton").collect()
+
+
+@pytest.mark.parametrize(
+    ("argument", "bad"),
+    [("model", None), ("model", 1.5), ("inputs", "text"), ("version", 1.5), ("request_id", b"x"), ("timeout", "5"),
+     ("first_response_timeout", -1), ("between_responses_timeout", "1"), ("headers", "a:b"), ("raw", "yes"),
+     ("parameters", [("a", 1)]), ("bytes_as_str", 2)],
+)
+def test_a_wrong_argument_is_named(conn: easnb.Connection, argument: str, bad: object) -> None:
+    call = {"model": "textgen", "inputs": prompt("x"), argument: bad}
+    with pytest.raises(easnb.EasnbError) as caught:
+        conn.stream(**call)
+    assert caught.value.argument == argument
+    with conn.open_stream("textgen") as shared:
+        if argument not in ("model", "timeout", "headers"):
+            with pytest.raises(easnb.EasnbError):
+                shared.submit(**{k: v for k, v in call.items() if k != "model"})
