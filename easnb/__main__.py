@@ -16,7 +16,6 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
 
 from .channel import Keepalive
@@ -227,13 +226,15 @@ def notebooks(args: argparse.Namespace) -> int:
 
 
 def eas_local(args: argparse.Namespace) -> int:
+    from .eas.signature import AccessKey
     from .eas.standin import LocalEas
 
-    stand_in = LocalEas(args.oss_root, port=args.port, region=args.region).start()
+    key = AccessKey.generate()  # a throwaway pair, shown once: it opens only this stand-in
+    log = (lambda name, line: print(visible(f"[{name}] {line}"), file=sys.stderr, flush=True))
+    stand_in = LocalEas(args.oss_root, port=args.port, region=args.region, access_key=key, log=log).start()
     print(f"easnb EAS stand-in listening on {stand_in.endpoint} (region {args.region}), OSS at {stand_in.oss_root}")
-    key_id, secret = _stand_in_keys(stand_in)
-    print("  the SDK needs an AccessKey pair; this stand-in takes this one (set it where you call from):")
-    print(f"    export ALIBABA_CLOUD_ACCESS_KEY_ID={shlex.quote(key_id)} ALIBABA_CLOUD_ACCESS_KEY_SECRET={shlex.quote(secret)}")
+    print("  the SDK must sign with this AccessKey pair, made for this run (set it where you call from):")
+    print(f"    export ALIBABA_CLOUD_ACCESS_KEY_ID={shlex.quote(key.id)} ALIBABA_CLOUD_ACCESS_KEY_SECRET={shlex.quote(key.secret)}")
     print(f"  use: easnb.eas.ControlPlane({args.region!r}, endpoint={stand_in.endpoint!r})")
     print("Press Ctrl-C to stop.", flush=True)
     import signal
@@ -247,12 +248,6 @@ def eas_local(args: argparse.Namespace) -> int:
         pass
     stand_in.stop()
     return 0
-
-
-def _stand_in_keys(stand_in: Any) -> tuple[str, str]:
-    """The AccessKey pair the stand-in's own ControlPlane signs with: the one to print."""
-    credential = stand_in.control_plane().credentials.get_credential()
-    return credential.access_key_id, credential.access_key_secret
 
 
 def _token_line(given: str | None, made: str) -> str:

@@ -82,18 +82,20 @@ def test_control_plane_errors_are_typed_with_hints(stand_in, monkeypatch: pytest
     with pytest.raises(eas.CredentialsError) as info:
         eas.describe("grpc_test", endpoint=stand_in.endpoint)
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in info.value.hint and info.value.__context__ is None
-    from easnb.eas.standin import local_credentials
-
-    wrong_region = eas.ControlPlane("cn-nowhere", endpoint=stand_in.endpoint, credentials=local_credentials())
+    wrong_region = eas.ControlPlane("cn-nowhere", endpoint=stand_in.endpoint, credentials=stand_in.credentials())
     with pytest.raises(eas.RegionError):
         wrong_region.describe("grpc_test")
 
 
 def test_credentials_from_the_environment_reach_the_sdk(stand_in, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "env-key-id")
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-key-secret")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", stand_in.access_key.id)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", stand_in.access_key.secret)
     assert isinstance(eas.ControlPlane(endpoint=stand_in.endpoint).list_services(), list)
-    assert stand_in.requests[-1].key_id == "env-key-id"  # signed with the keys from the environment
+    assert stand_in.requests[-1].key_id == stand_in.access_key.id  # signed with the keys from the environment
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-the-secret")
+    with pytest.raises(eas.CredentialsError, match="does not match our calculation") as info:
+        eas.ControlPlane(endpoint=stand_in.endpoint).list_services()
+    assert info.value.details == "SignatureDoesNotMatch"
 
 
 def test_requests_match_the_documented_api(stand_in) -> None:  # type: ignore[no-untyped-def]
@@ -129,10 +131,18 @@ def test_eas_local_command(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, text=True)
     try:
         assert f"127.0.0.1:{port}" in proc.stdout.readline()  # type: ignore[union-attr]
-        from easnb.eas.standin import local_credentials
+        proc.stdout.readline()  # type: ignore[union-attr]
+        export = proc.stdout.readline().split()  # type: ignore[union-attr]
+        pair = dict(word.split("=", 1) for word in export[1:])
+        from easnb.eas.standin import credentials_for
+        from easnb.eas.signature import AccessKey
 
-        plane = eas.ControlPlane(endpoint=f"127.0.0.1:{port}", credentials=local_credentials())
+        key = AccessKey(pair["ALIBABA_CLOUD_ACCESS_KEY_ID"], pair["ALIBABA_CLOUD_ACCESS_KEY_SECRET"])
+        plane = eas.ControlPlane(endpoint=f"127.0.0.1:{port}", credentials=credentials_for(key))
         assert plane.list_services() == []
+        with pytest.raises(eas.CredentialsError, match="access key is not found") as info:
+            eas.ControlPlane(endpoint=f"127.0.0.1:{port}", credentials=credentials_for(AccessKey("LOCALOTHER", "x"))).list_services()
+        assert info.value.details == "InvalidAccessKeyId.NotFound"
     finally:
         proc.terminate()
         proc.wait(10)
@@ -147,9 +157,7 @@ def test_grpc_endpoint_follows_the_console() -> None:
 
 
 def test_module_level_functions_reach_the_same_control_plane(stand_in) -> None:  # type: ignore[no-untyped-def]
-    from easnb.eas.standin import local_credentials
-
-    where = {"endpoint": stand_in.endpoint, "credentials": local_credentials()}
+    where = {"endpoint": stand_in.endpoint, "credentials": stand_in.credentials()}
     config = eas.ServiceConfig.hello_world(oss_path=OSS, name="grpc_module")
     assert eas.deploy(config, **where).name == "grpc_module"
     assert eas.wait_until_running("grpc_module", timeout=60, progress=False, **where).is_running

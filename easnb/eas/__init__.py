@@ -73,8 +73,12 @@ def delete(name: str, region: str = "cn-hangzhou", **plane: Any) -> str:
     return ControlPlane(region, **plane).delete(name)
 
 
-def local(oss_root: Any, port: int = 0, region: str = "cn-hangzhou") -> Any:
-    """The local stand-in of the control plane, started (a context manager): see ``easnb.eas.local``."""
+def local(oss_root: Any, port: int = 0, region: str = "cn-hangzhou", access_key: Any = None) -> Any:
+    """The local stand-in of the control plane, started (a context manager): see ``easnb.eas.standin``.
+
+    Requests must be signed with ``access_key`` (``(id, secret)``; default: a generated pair,
+    ``stand_in.access_key``); ``stand_in.control_plane()`` is the official SDK signing with it.
+    """
     from .standin import local as start
 
-    return start(oss_root, port, region)
+    return start(oss_root, port, region, access_key)

@@ -186,7 +186,7 @@ def translate(exc: Exception, action: str, name: str = "") -> ControlPlaneError:
     status = getattr(exc, "statusCode", None) or (getattr(exc, "data", None) or {}).get("statusCode")
     message = str(getattr(exc, "message", "") or exc).split(" Response:")[0]
     text = f"{code} {message}".lower()
-    if "credential" in text:
+    if "credential" in text or "signature" in text or "accesskey" in text:  # SignatureDoesNotMatch, InvalidAccessKeyId.*
         cls: type[ControlPlaneError] = CredentialsError
     elif status == 403 or "forbidden" in text or "permission" in text or "unauthorized" in text:
         cls = NoPermissionError

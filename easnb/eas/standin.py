@@ -9,34 +9,44 @@ token. DescribeService reports ``Creating``, then ``Running`` once the server li
 with ``InternetEndpoint`` ``http://127.0.0.1:PORT/`` (the gateway) and ``AccessToken``.
 It runs the script with this Python and its packages: ``pythonRequirements`` are not installed.
 
-    python -m easnb eas-local --port 8089 --oss-root ./oss
+It checks requests as the control plane does: each must be signed by the SDK with the
+stand-in's AccessKey pair (given, or generated at start: ``stand_in.access_key``), carry
+``Host: 127.0.0.1`` or ``localhost``, and hold a body under 1 MiB. The script must be a
+``.py`` file inside a mounted OSS folder (no ``..``, absolute path or link leading out).
+A failed service's output is in ``stand_in.logs(name)``, never in the API's answers.
+
+    python -m easnb eas-local --port 8089 --oss-root ./oss     # prints the AccessKey pair to use
 
 >>> with easnb.eas.local("oss") as stand_in:                     # doctest: +SKIP
-...     plane = stand_in.control_plane()
+...     plane = stand_in.control_plane()                          # signs with the stand-in's pair
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import shlex
 import socket
 import subprocess
 import sys
 import threading
-import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from .config import ServiceConfig
 from .config import _merge as merge
+from .signature import AccessKey, Refused, Verifier
+from .standin_http import handler
 
 API = "/api/v2/services"
+KEPT_REQUESTS = 1000
+_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass
@@ -49,7 +59,7 @@ class Recorded:
     query: dict[str, list[str]]
     headers: list[str]
     body: Any
-    key_id: str = ""  # the AccessKey ID the request was signed with (never the secret or the signature)
+    key_id: str = ""  # the AccessKey ID the request was signed with, once verified (never the secret or the signature)
 
 
 @dataclass
@@ -62,7 +72,7 @@ class _Service:
     backend: str = ""
     status: str = "Creating"
     reason: str = ""
-    log: list[str] = field(default_factory=list)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))
 
 
 def _free_port() -> int:
@@ -71,22 +81,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+ApiError = Refused  # an answer with an error: HTTP status, the service's error code, a message
 
 
 class LocalEas:
-    """The stand-in, on ``host:port`` (loopback, a free port by default). Use it as a context manager."""
+    """The stand-in, on ``host:port`` (loopback, a free port by default). Use it as a context manager.
 
-    def __init__(self, oss_root: str | Path, host: str = "127.0.0.1", port: int = 0, region: str = "cn-hangzhou") -> None:
+    ``access_key`` is the pair requests must be signed with (an ``AccessKey`` or ``(id, secret)``;
+    default: a generated one, in ``self.access_key``). ``log(name, line)`` is called with each
+    line a service prints. ``requests`` keeps the last 1000 requests.
+    """
+
+    def __init__(
+        self,
+        oss_root: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        region: str = "cn-hangzhou",
+        access_key: AccessKey | tuple[str, str] | None = None,
+        log: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.oss_root = Path(oss_root).resolve()
         self.region = region
+        if isinstance(access_key, tuple):
+            access_key = AccessKey(*access_key)
+        self.access_key = access_key or AccessKey.generate()
+        self.verifier = Verifier(self.access_key)
         self.services: dict[str, _Service] = {}
-        self.requests: list[Recorded] = []
+        self.requests: deque[Recorded] = deque(maxlen=KEPT_REQUESTS)
+        self._log = log
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer((host, port), _handler(self))
+        self._http = ThreadingHTTPServer((host, port), handler(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -113,11 +138,28 @@ class LocalEas:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def hosts(self) -> set[str]:
+        """The ``Host`` values answered: loopback by name or address, with or without the port."""
+        port = self._http.server_address[1]
+        return {h for host in _HOSTS for h in (host, f"{host}:{port}")}
+
+    def credentials(self) -> Any:
+        """The SDK's credentials for this stand-in's AccessKey pair."""
+        return credentials_for(self.access_key)
+
     def control_plane(self) -> Any:
-        """A ``ControlPlane`` (the official SDK) pointed at this stand-in, with throwaway local credentials."""
+        """A ``ControlPlane`` (the official SDK) pointed at this stand-in, signing with its AccessKey pair."""
         from .control import ControlPlane
 
-        return ControlPlane(self.region, endpoint=self.endpoint, credentials=local_credentials())
+        return ControlPlane(self.region, endpoint=self.endpoint, credentials=self.credentials())
+
+    def record(self, *request: Any) -> None:
+        """Keep a checked request (as ``Recorded``'s fields), the last ``KEPT_REQUESTS`` of them."""
+        self.requests.append(Recorded(*request))
+
+    def logs(self, name: str) -> list[str]:
+        """The last lines service ``name`` printed (its server's output)."""
+        return list(self._service(name).log)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -151,6 +193,7 @@ class LocalEas:
     def _create(self, body: Any) -> dict[str, Any]:
         config = _checked(body)
         name = config["metadata"]["name"]
+        self._script(config)  # refused before anything is kept or run
         with self._lock:
             if name in self.services:
                 raise ApiError(409, "ServiceAlreadyExists", f"service {name} already exists in {self.region}")
@@ -163,6 +206,7 @@ class LocalEas:
     def _update(self, name: str, body: Any) -> dict[str, Any]:
         service = self._service(name)
         config = _checked(merge(service.config, body if isinstance(body, dict) else {}))
+        self._script(config)
         self._stop_running(service)
         service.config, service.status, service.reason = config, "Creating", ""
         self._run(service)
@@ -203,28 +247,38 @@ class LocalEas:
             [sys.executable, "-m", "easnb.demo.launch", str(script), service.backend], cwd=folder,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
-        threading.Thread(target=_collect, args=(service,), daemon=True).start()
+        threading.Thread(target=_collect, args=(service, self._log), daemon=True).start()
         service.gateway = Gateway(service.backend, token=service.token).start()
 
     def _script(self, config: dict[str, Any]) -> tuple[Path, Path]:
-        """The local file the script runs, found through the mounts standing in for OSS."""
-        words = shlex.split(config["containers"][0].get("script", ""))
-        mounts = {m["mount_path"].rstrip("/") + "/": m["oss"]["path"] for m in config.get("storage", []) if "oss" in m}
+        """The local ``.py`` file the script runs, found through the mounts standing in for OSS, never outside them."""
+        try:
+            words = shlex.split(config["containers"][0].get("script", ""))
+            mounts = {m["mount_path"].rstrip("/") + "/": m["oss"]["path"] for m in config.get("storage", []) if "oss" in m}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ApiError(400, "InvalidParameter", f"the script or the storage mounts cannot be read: {exc!r}") from None
         for word in words:
             for mount, oss in mounts.items():
                 if word.startswith(mount):
-                    folder = self.oss_root / oss[len("oss://"):].strip("/")
-                    file = folder / word[len(mount):]
-                    if not file.is_file():
-                        raise ApiError(400, "InvalidParameter", f"{word} is not in {oss} (looked in {file})")
+                    folder = self._folder(oss)
+                    file = _inside(folder, word[len(mount):], word)
+                    if file.suffix != ".py" or not file.is_file():
+                        raise ApiError(400, "InvalidParameter", f"{word} is not a Python file in {oss}")
                     return file, file.parent
         raise ApiError(400, "InvalidParameter", "the stand-in runs a script under a mounted OSS folder, e.g. python /mnt/data/server.py")
+
+    def _folder(self, oss: Any) -> Path:
+        """The local folder of an ``oss://bucket/path/`` address, inside the OSS root."""
+        if not isinstance(oss, str) or not oss.startswith("oss://"):
+            raise ApiError(400, "InvalidParameter", f"{oss!r} is not an oss://bucket/path/ address")
+        return _inside(self.oss_root, oss[len("oss://"):], oss)
 
     def _refresh(self, service: _Service) -> None:
         if service.status != "Creating" or service.process is None:
             return
-        if service.process.poll() is not None:
-            service.status, service.reason = "Failed", "the server exited: " + " | ".join(service.log[-5:])
+        if service.process.poll() is not None:  # its output stays out of the answer: stand_in.logs(name) has it
+            service.status = "Failed"
+            service.reason = f"the server exited with status {service.process.returncode}; its output is in the stand-in's log"
             return
         host, port = service.backend.rsplit(":", 1)
         try:
@@ -252,18 +306,32 @@ class LocalEas:
         return f"<LocalEas {self.endpoint} ({len(self.services)} services), OSS at {self.oss_root}>"
 
 
-def local_credentials() -> Any:
-    """Throwaway keys the SDK signs with for the stand-in (which checks only that requests are signed)."""
+def credentials_for(key: AccessKey) -> Any:
+    """The SDK's credentials for an AccessKey pair."""
     from alibabacloud_credentials import models
     from alibabacloud_credentials.client import Client as Credentials
 
-    return Credentials(models.Config(type="access_key", access_key_id="local", access_key_secret="local"))
+    return Credentials(models.Config(type="access_key", access_key_id=key.id, access_key_secret=key.secret))
 
 
-def _collect(service: _Service) -> None:
+def _inside(root: Path, relative: str, given: str) -> Path:
+    """``root / relative`` with links resolved, refused unless it stays inside ``root``."""
+    parts = relative.split("/")
+    if relative.startswith("/") or "\\" in relative or any(p in ("..", ".") for p in parts):
+        raise ApiError(400, "InvalidParameter", f"{given!r} leads outside its folder: no '..', '.' or absolute paths")
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ApiError(400, "InvalidParameter", f"{given!r} leads outside its folder (through a link)")
+    return path
+
+
+def _collect(service: _Service, log: Callable[[str, str], None] | None) -> None:
     assert service.process is not None and service.process.stdout is not None
+    name = service.config["metadata"]["name"]
     for line in service.process.stdout:
         service.log.append(line.rstrip())
+        if log is not None:
+            log(name, line.rstrip())
 
 
 def _checked(body: Any) -> dict[str, Any]:
@@ -275,6 +343,8 @@ def _checked(body: Any) -> dict[str, Any]:
         ServiceConfig.from_dict(body).check()
     except EasnbError as exc:
         raise ApiError(400, "InvalidParameter", exc.message) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise ApiError(400, "InvalidParameter", f"the configuration cannot be read: {exc!r}") from None
     return body
 
 
@@ -282,43 +352,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _handler(stand_in: LocalEas) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-            except json.JSONDecodeError:
-                body = raw.decode("utf-8", "replace")
-            signed = re.search(r"Credential=([^,/\s]+)", self.headers.get("Authorization", ""))
-            stand_in.requests.append(Recorded(
-                self.command, parts.path, self.headers.get("x-acs-action", ""), parse_qs(parts.query),
-                sorted(h.lower() for h in self.headers), body, signed.group(1) if signed else "",
-            ))
-            request_id = str(uuid.uuid4()).upper()
-            try:
-                if not self.headers.get("Authorization"):
-                    raise ApiError(400, "MissingAuthorization", "the request is not signed")
-                status, answer = stand_in.handle(self.command, parts.path, parse_qs(parts.query), body)
-            except ApiError as exc:
-                status, answer = exc.status, {"Code": exc.code, "Message": exc.message}
-            data = json.dumps({"RequestId": request_id, **answer}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json;charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+def local(oss_root: str | Path, port: int = 0, region: str = "cn-hangzhou", access_key: AccessKey | tuple[str, str] | None = None) -> LocalEas:
+    """Start the stand-in on loopback; use it as a context manager (``with easnb.eas.local(dir) as s:``).
 
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        def log_message(self, *args: Any) -> None:  # quiet: the requests are recorded instead
-            pass
-
-    return Handler
-
-
-def local(oss_root: str | Path, port: int = 0, region: str = "cn-hangzhou") -> LocalEas:
-    """Start the stand-in on loopback; use it as a context manager (``with easnb.eas.local(dir) as s:``)."""
-    return LocalEas(oss_root, port=port, region=region).start()
+    Requests must be signed with ``access_key`` (default: a generated pair, ``s.access_key``);
+    ``s.control_plane()`` is the official SDK signing with it.
+    """
+    return LocalEas(oss_root, port=port, region=region, access_key=access_key).start()
