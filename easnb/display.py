@@ -149,7 +149,8 @@ def frame_html(frame: Any, max_rows: int = MAX_ROWS) -> Markup:
     table = frame.to_html(border=0, max_cols=30, escape=True)
     # inline cell spacing: inside a widget JupyterLab's table styles do not reach, and headers ran together
     table = re.sub(r"<(th|td)(?=[ >])", lambda m: f"<{m.group(1)} style='{_FRAME_CELL}'", table)
-    return Markup(table.replace("<table ", f"<table style='{_STYLE}' ", 1)) + note
+    table = table.replace("<table ", f"<table style='{_STYLE}' ", 1)
+    return Markup(f"<div style='overflow-x:auto'>{table}</div>") + note  # a wide frame scrolls, never cut off
 
 
 def error_html(exc: BaseException) -> Markup:

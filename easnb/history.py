@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 FLAVOURS = ("easnb", "tritonclient", "grpcurl")
-LATENCY_MEANS = "measured once per call, around the call alone: encoding, the round trip (network and server), decoding"
+LATENCY_MEANS = "encoding, the round trip to the server and back, decoding"  # what a call's latency_ms covers
 
 
 @dataclass(frozen=True)

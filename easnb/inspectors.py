@@ -295,7 +295,8 @@ class InferInspector(_Form):
         latencies = [c.latency_ms for c in self.history if c.status == "OK" and c.kind == "infer"]
         self.latency.value = display.latency_html(latencies)
         return html(
-            "<div class='easnb-call-latency' title='{}'>latency {:.1f} ms</div>{}", LATENCY_MEANS, self.latency_ms, display.result_html(result)
+            "<div><span class='easnb-call-latency'>latency {:.1f} ms</span> <small>({}; History shows the same)</small></div>{}",
+            self.latency_ms, LATENCY_MEANS, display.result_html(result),
         )
 
     @property

@@ -11,7 +11,6 @@ be cancelled; client-streaming methods take a JSON list of requests.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from . import widgets as _widgets  # noqa: F401, I001 - first, for its message when ipywidgets is missing
@@ -184,8 +183,9 @@ class ServiceInspector(w.VBox):
                 "client_streaming": method.client_streaming, "server_streaming": method.server_streaming,
             }
             summary = json.dumps(requests[0] if len(requests) == 1 else requests)[:80]
-            started = time.perf_counter()
-            self.history.record(conn, "service", method.path, summary, record, lambda: self._run(target, requests, started))
+            _, call = self.history.timed(conn, "service", method.path, summary, record, lambda: self._run(target, requests))
+            self.latency_ms = call.latency_ms  # one figure per call: the one History shows
+            self._show(done=True)
         except Exception as exc:
             self.status.value = error_html(exc)
         finally:
@@ -193,17 +193,15 @@ class ServiceInspector(w.VBox):
             self.call_button.disabled = False
             self.cancel_button.disabled = True
 
-    def _run(self, method: Method, requests: list[dict[str, Any]], started: float) -> None:
+    def _run(self, method: Method, requests: list[dict[str, Any]]) -> None:
         answer = method(requests) if method.client_streaming else method(requests[0])
         if method.server_streaming:
             self._stream = answer
             self.cancel_button.disabled = False
         for reply in iter_replies(answer):
             self.replies.append(to_json(reply))
-            self.latency_ms = (time.perf_counter() - started) * 1000
-            self._show()
-        self.latency_ms = (time.perf_counter() - started) * 1000
-        self._show(done=True)
+            if method.server_streaming:
+                self._show()  # replies as they arrive; the latency (to the last one) when the call ends
 
     def _show(self, done: bool = False) -> None:
         state = "" if done or self._stream is None else " (streaming\u2026)"

@@ -22,7 +22,7 @@ from .credentials import Token, clean_token
 from .display import error_html
 from .errors import EasnbError
 from .markup import Markup
-from .widget_status import NOT_CONNECTED, Follow, error_line, light, line, lights, status_html  # noqa: F401 - light(s) for the inspectors
+from .widget_status import STYLE, NOT_CONNECTED, Follow, error_line, light, line, lights, status_html  # noqa: F401 - light(s) for the inspectors
 
 try:
     import anywidget
@@ -33,14 +33,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         f"easnb's widgets need ipywidgets and anywidget ({exc.name} is missing): pip install 'easnb[widgets]'"
     ) from None
 
+LABEL = {"description_width": "100px"}  # every field's label, the token's too (_TOKEN_CSS): they line up, none cut off
 CONSOLE_PLACEHOLDER = "http://<service>.<uid>.<region>.pai-eas.aliyuncs.com/"
 
 _TOKEN_ESM = """
 function render({ model, el }) {
   const row = document.createElement("div");
-  row.className = "easnb-token-row";
+  row.className = "jupyter-widgets widget-inline-hbox widget-text easnb-token-row";
   const label = document.createElement("label");
   label.textContent = "Token";
+  label.className = "widget-label";
   const input = document.createElement("input");
   input.type = "password";
   input.autocomplete = "off";
@@ -69,9 +71,10 @@ export default { render };
 """
 
 _TOKEN_CSS = """
-.easnb-token-row { display: flex; gap: 6px; align-items: center; margin: 2px 0; }
-.easnb-token-row label { width: 90px; text-align: right; padding-right: 6px; }
-.easnb-token-input { width: 260px; }
+.easnb-token-row.widget-inline-hbox { width: 520px; align-items: center; }
+.easnb-token-row.widget-inline-hbox .widget-label { width: 100px; }
+.easnb-token-row .easnb-token-input { flex: 1 1 auto; min-width: 0; }
+.easnb-token-row .easnb-connect { margin-left: 4px; width: auto; }
 """
 
 
@@ -153,16 +156,18 @@ class ConnectionWidget(w.VBox):
             placeholder=CONSOLE_PLACEHOLDER,
             description="Endpoint",
             layout=w.Layout(width="520px"),
+            style=LABEL,
         )
-        self.timeout_field = w.BoundedFloatText(value=timeout, min=0.1, max=3600, description="Timeout (s)")
+        self.timeout_field = w.BoundedFloatText(value=timeout, min=0.1, max=3600, description="Timeout (s)", style=LABEL)
         self.keepalive_field = w.BoundedFloatText(
-            value=Keepalive().time_s, min=1, max=7200, description="Keepalive (s)",
+            value=Keepalive().time_s, min=1, max=7200, description="Keepalive (s)", style=LABEL,
             tooltip="ping after this many idle seconds; servers may refuse pings more often than every 300 s",
         )
         self.headers_field = w.Textarea(
             placeholder="x-request-id: 42\none header per line (not authorization)",
             description="Headers",
             layout=w.Layout(width="520px", height="52px"),
+            style=LABEL,
         )
         self.advanced = w.Accordion([w.VBox([self.keepalive_field, self.headers_field])], selected_index=None)
         self.advanced.set_title(0, "Advanced")
@@ -179,7 +184,7 @@ class ConnectionWidget(w.VBox):
             self.set_token(os.environ["EASNB_TOKEN"], source="from EASNB_TOKEN")
         super().__init__(
             [
-                w.HTML("<b>easnb connection</b>"),
+                w.HTML(STYLE + Markup("<b>easnb connection</b>")),
                 self.endpoint_field,
                 self.timeout_field,
                 self.token_field,
@@ -190,6 +195,7 @@ class ConnectionWidget(w.VBox):
                 self.diagnosis,
             ]
         )
+        self.add_class("easnb-ui")
 
     # -- token ---------------------------------------------------------------------
 
@@ -259,6 +265,7 @@ class ConnectionWidget(w.VBox):
                 conn.close()
                 raise
             old, self.connection, self.discovery = self.connection, conn, found
+            self.diagnosis.value = ""  # an earlier diagnosis no longer describes this connection
             connected = status_html(found, self._token_source)
             self.status.value = connected
             self._follow = Follow(conn, connected, lambda line: self._show_state(conn, line))

@@ -22,6 +22,7 @@ from .history import History
 from .markup import html, text
 from .inspectors import InferInspector, ModelInspector, ServerInspector
 from .results import InferResult
+from .widget_status import STYLE
 from .widgets import ConnectionWidget, connection_of
 
 
@@ -41,7 +42,8 @@ class HistoryView(w.VBox):
         self.table = w.HTML()
         self.entry = w.Dropdown(description="Call", options=[], layout=w.Layout(width="420px"))
         self.flavour = w.Dropdown(description="as", options=["easnb", "tritonclient", "grpcurl"], layout=w.Layout(width="220px"))
-        copy = w.Button(description="Copy as code", tooltip="show the call as code to paste; the token stays in $EASNB_TOKEN")
+        copy = w.Button(description="Copy as code", tooltip="show the call as code to paste; the token stays in $EASNB_TOKEN",
+                        layout=w.Layout(width="120px"))
         copy.on_click(lambda _: self.show_code())
         replay = w.Button(description="Replay")
         replay.on_click(lambda _: self.replay())
@@ -115,7 +117,8 @@ class Workbench(w.VBox):
         self.service: Any = None
         self.history_view: HistoryView | None = None
         self.builds = 0  # how many times the tabs were built for a connection
-        super().__init__([self.status, self.tabs])
+        super().__init__([w.HTML(STYLE, layout=w.Layout(height="0px", margin="0")), self.status, self.tabs])
+        self.add_class("easnb-ui")
         if isinstance(source, ConnectionWidget):
             source.on_connect(lambda _: self.build())
             if source.connection is None:

@@ -29,6 +29,7 @@ from .seedparts import seed_behind_gateway, stop  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"  # what users see, per widget state and tab: look before changing the UI
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -195,9 +196,16 @@ def run_all(page) -> None:  # type: ignore[no-untyped-def]
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
 
+def shot(locator, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A picture of what users see, kept in test-artifacts/screenshots/ (git ignores test-artifacts/)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    locator.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
 def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_path: Path) -> None:
-    """The README's widget lines under Run All, Connect (with the Advanced fold), Connect again,
-    every tab, Example then Run, the service form, the history copied as code, Diagnose."""
+    """The README's widget lines under Run All: a wrong token, Diagnose, Connect (with the Advanced
+    fold), Connect again, every tab, Example then Run, the service form, the history copied as code,
+    and the widget's connection closed; each widget state and each tab pictured."""
     from playwright.sync_api import expect
 
     url, work = lab
@@ -206,12 +214,25 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         "import easnb\nwidget = easnb.ConnectionWidget()\nwidget",
         "bench = easnb.inspect(widget)\nbench",
         "print('settings', widget.connection.keepalive.time_s, widget.connection.headers)",
+        "widget.connection.close()",
     ])
     with lab_page("workbench", 1400) as page:
         open_lab_notebook(page, url, notebook)
+        widget = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-OutputArea")
+        bench = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea")
         run_all(page)
-        expect(page.get_by_text("press Connect")).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("press Connect").first).to_be_visible(timeout=90_000)
+        shot(widget, "widget-1-not-connected")
+        # a wrong token: the server answered, so live stays green; Diagnose says which step failed
         field(page, "Endpoint").fill(demo.endpoint)
+        page.locator(".easnb-token-input").fill("not-the-token")
+        page.locator(".easnb-connect").click()
+        expect(page.get_by_text("refused the token")).to_be_visible(timeout=60_000)
+        shot(widget, "widget-2-wrong-token")
+        page.locator("button:visible", has_text="Diagnose").click()
+        expect(page.get_by_text("easnb doctor").first).to_be_visible()
+        expect(page.locator(".easnb-mark", has_text="FAIL")).to_be_visible()
+        shot(widget, "widget-3-diagnosed")
         page.locator(".easnb-token-input").fill(TOKEN)
         page.get_by_text("Advanced").first.click()
         keepalive = field(page, "Keepalive (s)")
@@ -224,8 +245,10 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         expect(page.locator(".easnb-built")).to_contain_text("(#1)")
         page.locator(".easnb-connect").click()  # Connect again: the token stays Python-side
         expect(page.locator(".easnb-built")).to_contain_text("(#2)")  # the workbench followed
+        shot(widget, "widget-4-connected")
         # Server tab
         expect(page.locator(".jp-OutputArea").get_by_text("easnb-demo").first).to_be_visible()
+        shot(bench, "workbench-1-server")
         # Model tab: the list comes from the demo's repository index
         page.get_by_role("tab", name="Model").click()
         model = field(page, "Model")
@@ -233,6 +256,7 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         model.fill("iris")
         model.press("Enter")
         expect(page.get_by_text("[variable, 4]").first).to_be_visible()
+        shot(bench, "workbench-2-model")
         # Infer tab: picking the model loads its inputs; Example fills them; Run
         page.get_by_role("tab", name="Infer").click()
         model = field(page, "Model")
@@ -248,22 +272,33 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         page.locator("button.widget-button:visible", has_text="Run").click()
         expect(page.locator("table.dataframe:visible").get_by_text("virginica")).to_be_visible()
         expect(page.get_by_text("p50").first).to_be_visible()
+        latency = page.locator(".easnb-call-latency:visible").inner_text()  # "latency 3.1 ms"
+        shot(bench, "workbench-3-infer")
         # Service tab: the Greeter from the demo's reflection
         page.get_by_role("tab", name="Service").click()
         field(page, "name").fill("Browser")
         page.locator("button.widget-button:visible", has_text="Call").click()
         expect(page.get_by_text("Hello, Browser!")).to_be_visible()
-        # History tab: copy the last iris call as easnb and tritonclient code, run each
+        shot(bench, "workbench-4-service")
+        # History tab: the newest call is selected and its code shown, with no click
         page.get_by_role("tab", name="History").click()
+        code = page.locator("textarea:visible").last
+        expect(code).to_have_value(re.compile(r"client\.SayHello\("))
         entry = field(page, "Call", "select")
-        iris = [o for o in entry.locator("option").all_inner_texts() if "iris" in o][0]
-        entry.select_option(label=iris)
+        assert "SayHello" in entry.locator("option:checked").inner_text()
+        iris = [o for o in entry.locator("option").all_inner_texts() if "infer\xa0iris" in o.replace(" ", "\xa0")]
+        assert len(iris) == 2
+        figure = latency.split()[1]  # the Infer tab's figure for the last iris call is History's too
+        expect(page.locator("table.dataframe:visible tbody tr").nth(1).locator("td").last).to_have_text(figure)
+        assert page.locator("table.dataframe:visible tbody tr").count() == 4  # the Model tab's call is there too
+        entry.select_option(label=iris[0])
+        expect(code).to_have_value(re.compile(re.escape('conn.infer("iris"')))
+        shot(bench, "workbench-5-history")
         answers = []
         for flavour, marker in (("easnb", "easnb.connect("), ("tritonclient", "InferenceServerClient(")):
             field(page, "as", "select").select_option(flavour)
-            page.locator("button:visible", has_text="Copy as code").click()
-            code = page.locator("textarea:visible").last
             expect(code).to_have_value(re.compile(re.escape(marker)))
+            page.locator("button:visible", has_text="Copy as code").click()
             text = code.input_value()
             assert TOKEN not in text and ("tritonclient" in text) == (flavour == "tritonclient")
             python = python_with_tritonclient() if flavour == "tritonclient" else sys.executable
@@ -272,14 +307,19 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
             assert run.returncode == 0, run.stderr
             answers.append("virginica" in run.stdout)
         assert answers == [True, True]
-        # Diagnose, then the Advanced settings reached the connection
-        page.locator("button:visible", has_text="Diagnose").click()
-        expect(page.get_by_text("easnb doctor").first).to_be_visible()
+        # the Advanced settings reached the connection
         run_cell(page, 2)
         expect(page.get_by_text("settings 60.0 {'x-request-id': 'browser'}")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "browser-workbench.png"), full_page=True)
         saved = save(page, notebook)
         assert TOKEN not in saved
+        # the old quickstart clean-up: the widget greys out and says what to press, the workbench names Connect
+        run_cell(page, 3)
+        expect(page.get_by_text("connection closed")).to_be_visible()
+        shot(widget, "widget-5-closed")
+        page.get_by_role("tab", name="Server").click()
+        page.locator("button.widget-button:visible", has_text="Refresh").click()
+        expect(page.get_by_text("Press Connect in the connection widget").first).to_be_visible()
 
 
 def test_guides_server_behind_the_gateway_in_jupyterlab(lab: tuple[str, Path], seed_behind_gateway) -> None:  # type: ignore[no-untyped-def]

@@ -124,6 +124,11 @@ def test_one_call_one_latency(demo: DemoServer) -> None:
         shown = re.search(r"latency ([\d.]+) ms", infer.output.value).group(1)  # type: ignore[union-attr]
         row = re.search(r"<td[^>]*>([\d.]+)</td>\s*</tr>", bench.history_view.table.value).group(1)  # type: ignore[union-attr]
         assert shown == row == f"{call.latency_ms:.1f}"  # the newest row is first
+    service = bench.service.inspector
+    service.controls["name"].value = "latency"
+    service.call(wait=True)
+    assert service.latency_ms == bench.history[-1].latency_ms and bench.history[-1].kind == "service"
+    assert f"latency {service.latency_ms:.1f} ms" in service.status.value
 
 
 def test_history_and_result_tables_have_cell_spacing(demo: DemoServer) -> None:
