@@ -43,7 +43,7 @@ class HistoryView(w.VBox):
         self.entry = w.Dropdown(description="Call", options=[], layout=w.Layout(width="420px"))
         self.flavour = w.Dropdown(description="as", options=["easnb", "tritonclient", "grpcurl"], layout=w.Layout(width="220px"))
         copy = w.Button(description="Copy as code", tooltip="show the call as code to paste; the token stays in $EASNB_TOKEN",
-                        layout=w.Layout(width="120px"))
+                        layout=w.Layout(width="140px"))
         copy.on_click(lambda _: self.show_code())
         replay = w.Button(description="Replay")
         replay.on_click(lambda _: self.replay())
