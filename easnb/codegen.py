@@ -84,6 +84,10 @@ def _method(name: str) -> str:
 
 def easnb(call: Call) -> str:
     """The call with easnb."""
+    if call.kind == "generate":
+        from . import stream_code
+
+        return stream_code.easnb(call)
     r = call.request
     lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call)]
     if call.kind == "metadata":
@@ -111,6 +115,10 @@ def easnb(call: Call) -> str:
 
 def tritonclient(call: Call) -> str:
     """The call with tritonclient's gRPC client (V2 calls only)."""
+    if call.kind == "generate":
+        from . import stream_code
+
+        return stream_code.tritonclient(call)
     if call.kind not in ("infer", "metadata"):
         raise EasnbError("tritonclient speaks only the V2 API: copy this call as easnb or grpcurl code.")
     r = call.request
@@ -150,6 +158,8 @@ def grpcurl(call: Call) -> str:
     from . import protos
 
     r = call.request
+    if call.kind == "generate":
+        raise EasnbError("grpcurl has no .proto for Triton's ModelStreamInfer: copy this generation as easnb or tritonclient code.")
     if call.kind in ("infer", "metadata"):
         target = f"inference.GRPCInferenceService/{'ModelInfer' if call.kind == 'infer' else 'ModelMetadata'}"
         proto = str(protos.folder() / "grpc_predict_v2.proto")

@@ -128,6 +128,10 @@ class History:
         r = call.request
         if call.kind == "metadata":
             return self.record(conn, "metadata", r["model"], call.summary, r, lambda: conn.model_metadata(r["model"], r.get("version", "")))
+        if call.kind == "generate":
+            from .generate_tab import replay_generation
+
+            return replay_generation(self, call, conn)
         if call.kind == "infer":
             inputs = _inputs_from(r["inputs"])
             return self.record(

@@ -213,7 +213,10 @@ class InferInspector(_Form):
             )
             for t in self.meta.inputs
         }
-        self.inputs_box.children = list(self.boxes.values())
+        from .generate_tab import decoupled_offer  # a text generator is offered the Generate tab instead
+
+        offer = decoupled_offer(self.meta, getattr(self, "on_generate", None))
+        self.inputs_box.children = [*([offer] if offer is not None else []), *self.boxes.values()]
         self.note.value = Markup(
             "<small>Type values per input (Example fills a valid sample), or name a DataFrame from the notebook. "
             "A single row is sent as a batch of one.</small>"
@@ -305,11 +308,14 @@ class InferInspector(_Form):
         return None if self.result is None else self.result.to_frame()
 
 
-def inspect(source: Any, models: list[str] | None = None) -> Any:
-    """Server, model, infer, service and history tabs for a ``Connection`` or a ``ConnectionWidget``."""
+def inspect(source: Any, models: list[str] | None = None, generate: bool | None = None) -> Any:
+    """Server, model, infer, service and history tabs for a ``Connection`` or a ``ConnectionWidget``.
+
+    A Generate tab joins them when a model generates text (``generate=True`` always, ``False`` never).
+    """
     from .workbench import Workbench
 
-    return Workbench(source, models)
+    return Workbench(source, models, generate)
 
 
 def __getattr__(name: str) -> Any:  # the workbench's parts, where they used to live

@@ -189,8 +189,8 @@ class CallStream(Stream):
         conn.check_open()
         self._context = {**conn.error_context, "timeout": timeout}
         # unary-stream on the bidirectional method: one message, then the half-close, with no sending thread
+        self.sent_at = time.perf_counter()  # time to first response counts the sending too
         self._call = conn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=metadata)
-        self.sent_at = time.perf_counter()
         self._timed_out: str | None = None
         self._ended = threading.Event()
         if first_timeout is not None or between_timeout is not None:

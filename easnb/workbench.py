@@ -107,9 +107,11 @@ class Workbench(w.VBox):
     and builds itself again on every reconnect; the history stays.
     """
 
-    def __init__(self, source: Any, models: list[str] | None = None) -> None:
+    def __init__(self, source: Any, models: list[str] | None = None, generate: bool | None = None) -> None:
         self.source = source
         self.models = models
+        self.show_generate = generate  # the Generate tab: None shows it when a model generates text
+        self.generate: Any = None
         self.history = History()
         self.tabs = w.Tab()
         self.status = w.HTML()
@@ -147,6 +149,9 @@ class Workbench(w.VBox):
                 ("Model", ModelInspector(self.source, models=self.models, history=self.history)),
                 ("Infer", self.infer),
             ]
+            from .generate_tab import add_generate_page  # shown for text generators, or when asked
+
+            pages += add_generate_page(self, conn)
         if found.other_services or not found.v2:
             self.service = ServicesPage(self.source, found, self.history)
             pages.append(("Service", self.service))
