@@ -76,7 +76,7 @@ class AsyncConnection:
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
-        self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
+        self.error_context = error_context(self.endpoint, self._token, max_message_bytes, self._settings)
 
     def __reduce__(self) -> Any:
         raise refuse_pickle("An AsyncConnection")

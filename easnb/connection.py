@@ -131,7 +131,7 @@ class Connection:
         self._replaced_by: str | None = None
         self._reflection: Any = None
         # where calls happen, for errors: the token is a Token, whose repr is masked
-        self.error_context = error_context(self.endpoint, self._token, max_message_bytes)
+        self.error_context = error_context(self.endpoint, self._token, max_message_bytes, settings)
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length

@@ -1,6 +1,8 @@
 """A connection doctor: each step from the endpoint text to a ready model, timed, with the hint that fits.
 
-Steps: endpoint, DNS, TCP, TLS (or plaintext), HTTP/2, token, V2 or not, model ready.
+Steps: endpoint, proxy, DNS, TCP, TLS (or plaintext), HTTP/2, token, V2 or not, model ready. When
+gRPC would go through an HTTP proxy (``$http_proxy`` and the like), the proxy step says so and
+whether it opens a tunnel, and the later steps go through it as gRPC does.
 The first failing step says what to do; later steps are skipped. No form of the token
 shows in what it found (``easnb.redaction``).
 
@@ -29,6 +31,7 @@ from .errors import (
     EasnbError,
     UnimplementedError,
 )
+from .proxy import bypass, ignored_variables, proxy_for, tunnel
 from .redaction import redact
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -120,16 +123,32 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
         notes += [str(w.message) for w in caught]
         return "; ".join(notes)
 
+    def proxy() -> str:
+        found: Endpoint = state["endpoint"]
+        state["proxy"] = used = proxy_for(found.target)
+        if used is None:
+            ignored = ignored_variables()
+            return "none: gRPC connects directly" + (f" ({', '.join(ignored)} set, but gRPC ignores upper case)" if ignored else "")
+        tunnel(used, found.host, found.port, timeout).close()
+        return f"HTTP proxy {used.address} (from {used.variable}) opens a tunnel to {found.target}"
+
+    def dial() -> socket.socket:
+        found: Endpoint = state["endpoint"]
+        if state.get("proxy") is not None:
+            return tunnel(state["proxy"], found.host, found.port, timeout)
+        return socket.create_connection(state["address"][:2], timeout=timeout)
+
     def resolve() -> str:
         found: Endpoint = state["endpoint"]
+        if state.get("proxy") is not None:
+            return "left to the proxy"
         infos = socket.getaddrinfo(found.host, found.port, type=socket.SOCK_STREAM)
         state["address"] = infos[0][4]
         return ", ".join(sorted({i[4][0] for i in infos}))
 
     def connect_tcp() -> str:
-        sock = socket.create_connection(state["address"][:2], timeout=timeout)
-        sock.close()
-        return f"port {state['endpoint'].port} open"
+        dial().close()
+        return f"port {state['endpoint'].port} open" + (" (through the proxy)" if state.get("proxy") else "")
 
     def secure() -> str:
         found: Endpoint = state["endpoint"]
@@ -137,13 +156,13 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
             return "plaintext (no TLS asked for)"
         context = ssl.create_default_context()
         context.set_alpn_protocols(["h2"])
-        with socket.create_connection(state["address"][:2], timeout=timeout) as raw:
+        with dial() as raw:
             with context.wrap_socket(raw, server_hostname=found.host) as tls:
                 return f"{tls.version()}, ALPN {tls.selected_alpn_protocol() or 'none'}"
 
     def http2() -> str:
         found: Endpoint = state["endpoint"]
-        with socket.create_connection(state["address"][:2], timeout=timeout) as raw:
+        with dial() as raw:
             sock: Any = raw
             if found.tls:
                 context = ssl.create_default_context()
@@ -182,6 +201,7 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
 
     steps: list[tuple[str, Callable[[], str], Callable[[Exception], str]]] = [
         ("endpoint", parse, lambda exc: getattr(exc, "hint", "")),
+        ("proxy", proxy, lambda exc: f"{bypass(state['endpoint'].target)}. Otherwise start or fix the proxy."),
         ("DNS", resolve, lambda exc: _network_hint(state, "The host name does not resolve: check it against the console.")),
         ("TCP", connect_tcp, lambda exc: _network_hint(state, "Nothing answers on that port: check the port (80 for EAS).")),
         ("TLS", secure, lambda exc: TLS_HINT),

@@ -34,6 +34,8 @@ from typing import Any
 
 import grpc
 
+from .unreachable import TLS_HINT, UNAVAILABLE_HINT, VPC_HINT, unavailable_hint  # noqa: F401 - the hints, re-exported
+
 from .redaction import redact
 
 TOKEN_HINT = (
@@ -42,15 +44,6 @@ TOKEN_HINT = (
     "pass the token alone."
 )
 NO_TOKEN_HINT = "No token was sent: pass token=... to connect() or set EASNB_TOKEN."
-UNAVAILABLE_HINT = (
-    "Check the endpoint (the console domain plus :80, without http://) and that the "
-    "network reaches it. A VPC endpoint (with .vpc.) works only from inside the same VPC "
-    "and region, and the security group must allow the port."
-)
-VPC_HINT = (
-    "This is a VPC endpoint: it is reachable only from inside the service's VPC and "
-    "region. From elsewhere use the public endpoint (the same name without .vpc.)."
-)
 
 
 class EasnbError(Exception):
@@ -234,11 +227,6 @@ _BY_CODE: dict[grpc.StatusCode, type[EasnbError]] = {
 }
 
 _LIMIT = re.compile(r"(Sent|Received) message larger than max \((\d+) vs\. (\d+)\)")
-TLS_HINT = (
-    "The TLS handshake failed. Use http:// (or tls=False) for a plaintext server such as the EAS "
-    "gateway on port 80, https:// (or tls=True) for a TLS one; for a private certificate authority "
-    "pass root_certificates=<PEM file or bytes>."
-)
 
 
 def status_details(exc: Any) -> tuple[Any, ...]:
@@ -270,20 +258,9 @@ def _hint(cls: type[EasnbError], details: str, context: dict[str, Any]) -> tuple
     if cls is AuthenticationError and not context.get("token"):
         return cls, NO_TOKEN_HINT
     if cls is UnavailableError:
-        if "too many pings" in details.lower() or "too_many_pings" in details:
-            return cls, (
-                "The server refused this client's keepalive pings as too frequent: use a longer "
-                "easnb.Keepalive(time_s=...); stock gRPC servers accept one ping per 300 s."
-            )
-        if "handshake failed" in details.lower() or "ssl_error" in details.lower():
-            return cls, TLS_HINT
-        if not context.get("tls") and "Socket closed" in details:
-            return cls, (
-                "The server closed the connection at once. If it speaks TLS, connect with https:// "
-                "(or tls=True); otherwise check the endpoint's port, and that the server is up."
-            )
-        if context.get("is_vpc"):
-            return cls, f"{VPC_HINT} {UNAVAILABLE_HINT}"
+        hint = unavailable_hint(details, context)  # by cause: proxy, refused, DNS, TLS, timeout, ...
+        if hint is not None:
+            return cls, hint
     if cls is DeadlineError and context.get("timeout") is not None:
         return cls, f"The call did not finish within {context['timeout']:g} s. {DeadlineError.default_hint}"
     if cls is ResourceExhaustedError:
@@ -312,14 +289,19 @@ def _hint(cls: type[EasnbError], details: str, context: dict[str, Any]) -> tuple
     return cls, None
 
 
-def error_context(endpoint: Any, token: Any, max_message_bytes: int) -> dict[str, Any]:
-    """Where a connection's calls happen, for ``from_rpc_error``: its target, TLS or not, VPC or not, token, limit."""
+def error_context(endpoint: Any, token: Any, max_message_bytes: int, settings: Any = None) -> dict[str, Any]:
+    """Where a connection's calls happen, for ``from_rpc_error``: its target, TLS or not, VPC or not, token,
+    limit, and the HTTP proxy gRPC puts in between (read from the environment now, as gRPC does for the
+    channel made with the same ``settings``)."""
+    from .proxy import proxy_for
+
     return {
         "target": endpoint.target,
         "token": token,
         "is_vpc": endpoint.is_vpc,
         "tls": endpoint.tls,
         "max_message_bytes": max_message_bytes,
+        "proxy": proxy_for(endpoint.target, settings),
     }
 
 

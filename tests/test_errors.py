@@ -80,7 +80,7 @@ def test_resource_exhausted_is_told_apart(details: str, limit: int, cls: type, w
 @pytest.mark.parametrize(
     ("details", "tls", "words"),
     [
-        ("failed to connect; Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: WRONG_VERSION_NUMBER", True, "https://"),
+        ("failed to connect; Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: WRONG_VERSION_NUMBER", True, "answers without TLS: use http://"),
         ("failed to connect; Handshake failed: CERTIFICATE_VERIFY_FAILED: self signed certificate", True, "root_certificates"),
         ("failed to connect to all addresses; last error: UNAVAILABLE: ipv4:1.2.3.4:80: Socket closed", False, "TLS"),
     ],
