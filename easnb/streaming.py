@@ -33,6 +33,7 @@ from . import arguments
 from .connection import DEFAULT
 from .errors import DeadlineError, EasnbError, StreamError, from_rpc_error
 from .inference import decode_response
+from .redaction import redact
 from .results import InferResult
 from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 
@@ -171,7 +172,11 @@ class Stream:
 
 
 def in_stream_error(stream: Any, result: InferResult | None, final: bool, error: str) -> StreamError:
-    """The ``StreamError`` for an ``error_message`` reply: the id on the wire, and what came before."""
+    """The ``StreamError`` for an ``error_message`` reply (the token redacted): the id on the wire, and what came before."""
+    context = getattr(stream, "_context", None)
+    if context is None:  # one request's share of a shared stream: its owner's connection
+        context = getattr(getattr(getattr(stream, "_owner", None), "conn", None), "error_context", None) or {}
+    error = redact(error, context.get("token"))
     return StreamError(
         f"{stream.model} failed inside the stream (request id {stream.request_id!r}) after "
         f"{len(stream.responses)} responses: {error}",

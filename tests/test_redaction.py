@@ -156,6 +156,46 @@ def test_the_doctor_shows_none_of_it(quoting: str) -> None:
             assert not leaks(text, TOKEN), text
 
 
+def test_an_error_inside_a_stream_shows_none_of_it() -> None:
+    import numpy as np
+
+    from easnb import _proto
+    from easnb.inference import decode_request
+    from easnb.stream_wire import encode_stream_response
+
+    def refuse_each(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        for data in requests:
+            request, _ = decode_request(data)
+            head = _proto.ModelInferResponse(model_name=request.model_name, id=request.id)
+            head.parameters["triton_final_response"].bool_param = True
+            yield encode_stream_response(head.SerializeToString(), " | ".join(forms(sent.removeprefix("Bearer ")).values()))
+
+    metadata = grpc.unary_unary_rpc_method_handler(
+        lambda request, context: _proto.ServerMetadataResponse(name="triton", version="2"),
+        _proto.ServerMetadataRequest.FromString, _proto.ServerMetadataResponse.SerializeToString,
+    )
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(refuse_each), "ServerMetadata": metadata,
+    })
+    server, port = serve([handler])
+    errors = []
+    try:
+        with easnb.connect(f"127.0.0.1:{port}", token=TOKEN) as conn:
+            with pytest.raises(easnb.StreamError) as info:
+                list(conn.stream("m", {"x": np.zeros(1, np.float32)}))
+            errors.append(info.value)
+            with conn.open_stream("m") as shared, pytest.raises(easnb.StreamError) as info:
+                list(shared.submit({"x": np.zeros(1, np.float32)}))
+            errors.append(info.value)
+    finally:
+        server.stop(None).wait()
+    for error in errors:
+        assert "/keys/***/meta" in error.details
+        for text in (str(error), repr(error), error.details):
+            assert not leaks(text, TOKEN), text
+
+
 def test_the_gateway_redacts_its_backend_token_from_backend_errors() -> None:
     backend_token = "backend-SECRET-0123456789"
 
