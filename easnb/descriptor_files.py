@@ -38,6 +38,7 @@ class Limits:
     total_bytes: int = 64 << 20
     import_depth: int = 64
     nesting: int = 32
+    references: int = 100  # message types reached through fields, one inside the next
 
 
 def parse(data: bytes, name: str) -> descriptor_pb2.FileDescriptorProto:
@@ -114,6 +115,38 @@ def check(files: dict[str, descriptor_pb2.FileDescriptorProto], limits: Limits) 
             pending.append(iter(files[child].dependency))
             on_path.add(child)
     return order
+
+
+def reference_depth(roots: list[Any], limit: int) -> int:
+    """How deep message types reach each other through fields (and extensions) from ``roots``,
+    walked as protobuf's ``GetMessageClass`` walks them, without recursion; stops past ``limit``."""
+    deepest, seen = 0, set()
+    for root in roots:
+        if root.full_name in seen:
+            continue
+        seen.add(root.full_name)
+        stack = [_edges(root)]
+        while stack:
+            deepest = max(deepest, len(stack))
+            if deepest > limit:
+                return deepest
+            following = next(stack[-1], None)
+            if following is None:
+                stack.pop()
+            elif following.full_name not in seen:
+                seen.add(following.full_name)
+                stack.append(_edges(following))
+    return deepest
+
+
+def _edges(message: Any) -> Any:
+    for field in message.fields:
+        if field.message_type is not None:
+            yield field.message_type
+    for extension in message.extensions:
+        yield extension.containing_type
+        if extension.message_type is not None:
+            yield extension.message_type
 
 
 def build(pool: Any, order: list[descriptor_pb2.FileDescriptorProto], known: set[str]) -> None:

@@ -26,7 +26,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.message import DecodeError
 
 from .channel import open_channel
-from .descriptor_files import Limits, build, check, parse, shipped
+from .descriptor_files import Limits, build, check, parse, reference_depth, shipped
 from .errors import EasnbError, NotFoundError, ReflectionError, ResourceExhaustedError, UnimplementedError
 
 if TYPE_CHECKING:
@@ -178,7 +178,18 @@ class Reflection:
                 found = self._find(name, kinds)
         if found is None:
             raise not_offered(name, self.services(), what=" or ".join(kinds))
+        self._check_references(found)
         return found
+
+    def _check_references(self, found: Any) -> None:
+        """Refuse a descriptor whose message types reach too deep for protobuf to make their classes."""
+        methods = getattr(found, "methods", None) or ([found] if hasattr(found, "input_type") else [])
+        roots = [t for m in methods for t in (m.input_type, m.output_type)] or ([found] if hasattr(found, "fields") else [])
+        depth = reference_depth(roots, self.limits.references)
+        if depth > self.limits.references:
+            raise ReflectionError(
+                f"{found.full_name!r} reaches message types more than {self.limits.references} deep through its fields: refused."
+            )
 
     def _find(self, name: str, kinds: tuple[str, ...]) -> Any:
         finders = {

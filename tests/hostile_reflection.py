@@ -137,12 +137,25 @@ def deep(depth: int = 500) -> Script:
     return Script({"deep.proto": f}, {"d.D": "deep.proto"}, ["d.D"])
 
 
+def references(count: int = 600) -> Script:
+    """``r.A0`` has a field of type ``r.A1``, which has one of ``r.A2``, ...: protobuf made their classes
+    by recursion, one level per type (RecursionError past ~490)."""
+    def message(i: int) -> Any:
+        kind = descriptor_pb2.FieldDescriptorProto
+        field = kind(name="next", number=1, type=kind.TYPE_MESSAGE, label=kind.LABEL_OPTIONAL, type_name=f".r.A{i + 1}") \
+            if i + 1 < count else kind(name="s", number=1, type=kind.TYPE_STRING, label=kind.LABEL_OPTIONAL)
+        return descriptor_pb2.DescriptorProto(name=f"A{i}", field=[field])
+
+    f = service_file("r.proto", "r", "R", request=".r.A0", deps=(), messages=tuple(message(i) for i in range(count)))
+    return Script({"r.proto": f}, {"r.R": "r.proto"}, ["r.R"])
+
+
 def garbage() -> Script:
     """Bytes that are no FileDescriptorProto at all."""
     return Script({"g.proto": b"\xff\xff\xff\xff garbage \x00\x01"}, {"g.G": "g.proto"}, ["g.G"])
 
 
-SCENARIOS = {"cyclic": cyclic, "deep": deep, "garbage": garbage}
+SCENARIOS = {"cyclic": cyclic, "deep": deep, "garbage": garbage, "references": references}
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -25,7 +26,7 @@ from easnb.descriptor_files import Limits
 
 pytest.importorskip("grpc_reflection", reason="the proto extra (grpcio-reflection) is not installed")
 
-from .hostile_reflection import HostileReflection, Script, cyclic, deep, file, garbage, service_file  # noqa: E402
+from .hostile_reflection import HostileReflection, Script, cyclic, deep, file, garbage, references, service_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -49,8 +50,10 @@ HOSTILE = {  # scenario -> what the error must say
     "deep-500": (lambda: deep(500), "no file descriptor"),  # past protobuf's own decoding depth
     "deep-60": (lambda: deep(60), "nests message types more than 32 deep"),  # parses, refused by easnb
     "garbage": (garbage, "no file descriptor"),
+    "references-600": (references, "reaches message types more than 100 deep through its fields"),
 }
-SYMBOL = {"cyclic": "a.A", "long-cycle": "a.A", "self-import": "a.A", "deep-500": "d.D", "deep-60": "d.D", "garbage": "g.G"}
+SYMBOL = {"cyclic": "a.A", "long-cycle": "a.A", "self-import": "a.A", "deep-500": "d.D", "deep-60": "d.D", "garbage": "g.G",
+          "references-600": "r.R"}
 
 
 @pytest.fixture(params=sorted(HOSTILE))
@@ -184,6 +187,15 @@ def test_a_long_import_chain_is_refused_and_a_normal_one_works() -> None:
             conn.service("c.C")
     with HostileReflection(chain(20)) as server, easnb.connect(server.endpoint) as conn:
         assert [m.name for m in conn.service("c.C").descriptor.methods] == ["Get"]
+
+
+def test_a_chain_of_field_types_below_the_limit_works() -> None:
+    with HostileReflection(references(90)) as server, easnb.connect(server.endpoint) as conn:
+        method = conn.service("r.R").methods["Get"]
+        value: dict[str, Any] = {"s": "end"}
+        for _ in range(89):
+            value = {"next": value}
+        assert method.message(value).ByteSize() > 89
 
 
 def test_size_and_count_limits() -> None:

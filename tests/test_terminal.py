@@ -1,0 +1,62 @@
+"""What the command line prints from a server shows control characters as escapes, never raw."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from easnb.terminal import visible, visible_json
+
+from .kitchen import Kitchen
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTILE = "a\x1b]0;owned\x07\x1b[2J\x9b31m\u202etxt\u2028\x7f\u200b\U000e0001"
+RAW = ("\x1b", "\x07", "\x9b", "\u202e", "\u2028", "\x7f", "\u200b", "\U000e0001")
+
+
+def test_visible_escapes_each_control_character() -> None:
+    assert visible(HOSTILE) == "a\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202etxt\\u2028\\x7f\\u200b\\U000e0001"
+    assert visible("plain é ü 中文 text") == "plain é ü 中文 text"  # printable text as it is
+
+
+@given(st.text())
+def test_any_text_comes_out_printable(text: str) -> None:
+    shown = visible(text)
+    assert not any(c in shown for c in RAW) and "\n" not in shown
+    data = json.dumps({"k": text}, ensure_ascii=False, indent=2)
+    assert json.loads(visible_json(data)) == {"k": text}  # still the same JSON
+    assert not any(c in visible_json(data) for c in RAW)
+
+
+@pytest.fixture(scope="module")
+def kitchen() -> Iterator[Kitchen]:
+    pytest.importorskip("grpc_reflection")
+    server = Kitchen()
+    yield server
+    server.stop()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "easnb", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_call_prints_a_hostile_reply_as_valid_escaped_json(kitchen: Kitchen) -> None:
+    done = cli("call", kitchen.endpoint, "kitchen.Kitchen/Echo", "--data", json.dumps({"f_string": HOSTILE}))
+    assert done.returncode == 0, done.stderr
+    assert not any(c in done.stdout for c in RAW)
+    assert json.loads(done.stdout)["f_string"] == HOSTILE
+
+
+def test_errors_from_the_server_are_escaped(kitchen: Kitchen) -> None:
+    done = cli("call", kitchen.endpoint, f"kitchen.Kitchen/{HOSTILE}", "--data", "{}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert not any(c in done.stderr for c in RAW) and "\\x1b[2J" in done.stderr
