@@ -197,6 +197,35 @@ def test_every_sink_shows_a_hostile_server_as_text(hostile: str) -> None:
             assert_inert(view.output.value)
 
 
+def test_comparisons_and_load_reports_show_hostile_names_as_text() -> None:
+    import pandas as pd
+
+    from easnb.compare import Comparison, OutputDiff
+    from easnb.loadreport import LoadReport
+
+    frame = pd.DataFrame({EVIL: [EVIL]}, index=[EVIL])
+    diff = OutputDiff(EVIL, "text", 0.0, 0.0, 1, 0.5)
+    comparison = Comparison(EVIL, EVIL, 1, [diff], frame, [EVIL], [EVIL], frame, 1e-5, 1e-8)
+    assert_inert(comparison._repr_html_())
+    assert_inert(LoadReport(EVIL, "concurrency", stopped=EVIL)._repr_html_())
+
+
+def test_html_is_built_only_through_the_helper() -> None:
+    """No module but easnb.markup uses the standard library's html module: one place escapes."""
+    import ast
+    from pathlib import Path
+
+    package = Path(easnb.__file__).parent
+    users = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            if any(n == "html" or n.startswith("html.") for n in names):
+                users.append(path.relative_to(package).as_posix())
+    assert users == ["markup.py"]
+
+
 def test_the_doctor_shows_a_hostile_endpoint_as_text() -> None:
     assert_inert(doctor(EVIL, timeout=0.5)._repr_html_())
 
