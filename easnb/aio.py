@@ -76,6 +76,7 @@ class AsyncConnection:
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
+        self._model_cache: dict[tuple[str, str], ModelMetadata] = {}  # for DataFrames: asked once per model
         self.error_context = error_context(self.endpoint, self._token, max_message_bytes, self._settings)
 
     def __reduce__(self) -> Any:
@@ -164,7 +165,8 @@ class AsyncConnection:
     ) -> ModelMetadata:
         name, version, timeout = arguments.model_call(name, version, timeout, headers)
         reply = await self._small("ModelMetadata", _proto.ModelMetadataRequest(name=name, version=version), timeout, headers)
-        return model_metadata_from(reply)
+        meta = self._model_cache[(name, version)] = model_metadata_from(reply)
+        return meta
 
     async def infer(
         self,
@@ -186,7 +188,8 @@ class AsyncConnection:
         """As ``Connection.infer``; DataFrames are matched to the model's inputs."""
         model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
         if is_frame(inputs):
-            inputs = frame_to_inputs(inputs, await self.model_metadata(model, version, headers=headers), columns)
+            meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
+            inputs = frame_to_inputs(inputs, meta, columns)
         data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)

@@ -21,6 +21,7 @@ connection (which keeps the model's metadata) and order of columns.
 from __future__ import annotations
 
 import json
+import reprlib
 import sys
 import warnings
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from .results import ModelMetadata, TensorMetadata
 MAX_TEXT = 1 << 20
 #: How many column pairs a message spells out before it says "and N more".
 SHOWN = 12
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
 
 
 class ColumnOrderWarning(UserWarning):
@@ -64,7 +67,7 @@ def _parse(text: str) -> list[str] | None:
     if text.lstrip().startswith("["):
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # a server's text: nested a million deep is not a list of names
             return None
         return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
     return [part.strip() for part in text.split(",")]
@@ -76,7 +79,7 @@ def named(columns: Sequence[Any]) -> bool:
 
 
 def _listed(names: Sequence[Any]) -> str:
-    shown = ", ".join(repr(n) for n in names[:SHOWN])
+    shown = ", ".join(_SHORT.repr(n) for n in names[:SHOWN])
     return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
@@ -99,10 +102,10 @@ def warn_positional(meta: ModelMetadata, tensor: TensorMetadata, columns: list[A
         return  # neither side names anything: position is all there is
     if names is None:
         why = f"Model {meta.name!r} names no features for input {tensor.name!r}"
-        pairs = [f"{c!r} -> {tensor.name}[:, {i}]" for i, c in enumerate(columns)]
+        pairs = [f"{_SHORT.repr(c)} -> {tensor.name}[:, {i}]" for i, c in enumerate(columns)]
     else:
         why = f"The DataFrame's columns are not names, but model {meta.name!r} names its features"
-        pairs = [f"{c!r} -> {n!r}" for c, n in zip(columns, names)]
+        pairs = [f"{_SHORT.repr(c)} -> {_SHORT.repr(n)}" for c, n in zip(columns, names)]
     more = f", and {len(pairs) - SHOWN} more" if len(pairs) > SHOWN else ""
     message = (
         f"{why}, so the DataFrame's columns fill it by position: {', '.join(pairs[:SHOWN])}{more}. "

@@ -106,7 +106,7 @@ def as_array(value: Any, name: str = "tensor", datatype: str = "") -> np.ndarray
     """
     if isinstance(value, np.ndarray):
         return from_string_dtype(value, name) if value.dtype.kind == "T" else value
-    if hasattr(value, "to_numpy") and hasattr(value, "dtype"):
+    if hasattr(value, "to_numpy") and hasattr(value, "dtype") and type(value).__module__.startswith("pandas"):
         return from_pandas(value, name, datatype or "")
     if hasattr(value, "to_numpy"):
         return np.asarray(value.to_numpy())

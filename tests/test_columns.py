@@ -51,10 +51,30 @@ def column_model() -> Model:
     return Model(meta, run)
 
 
+def two_inputs() -> Model:
+    """Inputs ``a`` and ``b`` (FP32 [-1, 2]), each naming its own columns: ``a @ [1, 10] - b @ [100, 1000]``."""
+
+    def run(x: Mapping[str, np.ndarray], _: Any) -> dict[str, tuple[str, np.ndarray]]:
+        return {"y": ("FP64", x["a"] @ np.array([1.0, 10.0]) - x["b"] @ np.array([100.0, 1000.0]))}
+
+    inputs = (TensorMetadata("a", "FP32", (-1, 2)), TensorMetadata("b", "FP32", (-1, 2)))
+    properties = {"a.features": "p,q", "b.features": '["r, with a comma", "s"]'}
+    return Model(ModelMetadata("two", ("1",), "test", inputs, (TensorMetadata("y", "FP64", (-1,)),), properties), run)
+
+
+HOSTILE = {  # feature names a server may send that cannot be columns: the model then names nothing
+    "deep": "[" * 100_000 + "]" * 100_000, "huge": ",".join(f"c{i}" for i in range(300_000)), "repeated": "a,a,b",
+    "three for two": "a,b,c", "not text": '[1, 2]', "empty name": "a,", "json object": '{"a": 1}',
+}
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[DemoServer]:
+    hostile = {f"hostile {k}": weighted(f"hostile {k}", None, 2) for k in HOSTILE}
+    for key, model in hostile.items():
+        model.metadata.properties["features"] = HOSTILE[key.removeprefix("hostile ")]  # type: ignore[index]
     models = {**all_models(), "named": weighted("named", FEATURES), "plain": weighted("plain", None, 3),
-              "column": column_model()}
+              "column": column_model(), "two": two_inputs(), **hostile}
     with DemoServer(token="", models=models) as served:
         yield served
 
@@ -120,6 +140,33 @@ def test_position_is_used_and_said_once_where_the_model_names_nothing(conn: easn
         conn.infer("plain", pd.DataFrame(np.ones((2, 3))))  # neither side names anything: nothing to say
     with pytest.warns(ColumnOrderWarning, match="not names, but model 'iris' names its features"):
         conn.infer("iris", pd.DataFrame(load_iris()[0][:2]))
+
+
+def test_each_input_of_a_model_with_several_names_its_own_columns(conn: easnb.Connection) -> None:
+    frame = pd.DataFrame({"s": [4.0], "q": [2.0], "r, with a comma": [3.0], "p": [1.0]})
+    assert conn.infer("two", frame)["y"].tolist() == [1.0 + 20.0 - 300.0 - 4000.0]
+    with pytest.raises(easnb.TensorError, match="names the features of input 'b' as 'r, with a comma', 's'"):
+        conn.infer("two", frame.rename(columns={"s": "t"}))
+
+
+def test_feature_names_a_server_cannot_mean_are_not_used(conn: easnb.Connection) -> None:
+    frame = pd.DataFrame({"b": [2.0], "a": [1.0]})
+    for key in HOSTILE:
+        with pytest.warns(ColumnOrderWarning, match="names no features"):
+            assert conn.infer(f"hostile {key}", frame)["y"].tolist() == [2.0 + 10.0]
+
+
+def test_easnb_aio_says_it_once_too(server: DemoServer) -> None:
+    frame = pd.DataFrame({"c": [3.0], "a": [1.0], "b": [2.0]})
+
+    async def main() -> list[Any]:
+        async with easnb.aio.connect(server.endpoint) as aconn:
+            return [(await aconn.infer("plain", frame))["y"].tolist() for _ in range(3)]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # even so: the connection says it once
+        assert asyncio.run(main()) == [[213.0]] * 3
+    assert [w.category for w in caught] == [ColumnOrderWarning]
 
 
 def test_a_single_column_named_after_a_one_wide_input(conn: easnb.Connection) -> None:
