@@ -77,7 +77,8 @@ def _connect_line(call: Call) -> str:
 
 
 def _method(name: str) -> str:
-    if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_") and name not in _CLIENT_ATTRIBUTES:
+    # ASCII only: Python reads identifiers NFKC-normalised, so client.\ufb01 would call "fi"
+    if name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_") and name not in _CLIENT_ATTRIBUTES:
         return f"client.{name}"
     return f"client.methods[{literal(name)}]"
 

@@ -174,6 +174,9 @@ def test_infer_code_keeps_every_value_a_literal(model, names, version, parameter
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | ANY,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY, inner, max_size=3), max_leaves=8,
 ), headers=HEADERS, streaming=st.booleans())
+@example(service="a.B", method="\ufb01", proto=None, payload=None, headers={}, streaming=False)  # NFKC: would call "fi"
+@example(service="a.B", method="methods", proto=None, payload=True, headers={}, streaming=False)
+@example(service="a.B", method="import", proto=None, payload=None, headers={}, streaming=True)
 def test_service_code_keeps_every_value_a_literal(service, method, proto, payload, headers, streaming) -> None:  # type: ignore[no-untyped-def]
     call = service_call(service, method, {"x": payload}, headers, proto=proto, streaming=streaming)
     code = codegen.easnb(call)
