@@ -224,7 +224,6 @@ class ControlPlane:
         if credentials is None:
             credentials = default_credentials()
         self.region = region
-        self.credentials = credentials  # an alibabacloud_credentials client (its repr shows no secret)
         self.endpoint = endpoint or f"pai-eas.{region}.aliyuncs.com"
         local = self.endpoint.startswith(("127.", "localhost", "[::1]"))
         self._client = Client(openapi.Config(
