@@ -182,12 +182,12 @@ def paths(value: Any, argument: str) -> tuple[str | Path, ...]:
 # -- one line per public method: the usual call passes on the first test ---------------------------
 
 
-def model_call(name: Any, version: Any, timeout: Any, headers: Any) -> tuple[str, str, Any]:
-    """``model_ready``, ``model_metadata``: (name, version, timeout)."""
+def model_call(name: Any, version: Any, timeout: Any, headers: Any, argument: str = "name") -> tuple[str, str, Any]:
+    """``model_ready``, ``model_metadata``, ``model_statistics``: (name, version, timeout)."""
     if type(name) is str and type(version) is str and headers is None:
         return name, version, seconds(timeout)
     mapping(headers, "headers", "headers={'x-request-id': '42'}")
-    return text(name, "name"), optional_text(version, "version"), seconds(timeout)
+    return text(name, argument), optional_text(version, "version"), seconds(timeout)
 
 
 def server_call(timeout: Any, headers: Any) -> Any:
@@ -266,4 +266,52 @@ def frame_call(
         outputs(outputs_), count(retries, "retries"), flag(progress, "progress"),
         choice(errors, "errors", ("raise", "keep")), optional_text(version, "version"), seconds(timeout),
         flag(retry_deadline, "retry_deadline"), columns(columns_),
+    )
+
+
+def number(value: Any, argument: str, minimum: float = 0.0) -> float:
+    """A finite real number >= ``minimum`` (numpy's too), as a float."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        if np.isfinite(value) and value >= minimum:
+            return float(value)
+        raise ArgumentError(f"{argument}={value!r}: give a finite number, at least {minimum:g}.", argument=argument, hint="")
+    raise _refuse(argument, "a number", value, f"{argument}=1.0")
+
+
+def levels(value: Any, argument: str) -> list[float] | None:
+    """``None``, or one number or a list of them (load levels); a lone number is a list of one."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (int, float, np.integer, np.floating)) else value
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise _refuse(argument, "a list of numbers", value, f"{argument}=[1, 4, 16]")
+    for v in items:  # the type here; the values are the caller's to judge (load_test says "positive")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise _refuse(argument, "a list of numbers", value, f"{argument}=[1, 4, 16]")
+    return [float(v) for v in items]
+
+
+def load_call(
+    concurrency: Any, rate: Any, duration: Any, warmup: Any, batch_size: Any, version: Any,
+    stop_error_rate: Any, timeout: Any, max_in_flight: Any, progress: Any,
+) -> tuple[Any, ...]:
+    """``load_test``: (concurrency, rate, seconds, warmup, batch_size, version, stop_error_rate, timeout,
+    max_in_flight, progress)."""
+    return (
+        levels(concurrency, "concurrency"), levels(rate, "rate"), number(duration, "seconds"), number(warmup, "warmup"),
+        count(batch_size, "batch_size", 1), optional_text(version, "version"),
+        None if stop_error_rate is None else number(stop_error_rate, "stop_error_rate"), seconds(timeout),
+        count(max_in_flight, "max_in_flight", 1), flag(progress, "progress"),
+    )
+
+
+def compare_call(
+    model: Any, model_b: Any, version_a: Any, version_b: Any, rtol: Any, atol: Any, batch_size: Any,
+    latency_samples: Any, progress: Any,
+) -> tuple[Any, ...]:
+    """``compare``: (model, model_b, version_a, version_b, rtol, atol, batch_size, latency_samples, progress)."""
+    return (
+        text(model, "model"), name_or_none(model_b, "model_b"), optional_text(version_a, "version_a"),
+        optional_text(version_b, "version_b"), number(rtol, "rtol"), number(atol, "atol"),
+        count(batch_size, "batch_size", 1), count(latency_samples, "latency_samples"), flag(progress, "progress"),
     )

@@ -165,6 +165,9 @@ def compare(
     """
     import pandas as pd
 
+    from .arguments import compare_call
+
+    model, model_b, version_a, version_b, rtol, atol, batch_size, latency_samples, progress = compare_call(model, model_b, version_a, version_b, rtol, atol, batch_size, latency_samples, progress)
     if not hasattr(data, "iloc") or len(data) == 0:
         raise EasnbError("compare needs a DataFrame with at least one row.", hint="e.g. easnb.compare(a, b, 'iris', df)")
     conn_b = conn_a if conn_b is None else conn_b

@@ -416,7 +416,7 @@ class Connection:
         """The server's statistics per model version (Triton's extension); see ``easnb.statistics``."""
         from .statistics import model_statistics
 
-        return model_statistics(self, model, version, timeout)
+        return model_statistics(self, *arguments.model_call(model, version, timeout, None, "model"))
 
     def load_test(self, target: Any, inputs: Any = None, **options: Any) -> Any:
         """Throughput and latency at each level of load; see ``easnb.loadtest.load_test``.

@@ -325,6 +325,9 @@ def load_test(
     Ctrl-C returns the levels finished so far. Raises ``LoadTestError`` for a sweep that cannot
     start (no levels, a streaming method) and the usual ``EasnbError`` when the first request fails.
     """
+    from .arguments import load_call
+
+    concurrency, rate, seconds, warmup, batch_size, version, stop_error_rate, timeout, max_in_flight, progress = load_call(concurrency, rate, seconds, warmup, batch_size, version, stop_error_rate, timeout, max_in_flight, progress)
     if (concurrency is None) == (rate is None):
         raise LoadTestError("Give either concurrency=[...] (closed loop) or rate=[...] (open loop), not both or neither.")
     mode, levels = ("concurrency", list(concurrency)) if concurrency is not None else ("rate", list(rate or ()))

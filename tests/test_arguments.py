@@ -54,6 +54,15 @@ SYNC: list[tuple[str, dict[str, Any], str, list[Any]]] = [
         ("errors", ["ignore", 1, None]), ("version", NOT_TEXT), ("timeout", NOT_SECONDS), ("retry_deadline", NOT_FLAG),
         ("parameters", [[("a", 1)], 5]), ("headers", NOT_HEADERS), ("columns", [["a"], {"features": "a"}]),
     ]],
+    ("model_statistics", {}, "model", NOT_TEXT), ("model_statistics", {}, "version", NOT_TEXT),
+    ("model_statistics", {}, "timeout", NOT_SECONDS),
+    *[("load_test", {"target": "iris", "inputs": {"features": X}, "concurrency": [1], "seconds": 0.1, "progress": False}, arg, bad)
+      for arg, bad in [
+        ("concurrency", ["4", [1, "2"], [True]]), ("seconds", ["1", -1.0, float("inf")]), ("warmup", ["0", -1]),
+        ("batch_size", [0, "1", 1.5]), ("version", NOT_TEXT), ("stop_error_rate", ["0.5", -0.1]), ("timeout", NOT_SECONDS),
+        ("max_in_flight", [0, "10"]), ("progress", NOT_FLAG),
+    ]],
+    ("load_test", {"target": "iris", "inputs": {"features": X}, "rate": [10], "seconds": 0.1, "progress": False}, "rate", ["10", [0, "x"]]),
     ("service", {"proto_or_name": "helloworld.GreeterService"}, "proto_or_name", [5, None, b"x"]),
     ("service", {"proto_or_name": "helloworld.GreeterService"}, "name", [5.5, b"x"]),
     ("service", {"proto_or_name": "helloworld.GreeterService"}, "include", [5, [5]]),
@@ -115,6 +124,9 @@ OTHER = [  # the rest of easnb.__all__ that takes arguments: (call, argument, ba
     (lambda v: META.example_inputs(rows=v), "rows", "2"),
     (lambda v: easnb.connect("localhost:1").encode_infer("m", {"x": easnb.Tensor(np.ones(2), None, v)}), "Tensor.parameters", [1]),
     (lambda v: easnb.connect("localhost:1").close(replaced_by=v), "replaced_by", 1.5),
+    *[(lambda v, a=a: easnb.compare(easnb.connect("localhost:1"), None, **{"model": "m", "data": FRAME, "model_b": "n", a: v}), a, bad)
+      for a, bad in [("model", 1.5), ("model_b", b"n"), ("version_a", 1.0), ("version_b", [1]), ("rtol", "0.1"), ("atol", -1),
+                     ("batch_size", 0), ("latency_samples", "3"), ("progress", "yes")]],
 ]
 
 
