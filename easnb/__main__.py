@@ -135,7 +135,20 @@ def describe(args: argparse.Namespace) -> int:
 
 
 def call(args: argparse.Namespace) -> int:
-    from .services import ServiceClient, iter_replies, to_json
+    """``easnb call``: replies as JSON, one document each; every failure an EasnbError, never a traceback."""
+    try:
+        return _call(args)
+    except (EasnbError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # what easnb did not foresee still reads as one line, typed
+        raise EasnbError(
+            f"easnb call {args.method} failed: {type(exc).__name__}: {exc}",
+            hint="This is easnb's fault, not yours: please report it with the command that shows it.",
+        ) from None
+
+
+def _call(args: argparse.Namespace) -> int:
+    from .services import ServiceClient, iter_replies
 
     service_name, _, method_name = args.method.replace("/", ".").rpartition(".")
     if not service_name:
@@ -152,16 +165,8 @@ def call(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.method} takes one request; --data holds {len(requests)}.")
         else:
             answer = method(requests[0] if requests[0] else None)
-        try:
-            for reply in iter_replies(answer):
-                print(visible_json(json.dumps(to_json(reply), indent=2, ensure_ascii=False)), flush=True)
-        except EasnbError:
-            raise
-        except Exception as exc:  # never a traceback: say what failed, typed
-            raise EasnbError(
-                f"Cannot print the reply of {args.method}: {type(exc).__name__}: {exc}",
-                hint="This is easnb's fault, not yours: please report it with the command that shows it.",
-            ) from None
+        for reply in iter_replies(answer):
+            print(visible_json(json.dumps(method.to_json(reply), indent=2, ensure_ascii=False)), flush=True)
     return 0
 
 

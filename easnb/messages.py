@@ -17,12 +17,13 @@ is unknown there prints as grpcurl prints it, ``{"@type": url, "@value": base64}
 from __future__ import annotations
 
 import base64
+import datetime
 import difflib
 import json
 import re
 from typing import Any
 
-from google.protobuf import json_format, message_factory
+from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import EncodeError, Message
 
 from .errors import RequestError
@@ -37,6 +38,9 @@ SPECIAL_JSON = {
 }
 #: ``Any`` inside ``Any`` deeper than this prints as ``@type``/``@value`` (a hostile reply cannot recurse without end).
 MAX_ANY_DEPTH = 16
+#: At most this many distinct types are looked up per conversion (each may ask the server's reflection);
+#: the rest, and type URLs longer than ``MAX_URL``, print as ``@type``/``@value``.
+MAX_LOOKUPS, MAX_URL = 16, 512
 _BYTES, _MESSAGE = 12, 11
 _JSON_OPTIONS = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
 
@@ -48,11 +52,12 @@ def message_class(descriptor: Any) -> Any:
 # -- requests ------------------------------------------------------------------------------
 
 
-def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, where: str = "") -> Message:
+def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, where: str = "", find: Any = None) -> Message:
     """A checked message of class ``cls`` from a message, a dict (proto3 JSON or Python values),
     JSON text or keyword ``fields``; raises ``RequestError`` naming the field at fault.
 
-    ``where`` says which request it is, for the error (e.g. ``"request 2 of /pkg.S/M"``).
+    ``where`` says which request it is, for the error (e.g. ``"request 2 of /pkg.S/M"``);
+    ``find(full_name)`` looks up a type the pool lacks (the server's reflection), for ``Any``.
     """
     descriptor = cls.DESCRIPTOR
     where = where or descriptor.full_name
@@ -79,12 +84,12 @@ def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, whe
             hint=f"Its fields: {field_list(descriptor)}.",
         )
     data = {**value, **(fields or {})}
-    pool = descriptor.file.pool
+    pool = Types(descriptor.file.pool, find)
     raw_anys: list[tuple[list[Any], Any]] = []
     normal = _normalize(data, descriptor, [], pool, raw_anys, where)
     message = cls()
     try:
-        json_format.ParseDict(normal, message, descriptor_pool=pool)
+        json_format.ParseDict(normal, message, descriptor_pool=pool.pool)
     except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         raise _type_error(data, descriptor, pool, where, exc) from None
     for path, (url, raw) in raw_anys:
@@ -177,8 +182,14 @@ def _normalize_value(value: Any, field: Any, path: list[Any], pool: Any, raw_any
 def _one(value: Any, field: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
     if field.type == _BYTES and isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")  # as they are: ParseDict decodes base64 back
+    if field.type == _MESSAGE and isinstance(value, (datetime.datetime, datetime.timedelta)):
+        kind = field.message_type.full_name
+        if (kind, isinstance(value, datetime.datetime)) in (("google.protobuf.Timestamp", True), ("google.protobuf.Duration", False)):
+            stamp = message_class(field.message_type)()
+            stamp.FromDatetime(value) if isinstance(value, datetime.datetime) else stamp.FromTimedelta(value)
+            return stamp.ToJsonString()
     if field.type == _MESSAGE and isinstance(value, Message):
-        return json_format.MessageToDict(value, preserving_proto_field_name=True, descriptor_pool=pool)
+        return json_format.MessageToDict(value, preserving_proto_field_name=True, descriptor_pool=pool.pool)
     if field.type == _MESSAGE:
         return _normalize(value, field.message_type, path, pool, raw_anys, where)
     return value
@@ -194,11 +205,19 @@ def _normalize_any(data: dict[str, Any], path: list[Any], pool: Any, raw_anys: l
             raise RequestError(f"{where}: '@value' of {_path_text(path)} is not base64.", field=_path_text(path)) from None
         raw_anys.append((path, (str(url), raw)))
         return {}
-    target = _find_type(pool, url) if isinstance(url, str) else None
-    if target is None or target.full_name in SPECIAL_JSON:
-        return data  # ParseDict packs well-known types, and names a type it cannot find
+    target = pool.find(url) if isinstance(url, str) else None
+    if target is None:
+        return data  # ParseDict names the type it cannot find
+    if target.full_name in SPECIAL_JSON or target.full_name == ANY:  # {"@type": ..., "value": its JSON}
+        inner = message_class(target)()
+        try:
+            json_format.ParseDict(data.get("value"), inner, descriptor_pool=pool.pool)
+        except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+            raise RequestError(f"{where}: {_path_text(path)} ({url}) does not fit: {exc}.", field=_path_text(path)) from None
+        raw_anys.append((path, (url, inner.SerializeToString())))
+        return {}
     try:  # built (and checked) on its own, then carried packed, so errors name fields inside it too
-        inner = build(message_class(target), {k: v for k, v in data.items() if k != "@type"}, None, where)
+        inner = build(message_class(target), {k: v for k, v in data.items() if k != "@type"}, None, where, pool.lookup)
     except RequestError as exc:
         exc.field = ".".join(p for p in (_path_text(path), exc.field) if p)
         raise
@@ -253,7 +272,7 @@ def _first_failing(data: Any, descriptor: Any, pool: Any, path: list[Any]) -> tu
         if field is None:
             continue
         try:
-            json_format.ParseDict(_normalize({key: value}, descriptor, [], pool, [], ""), cls(), descriptor_pool=pool)
+            json_format.ParseDict(_normalize({key: value}, descriptor, [], pool, [], ""), cls(), descriptor_pool=pool.pool)
             continue
         except (json_format.ParseError, ValueError, TypeError, AttributeError, RequestError) as exc:
             problem = str(exc)
@@ -272,30 +291,51 @@ def _first_failing(data: Any, descriptor: Any, pool: Any, path: list[Any]) -> tu
 # -- replies -------------------------------------------------------------------------------
 
 
-def _find_type(pool: Any, url: str) -> Any:
-    """The message descriptor an ``Any``'s type URL names, from ``pool``; ``None`` when it has none."""
-    name = url.rsplit("/", 1)[-1]
-    if not name:
-        return None
-    try:
-        return pool.FindMessageTypeByName(name)
-    except Exception:  # KeyError, or whatever asking the server's reflection raised: unknown
-        return None
+class Types:
+    """Where ``Any`` types are found: ``pool`` (the service's), then ``lookup(full_name)`` (the server's
+    reflection, if given), then protobuf's own well-known types. At most ``MAX_LOOKUPS`` distinct
+    types are looked up, none with a URL over ``MAX_URL`` characters; the answers are kept."""
+
+    def __init__(self, pool: Any, lookup: Any = None) -> None:
+        self.pool = pool
+        self.lookup = lookup
+        self._found: dict[str, Any] = {}
+
+    def find(self, url: str) -> Any:
+        """The message descriptor an ``Any``'s type URL names; ``None`` when it is not to be found."""
+        if url in self._found:
+            return self._found[url]
+        name = url.rsplit("/", 1)[-1]
+        found = None
+        if name and len(url) <= MAX_URL and len(self._found) < MAX_LOOKUPS:
+            sources = [self.pool.FindMessageTypeByName, self.lookup]
+            if name.startswith("google.protobuf."):
+                sources.append(descriptor_pool.Default().FindMessageTypeByName)
+            for source in filter(None, sources):
+                try:
+                    found = source(name)
+                except Exception:  # KeyError, or whatever asking the server's reflection raised: not there
+                    continue
+                if found is not None:
+                    break
+        self._found[url] = found
+        return found
 
 
-def to_json(message: Message, pool: Any = None) -> Any:
+def to_json(message: Message, pool: Any = None, find: Any = None) -> Any:
     """A message as a JSON-ready value (proto3 JSON: 64-bit integers as exact strings, bytes as base64).
 
-    ``pool`` (by default the one the message's class came from) unpacks ``Any`` fields;
+    ``pool`` (by default the one the message's class came from), then ``find(full_name)`` (the
+    server's reflection, as ``ServiceClient.to_json`` passes it), unpack ``Any`` fields;
     an ``Any`` of a type it lacks prints as ``{"@type": url, "@value": base64}``. Never raises
     on a reply that protobuf parsed.
     """
-    return _to_json(message, pool if pool is not None else message.DESCRIPTOR.file.pool, {}, 0)
+    return _to_json(message, Types(pool if pool is not None else message.DESCRIPTOR.file.pool, find), 0)
 
 
-def _to_json(message: Message, pool: Any, found: dict[str, Any], depth: int) -> Any:
+def _to_json(message: Message, pool: Types, depth: int) -> Any:
     if message.DESCRIPTOR.full_name == ANY:
-        return _any_json(message, pool, found, depth)
+        return _any_json(message, pool, depth)
     anys = list(_anys(message, []))
     if not anys:
         return json_format.MessageToDict(message, **_JSON_OPTIONS)
@@ -308,7 +348,7 @@ def _to_json(message: Message, pool: Any, found: dict[str, Any], depth: int) -> 
         place = result
         for step in path[:-1]:
             place = place[step]
-        place[path[-1]] = _any_json(inner, pool, found, depth)
+        place[path[-1]] = _any_json(inner, pool, depth)
     return result
 
 
@@ -343,13 +383,11 @@ def _sub_anys(message: Message, path: list[Any]) -> Any:
         yield from _anys(message, path)
 
 
-def _any_json(message: Any, pool: Any, found: dict[str, Any], depth: int) -> Any:
+def _any_json(message: Any, pool: Types, depth: int) -> Any:
     url = message.type_url
     if not url and not message.value:
         return {}
-    if url not in found:
-        found[url] = _find_type(pool, url)
-    target = found[url]
+    target = pool.find(url)
     inner = None
     if target is not None and depth < MAX_ANY_DEPTH:
         try:
@@ -358,7 +396,7 @@ def _any_json(message: Any, pool: Any, found: dict[str, Any], depth: int) -> Any
             inner = None
     if inner is None:
         return {"@type": url, "@value": base64.b64encode(message.value).decode("ascii")}
-    body = _to_json(inner, pool, found, depth + 1)
+    body = _to_json(inner, pool, depth + 1)
     if target.full_name in SPECIAL_JSON or target.full_name == ANY:
         return {"@type": url, "value": body}
     return {"@type": url, **body}

@@ -22,7 +22,7 @@ from .display import error_html
 from .history import History
 from .markup import Markup, html
 from .reflection import is_repeated
-from .services import Method, RequestError, ServiceClient, iter_replies, resolve, to_json
+from .services import Method, RequestError, ServiceClient, iter_replies, resolve
 from .widgets import Background, connection_of
 
 _INT32 = {F.TYPE_INT32, F.TYPE_UINT32, F.TYPE_SINT32, F.TYPE_FIXED32, F.TYPE_SFIXED32}
@@ -199,7 +199,7 @@ class ServiceInspector(w.VBox):
             self._stream = answer
             self.cancel_button.disabled = False
         for reply in iter_replies(answer):
-            self.replies.append(to_json(reply))
+            self.replies.append(method.to_json(reply))  # Any unpacked with the service's own descriptors
             if method.server_streaming:
                 self._show()  # replies as they arrive; the latency (to the last one) when the call ends
 

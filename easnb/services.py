@@ -88,7 +88,12 @@ class ServiceClient:
         self._connection = connection
         self.descriptor = descriptor
         self.name = descriptor.full_name
-        self.methods: dict[str, Method] = {m.name: Method(connection, m, aio) for m in descriptor.methods}
+        self._find = _reflection_lookup(connection, descriptor)
+        self.methods: dict[str, Method] = {m.name: Method(connection, m, aio, self._find) for m in descriptor.methods}
+
+    def to_json(self, message: Message) -> Any:
+        """A reply (or request) as JSON, ``Any`` unpacked with this service's descriptors (see ``messages.to_json``)."""
+        return to_json(message, find=self._find)
 
     def __getattr__(self, name: str) -> Method:
         methods = self.__dict__.get("methods", {})
@@ -108,8 +113,9 @@ class ServiceClient:
 class Method:
     """One method: unary or streaming, called with a message, a dict, or keyword fields."""
 
-    def __init__(self, connection: Any, descriptor: Any, aio: bool = False) -> None:
+    def __init__(self, connection: Any, descriptor: Any, aio: bool = False, find: Any = None) -> None:
         self._connection = connection
+        self._find = find
         self.descriptor = descriptor
         self.path = f"/{descriptor.containing_service.full_name}/{descriptor.name}"
         self.request_class = message_factory.GetMessageClass(descriptor.input_type)
@@ -139,12 +145,16 @@ class Method:
         Python ``bytes`` go into bytes fields as they are; in JSON, bytes are base64. Raises
         ``RequestError`` naming the field (unknown, of the wrong type, or required and missing).
         """
-        return build(self.request_class, value, fields, f"The request to {self.path}")
+        return build(self.request_class, value, fields, f"The request to {self.path}", self._find)
 
     def encode(self, value: Any = None, fields: dict[str, Any] | None = None, where: str = "") -> bytes:
         """The serialized request, built and checked as ``message`` does (``where`` names it in errors)."""
         where = where or f"The request to {self.path}"
-        return serialize(build(self.request_class, value, fields, where), where)
+        return serialize(build(self.request_class, value, fields, where, self._find), where)
+
+    def to_json(self, message: Message) -> Any:
+        """A reply as JSON, ``Any`` unpacked with this service's descriptors (see ``messages.to_json``)."""
+        return to_json(message, find=self._find)
 
     def _requests(self, request: Any, fields: dict[str, Any]) -> Any:
         """What the stub is given: one request's bytes, a list of them, or a ``RequestStream`` for an iterator."""
@@ -364,6 +374,15 @@ class RequestStream:
             except Exception as exc:
                 self._fail(exc, wait=False)
         raise StopAsyncIteration
+
+
+def _reflection_lookup(connection: Any, descriptor: Any) -> Any:
+    """``find(full_name)`` asking the server's reflection, when the service came from it (else ``None``):
+    an ``Any`` may hold a type from a file that none of the service's methods refers to."""
+    reflection = getattr(connection, "_reflection", None)
+    if reflection is None or getattr(reflection, "pool", None) is not descriptor.file.pool:
+        return None
+    return lambda name: reflection.symbol(name, kinds=("message",))
 
 
 def iter_replies(answer: Any) -> Iterable[Message]:

@@ -14,6 +14,8 @@ from easnb._proto import load_pool
 from easnb.protoc import compile_descriptor_set
 
 PROTO = Path(__file__).parent / "protos" / "ledger.proto"
+NOTES = Path(__file__).parent / "protos" / "ledger_notes.proto"
+NOTE_URL = "type.googleapis.com/notes.Note"
 SERVICE = "ledger.Ledger"
 UNKNOWN_URL = "type.googleapis.com/nowhere.Unknown"
 
@@ -22,7 +24,7 @@ class Ledger:
     """Serves ``ledger.Ledger`` with reflection; records each entry it receives as proto3 JSON."""
 
     def __init__(self) -> None:
-        self.pool = load_pool(compile_descriptor_set(PROTO))
+        self.pool = load_pool(compile_descriptor_set(PROTO), compile_descriptor_set(NOTES))
         self.Entry, self.Holder, self.Secret, self.Any, self.Timestamp = (
             message_factory.GetMessageClass(self.pool.FindMessageTypeByName(n))
             for n in ("ledger.Entry", "ledger.Holder", "ledger.Secret", "google.protobuf.Any", "google.protobuf.Timestamp")
@@ -31,7 +33,8 @@ class Ledger:
         self.raw: list[bytes] = []
         from grpc_reflection.v1alpha import reflection as grpc_reflection
 
-        self.server = grpc.server(futures.ThreadPoolExecutor(8), handlers=[self._handler()])
+        self.reflection_calls = 0
+        self.server = grpc.server(futures.ThreadPoolExecutor(8), handlers=[self._handler()], interceptors=[_Counter(self)])
         grpc_reflection.enable_server_reflection([SERVICE], self.server, pool=self.pool)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
@@ -56,6 +59,8 @@ class Ledger:
         reply.named["secret"].CopyFrom(self.secret_any("named"))
         reply.named["unknown"].CopyFrom(self.Any(type_url=UNKNOWN_URL, value=b"xyz"))
         reply.numbered[7].CopyFrom(stamp)
+        note = message_factory.GetMessageClass(self.pool.FindMessageTypeByName("notes.Note"))(text="hi")
+        reply.named["note"].Pack(note)
         return reply
 
     def _keep(self, raw: bytes) -> Any:
@@ -90,3 +95,15 @@ class Ledger:
 
     def stop(self) -> None:
         self.server.stop(None)
+
+
+class _Counter(grpc.ServerInterceptor):
+    """Counts the calls to the server's reflection (each look-up of a type easnb does not know)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        if "ServerReflection" in details.method:
+            self._ledger.reflection_calls += 1
+        return continuation(details)

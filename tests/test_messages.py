@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ import easnb
 import easnb.aio
 from easnb.services import to_json
 
-from .ledger import PROTO, UNKNOWN_URL, Ledger
+from .ledger import NOTE_URL, PROTO, UNKNOWN_URL, Ledger
 
 pytest.importorskip("grpc_reflection", reason="the proto extra (grpcio-reflection) is not installed")
 
@@ -38,7 +39,9 @@ def ledger() -> Iterator[Ledger]:
 @pytest.fixture(params=["reflection", "proto"])
 def client(ledger: Ledger, request: pytest.FixtureRequest) -> Iterator[Any]:
     with easnb.connect(ledger.endpoint) as conn:
-        yield conn.service("ledger.Ledger") if request.param == "reflection" else conn.service(PROTO, "ledger.Ledger")
+        service = conn.service("ledger.Ledger") if request.param == "reflection" else conn.service(PROTO, "ledger.Ledger")
+        service.source = request.param
+        yield service
 
 
 def sent_nothing(ledger: Ledger, before: int) -> bool:
@@ -188,20 +191,36 @@ def test_any_in_every_position_prints_as_json(ledger: Ledger, client: Any) -> No
         {"@type": UNKNOWN_URL, "@value": base64.b64encode(b"\x00\xffraw").decode()},
         {"@type": STAMP_URL, "value": "1970-01-01T00:00:05Z"},
     ]
-    assert reply["named"] == {"secret": {**secret, "code": "named"}, "unknown": {"@type": UNKNOWN_URL, "@value": "eHl6"}}
+    named = {k: v for k, v in reply["named"].items() if k != "note"}
+    assert named == {"secret": {**secret, "code": "named"}, "unknown": {"@type": UNKNOWN_URL, "@value": "eHl6"}}
     assert reply["numbered"] == {"7": {"@type": STAMP_URL, "value": "1970-01-01T00:00:05Z"}}
     assert reply["total"] == str(2**62 + 1) and reply["entry"]["name"] == "a"
     json.dumps(reply)  # JSON-ready
 
 
+def test_a_type_only_the_servers_reflection_knows_is_asked_for(ledger: Ledger, client: Any) -> None:
+    reply = client.Put({"name": "a"})
+    note = client.to_json(reply)["named"]["note"]
+    if client.source == "reflection":  # notes.Note is in a file no method refers to: reflection is asked for it
+        assert note == {"@type": NOTE_URL, "text": "hi"}
+    else:  # the .proto does not know it: printed as grpcurl does
+        assert note == {"@type": NOTE_URL, "@value": base64.b64encode(b"\n\x02hi").decode()}
+    assert client.Put.to_json(reply)["named"]["note"] == note
+    if client.source == "reflection":  # and in a request
+        ledger.raw.clear()
+        client.Put({"name": "n", "extra": {"@type": NOTE_URL, "text": "back"}})
+        assert ledger.Entry.FromString(ledger.raw[0]).extra.type_url == NOTE_URL
+
+
 def test_any_in_a_request_both_ways(ledger: Ledger, client: Any) -> None:
     ledger.raw.clear()
-    client.Put({"name": "a", "extra": {"@type": SECRET_URL, "code": "x", "when": "2026-01-01T00:00:00Z"}})
+    client.Put({"name": "a", "extra": {"@type": SECRET_URL, "code": "x", "when": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)}})
     client.Put({"name": "b", "extra": {"@type": UNKNOWN_URL, "@value": "CAE="}})
     printed = to_json(client.Put({"name": "c"}))["payload"]
     client.Put({"name": "d", "extra": printed})  # what easnb prints goes back in as it is
     extras = [ledger.Entry.FromString(r).extra for r in ledger.raw]
-    assert extras[0].type_url == SECRET_URL and ledger.Secret.FromString(extras[0].value).code == "x"
+    first = ledger.Secret.FromString(extras[0].value)
+    assert extras[0].type_url == SECRET_URL and first.code == "x" and first.when.ToJsonString() == "2026-01-01T00:00:00Z"
     assert (extras[1].type_url, extras[1].value) == (UNKNOWN_URL, b"\x08\x01")
     assert ledger.Secret.FromString(extras[3].value).inner.value == b"\x08\x01"
 
@@ -224,6 +243,20 @@ def test_a_hostile_any_never_raises(client: Any) -> None:
     assert 10 < depth < 40 and "@value" in node
 
 
+def test_unknown_types_are_looked_up_a_bounded_number_of_times(ledger: Ledger) -> None:
+    with easnb.connect(ledger.endpoint) as conn:
+        client = conn.service("ledger.Ledger")
+        holder = client.methods["Put"].response_class()
+        any_class = message_factory.GetMessageClass(holder.DESCRIPTOR.fields_by_name["items"].message_type)
+        holder.items.extend(any_class(type_url=f"type.googleapis.com/nowhere.T{i}", value=b"x") for i in range(60))
+        holder.items.add(type_url="type.googleapis.com/" + "x" * 5000, value=b"y")
+        before = ledger.reflection_calls
+        printed = client.to_json(holder)
+        asked = ledger.reflection_calls - before
+    assert all("@value" in item for item in printed["items"]) and len(printed["items"]) == 61
+    assert 1 <= asked <= 16  # at most MAX_LOOKUPS types, each one look-up
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "EASNB_TOKEN"}
     return subprocess.run([sys.executable, "-m", "easnb", *args], capture_output=True, text=True, env=env, timeout=60)
@@ -233,7 +266,9 @@ def test_easnb_call_prints_any_as_json_and_never_a_traceback(ledger: Ledger) -> 
     for extra in ((), ("--proto", str(PROTO))):
         put = cli("call", ledger.endpoint, "ledger.Ledger/Put", "--data", '{"name": "cli"}', *extra)
         assert put.returncode == 0, put.stderr
-        assert json.loads(put.stdout)["payload"]["@type"] == SECRET_URL and "Traceback" not in put.stderr
+        printed = json.loads(put.stdout)
+        assert printed["payload"]["@type"] == SECRET_URL and "Traceback" not in put.stderr
+        assert ("text" in printed["named"]["note"]) == (not extra)  # reflection knows notes.Note; the .proto does not
     typo = cli("call", ledger.endpoint, "ledger.Ledger/Collect", "--data", '[{"name": "a", "n": 1}, {"nmae": "b", "n": 2}]')
     assert typo.returncode == 2 and "no field 'nmae' (did you mean 'name'?)" in typo.stderr
     assert "Traceback" not in typo.stderr and "server's side" not in typo.stderr
@@ -248,6 +283,6 @@ def test_service_inspector_shows_any_as_json(ledger: Ledger) -> None:
         inspector.controls["name"].value = "widget"
         inspector.call(wait=True)
         assert inspector.replies and inspector.replies[0]["payload"]["code"] == "widget", inspector.status.value
-        assert "ledger.Secret" in inspector.output.value
+        assert "ledger.Secret" in inspector.output.value and inspector.replies[0]["named"]["note"]["text"] == "hi"
         inspector.view.value = "JSON"
         assert "@value" in inspector.output.value and "TypeError" not in inspector.output.value
