@@ -75,8 +75,9 @@ class GenerateInspector(w.VBox):
         self.model_field = _model_box(source, model, models)
         self.prompt = w.Textarea(placeholder="Type a prompt", description="Prompt", layout=w.Layout(width="520px", height="80px"))
         self.max_tokens = w.BoundedIntText(value=64, min=0, max=32768, description="max_tokens")
-        self.temperature = w.FloatSlider(value=0.7, min=0.0, max=2.0, step=0.05, description="temperature")
-        self.top_p = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.01, description="top_p")
+        wide = {"description_width": "90px"}
+        self.temperature = w.FloatSlider(value=0.7, min=0.0, max=2.0, step=0.05, description="temperature", style=wide)
+        self.top_p = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.01, description="top_p", style=wide)
         self.extra = w.Text(placeholder='more settings as JSON, e.g. {"top_k": 40}', description="Other", layout=w.Layout(width="520px"))
         self.button = w.Button(description="Generate", button_style="primary")
         self.button.on_click(lambda _: self.generate())
