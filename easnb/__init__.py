@@ -35,6 +35,7 @@ from .errors import (
     UnimplementedError,
 )
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
+from .settings import Settings
 from .tensors import Tensor
 
 __version__ = "0.1.0"
@@ -62,6 +63,7 @@ __all__ = [
     "ServerError",
     "ServerMetadata",
     "ServiceInspector",
+    "Settings",
     "StreamError",
     "Tensor",
     "TensorError",

@@ -19,16 +19,17 @@ import grpc.aio
 
 from . import _proto, arguments
 from ._proto import V2_SERVICE, method_path
-from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
+from .channel import refuse_pickle
 from .connection import DEFAULT, RetryPlan, is_unknown_model, model_metadata_from
-from .credentials import Headers, Token, call_metadata, check_headers, parse_token
-from .endpoint import Endpoint, parse_endpoint
+from .credentials import Headers, Token, parse_token
+from .endpoint import Endpoint
 from .errors import EasnbError, EndpointError, error_context, from_rpc_error
 from .fork import aio_usable, note_aio
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
+from .settings import Settings, make_settings
 
 _SMALL_CALLS = {
     "ServerLive": (_proto.ServerLiveRequest, _proto.ServerLiveResponse),
@@ -47,46 +48,41 @@ class AsyncConnection:
 
     def __init__(
         self,
-        endpoint: str | Endpoint,
+        endpoint: str | Endpoint | Settings,
         token: str | Token | None = None,
         timeout: float | None = 5.0,
-        *,
-        headers: Headers | None = None,
-        tls: bool | None = None,
-        root_certificates: bytes | str | Path | None = None,
-        keepalive: Keepalive = Keepalive(),
-        max_message_bytes: int = -1,
-        retries: int = 2,
-        options: Mapping[str, Any] | None = None,
+        **options: Any,
     ) -> None:
-        token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
-        if problem is not None:
-            raise problem
-        timeout, tls, max_message_bytes, retries, options = arguments.connection_call(endpoint, timeout, headers, tls, root_certificates, keepalive, max_message_bytes, retries, options)
-        self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
-        self._token = token
-        self.headers = dict(check_headers(headers))
-        self._metadata = call_metadata(self._token, self.headers)
-        self.timeout = timeout
-        self.retries = retries
-        self._settings = channel_options(keepalive, max_message_bytes, options)
-        self._certificates = read_certificates(root_certificates) if self.endpoint.tls else None
+        """``AsyncConnection(settings)``, or the arguments of ``easnb.aio.connect()``."""
+        if isinstance(endpoint, Settings):
+            if token is not None or options:
+                raise EasnbError("AsyncConnection(settings) takes no other settings.", hint="Use settings.replace(...) first.")
+            settings = endpoint
+        else:
+            token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
+            if problem is not None:
+                raise problem
+            settings = make_settings(endpoint, token, timeout, **options)
+        #: everything this connection was made with (frozen; the token masked in its repr)
+        self.settings = settings
+        self.endpoint = settings.endpoint
+        self.timeout = settings.timeout
+        self.retries = settings.retries
+        self.headers = dict(settings.headers)
         self.channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}  # for DataFrames: asked once per model
-        self.error_context = error_context(self.endpoint, self._token, max_message_bytes, self._settings)
+        self.error_context = settings.error_context()
 
     def __reduce__(self) -> Any:
         raise refuse_pickle("An AsyncConnection")
 
     def metadata_for(self, headers: Headers | None = None) -> Any:
         """The metadata of one call: the connection's, with that call's ``headers`` on top."""
-        if not headers:
-            return self._metadata
-        return call_metadata(self._token, {**self.headers, **dict(check_headers(headers))})
+        return self.settings.metadata_with(headers)
 
     def _open(self) -> None:
         """Open the channel in the running loop: grpc.aio channels belong to one loop."""
@@ -105,7 +101,7 @@ class AsyncConnection:
                 "or start worker processes with multiprocessing.get_context('spawn').",
             )
         note_aio()
-        self.channel = open_channel(self.endpoint, self._settings, self._certificates, aio=True)
+        self.channel = self.settings.open_aio_channel()
         self._loop = loop
         self._stubs = {
             name: self.channel.unary_unary(
@@ -221,7 +217,7 @@ class AsyncConnection:
         proto_or_name, name, include = arguments.service_call(proto_or_name, name, include)
 
         def look_up() -> Any:  # reflection and protoc are blocking: run them off the event loop
-            with Connection(self.endpoint, self._token, self.timeout, headers=self.headers) as probe:
+            with Connection(self.settings) as probe:  # every setting: TLS roots, keepalive, limits, options
                 return resolve(probe, proto_or_name, name, include)
 
         return ServiceClient(self, await asyncio.to_thread(look_up), aio=True)
@@ -263,16 +259,22 @@ class AsyncConnection:
     def __repr__(self) -> str:
         if not hasattr(self, "timeout"):
             return "<AsyncConnection (not opened)>"
-        token = "token set" if self._token else "no token"
+        token = "token set" if self.settings.token is not None else "no token"
         return f"<AsyncConnection {self.endpoint.target} {'TLS' if self.endpoint.tls else 'plaintext'}, {token}, timeout {self.timeout}s>"
 
 
-def connect(endpoint: str | Endpoint | None = None, token: str | Token | None = None, timeout: float | None = 5.0, **options: Any) -> AsyncConnection:
-    """As ``easnb.connect``, for ``await``: endpoint and token default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``."""
+def connect(
+    endpoint: str | Endpoint | Settings | None = None, token: str | Token | None = None, timeout: float | None = 5.0, **options: Any
+) -> AsyncConnection:
+    """As ``easnb.connect``, for ``await``: endpoint and token default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``;
+    ``connect(settings)`` uses another connection's settings (``conn.settings``)."""
+    if isinstance(endpoint, Settings):
+        return AsyncConnection(endpoint, token, **options)
     endpoint = endpoint or os.environ.get("EASNB_ENDPOINT")
     if not endpoint:
         raise EndpointError("No endpoint was given and EASNB_ENDPOINT is not set.")
     token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
     if problem is not None:
         raise problem
-    return AsyncConnection(endpoint, token, timeout, **options)
+    settings = make_settings(endpoint, token, timeout, **options)
+    return AsyncConnection(settings)

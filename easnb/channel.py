@@ -1,4 +1,4 @@
-"""The gRPC channel under a connection: keepalive, message limits, reconnects, TLS.
+"""The gRPC channel arguments under a connection: keepalive, message limits, reconnects (see ``settings``).
 
 >>> Keepalive().time_s
 300.0
@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 
-from .endpoint import Endpoint
 from .errors import EasnbError
 
 
@@ -70,20 +68,6 @@ def channel_options(
         **(options or {}),
     }
     return list(settings.items())
-
-
-def read_certificates(root_certificates: bytes | str | Path | None) -> bytes | None:
-    if root_certificates is None or isinstance(root_certificates, bytes):
-        return root_certificates
-    return Path(root_certificates).read_bytes()
-
-
-def open_channel(endpoint: Endpoint, settings: list[tuple[str, Any]], certificates: bytes | None, aio: bool = False) -> Any:
-    """A sync (or ``grpc.aio``) channel to ``endpoint``, with TLS when it asks for it."""
-    module: Any = grpc.aio if aio else grpc
-    if endpoint.tls:
-        return module.secure_channel(endpoint.target, grpc.ssl_channel_credentials(certificates), settings)
-    return module.insecure_channel(endpoint.target, settings)
 
 
 def refuse_pickle(what: str) -> EasnbError:

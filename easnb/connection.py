@@ -17,15 +17,16 @@ import grpc
 
 from . import _proto, arguments
 from ._proto import V2_SERVICE, method_path
-from .channel import Keepalive, channel_options, open_channel, read_certificates, refuse_pickle
-from .credentials import CallMetadata, Headers, Token, call_metadata, check_headers, clean_token, parse_token
-from .endpoint import Endpoint, parse_endpoint
-from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, error_context, from_rpc_error
+from .channel import Keepalive, refuse_pickle
+from .credentials import CallMetadata, Headers, Token, clean_token, parse_token
+from .endpoint import Endpoint
+from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, from_rpc_error
 from .fork import watch
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
+from .settings import Settings, make_settings
 
 __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
 
@@ -93,45 +94,35 @@ class Connection:
 
     def __init__(
         self,
-        endpoint: str | Endpoint,
+        endpoint: str | Endpoint | Settings,
         token: str | Token | None = None,
         timeout: float | None = 5.0,
         *,
-        headers: Headers | None = None,
-        tls: bool | None = None,
-        root_certificates: bytes | str | Path | None = None,
-        keepalive: Keepalive = Keepalive(),
-        max_message_bytes: int = -1,
-        retries: int = 2,
         channel: grpc.Channel | None = None,
-        options: Mapping[str, Any] | None = None,
+        **options: Any,
     ) -> None:
-        token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
-        if problem is not None:
-            raise problem
-        timeout, tls, max_message_bytes, retries, options = arguments.connection_call(endpoint, timeout, headers, tls, root_certificates, keepalive, max_message_bytes, retries, options)
-        self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
-        self._token = token
-        self.headers = dict(check_headers(headers))
-        self._metadata = call_metadata(self._token, self.headers)
-        self.timeout = timeout
-        self.retries = retries
-        self.keepalive = keepalive
+        """``Connection(settings)``, or the arguments of ``connect()``; ``channel=`` a ready channel to use."""
+        if isinstance(endpoint, Settings):
+            if token is not None or options:
+                raise EasnbError("Connection(settings) takes no other settings.", hint="Use settings.replace(...) first.")
+            settings = endpoint
+        else:
+            token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
+            if problem is not None:
+                raise problem
+            settings = make_settings(endpoint, token, timeout, **options)
+        #: everything this connection was made with (frozen; the token masked in its repr)
+        self.settings = settings
         self._owns_channel = channel is None
-        settings = channel_options(keepalive, max_message_bytes, options)
-        certificates = read_certificates(root_certificates) if self.endpoint.tls else None
-        #: what a second (grpc.aio) channel to the same endpoint needs: see ``background()``
-        self.channel_settings = (settings, certificates)
-        if channel is None:
-            channel = open_channel(self.endpoint, settings, certificates)
-        self.channel = channel
+        self.channel = settings.open_channel() if channel is None else channel
         self._background: Any = None
         self._background_lock = threading.Lock()
         self._closed = False
         self._replaced_by: str | None = None
         self._reflection: Any = None
         # where calls happen, for errors: the token is a Token, whose repr is masked
-        self.error_context = error_context(self.endpoint, self._token, max_message_bytes, settings)
+        self.error_context = settings.error_context()
+        self._metadata = settings.metadata  # read on every infer: kept one lookup away
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
@@ -158,27 +149,47 @@ class Connection:
         # bytes in, bytes out: easnb's codec writes and reads the wire format itself.
         self._infer = channel.unary_unary(method_path(V2_SERVICE, "ModelInfer"))
 
+    # -- the settings, by name ------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.settings.endpoint
+
+    @property
+    def timeout(self) -> float | None:
+        return self.settings.timeout
+
+    @property
+    def retries(self) -> int:
+        return self.settings.retries
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.settings.headers)
+
+    @property
+    def keepalive(self) -> Keepalive:
+        return self.settings.keepalive
+
     # -- plumbing ---------------------------------------------------------------------
 
     @property
     def has_token(self) -> bool:
         """Whether calls carry a token (the token itself is never shown)."""
-        return self._token is not None
+        return self.settings.token is not None
 
     @property
     def metadata(self) -> CallMetadata:
         """The call metadata: the token and the connection's headers (its repr hides the token)."""
-        return self._metadata
+        return self.settings.metadata
 
     def metadata_for(self, headers: Headers | None = None) -> CallMetadata:
         """The metadata of one call: the connection's, with that call's ``headers`` on top."""
-        if not headers:
-            return self._metadata
-        return call_metadata(self._token, {**self.headers, **dict(check_headers(headers))})
+        return self.settings.metadata_with(headers)
 
     def deadline(self, timeout: float | None = DEFAULT) -> float | None:
         """The timeout of a call: its own, or the connection's for ``DEFAULT``."""
-        return self.timeout if timeout is DEFAULT else timeout
+        return self.settings.timeout if timeout is DEFAULT else timeout
 
     def check_open(self) -> None:
         """Raise a clear error when this connection is closed (or a widget replaced it)."""
@@ -204,7 +215,7 @@ class Connection:
         """
         if self._closed:
             self.check_open()
-        seconds = self.timeout if timeout is DEFAULT else timeout
+        seconds = self.settings.timeout if timeout is DEFAULT else timeout
         if not retries:  # the usual case, kept short: it runs on every call
             try:
                 return invoke(seconds)
@@ -340,7 +351,7 @@ class Connection:
         """
         model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
         data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw, columns)
-        metadata = self._metadata if headers is None else self.metadata_for(headers)
+        metadata = self._metadata if headers is None else self.settings.metadata_with(headers)
         stub = self._infer
         reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
@@ -471,7 +482,9 @@ class Connection:
             if self._background is None:
                 from .loop import BackgroundLoop
 
-                self._background = BackgroundLoop(self)
+                # batches go through the sync channel when it is the user's or has interceptors, so they see them
+                use_sync = not self._owns_channel or bool(self.settings.sync_interceptors)
+                self._background = BackgroundLoop(self.settings, self.channel, use_sync)
             return self._background
 
     def close(self, replaced_by: str | None = None) -> None:
@@ -511,13 +524,13 @@ class Connection:
         raise refuse_pickle("A Connection")
 
     def __repr__(self) -> str:
-        endpoint = getattr(self, "endpoint", None)
-        if endpoint is None or not hasattr(self, "timeout"):
+        settings = self.__dict__.get("settings")
+        if settings is None:
             return "<Connection (not opened)>"
-        security = "TLS" if endpoint.tls else "plaintext"
-        token = "token set" if getattr(self, "_token", None) else "no token"
+        security = "TLS" if settings.endpoint.tls else "plaintext"
+        token = "token set" if settings.token is not None else "no token"
         state = ", closed" if self._closed else ""
-        return f"<Connection {endpoint.target} {security}, {token}, timeout {self.timeout}s{state}>"
+        return f"<Connection {settings.endpoint.target} {security}, {token}, timeout {settings.timeout}s{state}>"
 
 
 def model_metadata_from(reply: Any) -> ModelMetadata:
@@ -537,19 +550,26 @@ def model_metadata_from(reply: Any) -> ModelMetadata:
 
 
 def connect(
-    endpoint: str | Endpoint | None = None,
+    endpoint: str | Endpoint | Settings | None = None,
     token: str | Token | None = None,
     timeout: float | None = 5.0,
     **options: Any,
 ) -> Connection:
     """Connect to a service; ``endpoint`` and ``token`` default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``.
 
-    Options: ``headers={...}`` sent with every call (``x-request-id``, ``mm-vmodel-id``;
-    not ``authorization``), ``tls``, ``root_certificates``, ``keepalive=Keepalive(...)``,
-    ``max_message_bytes``, ``retries``, ``channel`` and raw gRPC ``options``.
+    Options (see ``easnb.settings.Settings``): ``headers={...}`` sent with every call
+    (``x-request-id``, ``mm-vmodel-id``; not ``authorization``), ``tls``, ``root_certificates``,
+    ``certificate_chain`` and ``private_key`` (a client certificate), ``keepalive=Keepalive(...)``,
+    ``max_message_bytes``, ``retries``, raw gRPC ``options``, ``interceptors`` (gRPC client
+    interceptors) and ``channel`` (a ready channel to use instead of opening one).
+
+    ``connect(settings)`` opens a connection with the settings of another (``conn.settings``).
 
     >>> conn = connect("http://name.123.cn-hangzhou.pai-eas.aliyuncs.com/", token="...")  # doctest: +SKIP
     """
+    channel = options.pop("channel", None)
+    if isinstance(endpoint, Settings):
+        return Connection(endpoint, token, channel=channel, **options)
     if endpoint is None:
         endpoint = os.environ.get("EASNB_ENDPOINT")
         if not endpoint:
@@ -563,4 +583,5 @@ def connect(
     token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
     if problem is not None:
         raise problem
-    return Connection(endpoint, token, timeout, **options)
+    settings = make_settings(endpoint, token, timeout, **options)
+    return Connection(settings, channel=channel)

@@ -1,7 +1,9 @@
 """Score a Dask DataFrame across workers: one connection per worker process, the token from its environment.
 
 Neither a channel nor the token goes into the task graph: each task carries the
-endpoint, the model and the *name* of the environment variable that holds the token.
+connection's settings without the token (so TLS roots, headers, keepalive, limits and
+interceptors reach the workers), the model and the *name* of the environment variable
+that holds the token.
 
 >>> scores = infer_partitions(ddf, "my-service.123.cn-hangzhou.pai-eas.aliyuncs.com:80", "iris")  # doctest: +SKIP
 >>> scores.compute()                                                                             # doctest: +SKIP
@@ -15,8 +17,11 @@ import os
 import threading
 from typing import Any
 
-from .connection import Connection, connect
+from .connection import Connection
+from .credentials import clean_token
+from .endpoint import Endpoint
 from .errors import EasnbError
+from .settings import Settings, make_settings
 
 try:
     import dask.dataframe as dd
@@ -24,8 +29,17 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("easnb.dask needs Dask: pip install 'easnb[dask]'") from None
 
 
-def _worker_connection(endpoint: str, token_env: str, timeout: float | None) -> Connection:
-    """This worker process's connection to ``endpoint``, opened on first use and kept on the worker."""
+def _settings(where: str | Endpoint | Settings | Connection, timeout: float | None) -> Settings:
+    """What a task carries: the settings, never the token (the workers read it from their environment)."""
+    if isinstance(where, Connection):
+        where = where.settings
+    if isinstance(where, Settings):
+        return where.replace(token=None, timeout=timeout)
+    return make_settings(where, None, timeout)
+
+
+def _worker_connection(settings: Settings, token_env: str) -> Connection:
+    """This worker process's connection for ``settings``, opened on first use and kept on the worker."""
     try:
         from distributed import get_worker
 
@@ -33,7 +47,10 @@ def _worker_connection(endpoint: str, token_env: str, timeout: float | None) -> 
     except (ImportError, ValueError):  # not on a distributed worker: keep it on the thread
         holder = threading.current_thread()
     cache = holder.__dict__.setdefault("_easnb_connections", {})
-    key = (endpoint, token_env, timeout)
+    try:
+        key: Any = (hash(settings), settings, token_env)
+    except TypeError:  # an unhashable raw option: one connection per settings object
+        key = (id(settings), token_env)
     conn = cache.get(key)
     if conn is None or conn.closed:
         token = os.environ.get(token_env)
@@ -43,21 +60,26 @@ def _worker_connection(endpoint: str, token_env: str, timeout: float | None) -> 
                 hint="Start the workers with the token in their environment (e.g. LocalCluster(env=...) "
                 "or your cluster's secret mechanism); easnb never puts it in the task graph.",
             )
-        conn = cache[key] = connect(endpoint, token=token, timeout=timeout)
+        conn = cache[key] = Connection(settings.replace(token=clean_token(token)))
     return conn
 
 
 def score_partition(
-    partition: Any, endpoint: str, model: str, token_env: str = "EASNB_TOKEN", timeout: float | None = 30.0, **options: Any
+    partition: Any,
+    endpoint: str | Endpoint | Settings,
+    model: str,
+    token_env: str = "EASNB_TOKEN",
+    timeout: float | None = 30.0,
+    **options: Any,
 ) -> Any:
     """Score one partition with ``infer_frame`` on this worker's connection (no progress bar)."""
-    conn = _worker_connection(endpoint, token_env, timeout)
+    conn = _worker_connection(_settings(endpoint, timeout), token_env)
     return conn.infer_frame(model, partition, progress=False, **options)
 
 
 def infer_partitions(
     ddf: dd.DataFrame,
-    endpoint: str,
+    endpoint: str | Endpoint | Settings | Connection,
     model: str,
     token_env: str = "EASNB_TOKEN",
     timeout: float | None = 30.0,
@@ -66,11 +88,15 @@ def infer_partitions(
 ) -> dd.DataFrame:
     """``ddf`` scored by ``model``, partition by partition, aligned with its index.
 
+    ``endpoint`` is an endpoint text, or a ``Connection`` (or its ``settings``) whose every
+    setting but the token the workers use; the token comes from ``token_env`` on each worker.
+
     ``options`` go to ``Connection.infer_frame`` (``batch_size``, ``concurrency``, ``retries``,
     ``errors``). ``meta`` (the empty result frame) is asked of the service with one row
     when not given.
     """
+    settings = _settings(endpoint, timeout)
     if meta is None:
         sample = ddf.head(1, compute=True)
-        meta = score_partition(sample, endpoint, model, token_env, timeout, **options).iloc[:0]
-    return ddf.map_partitions(score_partition, endpoint, model, token_env, timeout, meta=meta, **options)
+        meta = score_partition(sample, settings, model, token_env, timeout, **options).iloc[:0]
+    return ddf.map_partitions(score_partition, settings, model, token_env, timeout, meta=meta, **options)

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import display
 from .markup import Markup, html
@@ -33,6 +33,10 @@ from .errors import (
 )
 from .proxy import bypass, ignored_variables, proxy_for, tunnel
 from .redaction import redact
+from .settings import Settings, make_settings
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -95,29 +99,54 @@ def mark(ok: bool | None) -> Markup:
     )
 
 
-def doctor(endpoint: str | None = None, token: str | None = None, model: str | None = None, timeout: float = 5.0) -> Diagnosis:
-    """Diagnose a connection step by step; ``endpoint`` and ``token`` default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``."""
-    text = endpoint if endpoint is not None else os.environ.get("EASNB_ENDPOINT", "")
-    token = token if token is not None else os.environ.get("EASNB_TOKEN")
-    result = Diagnosis(redact(text, token))
+def doctor(
+    endpoint: str | Settings | Connection | None = None, token: str | None = None, model: str | None = None, timeout: float = 5.0
+) -> Diagnosis:
+    """Diagnose a connection step by step; ``endpoint`` and ``token`` default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``.
+
+    Given a ``Connection`` (or its ``settings``), every step uses its settings (TLS roots, client
+    certificate, headers, keepalive, limits, interceptors), with ``timeout`` and no retries.
+    """
+    from .connection import Connection
+
+    given: Settings | None = endpoint.settings if isinstance(endpoint, Connection) else endpoint if isinstance(endpoint, Settings) else None
+    if given is not None:
+        text = given.endpoint.target
+    else:
+        text = endpoint if isinstance(endpoint, str) else os.environ.get("EASNB_ENDPOINT", "")
+        token = token if token is not None else os.environ.get("EASNB_TOKEN")
+    secret: Any = token if given is None else given.token
+    result = Diagnosis(redact(text, secret))
     state: dict[str, Any] = {}
+
+    def settings() -> Settings:
+        """What the gRPC steps connect with: the given settings, or ones made from the text and token."""
+        if given is not None:
+            return given.replace(timeout=timeout, retries=0)
+        return make_settings(state["endpoint"], token, timeout, retries=0)
+
+    def tls_context() -> ssl.SSLContext:
+        chosen = settings()
+        context = ssl.create_default_context(cadata=chosen.root_certificates.decode("ascii") if chosen.root_certificates else None)
+        context.set_alpn_protocols(["h2"])
+        return context
 
     def run(name: str, check: Callable[[], str], hint: Callable[[Exception], str]) -> bool:
         started = time.perf_counter()
         try:
             detail = check()
-            result.steps.append(Step(name, True, (time.perf_counter() - started) * 1000, redact(detail, token)))
+            result.steps.append(Step(name, True, (time.perf_counter() - started) * 1000, redact(detail, secret)))
             return True
         except Exception as exc:
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             ms = (time.perf_counter() - started) * 1000
-            result.steps.append(Step(name, False, ms, redact(message, token), redact(hint(exc), token)))
+            result.steps.append(Step(name, False, ms, redact(message, secret), redact(hint(exc), secret)))
             return False
 
     def parse() -> str:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            state["endpoint"] = parse_endpoint(text)
+            state["endpoint"] = given.endpoint if given is not None else parse_endpoint(text)
         found: Endpoint = state["endpoint"]
         notes = [f"{found.target}, {'TLS' if found.tls else 'plaintext'}"]
         notes += [str(w.message) for w in caught]
@@ -125,7 +154,7 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
 
     def proxy() -> str:
         found: Endpoint = state["endpoint"]
-        state["proxy"] = used = proxy_for(found.target)
+        state["proxy"] = used = proxy_for(found.target, settings().channel_args)
         if used is None:
             ignored = ignored_variables()
             return "none: gRPC connects directly" + (f" ({', '.join(ignored)} set, but gRPC ignores upper case)" if ignored else "")
@@ -154,8 +183,7 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
         found: Endpoint = state["endpoint"]
         if not found.tls:
             return "plaintext (no TLS asked for)"
-        context = ssl.create_default_context()
-        context.set_alpn_protocols(["h2"])
+        context = tls_context()
         with dial() as raw:
             with context.wrap_socket(raw, server_hostname=found.host) as tls:
                 return f"{tls.version()}, ALPN {tls.selected_alpn_protocol() or 'none'}"
@@ -165,9 +193,7 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
         with dial() as raw:
             sock: Any = raw
             if found.tls:
-                context = ssl.create_default_context()
-                context.set_alpn_protocols(["h2"])
-                sock = context.wrap_socket(raw, server_hostname=found.host)
+                sock = tls_context().wrap_socket(raw, server_hostname=found.host)
             sock.sendall(PREFACE + EMPTY_SETTINGS)
             head = sock.recv(9)
         if len(head) < 9 or head[3] != 0x04:
@@ -175,16 +201,14 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
         return "SETTINGS received"
 
     def call_v2() -> str:
-        from .connection import connect
-
-        with connect(text, token=token, timeout=timeout, retries=0) as conn:
+        with Connection(settings()) as conn:
             try:
                 conn.live()
                 state["v2"] = True
-                return "token accepted" if token else "no token needed"
+                return "token accepted" if conn.has_token else "no token needed"
             except UnimplementedError:
                 state["v2"] = False
-                return "token accepted (the service answered UNIMPLEMENTED)" if token else "the service answers"
+                return "token accepted (the service answered UNIMPLEMENTED)" if conn.has_token else "the service answers"
 
     def speaks_v2() -> str:
         if state.get("v2"):
@@ -192,9 +216,7 @@ def doctor(endpoint: str | None = None, token: str | None = None, model: str | N
         raise EasnbError("not a V2 server: it answers, but not inference.GRPCInferenceService")
 
     def model_ready() -> str:
-        from .connection import connect
-
-        with connect(text, token=token, timeout=timeout, retries=0) as conn:
+        with Connection(settings()) as conn:
             if not conn.model_ready(model or ""):
                 raise EasnbError(f"model {model!r} is not ready (or unknown)")
         return f"model {model} ready"

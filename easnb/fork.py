@@ -85,12 +85,9 @@ def rebuild(conn: Connection) -> tuple[Any, ...]:
     if conn._closed:
         return old
     if conn._owns_channel:
-        from .channel import open_channel
-
-        settings, certificates = conn.channel_settings
-        settings = [*[s for s in settings if s[0] != "easnb.process"], ("easnb.process", os.getpid())]
-        conn.channel_settings = (settings, certificates)
-        conn.channel = BoundedChannel(open_channel(conn.endpoint, settings, certificates))
+        options = (*[o for o in conn.settings.options if o[0] != "easnb.process"], ("easnb.process", os.getpid()))
+        conn.settings = conn.settings.replace(options=options)
+        conn.channel = BoundedChannel(conn.settings.open_channel())
     else:  # the caller's own channel cannot be opened again: its calls are bounded at least
         channel = conn.channel
         conn.channel = channel if isinstance(channel, BoundedChannel) else BoundedChannel(channel)

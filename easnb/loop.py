@@ -1,11 +1,13 @@
-"""An asyncio loop on a background thread, with its own grpc.aio channel: gRPC's fastest Python path,
-used from synchronous code (and from inside a notebook, whose own loop is left alone).
+"""An asyncio loop on a background thread, for ``infer_frame``: many calls in flight from synchronous
+code (and from inside a notebook, whose own loop is left alone).
 
-In a process forked from one where grpc.aio ran, grpc.aio cannot start again, so the loop
-sends over the connection's sync channel instead (see ``easnb.fork``).
+The calls go on a ``grpc.aio`` channel opened in the loop from the connection's settings (gRPC's
+fastest Python path), or on the connection's sync channel, its futures awaited in the loop, when
+that channel must see them (one the user handed in, or sync interceptors) or when grpc.aio cannot
+start again (a process forked from one where it ran: see ``easnb.fork``).
 
->>> runner = BackgroundLoop(conn)              # doctest: +SKIP
->>> runner.run(some_coroutine(runner.channel)) # doctest: +SKIP
+>>> runner = BackgroundLoop(conn.settings, conn.channel)   # doctest: +SKIP
+>>> runner.run(some_coroutine(runner.stub(path)))          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from .channel import open_channel
 from .errors import EasnbError
 from .fork import MARGIN, Unanswered, aio_usable, note_aio
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .settings import Settings
 
 T = TypeVar("T")
 #: How often a wait on the loop checks that its thread is still there.
@@ -31,21 +32,21 @@ POLL_S = 0.5
 
 
 class BackgroundLoop:
-    """A daemon thread running an event loop, and a grpc.aio channel to the connection's endpoint opened in it."""
+    """A daemon thread running an event loop; its calls on a grpc.aio channel made from ``settings``,
+    or on ``channel`` (the connection's sync one) when ``use_sync`` or when grpc.aio cannot run here."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, settings: Settings, channel: grpc.Channel, use_sync: bool = False) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="easnb-aio", daemon=True)
         self._thread.start()
-        settings, certificates = conn.channel_settings
         self._stubs: dict[str, Any] = {}
-        self.aio = aio_usable()
+        self.aio = not use_sync and aio_usable()
         if not self.aio:
-            self.channel = conn.channel
+            self.channel: Any = channel
             return
 
         async def opened() -> Any:
-            return open_channel(conn.endpoint, settings, certificates, aio=True)
+            return settings.open_aio_channel()
 
         note_aio()
         try:

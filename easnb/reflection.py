@@ -25,7 +25,6 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.message import DecodeError
 
-from .channel import open_channel
 from .descriptor_files import Limits, build, check, parse, reference_depth, shipped
 from .errors import EasnbError, NotFoundError, ReflectionError, ResourceExhaustedError, UnimplementedError
 
@@ -88,13 +87,12 @@ class _Session:
 def _channel(conn: Connection, limit: int) -> Iterator[Any]:
     """A channel of its own, whose receive limit bounds what one answer can cost; the
     connection's when the user handed it a channel (its own limits then apply)."""
-    settings = getattr(conn, "channel_settings", None)
+    settings = getattr(conn, "settings", None)
     if not getattr(conn, "_owns_channel", False) or settings is None:
         yield conn.channel
         return
-    options, certificates = settings
-    options = [(k, v) for k, v in options if k != "grpc.max_receive_message_length"]
-    channel = open_channel(conn.endpoint, [*options, ("grpc.max_receive_message_length", limit)], certificates)
+    options = [(k, v) for k, v in settings.options if k != "grpc.max_receive_message_length"]
+    channel = settings.replace(options=(*options, ("grpc.max_receive_message_length", limit))).open_channel()
     try:
         yield channel
     finally:

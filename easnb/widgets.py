@@ -11,18 +11,20 @@ saved before or after Connect.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from .channel import Keepalive
-from .connection import Connection, connect
+from .connection import Connection
 from .credentials import Token, clean_token
 from .display import error_html
-from .errors import EasnbError
+from .errors import EasnbError, EndpointError
 from .markup import Markup
 from .widget_status import STYLE, NOT_CONNECTED, Follow, error_line, light, line, lights, status_html  # noqa: F401 - light(s) for the inspectors
+from .settings import Settings, make_settings
 
 try:
     import anywidget
@@ -144,7 +146,10 @@ class ConnectionWidget(w.VBox):
     background; a failure shows its hint and leaves the form as it was.
     """
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, endpoint: str | None = None, token: str | None = None, timeout: float = 5.0, **options: Any) -> None:
+        """``options`` are ``connect()``'s other settings (``root_certificates``, ``interceptors``, ...),
+        used for every Connect and Diagnose; the form's keepalive and headers go on top of them."""
+        self._options = options
         self._token: Token | None = None
         self._token_source = ""
         self._callbacks: list[Callable[[Connection], Any]] = []
@@ -160,7 +165,7 @@ class ConnectionWidget(w.VBox):
         )
         self.timeout_field = w.BoundedFloatText(value=timeout, min=0.1, max=3600, description="Timeout (s)", style=LABEL)
         self.keepalive_field = w.BoundedFloatText(
-            value=Keepalive().time_s, min=1, max=7200, description="Keepalive (s)", style=LABEL,
+            value=options.get("keepalive", Keepalive()).time_s, min=1, max=7200, description="Keepalive (s)", style=LABEL,
             tooltip="ping after this many idle seconds; servers may refuse pings more often than every 300 s",
         )
         self.headers_field = w.Textarea(
@@ -250,15 +255,19 @@ class ConnectionWidget(w.VBox):
         """Block until a Connect in progress has finished."""
         self._background.wait(timeout)
 
+    def settings(self) -> Settings:
+        """The settings the form describes: its fields on top of the widget's ``options``."""
+        options = dict(self._options)
+        keepalive = dataclasses.replace(options.pop("keepalive", Keepalive()), time_s=self.keepalive_field.value)
+        headers = {**options.pop("headers", {}), **self.headers()}
+        options.pop("timeout", None)
+        return make_settings(
+            self.endpoint_field.value, self._token, self.timeout_field.value, keepalive=keepalive, headers=headers, **options
+        )
+
     def _connect(self) -> None:
         try:
-            conn = connect(
-                self.endpoint_field.value,
-                token=self._token,
-                timeout=self.timeout_field.value,
-                keepalive=Keepalive(time_s=self.keepalive_field.value),
-                headers=self.headers(),
-            )
+            conn = Connection(self.settings())
             try:
                 found = conn.discover()
             except BaseException:
@@ -292,8 +301,11 @@ class ConnectionWidget(w.VBox):
             self.diagnose_button.disabled = True
             self.diagnosis.value = "<i>diagnosing…</i>"
             try:
-                token = self._token.reveal() if self._token else None
-                self.diagnosis.value = doctor(self.endpoint_field.value, token, timeout=self.timeout_field.value)._repr_html_()
+                try:
+                    where: Any = self.settings()
+                except EndpointError:  # the doctor's first step says what is wrong with the endpoint
+                    where = self.endpoint_field.value
+                self.diagnosis.value = doctor(where, timeout=self.timeout_field.value)._repr_html_()
             except Exception as exc:
                 self.diagnosis.value = error_html(exc)
             finally:

@@ -160,7 +160,7 @@ def test_async_in_a_notebook_cell(demo: DemoServer) -> None:
         "import easnb.aio\n"
         f"conn = easnb.aio.connect({demo.endpoint!r}, token={demo.token!r})\n"
         "print(await conn.live(), (await conn.server_metadata()).name)\n"
-        "import easnb\nprint(easnb.connect(conn.endpoint, token=conn._token).ready())"
+        "import easnb\nprint(easnb.connect(conn.settings).ready())"
     )]
     NotebookClient(nb, timeout=60, kernel_name="python3").execute()
     assert nb.cells[0].outputs[0]["text"].split() == ["True", "easnb-demo", "True"]

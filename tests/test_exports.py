@@ -6,7 +6,7 @@ import easnb
 EXPECTED = {
     "DEFAULT", "ArgumentError", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
-    "ModelMetadata", "NotFoundError", "ReflectionError", "RequestError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "StreamError", "Tensor", "TensorError",
+    "ModelMetadata", "NotFoundError", "ReflectionError", "RequestError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "Settings", "StreamError", "Tensor", "TensorError",
     "TensorMetadata", "TokenError", "UnavailableError", "UnimplementedError", "compare", "connect", "doctor", "inspect", "parse_endpoint",
 }
 

@@ -102,7 +102,7 @@ def test_a_closed_connection_stays_closed_in_the_child(shared: easnb.Connection)
 
 
 def test_a_wait_on_a_loop_whose_thread_is_gone_ends(conn: easnb.Connection) -> None:
-    runner = BackgroundLoop(conn)
+    runner = BackgroundLoop(conn.settings, conn.channel)
     runner.loop.call_soon_threadsafe(runner.loop.stop)
     runner._thread.join(5)
     started = time.monotonic()
