@@ -125,8 +125,8 @@ def latency_html(latencies_ms: Sequence[float]) -> Markup:
     )
     svg = html("<svg class='easnb-histogram' width='{}' height='30'>{}</svg>", len(counts) * width, bars)
     return html(
-        "<div class='easnb-latency'><small>{} calls · p50 {:.1f} ms · p90 {:.1f} ms · p99 {:.1f} ms</small><br>{}</div>",
-        len(values), p50, p90, p99, svg,
+        "<div class='easnb-latency'><small>{} call{} · p50 {:.1f} ms · p90 {:.1f} ms · p99 {:.1f} ms</small><br>{}</div>",
+        len(values), "" if len(values) == 1 else "s", p50, p90, p99, svg,
     )
 
 

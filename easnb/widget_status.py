@@ -95,6 +95,7 @@ class Follow:
         self.conn, self.connected, self.show = conn, connected, show
         self.state = "connected"
         self._ready_seen = False
+        self._probing: Any = None  # the reconnection being tried, if any
         conn.on_close(self._closed)
         conn.channel.subscribe(self._changed, try_to_connect=False)
 
@@ -118,10 +119,12 @@ class Follow:
             self._probe()  # the server closed the connection, or it idled out: is anyone there?
 
     def _probe(self) -> None:
+        if self._probing is not None and not self._probing.done():
+            return  # one at a time, however often a server drops the connection
         try:
-            future = grpc.channel_ready_future(self.conn.channel)
+            self._probing = grpc.channel_ready_future(self.conn.channel)
         except ValueError:  # closed meanwhile
             return
-        timer = threading.Timer(PROBE_S, future.cancel)
+        timer = threading.Timer(PROBE_S, self._probing.cancel)
         timer.daemon = True
         timer.start()

@@ -350,3 +350,32 @@ def test_guides_server_behind_the_gateway_in_jupyterlab(lab: tuple[str, Path], s
         page.locator("button.widget-button:visible", has_text="Call").click()
         expect(page.get_by_text("Hello, World!")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "browser-hello.png"), full_page=True)
+
+
+def test_quickstart_run_all_leaves_a_working_workbench(lab: tuple[str, Path]) -> None:
+    """A newcomer's first Run All of tutorial 01, then the workbench it ends with: every tab still works."""
+    from playwright.sync_api import expect
+
+    url, work = lab
+    notebook = work / "01-quickstart.ipynb"
+    notebook.write_bytes((ROOT / "notebooks" / "01-quickstart.ipynb").read_bytes())
+    with lab_page("quickstart", 1000) as page:
+        open_lab_notebook(page, url, notebook)
+        run_all(page)
+        expect(page.get_by_text("When you are done:")).to_be_visible(timeout=120_000)
+        widget = page.locator(".jp-Notebook .jp-Cell", has=page.locator(".easnb-token-row")).locator(".jp-OutputArea")
+        expect(widget.get_by_text("round trip")).to_be_visible()  # still connected: green lights, not a stale picture
+        bench = page.locator(".jp-Notebook .jp-Cell", has=page.locator(".easnb-built")).locator(".jp-OutputArea")
+        bench.scroll_into_view_if_needed()
+        bench.get_by_role("tab", name="Infer").click()
+        model = field(page, "Model")
+        model.fill("iris")
+        model.press("Enter")
+        expect(field(page, "features", "textarea")).to_be_visible()
+        page.locator("button:visible", has_text="Example").click()
+        page.locator("button.widget-button:visible", has_text="Run").click()
+        expect(bench.locator("table.dataframe:visible")).to_be_visible()
+        bench.get_by_role("tab", name="History").click()
+        expect(page.locator("textarea:visible").last).to_have_value(re.compile(r"conn\.infer\("))
+        shot(bench, "quickstart-workbench-after-run-all")
+        assert page.get_by_text("connection is closed").count() == 0

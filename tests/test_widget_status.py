@@ -147,3 +147,17 @@ def test_doctor_marks_are_words_on_colours_and_times_do_not_wrap(demo: DemoServe
     assert ">pass</span>" in html and ">FAIL</span>" in html and ">skipped</span>" in html
     assert "background:#d33" in html and "background:#2a9d3a" in html
     assert re.search(r"white-space:nowrap'>[\d.]+&nbsp;ms", html)
+
+
+def test_a_server_that_keeps_dropping_the_connection_gets_one_reconnection_at_a_time(demo: DemoServer) -> None:
+    import threading
+
+    import grpc
+
+    widget = easnb.ConnectionWidget(endpoint=demo.endpoint, token=TOKEN)
+    widget.connect(wait=True)
+    before = threading.active_count()
+    for _ in range(200):  # what a flapping server makes the channel report
+        widget._follow._changed(grpc.ChannelConnectivity.IDLE)
+    assert threading.active_count() <= before + 2
+    assert lights_of(widget.status.value) == [GREEN, GREEN]
