@@ -102,10 +102,6 @@ def compare(args: argparse.Namespace, connection: Callable[[argparse.Namespace],
     with connection(args) as conn_a, connect(args.endpoint_b, token=read_token(args, "b-", "EASNB_TOKEN_B"),
                                              timeout=args.timeout) as conn_b:
         data = read_data(conn_a, args.model, args)
-        if isinstance(data, dict):
-            import pandas as pd
-
-            data = pd.DataFrame({name: list(t.data) for name, t in data.items()})
         report = run_compare(conn_a, conn_b, args.model, data, model_b=args.model_b, rtol=args.rtol, atol=args.atol,
                              latency_samples=args.latency_samples)
     import pandas as pd

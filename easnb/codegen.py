@@ -89,6 +89,10 @@ def easnb(call: Call) -> str:
         from . import stream_code
 
         return stream_code.easnb(call)
+    if call.kind in ("load", "compare"):
+        from .perf_calls import easnb_code
+
+        return easnb_code(call)
     r = call.request
     lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call)]
     if call.kind == "metadata":
@@ -158,6 +162,10 @@ def grpcurl(call: Call) -> str:
     """The call with grpcurl (JSON in, JSON out); every word shell-quoted."""
     from . import protos
 
+    if call.kind in ("load", "compare"):
+        from .perf_calls import refuse
+
+        raise refuse(call, "grpcurl")
     r = call.request
     if call.kind == "generate":
         raise EasnbError("grpcurl has no .proto for Triton's ModelStreamInfer: copy this generation as easnb or tritonclient code.")

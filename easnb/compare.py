@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import EasnbError
-from .markup import escape
+from .markup import Markup, escape
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,7 +96,7 @@ class Comparison:
             parts.append(f"<div><b>rows that differ</b></div>{shown.to_html(border=0)}{more}")
         if len(self.latency):
             parts.append(f"<div><b>latency (ms)</b></div>{self.latency.to_html(border=0, float_format=lambda v: f'{v:.2f}')}")
-        return "".join(parts) + "</div>"
+        return Markup("".join(parts) + "</div>")
 
 
 def _groups(columns: list[str], declared: list[str]) -> dict[str, list[str]]:
@@ -143,7 +143,7 @@ def compare(
     conn_a: Connection,
     conn_b: Connection | None,
     model: str,
-    data: pd.DataFrame,
+    data: pd.DataFrame | dict[str, Any],
     model_b: str | None = None,
     *,
     version_a: str = "",
@@ -155,7 +155,8 @@ def compare(
     progress: bool = False,
 ) -> Comparison:
     """Send the rows of ``data`` to A (``conn_a``, ``model``) and B (``conn_b`` or the same
-    connection, ``model_b`` or the same model) with ``infer_frame`` and compare the answers.
+    connection, ``model_b`` or the same model) with ``infer_frame`` and compare the answers
+    (a dict of input arrays instead of a DataFrame is sent as one request to each).
 
     Numbers differ when ``not isclose(a, b, rtol, atol)`` (NaN equals NaN); text when not equal;
     outputs of several numeric columns are also compared by argmax (the label they give).
@@ -168,8 +169,10 @@ def compare(
     from .arguments import compare_call
 
     model, model_b, version_a, version_b, rtol, atol, batch_size, latency_samples, progress = compare_call(model, model_b, version_a, version_b, rtol, atol, batch_size, latency_samples, progress)
-    if not hasattr(data, "iloc") or len(data) == 0:
-        raise EasnbError("compare needs a DataFrame with at least one row.", hint="e.g. easnb.compare(a, b, 'iris', df)")
+    arrays, sample = isinstance(data, dict), data
+    if not arrays and (not hasattr(data, "iloc") or len(data) == 0):
+        raise EasnbError("compare needs a DataFrame with at least one row, or a dict of input arrays.",
+                         hint="e.g. easnb.compare(a, b, 'iris', df)")
     conn_b = conn_a if conn_b is None else conn_b
     model_b = model if model_b is None else model_b
     if conn_b is conn_a and model_b == model and version_b == version_a:
@@ -177,8 +180,13 @@ def compare(
     name_a = f"{model}{':' + version_a if version_a else ''} on {conn_a.endpoint.target}"
     name_b = f"{model_b}{':' + version_b if version_b else ''} on {conn_b.endpoint.target}"
     options = {"batch_size": batch_size, "progress": progress}
-    a = conn_a.infer_frame(model, data, version=version_a, **options)
-    b = conn_b.infer_frame(model_b, data, version=version_b, **options)
+    if arrays:  # one request of these arrays to each side
+        a = conn_a.infer(model, data, version=version_a).to_frame()
+        b = conn_b.infer(model_b, data, version=version_b).to_frame()
+        data = pd.DataFrame(index=a.index)
+    else:
+        a = conn_a.infer_frame(model, data, version=version_a, **options)
+        b = conn_b.infer_frame(model_b, data, version=version_b, **options)
     groups_a = _groups(list(a.columns), [t.name for t in conn_a.cached_model_metadata(model, version_a).outputs])
     groups_b = _groups(list(b.columns), [t.name for t in conn_b.cached_model_metadata(model_b, version_b).outputs])
     only_a = [n for n in groups_a if n not in groups_b]
@@ -206,7 +214,7 @@ def compare(
         differing[column] = series.iloc[positions].to_numpy()
     latency = pd.DataFrame()
     if latency_samples > 0:
-        first = data.iloc[:1]
+        first = sample if arrays else data.iloc[:1]
         times_a, times_b = [], []
         for _ in range(latency_samples):  # interleaved: A and B see the same moments of the machine
             times_a += _latency(conn_a, model, first, version_a, 1)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import display
+from .errors import EasnbError
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -132,6 +133,8 @@ class History:
             from .generate_tab import replay_generation
 
             return replay_generation(self, call, conn)
+        if call.kind in ("load", "compare"):
+            raise EasnbError(f"A {call.kind} is not replayed from History.", hint=f"Run it again from the {call.kind.title()} tab.")
         if call.kind == "infer":
             inputs = _inputs_from(r["inputs"])
             return self.record(

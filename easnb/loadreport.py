@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .markup import escape
+from .markup import Markup, escape
 from .statistics import STAGES
 
 #: A level during which this process kept this much of one core busy describes the client, not the server.
@@ -196,7 +196,7 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def report_html(report: LoadReport) -> str:
+def report_html(report: LoadReport) -> Markup:
     """The table and the chart, every value escaped."""
     head = f"<b>{escape(report.name)}</b>: {len(report.levels)} levels of {escape(report.mode)}"
     notes = []
@@ -222,14 +222,14 @@ def report_html(report: LoadReport) -> str:
     else:
         table = "<i>No level finished.</i>"
     note = "".join(f"<div><small>{escape(n)}</small></div>" for n in notes)
-    return f"<div class='easnb-load-report'><div>{head}</div>{note}{table}{chart_svg(report.levels)}</div>"
+    return Markup(f"<div class='easnb-load-report'><div>{head}</div>{note}{table}{chart_svg(report.levels)}</div>")
 
 
-def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> str:
+def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> Markup:
     """Latency (ms) against throughput (infer/s): p50 and p99 lines, the split as stacked bars."""
     shown = [lv for lv in levels if not math.isnan(lv.p50_ms)]
     if not shown:
-        return ""
+        return Markup("")
     left, bottom, top, right = 50, 30, 12, 130
     plot_w, plot_h = width - left - right, height - top - bottom
     x_max = max(lv.infer_per_s for lv in shown) * 1.1 or 1.0
@@ -277,4 +277,4 @@ def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> str:
         parts.append(f"<rect x='{width - right + 10}' y='{top + i * 14}' width='10' height='10' fill='{colour}'/>"
                      f"<text x='{width - right + 24}' y='{top + i * 14 + 9}' fill='currentColor'>{escape(label)}</text>")
     parts.append("</svg>")
-    return "".join(parts)
+    return Markup("".join(parts))

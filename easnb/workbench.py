@@ -152,6 +152,12 @@ class Workbench(w.VBox):
             from .generate_tab import add_generate_page  # shown for text generators, or when asked
 
             pages += add_generate_page(self, conn)
+        if found.v2:  # load sweeps and A/B comparison, each in its own module
+            from .compare_tab import CompareTab
+            from .load_tab import LoadTab
+
+            self.load, self.compare = (T(self.source, self.models, self.history, self.infer) for T in (LoadTab, CompareTab))
+            pages += [("Load", self.load), ("Compare", self.compare)]
         if found.other_services or not found.v2:
             self.service = ServicesPage(self.source, found, self.history)
             pages.append(("Service", self.service))

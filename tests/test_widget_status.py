@@ -87,7 +87,7 @@ def test_history_selects_the_newest_call_and_shows_its_code(demo: DemoServer) ->
     widget = easnb.ConnectionWidget(endpoint=demo.endpoint, token=TOKEN)
     widget.connect(wait=True)
     bench = easnb.inspect(widget)
-    _, model, infer, _, _, view = bench.tabs.children
+    _, model, infer, *_, view = bench.tabs.children
     assert view.entry.value is None and view.code.value == ""
     infer.model_field.value = "iris"
     infer.fill_example()

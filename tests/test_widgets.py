@@ -101,7 +101,7 @@ def test_inspectors(conn: easnb.Connection) -> None:
     assert "No DataFrame called" in form.output.value
     bench = easnb.inspect(conn)
     titles = [bench.tabs.get_title(i) for i in range(len(bench.tabs.children))]
-    assert titles == ["Server", "Model", "Infer", "Generate", "Service", "History"]
+    assert titles == ["Server", "Model", "Infer", "Generate", "Load", "Compare", "Service", "History"]
 
 
 def test_parse_values() -> None:

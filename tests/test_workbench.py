@@ -46,11 +46,11 @@ def test_the_readme_pairing_survives_run_all_and_reconnects(demo: DemoServer) ->
     bench = easnb.inspect(widget)
     assert "press Connect" in bench.status.value and not bench.tabs.children
     click_connect(widget, TOKEN)
-    assert titles(bench) == ["Server", "Model", "Infer", "Generate", "Service", "History"]
+    assert titles(bench) == ["Server", "Model", "Infer", "Generate", "Load", "Compare", "Service", "History"]
     kept = widget.connection
     for _ in range(2):  # Connect again, twice: every tab still works
         click_connect(widget, "")
-        server, model, infer, _generate, service, _ = bench.tabs.children
+        server, model, infer, _generate, _, _, service, _ = bench.tabs.children
         server.run(wait=True)
         assert "easnb-demo" in server.output.value
         model.model_field.value = "iris"
