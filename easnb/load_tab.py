@@ -132,6 +132,8 @@ class LoadTab(w.VBox):
                 raise EasnbError("Pick a model first.")
             data, frame_name = self.picker.data(model)
             mode, values = self.mode.value, levels_of(self.levels.value)
+            if mode == "concurrency" and all(v == int(v) for v in values):
+                values = [int(v) for v in values]
             request = {"model": model, "mode": mode, "levels": values, "seconds": self.seconds.value,
                        "warmup": self.warmup.value, **saved_data(data, frame_name)}
 

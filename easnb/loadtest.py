@@ -335,6 +335,8 @@ def load_test(
         raise LoadTestError(f"{mode}={levels!r}: give one or more positive numbers.", hint=f"e.g. {mode}=[1, 2, 4, 8]")
     if mode == "concurrency" and any(int(v) != v or v > 1024 for v in levels):
         raise LoadTestError(f"concurrency={levels!r}: give whole numbers up to 1024.")
+    if mode == "concurrency":
+        levels = [int(v) for v in levels]  # callers are counted in whole numbers (and shown so)
     if seconds <= 0 or warmup < 0:
         raise LoadTestError("seconds must be positive and warmup not negative.")
     conn.check_open()

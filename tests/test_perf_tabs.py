@@ -33,7 +33,7 @@ def test_load_tab_fills_the_chart_and_history(conn: easnb.Connection) -> None:
     call = history[-1]
     assert call.kind == "load" and call.status == "OK" and "concurrency 1,2" in call.summary
     code = history.code(len(history) - 1, "easnb")
-    assert "conn.load_test('iris', inputs, concurrency=[1.0, 2.0]" in code and TOKEN not in code
+    assert "conn.load_test('iris', inputs, concurrency=[1, 2]" in code and TOKEN not in code
     with pytest.raises(easnb.EasnbError, match="many calls"):
         history.code(len(history) - 1, "grpcurl")
     with pytest.raises(easnb.EasnbError, match="Load tab"):
