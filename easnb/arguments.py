@@ -10,7 +10,7 @@ arguments of the right types, passes each check with one type test.
 >>> seconds("5", "timeout")
 Traceback (most recent call last):
 ...
-easnb.errors.ArgumentError: timeout must be a number of seconds or None (no deadline), not str ('5').
+easnb.errors.ArgumentError: timeout must be a number of seconds or None (no deadline), not str.
 Hint: For example timeout=5 or timeout=0.5.
 """
 
@@ -27,15 +27,22 @@ from .channel import Keepalive
 from .endpoint import Endpoint
 from .errors import ArgumentError
 
-_SHORT = reprlib.Repr()
+_SHORT = reprlib.Repr()  # values are shown only when they are numbers: text may be a token
 _SHORT.maxstring = _SHORT.maxother = 60
 #: The longest timeout taken (about 31 years): gRPC's deadline arithmetic overflows on longer ones.
 LONGEST = 1e9
 
 
+def _shown(value: Any) -> str:
+    """`` (value)`` for a number, bool or None; nothing for text and containers, which may hold a token."""
+    if value is None or isinstance(value, (bool, int, float, np.number, np.bool_)):
+        return f" ({_SHORT.repr(value)})"
+    return ""
+
+
 def _refuse(argument: str, wants: str, value: Any, example: str) -> ArgumentError:
     return ArgumentError(
-        f"{argument} must be {wants}, not {type(value).__name__} ({_SHORT.repr(value)}).",
+        f"{argument} must be {wants}, not {type(value).__name__}{_shown(value)}.",
         hint=f"For example {example}.",
         argument=argument,
     )
@@ -73,7 +80,7 @@ def seconds(value: Any, argument: str = "timeout") -> Any:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
         return seconds(float(value), argument)
     raise ArgumentError(
-        f"{argument} must be a number of seconds or None (no deadline), not {type(value).__name__} ({_SHORT.repr(value)}).",
+        f"{argument} must be a number of seconds or None (no deadline), not {type(value).__name__}{_shown(value)}.",
         hint=f"For example {argument}=5 or {argument}=0.5.",
         argument=argument,
     )
@@ -115,7 +122,9 @@ def choice(value: Any, argument: str, options: tuple[str, ...]) -> str:
         return value
     listed = " or ".join(repr(o) for o in options)
     raise ArgumentError(
-        f"{argument}={_SHORT.repr(value)}: use {listed}.", hint=f"For example {argument}={options[0]!r}.", argument=argument
+        f"{argument} must be {listed}, not {'another str' if isinstance(value, str) else type(value).__name__}{_shown(value)}.",
+        hint=f"For example {argument}={options[0]!r}.",
+        argument=argument,
     )
 
 

@@ -87,12 +87,17 @@ def mismatch(meta: ModelMetadata, tensor: TensorMetadata, names: list[str], colu
     """The error for a frame whose columns are not the features the model names."""
     missing = [n for n in names if n not in columns]
     extra = [c for c in columns if c not in names]
-    detail = f"missing {_listed(missing)}" + (f"; not features: {_listed(extra)}" if extra else "")
+    parts = ([f"missing {_listed(missing)}"] if missing else []) + ([f"not features: {_listed(extra)}"] if extra else [])
+    detail = "; ".join(parts) or "in another number"
+    if missing:
+        hint = "Rename the columns to the model's feature names (df.rename(columns={...})), or pass "
+        hint += f"columns={{{tensor.name!r}: [...]}} to say which columns fill the input, in order."
+    else:
+        hint = f"Select the model's features: df[{names!r}]." if len(names) <= SHOWN else "Select the model's features."
     return TensorError(
         f"Model {meta.name!r} names the features of input {tensor.name!r} as {_listed(names)}, "
         f"but the DataFrame's columns are {_listed(columns)} ({detail}).",
-        hint="Rename the columns to the model's feature names (df.rename(columns={...})), or pass "
-        f"columns={{{tensor.name!r}: [...]}} to say which columns fill the input, in order.",
+        hint=hint,
     )
 
 

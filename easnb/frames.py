@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,9 @@ from .dtypes import from_pandas
 from .errors import TensorError
 from .results import ModelMetadata, TensorMetadata
 from .tensors import Tensor
+
+#: The widest an output declared in metadata becomes in a frame of no rows (wider: one column).
+MAX_COLUMNS = 4096
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -189,7 +193,8 @@ def empty_frame(meta: ModelMetadata, outputs: Any = None) -> pd.DataFrame:
         known = DATATYPES.get(tensor.datatype) if tensor is not None else None
         dtype = np.dtype(object) if known is None or known.name == "BYTES" else known.dtype
         dtype = np.dtype(np.float32) if known is not None and known.name == "BF16" else dtype
-        width = int(np.prod(row)) if row and all(d >= 0 for d in row) else 0
+        width = math.prod(row) if row and all(d >= 0 for d in row) else 0
+        width = width if len(columns) + width <= MAX_COLUMNS else 0  # a server's [-1, 2**40]: one column
         for column in [f"{name}_{i}" for i in range(width)] if width and row else [name]:
             columns[column] = pd.Series([], dtype=text if known is not None and known.name == "BYTES" else dtype)
     return pd.DataFrame(columns)

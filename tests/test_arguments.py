@@ -144,6 +144,16 @@ def test_the_rest_converts_what_is_unambiguous() -> None:
         assert offline.encode_infer("m", {"x": easnb.Tensor(np.ones(2), "fp32")}) == offline.encode_infer("m", {"x": np.ones(2, np.float32)})
 
 
+def test_text_given_in_the_wrong_place_is_never_echoed(conn: easnb.Connection) -> None:
+    secret = "tok-EASNB-SECRET-7f3a9c"  # a token passed where something else goes must not reach the message
+    for call in (lambda: easnb.connect("localhost:1", "t", secret), lambda: conn.infer_frame("iris", FRAME, errors=secret),
+                 lambda: conn.live(timeout=secret), lambda: conn.infer("iris", {"features": X}, raw=secret),
+                 lambda: conn.infer("iris", {"features": X}, headers=[("x-token", secret)]), lambda: conn.infer("iris", secret)):
+        with pytest.raises(ArgumentError) as info:
+            call()
+        assert secret not in str(info.value) and secret not in repr(info.value)
+
+
 def test_numbers_for_text_become_text(conn: easnb.Connection, demo: DemoServer) -> None:
     assert conn.model_ready("iris", 1) is True and conn.model_ready(np.int64(1) and "iris", version=np.int64(1)) is True
     assert conn.model_metadata("iris", version=1).name == "iris"

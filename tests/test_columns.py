@@ -114,12 +114,13 @@ def test_the_reordered_iris_frame_through_easnb_aio(server: DemoServer, iris: pd
 
 
 def test_columns_that_are_not_the_named_features_are_refused_with_both_lists(conn: easnb.Connection, iris: pd.DataFrame) -> None:
-    for frame in (iris.rename(columns={"petal_width": "pw"}), iris[list(IRIS_FEATURES[:3])], iris.assign(extra=1.0)):
+    for frame in (iris.rename(columns={"petal_width": "pw"}), iris[list(IRIS_FEATURES[:3])], iris.assign(species="x")):
         with pytest.raises(easnb.TensorError) as info:
             conn.infer("iris", frame)
         text = str(info.value)
         assert all(repr(name) in text for name in IRIS_FEATURES)  # the model's names
         assert all(repr(name) in text for name in frame.columns)  # and the frame's
+        assert "missing ;" not in text and "missing  " not in text
         with pytest.raises(easnb.TensorError, match="names the features"):
             conn.infer_frame("iris", frame, progress=False)
 
@@ -198,6 +199,19 @@ def test_a_frame_of_no_rows_gives_the_output_columns(conn: easnb.Connection, iri
         conn.infer_frame("iris", none.rename(columns=str.upper), progress=False)
 
 
+def test_a_frame_of_no_rows_from_metadata_a_server_made_up() -> None:
+    from easnb.frames import MAX_COLUMNS, empty_frame
+
+    outputs = (TensorMetadata("wide", "FP32", (-1, 2**40)), TensorMetadata("odd", "FP8", (-1,)),
+               TensorMetadata("cube", "BF16", (-1, 2, 2)), TensorMetadata("free", "INT8", (-1, -1)))
+    frame = empty_frame(ModelMetadata("m", (), "", (), outputs))
+    assert list(frame.columns) == ["wide", "odd", "cube_0", "cube_1", "cube_2", "cube_3", "free"]
+    assert str(frame["cube_0"].dtype) == "float32" and frame["odd"].dtype == object and frame["free"].dtype == np.int8
+    many = tuple(TensorMetadata(f"o{i}", "FP32", (-1, 1000)) for i in range(10))
+    assert len(empty_frame(ModelMetadata("m", (), "", (), many)).columns) <= MAX_COLUMNS + 10
+    assert list(empty_frame(ModelMetadata("m", (), "", (), outputs), "cube").columns) == [f"cube_{i}" for i in range(4)]
+
+
 def test_errors_keep_on_a_repeated_index(conn: easnb.Connection) -> None:
     values = np.tile(np.arange(6.0), (10, 1))
     values[4, 0] = -1.0  # the model refuses the batch holding row 4
@@ -212,6 +226,9 @@ def test_errors_keep_on_a_repeated_index(conn: easnb.Connection) -> None:
     with pytest.raises(BatchError) as info:
         conn.infer_frame("named", frame, batch_size=3, progress=False)
     assert list(info.value.partial.index) == ["a", "b", "a", "a", "b", "a", "b"]
+    failed = conn.infer_frame("named", -frame, batch_size=3, progress=False, errors="keep")  # every batch fails
+    assert list(failed.columns) == ["y", "top", "error"] and list(failed.index) == ["a", "b"] * 5
+    assert failed["error"].notna().all() and failed["y"].isna().all()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
