@@ -38,7 +38,7 @@ class Limits:
     total_bytes: int = 64 << 20
     import_depth: int = 64
     nesting: int = 32
-    references: int = 100  # message types reached through fields, one inside the next
+    references: int = 200  # message types reached through fields, one inside the next (protobuf recurses ~490)
 
 
 def parse(data: bytes, name: str) -> descriptor_pb2.FileDescriptorProto:
@@ -117,26 +117,79 @@ def check(files: dict[str, descriptor_pb2.FileDescriptorProto], limits: Limits) 
     return order
 
 
-def reference_depth(roots: list[Any], limit: int) -> int:
-    """How deep message types reach each other through fields (and extensions) from ``roots``,
-    walked as protobuf's ``GetMessageClass`` walks them, without recursion; stops past ``limit``."""
-    deepest, seen = 0, set()
-    for root in roots:
-        if root.full_name in seen:
+def reference_bound(messages: list[Any]) -> int:
+    """An upper bound on how deep protobuf's ``GetMessageClass`` can recurse from ``messages``.
+
+    It recurses once per message type reached through a field (or an extension) not made yet,
+    in an order that depends on which classes exist already; so the bound is the longest path
+    through the types' strongly connected groups, each counted at its size (no recursion here).
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    group_of: dict[str, int] = {}
+    sizes: list[int] = []
+    on_stack: list[str] = []
+    node: dict[str, Any] = {}
+    for root in messages:  # Tarjan's strongly connected components, iteratively
+        if root.full_name in index:
             continue
-        seen.add(root.full_name)
-        stack = [_edges(root)]
-        while stack:
-            deepest = max(deepest, len(stack))
-            if deepest > limit:
-                return deepest
-            following = next(stack[-1], None)
-            if following is None:
-                stack.pop()
-            elif following.full_name not in seen:
-                seen.add(following.full_name)
-                stack.append(_edges(following))
-    return deepest
+        work = [(root, _edges(root))]
+        index[root.full_name] = low[root.full_name] = len(index)
+        node[root.full_name] = root
+        on_stack.append(root.full_name)
+        while work:
+            current, edges = work[-1]
+            following = next(edges, None)
+            if following is not None:
+                name = following.full_name
+                if name not in index:
+                    index[name] = low[name] = len(index)
+                    node[name] = following
+                    on_stack.append(name)
+                    work.append((following, _edges(following)))
+                elif name not in group_of:
+                    low[current.full_name] = min(low[current.full_name], index[name])
+                continue
+            work.pop()
+            name = current.full_name
+            if work:
+                parent = work[-1][0].full_name
+                low[parent] = min(low[parent], low[name])
+            if low[name] == index[name]:
+                group = len(sizes)
+                sizes.append(0)
+                while True:
+                    member = on_stack.pop()
+                    group_of[member] = group
+                    sizes[group] += 1
+                    if member == name:
+                        break
+    # groups are numbered children first, so one pass in that order finds each group's longest path
+    longest = [0] * len(sizes)
+    for group in range(len(sizes)):
+        longest[group] = sizes[group]
+    members: dict[int, list[str]] = {}
+    for name, group in group_of.items():
+        members.setdefault(group, []).append(name)
+    for group in range(len(sizes)):
+        below = 0
+        for name in members[group]:
+            for following in _edges(node[name]):
+                other = group_of[following.full_name]
+                if other != group:
+                    below = max(below, longest[other])
+        longest[group] = sizes[group] + below
+    return max(longest, default=0)
+
+
+def all_messages(files: list[Any]) -> list[Any]:
+    """Every message type the file descriptors declare, nested ones included (no recursion)."""
+    found, todo = [], [m for f in files for m in f.message_types_by_name.values()]
+    while todo:
+        message = todo.pop()
+        found.append(message)
+        todo.extend(message.nested_types)
+    return found
 
 
 def _edges(message: Any) -> Any:

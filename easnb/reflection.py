@@ -25,7 +25,7 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.message import DecodeError
 
-from .descriptor_files import Limits, build, check, parse, reference_depth, shipped
+from .descriptor_files import Limits, all_messages, build, check, parse, reference_bound, shipped
 from .errors import EasnbError, NotFoundError, ReflectionError, ResourceExhaustedError, UnimplementedError
 
 if TYPE_CHECKING:
@@ -176,18 +176,7 @@ class Reflection:
                 found = self._find(name, kinds)
         if found is None:
             raise not_offered(name, self.services(), what=" or ".join(kinds))
-        self._check_references(found)
         return found
-
-    def _check_references(self, found: Any) -> None:
-        """Refuse a descriptor whose message types reach too deep for protobuf to make their classes."""
-        methods = getattr(found, "methods", None) or ([found] if hasattr(found, "input_type") else [])
-        roots = [t for m in methods for t in (m.input_type, m.output_type)] or ([found] if hasattr(found, "fields") else [])
-        depth = reference_depth(roots, self.limits.references)
-        if depth > self.limits.references:
-            raise ReflectionError(
-                f"{found.full_name!r} reaches message types more than {self.limits.references} deep through its fields: refused."
-            )
 
     def _find(self, name: str, kinds: tuple[str, ...]) -> Any:
         finders = {
@@ -235,9 +224,22 @@ class Reflection:
                 else:
                     self._take(answer, repr(file), new)
         order = check({**self._files, **new}, self.limits)  # nothing reaches the pool before this passes
+        self._check_references(order, set(new))
         self._files.update(new)
         build(self.pool, order, self._built)
         return True
+
+    def _check_references(self, order: list[descriptor_pb2.FileDescriptorProto], new: set[str]) -> None:
+        """Refuse files whose message types reach each other through fields too deep for protobuf
+        to make their classes; checked on a scratch pool, so the real one never holds them."""
+        scratch = descriptor_pool.DescriptorPool()
+        build(scratch, order, set())
+        bound = reference_bound(all_messages([scratch.FindFileByName(name) for name in new]))
+        if bound > self.limits.references:
+            raise ReflectionError(
+                f"The server's message types reach each other through fields up to {bound} deep, "
+                f"over {self.limits.references}: refused."
+            )
 
     def _take(self, answer: Any, what: str, into: dict[str, descriptor_pb2.FileDescriptorProto]) -> None:
         kind = answer.WhichOneof("message_response")
@@ -298,12 +300,12 @@ def is_repeated(field: Any) -> bool:
     return bool(flag) if flag is not None else field.label == 3
 
 
-def _field_type(field: Any) -> str:
+def _field_type(field: Any, in_map: bool = False) -> str:
     if field.message_type is not None:
         entry = field.message_type
-        if entry.GetOptions().map_entry:
-            key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
-            return f"map<{_field_type(key)}, {_field_type(value)}>"
+        parts = entry.fields_by_name
+        if entry.GetOptions().map_entry and not in_map and "key" in parts and "value" in parts:  # one level: a server's
+            return f"map<{_field_type(parts['key'], True)}, {_field_type(parts['value'], True)}>"  # entries may loop
         return "." + entry.full_name
     if field.enum_type is not None:
         return "." + field.enum_type.full_name

@@ -50,7 +50,7 @@ HOSTILE = {  # scenario -> what the error must say
     "deep-500": (lambda: deep(500), "no file descriptor"),  # past protobuf's own decoding depth
     "deep-60": (lambda: deep(60), "nests message types more than 32 deep"),  # parses, refused by easnb
     "garbage": (garbage, "no file descriptor"),
-    "references-600": (references, "reaches message types more than 100 deep through its fields"),
+    "references-600": (references, "reach each other through fields up to 600 deep, over 200"),
 }
 SYMBOL = {"cyclic": "a.A", "long-cycle": "a.A", "self-import": "a.A", "deep-500": "d.D", "deep-60": "d.D", "garbage": "g.G",
           "references-600": "r.R"}
@@ -294,3 +294,49 @@ def test_list_and_describe_make_control_characters_visible() -> None:
     assert listed.stdout.splitlines() == ["a.A", "evil\\x1b]0;owned\\x07\\x1b[2J\\u202eSvc"]
     assert missing.returncode == 1 and "\x1b" not in missing.stderr and "\u202e" not in missing.stderr
     assert "'evil\\x1b]0;owned\\x07\\x1b[2J\\u202eSvc'" in missing.stderr  # the list of what is offered, escaped
+
+
+def odd_maps() -> Script:
+    """A map entry as no compiler writes it (its second field is not called ``value``), which protobuf accepts."""
+    from google.protobuf import descriptor_pb2 as d
+
+    kind = d.FieldDescriptorProto
+    odd = d.DescriptorProto(name="OddEntry", options=d.MessageOptions(map_entry=True), field=[
+        kind(name="key", number=1, label=kind.LABEL_OPTIONAL, type=kind.TYPE_STRING),
+        kind(name="val", number=2, label=kind.LABEL_OPTIONAL, type=kind.TYPE_STRING),
+    ])
+    m = d.DescriptorProto(name="M", nested_type=[odd], field=[
+        kind(name="odd", number=1, label=kind.LABEL_REPEATED, type=kind.TYPE_MESSAGE, type_name=".m.M.OddEntry"),
+    ])
+    return Script({"m.proto": service_file("m.proto", "m", "S", request=".m.M", deps=(), messages=(m,))}, {"m.S": "m.proto", "m.M": "m.proto"}, ["m.S"])
+
+
+def test_odd_map_entries_are_described_not_crashed_on() -> None:
+    with HostileReflection(odd_maps()) as server:
+        done = run("describe", server.endpoint, "m.M")
+    assert done.returncode == 0, done.stderr  # was a KeyError's traceback
+    assert "repeated .m.M.OddEntry odd = 1;" in done.stdout
+
+
+def test_the_reference_bound_counts_rings_and_chains() -> None:
+    from google.protobuf import descriptor_pb2 as d
+    from google.protobuf import descriptor_pool
+
+    from easnb.descriptor_files import all_messages, reference_bound
+
+    kind = d.FieldDescriptorProto
+
+    def ring(count: int, closed: bool) -> Any:
+        messages = [d.DescriptorProto(name=f"A{i}", field=[kind(
+            name="next", number=1, label=kind.LABEL_OPTIONAL, type=kind.TYPE_MESSAGE, type_name=f".r.A{(i + 1) % count}",
+        )] if closed or i + 1 < count else []) for i in range(count)]
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(d.FileDescriptorProto(name="r.proto", package="r", message_type=messages, syntax="proto3"))
+        return all_messages([pool.FindFileByName("r.proto")])
+
+    assert reference_bound(ring(250, closed=True)) == 250  # one group of 250: entered anywhere, 250 deep
+    assert reference_bound(ring(250, closed=False)) == 250
+    assert reference_bound(ring(1, closed=True)) == 1  # a message holding itself, as trees do
+    from google.protobuf import struct_pb2
+
+    assert reference_bound([struct_pb2.Struct.DESCRIPTOR]) == 4  # Struct, its FieldsEntry, Value, ListValue: one group
