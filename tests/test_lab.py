@@ -143,3 +143,23 @@ def test_scripts_lab_then_ci_on_one_clone(tmp_path: Path) -> None:
     assert len(packed) == 2 * len(tracked) and not any(".ipynb_checkpoints" in name for name in packed)
     assert {name: outputs_in(text) for name, text in packed.items()} == dict.fromkeys(packed, 0)
     assert any("ran in the lab" not in text and "easnb quickstart" in text for text in packed.values())
+
+
+def test_refresh_never_writes_through_a_link_and_keeps_broken_copies(tmp_path: Path) -> None:
+    from easnb.errors import EasnbError
+    from easnb.tutorials import MANIFEST, refresh
+
+    lab, elsewhere = tmp_path / "lab", tmp_path / "elsewhere.txt"
+    lab.mkdir()
+    elsewhere.write_text("mine")
+    (lab / MANIFEST).symlink_to(elsewhere)
+    with pytest.raises(EasnbError, match="does not write through it"):
+        refresh(lab)
+    assert elsewhere.read_text() == "mine" and not (lab / "01-quickstart.ipynb").exists()  # refused before any write
+    (lab / MANIFEST).unlink()
+    (lab / "02-tensors-and-dataframes.ipynb").write_text("{ not json")  # a copy someone broke is theirs: kept
+    (lab / MANIFEST).write_text("[1, 2]")  # a manifest that is not ours: ignored
+    actions = refresh(lab)
+    assert actions["02-tensors-and-dataframes.ipynb"] == "kept (edited)" and actions["01-quickstart.ipynb"] == "copied"
+    assert (lab / "02-tensors-and-dataframes.ipynb").read_text() == "{ not json"
+    assert set(refresh(lab).values()) == {"up to date", "kept (edited)"}
