@@ -62,6 +62,9 @@ class Level:
     not_sent: int = 0
     stopped: str = ""
     client_limited: str = ""
+    stream: dict[str, float] = field(default_factory=dict)  # streaming models: ttft_*, itl_*, tokens_per_s
+    machine_load: float = 0.0  # the 1-minute load average when the level ended, and the machine's cores
+    cores: int = 0
     # each request's start (open loop: when it was due), seconds into the window, and its latency, in that order
     started_s: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -78,12 +81,13 @@ class Level:
             "errors_by_code": ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())),
             "infer_per_s": self.infer_per_s, "rows_per_s": self.rows_per_s,
             "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
-            "max_ms": self.max_ms, "mean_ms": self.mean_ms,
+            "max_ms": self.max_ms, "mean_ms": self.mean_ms, **self.stream,
         }
         for stage in STAGES:
             row[f"server_{stage}_ms"] = self.server_ms.get(stage, float("nan"))
         row["network_client_ms"] = self.network_client_ms
         row["client_cpu_us"] = self.client_cpu_us
+        row["machine_load"] = self.machine_load
         if self.mode == "rate":
             row["late_p90_ms"], row["not_sent"] = self.late_p90_ms, self.not_sent
         row["client_limited"] = self.client_limited
@@ -97,6 +101,9 @@ def client_limit(level: Level) -> str:
     if share >= CLIENT_SHARE:
         reasons.append(f"the client's own CPU was {share:.0%} of a request's latency "
                        f"({level.client_cpu_us:.0f} µs of {level.mean_ms:.2f} ms)")
+    if level.cores and level.machine_load > level.cores:
+        reasons.append(f"this machine was busy (load {level.machine_load:.1f} on {level.cores} cores), "
+                       "so its CPU may set these figures rather than the server")
     if level.client_busy >= CLIENT_BUSY:
         reasons.append(f"the client used {level.client_busy:.0%} of a core ({level.client_cpu_us:.0f} µs of CPU a request)")
     if level.mode == "rate":

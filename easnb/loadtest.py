@@ -13,77 +13,25 @@ it was due, so a slow server cannot hide its queue by slowing the client down.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
 
-from ._proto import V2_SERVICE, method_path
-from .errors import EasnbError, UnimplementedError
+from .errors import EasnbError
 from .loadreport import Level, LoadReport, client_limit
+from .loadwork import LoadTestError, Workload, workload
 from .statistics import ModelStatistics, model_statistics, total
 
-if TYPE_CHECKING:
-    from .connection import Connection
-
-#: How many distinct requests a DataFrame's rows are encoded into, at most (then cycled).
-RING = 256
 #: Below this many requests a level's error rate does not stop it.
 MIN_FOR_ERROR_RATE = 20
 
-
-class LoadTestError(EasnbError, ValueError):
-    """A load test that cannot start as asked (no levels, a streaming method, bad inputs)."""
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What a load test sends: serialized requests (cycled), their rows, and the method's path."""
-
-    path: str
-    requests: list[bytes]
-    rows: list[int]
-    model: str = ""  # a V2 model, whose statistics can be asked for
-    version: str = ""
-
-
-def workload(conn: Connection, target: Any, inputs: Any, batch_size: int = 1, version: str = "", **options: Any) -> Workload:
-    """The requests for ``target``: a V2 model name with arrays or a DataFrame, or a unary method with its fields."""
-    from .frames import is_frame
-
-    if isinstance(target, str):
-        if type(inputs) is not dict and is_frame(inputs):
-            if len(inputs) == 0:
-                raise LoadTestError("The DataFrame has no rows to send.")
-            count = max(1, min(RING, len(inputs) // batch_size))
-            chunks = [inputs.iloc[i * batch_size : (i + 1) * batch_size] for i in range(count)]
-        else:
-            chunks = [inputs]
-        requests = [conn.encode_infer(target, chunk, version=version, **options) for chunk in chunks]
-        return Workload(method_path(V2_SERVICE, "ModelInfer"), requests, [_rows(c) for c in chunks], target, version)
-    if not hasattr(target, "request_class") or not hasattr(target, "path"):
-        raise LoadTestError(
-            f"Cannot load-test {target!r}: give a model name or a method such as conn.service('pkg.Service').Method.",
-        )
-    if target.client_streaming or target.server_streaming:
-        raise LoadTestError(f"{target.path} streams; load_test sends unary calls only.", hint="Pick a unary method.")
-    messages = inputs if isinstance(inputs, list) else [inputs]
-    requests = [target.message(m).SerializeToString() for m in messages] or [target.message().SerializeToString()]
-    return Workload(target.path, requests, [1] * len(requests))
-
-
-def _rows(chunk: Any) -> int:
-    if hasattr(chunk, "iloc"):
-        return len(chunk)
-    first = next(iter(chunk.values()), None) if isinstance(chunk, dict) else None
-    data = getattr(first, "data", first)
-    shape = np.shape(data) if data is not None else ()
-    return int(shape[0]) if shape else 1
-
+if TYPE_CHECKING:
+    from .connection import Connection
 
 class _Thread:
     """What one thread saw inside the measured window: finish times, latencies, codes, rows, its CPU."""
@@ -285,8 +233,15 @@ def summarise(run: _Level, mode: str, level: float, seconds: float, server: Mode
         server_requests=server.success if server is not None else 0,
         client_cpu_us=cpu / max(1, len(codes)) * 1e6, client_busy=cpu / seconds,
         late_p90_ms=float(np.percentile(late, 90)) if len(late) else 0.0, not_sent=run.not_sent,
-        stopped=reason, started_s=(finished - latency / 1000)[order], latency_ms=latency[order],
+        stopped=reason, machine_load=_load(), cores=os.cpu_count() or 0, started_s=(finished - latency / 1000)[order], latency_ms=latency[order],
     )
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return 0.0
 
 
 def load_test(
@@ -306,6 +261,7 @@ def load_test(
     progress: bool = True,
     on_level: Callable[[Level], None] | None = None,
     cancel: threading.Event | None = None,
+    stream: bool = False,
     **options: Any,
 ) -> LoadReport:
     """Sweep levels of load against ``target`` and report each (see the module docstring).
@@ -320,6 +276,9 @@ def load_test(
     - ``max_in_flight``: open-loop requests the client keeps in flight at most; more are counted
       as ``not_sent`` and the level is marked as limited by the client.
     - ``on_level(level)`` hears of each finished level; setting ``cancel`` stops the sweep.
+    - ``stream=True``: ``target`` is a streaming text model and ``inputs`` the prompt; each caller runs
+      ``conn.generate`` (``options`` such as ``max_tokens`` go to it) and levels add time to first
+      token, inter-token latency (p50/p90/p99, ms) and tokens/s (see ``easnb.loadstream``).
 
     Returns a ``LoadReport`` (``.frame``, HTML with a chart, ``.plot()``, ``.to_json()``);
     Ctrl-C returns the levels finished so far. Raises ``LoadTestError`` for a sweep that cannot
@@ -340,6 +299,19 @@ def load_test(
     if seconds <= 0 or warmup < 0:
         raise LoadTestError("seconds must be positive and warmup not negative.")
     conn.check_open()
+    cancel = cancel or threading.Event()
+    if stream:  # a decoupled text model: generations, with first-token and inter-token latency
+        from .loadstream import run_stream_level
+
+        if mode != "concurrency" or not isinstance(target, str) or not isinstance(inputs, str):
+            raise LoadTestError("stream=True takes a model name, a prompt (str) and concurrency=[...].",
+                                hint='e.g. conn.load_test("textgen", "Tell me a story", concurrency=[1, 4], stream=True)')
+        conn.generate(target, inputs, **options).finish()  # once first: a wrong model or prompt fails at once
+
+        def one(value: float, tick: Callable[[float], None]) -> Level:
+            return run_stream_level(conn, target, inputs, int(value), seconds, warmup, stop_error_rate, tick, cancel, options)
+
+        return _sweep(LoadReport(target, mode), levels, one, warmup + seconds, progress, on_level, cancel)
     work = workload(conn, target, inputs, batch_size, version, **options)
     deadline = conn.timeout if timeout is None else timeout
     _first_call(conn, work, deadline)
@@ -348,24 +320,30 @@ def load_test(
         try:
             model_statistics(conn, work.model, work.version)
             split = True
-        except (UnimplementedError, EasnbError):
+        except EasnbError:
             split = False
-    name = work.model or work.path
-    report = LoadReport(name, mode, split=split)
-    cancel = cancel or threading.Event()
-    bar = _bar(len(levels) * (warmup + seconds), progress)
+
+    def level_of(value: float, tick: Callable[[float], None]) -> Level:
+        return run_level(conn, work, mode, value, seconds, warmup, stop_error_rate, tick, deadline, max_in_flight, split, cancel)
+
+    return _sweep(LoadReport(work.model or work.path, mode, split=split), levels, level_of, warmup + seconds, progress,
+                  on_level, cancel)
+
+
+def _sweep(report: LoadReport, levels: list[Any], run: Callable[[float, Callable[[float], None]], Level], each: float,
+           progress: bool, on_level: Callable[[Level], None] | None, cancel: threading.Event) -> LoadReport:
+    """Run each level in turn with a progress bar; Ctrl-C (or ``cancel``) keeps the levels finished."""
+    bar = _bar(len(levels) * each, progress)
     try:
         for i, value in enumerate(levels):
-            base = i * (warmup + seconds)
 
-            def tick(elapsed: float, base: float = base, value: float = value) -> None:
+            def tick(elapsed: float, base: float = i * each, value: float = value) -> None:
                 if bar is not None:
                     bar.n = round(base + elapsed, 1)
-                    bar.set_postfix_str(f"{mode} {value:g}", refresh=False)
+                    bar.set_postfix_str(f"{report.mode} {value:g}", refresh=False)
                     bar.refresh()
 
-            level = run_level(conn, work, mode, value, seconds, warmup, stop_error_rate, tick, deadline, max_in_flight,
-                              split, cancel)
+            level = run(value, tick)
             if cancel.is_set():
                 report.interrupted = True
                 break

@@ -183,6 +183,8 @@ def test_client_limit_is_flagged() -> None:
     assert "not sent" in client_limit(late) and "after they were due" in client_limit(late)
     calm = Level("concurrency", 1, 1.0, 200, {}, 200.0, 200.0, 5, 6, 6, 7, 8, 5, {}, 0, 100.0, 0.02)
     assert client_limit(calm) == ""
+    calm.machine_load, calm.cores = 9.5, 2
+    assert "machine was busy (load 9.5 on 2 cores)" in client_limit(calm)
     fast = Level("concurrency", 1, 1.0, 2000, {}, 2000.0, 2000.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.5, {}, 0, 250.0, 0.5)
     assert "50% of a request's latency" in client_limit(fast)
 
@@ -233,3 +235,22 @@ def test_the_demo_reports_statistics(conn: easnb.Connection) -> None:
     assert {s.name for s in conn.model_statistics()} >= {"iris", "add_sub", "text", "echo"}
     with pytest.raises(easnb.NotFoundError):
         conn.model_statistics("nope")
+
+
+def test_streaming_model_first_token_and_inter_token_latency(conn: easnb.Connection) -> None:
+    report = conn.load_test("textgen", "one two three four five six seven eight nine", concurrency=[1, 2], stream=True,
+                            seconds=0.8, warmup=0.1, max_tokens=6, progress=False)
+    for level in report.levels:
+        s = level.stream
+        assert level.requests >= 3 and not level.errors and s["tokens_per_request"] == 6
+        assert 0 < s["ttft_p50_ms"] < level.p50_ms  # the first token comes before the end
+        assert 3.0 <= s["itl_p50_ms"] <= 60  # the demo's words come ~5 ms apart
+        assert s["tokens_per_s"] == pytest.approx(6 * level.infer_per_s)
+    assert {"ttft_p99_ms", "itl_p90_ms", "tokens_per_s"} <= set(report.frame.columns)
+
+
+def test_streaming_sweeps_refuse_what_they_cannot_do(conn: easnb.Connection) -> None:
+    with pytest.raises(LoadTestError, match="prompt"):
+        conn.load_test("textgen", "hi", rate=[10], stream=True, progress=False)
+    with pytest.raises(easnb.EasnbError):  # the model fails mid-generation: at once, not after a sweep
+        conn.load_test("textgen", "please fail", concurrency=[1], stream=True, seconds=5, progress=False)
