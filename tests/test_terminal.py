@@ -44,9 +44,9 @@ def kitchen() -> Iterator[Kitchen]:
     server.stop()
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, token: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "easnb", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "EASNB_TOKEN": token})
 
 
 def test_call_prints_a_hostile_reply_as_valid_escaped_json(kitchen: Kitchen) -> None:
@@ -60,3 +60,16 @@ def test_errors_from_the_server_are_escaped(kitchen: Kitchen) -> None:
     done = cli("call", kitchen.endpoint, f"kitchen.Kitchen/{HOSTILE}", "--data", "{}")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert not any(c in done.stderr for c in RAW) and "\\x1b[2J" in done.stderr
+
+
+def test_metadata_and_ping_escape_what_a_v2_server_says() -> None:
+    from easnb.demo import DemoServer
+    from easnb.demo.models import Model
+    from easnb.results import ModelMetadata, TensorMetadata
+
+    meta = ModelMetadata("evil", ("1",), HOSTILE, (TensorMetadata("x" + HOSTILE, "FP32", (-1,)),), (),
+                         {"note": HOSTILE, HOSTILE: "key"})
+    with DemoServer(models={"evil": Model(meta, lambda x, types: {})}) as server:
+        shown = cli("metadata", server.endpoint, "evil", token=server.token)
+    assert shown.returncode == 0, shown.stderr
+    assert not any(c in shown.stdout for c in RAW) and shown.stdout.count("\\x1b[2J") == 4
