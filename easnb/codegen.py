@@ -46,7 +46,9 @@ def literal(value: Any) -> str:
     """
     if isinstance(value, np.generic):
         value = value.item()
-    if value is None or isinstance(value, (bool, int, str, bytes)):
+    if isinstance(value, str):
+        return _string(value)
+    if value is None or isinstance(value, (bool, int, bytes)):
         return repr(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else f"float({repr(str(value))})"
@@ -55,6 +57,12 @@ def literal(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(literal(v) for v in value) + "]"
     raise EasnbError(f"A {type(value).__name__} cannot be written as code.")
+
+
+def _string(text: str) -> str:
+    """``repr(text)``, in double quotes when ``text`` has none (repr then has no quote inside at all)."""
+    quoted = repr(text)
+    return f'"{quoted[1:-1]}"' if quoted[0] == "'" and '"' not in text else quoted
 
 
 def _array_literal(array: np.ndarray, datatype: str) -> str:

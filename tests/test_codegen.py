@@ -205,7 +205,7 @@ def test_metadata_code_keeps_every_value_a_literal(model: str, version: str, hea
 
 def test_json_true_and_null_become_python() -> None:
     code = codegen.easnb(service_call("a.B", "C", {"on": True, "off": False, "none": None}, {}))
-    assert "{'on': True, 'off': False, 'none': None}" in code
+    assert '{"on": True, "off": False, "none": None}' in code
 
 
 # -- the shell: a real shell runs the line, grpcurl is a function printing its arguments ---------------
