@@ -196,7 +196,7 @@ def empty_frame(meta: ModelMetadata, outputs: Any = None) -> pd.DataFrame:
         width = math.prod(row) if row and all(d >= 0 for d in row) else 0
         width = width if len(columns) + width <= MAX_COLUMNS else 0  # a server's [-1, 2**40]: one column
         for column in [f"{name}_{i}" for i in range(width)] if width and row else [name]:
-            columns[column] = pd.Series([], dtype=text if known is not None and known.name == "BYTES" else dtype)
+            columns[column] = pd.Series([], dtype=text) if known is not None and known.name == "BYTES" else np.empty(0, dtype)
     return pd.DataFrame(columns)
 
 
