@@ -107,8 +107,10 @@ def doctor(
     Given a ``Connection`` (or its ``settings``), every step uses its settings (TLS roots, client
     certificate, headers, keepalive, limits, interceptors), with ``timeout`` and no retries.
     """
+    from .arguments import name_or_none, number
     from .connection import Connection
 
+    model, timeout = name_or_none(model, "model"), number(timeout, "timeout")
     given: Settings | None = endpoint.settings if isinstance(endpoint, Connection) else endpoint if isinstance(endpoint, Settings) else None
     if given is not None:
         text = given.endpoint.target

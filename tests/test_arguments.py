@@ -124,6 +124,8 @@ OTHER = [  # the rest of easnb.__all__ that takes arguments: (call, argument, ba
     (lambda v: META.example_inputs(rows=v), "rows", "2"),
     (lambda v: easnb.connect("localhost:1").encode_infer("m", {"x": easnb.Tensor(np.ones(2), None, v)}), "Tensor.parameters", [1]),
     (lambda v: easnb.connect("localhost:1").close(replaced_by=v), "replaced_by", 1.5),
+    (lambda v: easnb.doctor("localhost:1", timeout=v), "timeout", "5"),
+    (lambda v: easnb.doctor("localhost:1", model=v), "model", 2.5),
     *[(lambda v, a=a: easnb.compare(easnb.connect("localhost:1"), None, **{"model": "m", "data": FRAME, "model_b": "n", a: v}), a, bad)
       for a, bad in [("model", 1.5), ("model_b", b"n"), ("version_a", 1.0), ("version_b", [1]), ("rtol", "0.1"), ("atol", -1),
                      ("batch_size", 0), ("latency_samples", "3"), ("progress", "yes")]],
