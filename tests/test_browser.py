@@ -232,6 +232,7 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         page.locator("button:visible", has_text="Diagnose").click()
         expect(page.get_by_text("easnb doctor").first).to_be_visible()
         expect(page.locator(".easnb-mark", has_text="FAIL")).to_be_visible()
+        expect(page.get_by_text("none: gRPC connects directly").first).to_be_visible()  # the proxy step
         shot(widget, "widget-3-diagnosed")
         page.locator(".easnb-token-input").fill(TOKEN)
         page.get_by_text("Advanced").first.click()
