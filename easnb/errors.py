@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from .unreachable import TLS_HINT, UNAVAILABLE_HINT, VPC_HINT, unavailable_hint  # noqa: F401 - the hints, re-exported
+from .unreachable import TLS_HINT, UNAVAILABLE_HINT, VPC_HINT, proxy_note, unavailable_hint  # noqa: F401 - re-exported
 
 from .redaction import redact
 
@@ -262,7 +262,8 @@ def _hint(cls: type[EasnbError], details: str, context: dict[str, Any]) -> tuple
         if hint is not None:
             return cls, hint
     if cls is DeadlineError and context.get("timeout") is not None:
-        return cls, f"The call did not finish within {context['timeout']:g} s. {DeadlineError.default_hint}"
+        hint = f"The call did not finish within {context['timeout']:g} s. {DeadlineError.default_hint}"
+        return cls, hint + proxy_note(context)
     if cls is ResourceExhaustedError:
         limit = _LIMIT.search(details)
         if limit:

@@ -66,8 +66,8 @@ def _proxy_hint(details: str, target: str, proxy: Proxy) -> str:
         problem = f"the proxy's host name {proxy.host} does not resolve"
     elif "connection refused" in lower:
         problem = "nothing answers at the proxy's address (the proxy is down, or the address is wrong)"
-    elif "timed out" in lower or "timeout" in lower or "handshaker shutdown" in lower:
-        problem = "the proxy does not answer (the connection to it timed out)"
+    elif any(w in lower for w in ("timed out", "timeout", "handshaker shutdown", "endpoint closing")):
+        problem = "the proxy does not answer (it took the connection but opened no tunnel in time)"
     elif "socket closed" in lower or "reset by peer" in lower:
         problem = "the proxy closed the connection"
     else:
@@ -98,7 +98,7 @@ def _cause_hint(details: str, lower: str, target: str, context: dict[str, Any]) 
                 "EAS gateway on port 80."
             )
         return TLS_HINT
-    if context.get("tls") and "handshake read failed" in lower:
+    if context.get("tls") and any(w in lower for w in ("handshake read failed", "socket closed", "reset by peer")):
         return (
             "The server closed the connection during the TLS handshake: it probably speaks plaintext, so use "
             "http:// (or tls=False); otherwise check the port."
@@ -126,7 +126,7 @@ def _cause_hint(details: str, lower: str, target: str, context: dict[str, Any]) 
             f"An HTTP/1.x server answered on {target} (HTTP status {http1.group(1)}), not a gRPC one: check the "
             "port; a REST endpoint of the same service is not its gRPC endpoint."
         )
-    if not context.get("tls") and "socket closed" in lower:
+    if not context.get("tls") and any(w in lower for w in ("socket closed", "reset by peer", "endpoint closing")):
         return (
             "The server closed the connection at once. If it speaks TLS, connect with https:// "
             "(or tls=True); otherwise check the endpoint's port, and that the server is up."
@@ -136,6 +136,17 @@ def _cause_hint(details: str, lower: str, target: str, context: dict[str, Any]) 
     if context.get("is_vpc"):
         return f"{VPC_HINT} {UNAVAILABLE_HINT}"
     return None
+
+
+def proxy_note(context: dict[str, Any]) -> str:
+    """For a deadline: the proxy the call went through, if any (a silent proxy looks like a slow server)."""
+    proxy: Proxy | None = context.get("proxy")
+    if proxy is None:
+        return ""
+    return (
+        f" The call goes through the HTTP proxy {proxy.address} (from {proxy.variable}); if that proxy does not "
+        f"answer, bypass it: {bypass(str(context.get('target', '')))}."
+    )
 
 
 def _ignored_note() -> str:

@@ -7,7 +7,7 @@ import threading
 
 
 class ConnectProxy:
-    """``answer`` is ``"tunnel"``, an HTTP status such as ``"403 Forbidden"``, or ``"close"``.
+    """``answer`` is ``"tunnel"``, an HTTP status such as ``"403 Forbidden"``, ``"close"`` or ``"silent"``.
 
     ``requests`` keeps each CONNECT line received (and whether Proxy-Authorization came with it).
     """
@@ -15,6 +15,7 @@ class ConnectProxy:
     def __init__(self, answer: str = "tunnel") -> None:
         self.answer = answer
         self.requests: list[str] = []
+        self._silent: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -38,6 +39,9 @@ class ConnectProxy:
         request = head.split(b"\r\n", 1)[0].decode("latin-1")
         self.requests.append(request + (" +auth" if b"proxy-authorization:" in head.lower() else ""))
         words = request.split()
+        if self.answer == "silent":  # reads the CONNECT and never answers
+            self._silent.append(client)
+            return
         if self.answer == "close" or len(words) < 2 or words[0] != "CONNECT":
             client.close()
             return

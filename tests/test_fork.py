@@ -40,6 +40,17 @@ def _in_child(what: str) -> Any:
             answer = conn.infer("iris", {"features": _iris().to_numpy(np.float32)}, timeout=5)["probabilities"].copy()
         elif what == "sleepy":
             answer = conn.infer("sleepy", {"seconds": np.array([3.0])}, timeout=0.5)
+        elif what == "service":  # a service client made in the parent
+            answer = SHARED["greeter"].SayHello(name="child").message
+        elif what == "generate":  # a server stream, on the sync channel
+            answer = "".join(conn.generate("textgen", "hello"))
+        elif what == "new connection":  # made in the child: its background loop cannot be grpc.aio
+            with easnb.connect(SHARED["endpoint"], token=SHARED["token"]) as fresh:
+                answer = fresh.infer_frame("iris", _iris(), batch_size=16, progress=False)
+        elif what == "load_test":
+            report = conn.load_test("iris", {"features": _iris().to_numpy(np.float32)[:4]}, concurrency=[2], seconds=0.5,
+                                    warmup=0.1, progress=False)
+            answer = int(report.frame.iloc[0]["requests"])
         elif what == "aio":
             async def ask() -> bool:
                 async with easnb.aio.connect(SHARED["endpoint"], token=SHARED["token"]) as aconn:
@@ -79,6 +90,16 @@ def test_infer_frame_then_infer_frame_and_infer_in_a_forked_worker(shared: easnb
     # the parent's own connection still works, background loop included
     assert shared.infer_frame("iris", _iris(), batch_size=16, progress=False).equals(parent)
     assert shared.live()
+
+
+def test_the_rest_of_a_connection_works_in_a_forked_worker(shared: easnb.Connection) -> None:
+    parent = shared.infer_frame("iris", _iris(), batch_size=16, progress=False)
+    SHARED["greeter"] = shared.service("helloworld.GreeterService")
+    said = "".join(shared.generate("textgen", "hello"))
+    (hello, _), (generated, _), (fresh, _), (requests, seconds) = _pool_run("service", "generate", "new connection", "load_test")
+    assert hello == "Hello, child!" and generated == said
+    assert isinstance(fresh, pd.DataFrame) and fresh.equals(parent)
+    assert requests > 0 and seconds < 10
 
 
 def test_a_call_in_a_forked_worker_keeps_its_deadline(shared: easnb.Connection) -> None:

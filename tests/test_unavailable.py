@@ -38,7 +38,8 @@ try:
         steps = easnb.doctor(args["endpoint"], args.get("token"), timeout=3).steps
         out = [[s.name, s.ok, s.detail, s.hint] for s in steps]
     else:
-        with easnb.connect(args["endpoint"], token=args.get("token"), timeout=5, retries=0, options=args.get("options")) as conn:
+        with easnb.connect(args["endpoint"], token=args.get("token"), timeout=args.get("timeout", 5), retries=0,
+                           options=args.get("options")) as conn:
             out = {"ok": conn.live()}
 except easnb.EasnbError as exc:
     out = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
@@ -95,6 +96,19 @@ def test_a_proxy_that_refuses_says_how(server: DemoServer, answer: str, words: s
         proxy.close()
     assert got["type"] == "UnavailableError" and words in got["hint"] and f"127.0.0.1:{proxy.port}" in got["hint"]
     assert proxy.requests and proxy.requests[0].startswith("CONNECT 127.0.0.1:")
+
+
+def test_a_silent_proxy_is_named_when_the_deadline_passes(server: DemoServer) -> None:
+    proxy = ConnectProxy("silent")
+    try:
+        got = run_with({"grpc_proxy": proxy.url}, endpoint=server.endpoint, token=server.token, timeout=1.5)
+    finally:
+        proxy.close()
+    # gRPC ends it either at the deadline or as UNAVAILABLE "Endpoint closing": both name the proxy
+    assert got["type"] in ("DeadlineError", "UnavailableError"), got
+    assert f"HTTP proxy 127.0.0.1:{proxy.port} (from $grpc_proxy)" in got["hint"] and "no_proxy=127.0.0.1" in got["hint"]
+    if got["type"] == "UnavailableError":
+        assert "does not answer" in got["hint"]
 
 
 def test_through_a_working_proxy_calls_and_the_doctor_pass(server: DemoServer) -> None:
