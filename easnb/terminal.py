@@ -15,7 +15,9 @@ import unicodedata
 
 # control, format (bidi overrides, zero-width), line and paragraph separators, lone surrogates
 _HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-_SUSPECT = re.compile(r"[^\x20-\x7e]")
+# every character that can be hidden: the controls, the soft hyphen, and (checked one by one) all from U+0600 on
+_SUSPECT = re.compile("[\x00-\x1f\x7f-\x9f\xad\u0600-\U0010ffff]")
+_SUSPECT_IN_JSON = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\xad\u0600-\U0010ffff]")  # json.dumps' own newlines stay
 
 
 def _hidden(char: str) -> bool:
@@ -32,14 +34,11 @@ def visible(text: str) -> str:
 def visible_json(text: str) -> str:
     """JSON text (``json.dumps(..., ensure_ascii=False)``) with the control and format characters JSON
     leaves raw (DEL, C1 controls, bidi overrides, separators) written as ``\\uXXXX``: still valid JSON."""
-    if text.isascii() and text.isprintable():
-        return text
-
     def escape(match: re.Match[str]) -> str:
         char = match[0]
-        if char in "\n" or not _hidden(char):  # json.dumps' own indentation stays
+        if not _hidden(char):
             return char
         units = char.encode("utf-16-be", "surrogatepass")
         return "".join(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))
 
-    return _SUSPECT.sub(escape, text)
+    return _SUSPECT_IN_JSON.sub(escape, text)
