@@ -37,7 +37,7 @@ def shape_text(shape: Sequence[int]) -> str:
 
 def server_html(meta: ServerMetadata) -> Markup:
     rows = [("name", meta.name), ("version", meta.version), ("extensions", ", ".join(meta.extensions) or "none")]
-    return table(("server", ""), rows)
+    return table(("field", "value"), rows, caption="server")
 
 
 def tensors_html(tensors: Sequence[TensorMetadata], caption: str) -> Markup:
@@ -48,7 +48,7 @@ def model_html(meta: ModelMetadata) -> Markup:
     rows = [("name", meta.name), ("versions", ", ".join(meta.versions) or "-"), ("platform", meta.platform or "-")]
     rows += [(f"property {k}", v) for k, v in meta.properties.items()]
     return (
-        table(("model", ""), rows)
+        table(("field", "value"), rows, caption="model")
         + tensors_html(meta.inputs, "inputs")
         + tensors_html(meta.outputs, "outputs")
     )
