@@ -90,8 +90,9 @@ def run_stream_level(
         measured = min(seconds, max(1e-9, time.perf_counter() - window[0]))
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
+        bound = time.perf_counter() + (conn.timeout or 5.0) + 1.0
+        for thread in threads:  # a generation stuck on a hung server is left behind (a daemon), not waited for
+            thread.join(max(0.0, bound - time.perf_counter()))
     return _summary(records, level, measured, reason, cpu[1] - cpu[0] if cpu[0] else 0.0)
 
 

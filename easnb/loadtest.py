@@ -107,7 +107,21 @@ async def _closed_callers(run: _Level, stub: Any, work: Workload, callers: int, 
                 code = _code(exc)
             record.keep(start, time.perf_counter(), code, work.rows[i], run.window)
 
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    # calls still in flight a second after the window (a hung server, no deadline) are cancelled
+    await _settle([asyncio.ensure_future(caller()) for _ in range(callers)], run.window[1] + 1.0, run)
+
+
+async def _settle(tasks: Any, until: float, run: _Level) -> None:
+    """Wait for ``tasks`` until ``until`` (``perf_counter``) or the stop flag; cancel what is left."""
+    import asyncio
+
+    pending = set(tasks)
+    while pending and time.perf_counter() < until and not run.stop.is_set():
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
 
 
 async def _open_sender(run: _Level, stub: Any, work: Workload, rate: float, begin: float, seconds: float | None,
@@ -142,8 +156,8 @@ async def _open_sender(run: _Level, stub: Any, work: Workload, rate: float, begi
         task = asyncio.ensure_future(one(due, k % n))
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
-    if in_flight:  # the requests due in the window are answered (each within its deadline)
-        await asyncio.wait(in_flight, timeout=(seconds if seconds is not None else 30.0) + 1.0)
+    # the requests due in the window are answered (each within its deadline; without one, 30 s at most)
+    await _settle(list(in_flight), time.perf_counter() + (seconds if seconds is not None else 30.0) + 1.0, run)
 
 
 def _snapshot(conn: Connection, work: Workload) -> ModelStatistics | None:
@@ -203,6 +217,8 @@ def run_level(
     if split and before is not None and mode == "rate":
         after = _snapshot(conn, work)
     server = after.since(before) if before is not None and after is not None else None
+    if server is not None and any(c < 0 or ns < 0 for c, ns in server.durations.values()):
+        server = None  # counters went backwards (the server restarted): no split rather than a wrong one
     return summarise(run, mode, level, measured, server, reason)
 
 
@@ -367,7 +383,8 @@ def _first_call(conn: Connection, work: Workload, seconds: float | None) -> None
     """Send one request first, so a wrong model, input or token fails at once with its usual error."""
     stub = conn.channel.unary_unary(work.path)
     metadata = conn.metadata
-    conn.call(work.model or work.path, lambda s: stub(work.requests[0], timeout=s, metadata=metadata), seconds)
+    bound = seconds if seconds is not None else 60.0  # a hung server without deadlines cannot hold it for ever
+    conn.call(work.model or work.path, lambda s: stub(work.requests[0], timeout=s, metadata=metadata), bound)
 
 
 def _bar(total_seconds: float, enabled: bool) -> Any:

@@ -1,0 +1,102 @@
+"""load_test against servers that misbehave: a hang with no deadline, statistics that go backwards or
+are not statistics at all. Each sweep must end on time and say less rather than something wrong."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+import easnb
+from easnb import _proto
+from easnb.demo.server import SERVER_OPTIONS, V2Service
+
+from .test_loadtest import ONE, Slow
+
+
+class Hostile:
+    """The slow model's V2 service, with ModelInfer that can hang and ModelStatistics that can lie."""
+
+    def __init__(self) -> None:
+        self.service = V2Service({"slow": Slow().model()})
+        self.calls = 0
+        self.hang_after: int | None = None  # calls answered before every other hangs
+        self.release = threading.Event()
+        self.stats = "honest"
+        self.asked = 0
+
+    def infer(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        self.calls += 1
+        if self.hang_after is not None and self.calls > self.hang_after:
+            self.release.wait(30)
+        return self.service.model_infer(data)
+
+    def statistics(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        self.asked += 1
+        if self.stats == "garbage":
+            return b"\xff\xff\xff\xff not a protobuf"
+        reply = self.service.model_statistics(_proto.ModelStatisticsRequest.FromString(data))
+        if self.stats == "backwards":  # counters that shrink with every answer, as after a restart
+            for stage in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
+                duration = getattr(reply.model_stats[0].inference_stats, stage)
+                duration.count, duration.ns = max(0, 10_000 - 100 * self.asked), max(0, 10**10 - 10**8 * self.asked)
+        return reply.SerializeToString()
+
+
+@pytest.fixture()
+def hostile() -> Iterator[tuple[str, Hostile]]:
+    h = Hostile()
+    methods = {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(h.infer),
+        "ModelStatistics": grpc.unary_unary_rpc_method_handler(h.statistics),
+        "ModelMetadata": grpc.unary_unary_rpc_method_handler(
+            lambda r, c: h.service.model_metadata(r), _proto.ModelMetadataRequest.FromString,
+            _proto.ModelMetadataResponse.SerializeToString),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=SERVER_OPTIONS,
+                         handlers=[grpc.method_handlers_generic_handler("inference.GRPCInferenceService", methods)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", h
+    h.release.set()
+    server.stop(None).wait()
+
+
+def test_a_hung_server_without_deadlines_cannot_hold_the_sweep(hostile: tuple[str, Hostile]) -> None:
+    endpoint, h = hostile
+    with easnb.connect(endpoint, timeout=None) as conn:
+        h.hang_after = 1  # the sweep's first call is answered; every later one hangs
+        started = time.perf_counter()
+        closed = conn.load_test("slow", ONE, concurrency=[2], seconds=0.5, warmup=0.0, progress=False, timeout=None)
+        h.hang_after = h.calls + 1
+        opened = conn.load_test("slow", ONE, rate=[20], seconds=0.3, warmup=0.0, progress=False, timeout=2)
+        took = time.perf_counter() - started
+    assert closed.levels[0].requests == 0 and np.isnan(closed.levels[0].p50_ms)
+    assert opened.levels[0].errors == {"DEADLINE_EXCEEDED": opened.levels[0].requests} and opened.levels[0].requests >= 4
+    assert took < 12, took
+
+
+def test_the_first_call_is_bounded_even_without_a_deadline(hostile: tuple[str, Hostile]) -> None:
+    endpoint, h = hostile
+    with easnb.connect(endpoint, timeout=None) as conn:
+        h.hang_after = 0
+        with pytest.raises(easnb.DeadlineError):
+            conn.load_test("slow", ONE, concurrency=[1], seconds=0.5, progress=False, timeout=1)
+
+
+@pytest.mark.parametrize("lie", ["backwards", "garbage"])
+def test_statistics_that_lie_give_no_split(hostile: tuple[str, Hostile], lie: str) -> None:
+    endpoint, h = hostile
+    h.stats = lie
+    with easnb.connect(endpoint, timeout=5) as conn:
+        report = conn.load_test("slow", ONE, concurrency=[1], seconds=0.4, warmup=0.1, progress=False)
+    level = report.levels[0]
+    assert level.requests > 10 and level.server_ms == {} and "<svg" in report._repr_html_()
+    assert all(v is None or v >= 0 for k, v in __import__("json").loads(report.to_json())["levels"][0].items()
+               if k.startswith("server_") and not isinstance(v, str))
