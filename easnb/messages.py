@@ -84,6 +84,12 @@ def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, whe
             hint=f"Its fields: {field_list(descriptor)}.",
         )
     data = {**value, **(fields or {})}
+    try:  # Python values, as the constructor takes them (fast); what it refuses, the JSON path decides and names
+        message = cls(**data)
+    except Exception:
+        message = None
+    if message is not None:
+        return check_required(message, where)
     pool = Types(descriptor.file.pool, find)
     raw_anys: list[tuple[list[Any], Any]] = []
     normal = _normalize(data, descriptor, [], pool, raw_anys, where)
@@ -169,10 +175,12 @@ def _normalize(data: Any, descriptor: Any, path: list[Any], pool: Any, raw_anys:
 def _normalize_value(value: Any, field: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
     entry = field.message_type
     if entry is not None and entry.GetOptions().map_entry:
-        if not isinstance(value, dict):
-            return value
         value_field = entry.fields_by_name["value"]
+        if not isinstance(value, dict) or value_field.type not in (_BYTES, _MESSAGE):
+            return value
         return {k: _normalize_value(v, value_field, [*path, k], pool, raw_anys, where) for k, v in value.items()}
+    if field.type not in (_BYTES, _MESSAGE) and not isinstance(value, (datetime.datetime, datetime.timedelta)):
+        return value  # scalars go to ParseDict as they are: no walk over long lists of numbers
     if is_repeated(field) and isinstance(value, (list, tuple)):
         single = [_one(v, field, [*path, i], pool, raw_anys, where) for i, v in enumerate(value)]
         return single
