@@ -50,7 +50,10 @@ class _Process:
     def after_fork_in_child(self) -> None:
         self.aio_broken = self.aio_broken or self.aio_started
         for conn in list(self.connections):
-            self.inherited.append(rebuild(conn))
+            try:
+                self.inherited.append(rebuild(conn))
+            except Exception:  # noqa: BLE001 - a fork must not fail over one connection; its next call says what is wrong
+                continue
 
 
 PROCESS = _Process()

@@ -341,17 +341,29 @@ def to_json(message: Message, pool: Any = None, find: Any = None) -> Any:
     return _to_json(message, Types(pool if pool is not None else message.DESCRIPTOR.file.pool, find), 0)
 
 
+def _as_raw(message: Message) -> dict[str, Any]:
+    """What is printed of a message ``json_format`` cannot print (an extension holding an unknown ``Any``)."""
+    data = message.SerializeToString(partial=True)
+    return {"@type": f"type.googleapis.com/{message.DESCRIPTOR.full_name}", "@value": base64.b64encode(data).decode("ascii")}
+
+
 def _to_json(message: Message, pool: Types, depth: int) -> Any:
     if message.DESCRIPTOR.full_name == ANY:
         return _any_json(message, pool, depth)
     anys = list(_anys(message, []))
     if not anys:
-        return json_format.MessageToDict(message, **_JSON_OPTIONS)
+        try:
+            return json_format.MessageToDict(message, **_JSON_OPTIONS)
+        except (TypeError, ValueError, KeyError):
+            return _as_raw(message)
     copy = type(message)()
     copy.CopyFrom(message)
     for path, _ in anys:
         _at(copy, path).Clear()
-    result = json_format.MessageToDict(copy, **_JSON_OPTIONS)
+    try:
+        result = json_format.MessageToDict(copy, **_JSON_OPTIONS)
+    except (TypeError, ValueError, KeyError):
+        return _as_raw(message)
     for path, inner in anys:
         place = result
         for step in path[:-1]:
@@ -364,7 +376,7 @@ def _anys(message: Message, path: list[Any]) -> Any:
     """``(path, Any)`` for every ``Any`` in ``message``, not looking inside them."""
     for field, value in message.ListFields():
         entry = field.message_type
-        if entry is None:
+        if entry is None or field.is_extension:  # extensions are left to json_format (see _as_raw)
             continue
         if entry.GetOptions().map_entry:
             value_field = entry.fields_by_name["value"]
