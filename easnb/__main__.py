@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .channel import Keepalive
 from .connection import connect
-from .errors import EasnbError, NotFoundError
+from .errors import EasnbError, NotFoundError, UsageError
 from .terminal import visible, visible_json
 
 
@@ -168,10 +168,6 @@ def _call(args: argparse.Namespace) -> int:
         for reply in iter_replies(answer):
             print(visible_json(json.dumps(method.to_json(reply), indent=2, ensure_ascii=False)), flush=True)
     return 0
-
-
-class UsageError(EasnbError):
-    """The command line asked for something that cannot be (exit status 2)."""
 
 
 def read_requests(data: str | None) -> list[dict]:  # type: ignore[type-arg]

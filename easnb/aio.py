@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ import grpc.aio
 from . import _proto, arguments
 from ._proto import V2_SERVICE, method_path
 from .channel import refuse_pickle
-from .connection import DEFAULT, RetryPlan, is_unknown_model, model_metadata_from
+from .calls import DEFAULT, RetryPlan
+from .connection import is_unknown_model, model_metadata_from
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
-from .errors import EasnbError, EndpointError, error_context, from_rpc_error
+from .errors import ClosedError, EasnbError, EndpointError
 from .fork import aio_usable, note_aio
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
@@ -116,17 +118,20 @@ class AsyncConnection:
     ) -> Any:
         """One call, retried on UNAVAILABLE within its one deadline (as ``Connection.call``)."""
         if self._closed:
-            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
+            raise _closed_error()
         self._open()
         stub = self._infer if method == "ModelInfer" else self._stubs[method]
         metadata = self.metadata_for(headers)
         seconds = self.timeout if timeout is DEFAULT else timeout
-        plan = RetryPlan(seconds, retries)
-        for attempt in range(retries + 1):
+        plan = RetryPlan(method, seconds, retries, self.error_context)
+        for attempt in plan.attempts():
+            started = time.perf_counter()
             try:
-                return await stub(request, timeout=plan.left(attempt), metadata=metadata)
+                reply = await stub(request, timeout=plan.left(attempt), metadata=metadata)
             except grpc.RpcError as exc:
-                error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
+                error = plan.failed(exc, started, attempt)
+            else:
+                return plan.done(reply, started, attempt)
             await asyncio.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
         raise AssertionError("unreachable")
 
@@ -227,19 +232,23 @@ class AsyncConnection:
     ) -> Any:
         """One unary-reply call of any method on this channel, errors translated (no retries)."""
         if self._closed:
-            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
+            raise _closed_error()
         self._open()
         seconds = self.timeout if timeout is DEFAULT else timeout
+        plan = RetryPlan(path, seconds, 0, self.error_context)
+        started = time.perf_counter()
         try:
-            return await make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
+            reply = await make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
         except grpc.RpcError as exc:
-            error = from_rpc_error(exc, method=path, timeout=seconds, **self.error_context)
+            error = plan.failed(exc, started, 0)
+        else:
+            return plan.done(reply, started, 0)
         raise error
 
     def open_stub(self, path: str, make_stub: Any, request: Any, timeout: float | None, headers: Headers | None) -> Any:
         """A streaming-reply call of any method on this channel (read it with ``await call.read()``)."""
         if self._closed:
-            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
+            raise _closed_error()
         self._open()
         seconds = self.timeout if timeout is DEFAULT else timeout
         return make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
@@ -251,6 +260,8 @@ class AsyncConnection:
                 await self.channel.close()
 
     async def __aenter__(self) -> AsyncConnection:
+        if self._closed:
+            raise _closed_error()  # a closed connection is not entered again
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -261,6 +272,10 @@ class AsyncConnection:
             return "<AsyncConnection (not opened)>"
         token = "token set" if self.settings.token is not None else "no token"
         return f"<AsyncConnection {self.endpoint.target} {'TLS' if self.endpoint.tls else 'plaintext'}, {token}, timeout {self.timeout}s>"
+
+
+def _closed_error() -> ClosedError:
+    return ClosedError("This connection is closed.", hint="Open a new one: easnb.aio.connect(conn.settings) makes one just like it.")
 
 
 def connect(

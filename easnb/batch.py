@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from .connection import DEFAULT
+from . import log
+from .calls import DEFAULT
 from .credentials import Headers
-from .errors import EasnbError, TensorError, from_rpc_error
+from .errors import BatchError, EasnbError, TensorError, from_rpc_error  # noqa: F401 - BatchError importable from here
 from .inference import decode_response, encode_request
 from .tensors import Tensor
 
@@ -39,22 +41,6 @@ class BatchFailure:
     start: int
     stop: int
     error: EasnbError
-
-
-class BatchError(EasnbError):
-    """Some batches failed. ``partial`` holds every row that was scored; ``failures`` the rest."""
-
-    def __init__(self, partial: pd.DataFrame, failures: list[BatchFailure], total: int) -> None:
-        self.partial = partial
-        self.failures = failures
-        failed = sum(f.stop - f.start for f in failures)
-        first = failures[0]
-        super().__init__(
-            f"{failed} of {total} rows were not scored ({len(failures)} batches failed; first, rows "
-            f"{first.start}:{first.stop}: {first.error.message})",
-            hint="error.partial has the rows that were scored and error.failures the row ranges that were not; "
-            "infer_frame(..., errors='keep') returns one frame with an 'error' column instead.",
-        )
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -196,6 +182,9 @@ class _Run:
         self.gone_streak = 0
         self.bar: Any = None
         self.few = False  # few calls in flight: overlap each call with the handling of the last reply
+        self.debug = log.debugging()
+        self.target = conn.endpoint.target
+        self._sent: dict[int, float] = {}  # when each call in flight was sent (only when DEBUG is on)
         self._next = 0
 
     async def score(self, concurrency: int) -> None:
@@ -229,7 +218,15 @@ class _Run:
         return None
 
     def _send(self, prepared: tuple[int, bytes]) -> Any:
-        return self._stub(prepared[1], timeout=self.seconds, metadata=self.metadata)
+        call = self._stub(prepared[1], timeout=self.seconds, metadata=self.metadata)
+        if self.debug:
+            self._sent[id(call)] = time.perf_counter()
+        return call
+
+    def _log(self, call: Any, error: grpc.RpcError | None, attempt: int) -> None:
+        """The DEBUG record of one batch's call (only when DEBUG is on)."""
+        status = "OK" if error is None else error.code().name
+        log.call_done("ModelInfer", self.target, status, self._sent.pop(id(call), time.perf_counter()), attempt + 1)
 
     async def _work(self) -> None:
         """One call in flight at a time. With few workers, the last reply is decoded and the request
@@ -246,14 +243,20 @@ class _Run:
                 reply, error = await call, None
             except grpc.RpcError as exc:
                 reply, error = None, exc
+            if self.debug:
+                self._log(call, error, attempt)
             if error is not None and error.code() in self.retryable and attempt < self.retries:
                 attempt += 1
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0) * (0.5 + random.random()))
+                pause = min(0.1 * 2**attempt, 2.0) * (0.5 + random.random())
+                log.retrying("ModelInfer", self.target, from_rpc_error(error, method="ModelInfer", **self.conn.error_context), attempt, pause)
+                await asyncio.sleep(pause)
                 call = self._send(current)
                 continue
             if error is not None:
                 code = error.code()
                 self.gone_streak = self.gone_streak + 1 if code in SERVER_GONE else 0
+                if self.gone_streak == GONE_AFTER:
+                    log.gone(self.target, self.model, GONE_AFTER, len(self.ranges) - self._next + (upcoming is not None))
                 if self.gone_streak >= GONE_AFTER and upcoming is not None:
                     self._fail(upcoming[0], _not_sent(from_rpc_error(error, method="ModelInfer", **self.conn.error_context)))
                     upcoming = None

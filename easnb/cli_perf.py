@@ -16,11 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .services import RequestError
-
-
-class UsageError(RequestError):
-    """Command-line arguments that do not fit together (the command exits 2, as for every usage error)."""
+from .errors import UsageError
 
 
 def numbers(text: str, kind: Callable[[str], float] = float) -> list[float]:

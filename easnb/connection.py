@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-from . import _proto, arguments
+from . import _proto, arguments, log
 from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, refuse_pickle
 from .credentials import CallMetadata, Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
-from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, from_rpc_error
+from .errors import ClosedError, EasnbError, NotFoundError, from_rpc_error
+from .calls import DEFAULT, RetryPlan
 from .fork import watch
 from .frames import frame_to_inputs, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
@@ -40,47 +41,6 @@ def is_unknown_model(error: EasnbError) -> bool:
     return isinstance(error, NotFoundError) or (error.code in _NOT_FOUND_CODES and "not found" in error.details.lower())
 
 
-class _Default:
-    """The type of ``DEFAULT``: "use the connection's setting", distinct from ``None``."""
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-#: Per-call timeout meaning "the connection's timeout"; ``None`` means no deadline.
-DEFAULT: Any = _Default()
-
-
-class RetryPlan:
-    """One call's retries on UNAVAILABLE, every attempt inside the call's one deadline (sync and async alike)."""
-
-    def __init__(self, seconds: float | None, retries: int) -> None:
-        self.seconds, self.retries = seconds, retries
-        self.ends = None if seconds is None else time.monotonic() + seconds
-        self.unavailable: EasnbError | None = None
-
-    def left(self, attempt: int) -> float | None:
-        """The deadline for attempt number ``attempt``: what is left of the call's."""
-        return self.seconds if self.ends is None or attempt == 0 else self.ends - time.monotonic()
-
-    def pause_after(self, error: EasnbError, attempt: int) -> float:
-        """How long to wait before trying again; raises the error to report when there is no retry.
-
-        A retry that runs out of time reports the UNAVAILABLE that caused it, not its own deadline.
-        Called outside an ``except`` block, so no ``grpc.RpcError`` (whose text may hold the token)
-        is kept as ``__context__``.
-        """
-        if isinstance(error, DeadlineError) and self.unavailable is not None:
-            raise self.unavailable
-        if not isinstance(error, UnavailableError) or attempt == self.retries:
-            raise error
-        self.unavailable = error
-        pause = min(0.1 * 2**attempt, 1.0)
-        if self.ends is not None and time.monotonic() + pause >= self.ends:
-            raise error
-        return pause
-
-
 class Connection:
     """One reusable, thread-safe channel to a service, with its token, headers and timeout.
 
@@ -91,6 +51,7 @@ class Connection:
 
     _closed = True  # until __init__ has opened the channel: repr and close work on a half-built one
     _owns_channel = False
+    _connectivity: log.ConnectivityLog
 
     def __init__(
         self,
@@ -115,6 +76,7 @@ class Connection:
         self.settings = settings
         self._owns_channel = channel is None
         self.channel = settings.open_channel() if channel is None else channel
+        self._connectivity = log.ConnectivityLog(self.channel, settings.endpoint.target)  # INFO: lost, connected again
         self._background: Any = None
         self._background_lock = threading.Lock()
         self._closed = False
@@ -195,11 +157,11 @@ class Connection:
         """Raise a clear error when this connection is closed (or a widget replaced it)."""
         if self._closed:
             if self._replaced_by:
-                raise EasnbError(
+                raise ClosedError(
                     "This connection was closed because the widget connected again.",
                     hint=f"Use {self._replaced_by}, which is always the widget's current connection.",
                 )
-            raise EasnbError("This connection is closed.", hint="Open a new one with easnb.connect(...).")
+            raise ClosedError("This connection is closed.", hint="Open a new one: easnb.connect(conn.settings) makes one just like it.")
 
     def call(
         self,
@@ -216,18 +178,22 @@ class Connection:
         if self._closed:
             self.check_open()
         seconds = self.settings.timeout if timeout is DEFAULT else timeout
-        if not retries:  # the usual case, kept short: it runs on every call
+        if not retries and not log.debugging():  # the usual case, kept short: it runs on every call
             try:
                 return invoke(seconds)
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
+            log.failed(error, self.error_context["target"])
             raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
-        plan = RetryPlan(seconds, retries)
-        for attempt in range(retries + 1):
+        plan = RetryPlan(method, seconds, retries, self.error_context)
+        for attempt in plan.attempts():
+            started = time.perf_counter()
             try:
-                return invoke(plan.left(attempt))
+                reply = invoke(plan.left(attempt))
             except grpc.RpcError as exc:
-                error = from_rpc_error(exc, method=method, timeout=seconds, **self.error_context)
+                error = plan.failed(exc, started, attempt)
+            else:
+                return plan.done(reply, started, attempt)
             time.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
         raise AssertionError("unreachable")
 
@@ -496,6 +462,7 @@ class Connection:
         if not self._closed:
             self._closed = True
             self._replaced_by = replaced_by
+            self._connectivity.close()
             if self._owns_channel:
                 self.channel.close()
             background, self._background = getattr(self, "_background", None), None
@@ -515,6 +482,7 @@ class Connection:
         return self._closed
 
     def __enter__(self) -> Connection:
+        self.check_open()  # a closed connection is not entered again
         return self
 
     def __exit__(self, *exc_info: object) -> None:

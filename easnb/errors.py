@@ -18,7 +18,19 @@
     │   └── MessageTooLargeError   a message over a size limit (the client's or the server's)
     ├── ServerError            anything else the server answered, or a malformed reply
     │   └── StreamError        a streamed request failed inside the stream (Triton's error_message)
-    └── ReflectionError        a server's reflection answer that cannot be used (refused before protobuf sees it)
+    ├── ReflectionError        a server's reflection answer that cannot be used (refused before protobuf sees it)
+    ├── ClosedError            a connection used (or entered again) after close()
+    ├── BatchError             infer_frame: some batches failed (``partial``, ``failures``)
+    ├── LoadTestError          a load test that cannot start as asked
+    ├── UsageError             command-line arguments that do not fit together (exit status 2)
+    ├── ConfigError            an EAS service configuration that EAS would refuse
+    └── ControlPlaneError      the EAS control plane refused a request
+        ├── CredentialsError       no Alibaba Cloud credentials found
+        ├── NoPermissionError      the credentials may not do this
+        ├── NameTakenError         a service with that name exists
+        ├── NoSuchServiceError     no service with that name
+        ├── QuotaError             a quota or resource limit
+        └── RegionError            a wrong or unreachable region
 
 Every error has ``code`` (a ``grpc.StatusCode`` or ``None``), ``details`` (what the
 server said), ``hint`` (what to check next) and ``status_details`` (the server's
@@ -206,6 +218,88 @@ class ReflectionError(EasnbError):
         "instead: conn.service('file.proto', 'package.Service'), or easnb call --proto FILE."
     )
 
+
+
+class ClosedError(EasnbError, RuntimeError):
+    """A connection used, or entered with ``with``, after ``close()``: a closed connection stays closed."""
+
+    default_hint = "Open a new one: easnb.connect(...) (or easnb.aio.connect(...)); conn.settings makes one just like it."
+
+
+class BatchError(EasnbError):
+    """Some batches of ``infer_frame`` failed. ``partial`` (a DataFrame) holds every row that was
+    scored; ``failures`` (``easnb.batch.BatchFailure``: row range and error) the rest."""
+
+    def __init__(self, partial: Any, failures: list[Any], total: int) -> None:
+        self.partial = partial
+        self.failures = failures
+        failed = sum(f.stop - f.start for f in failures)
+        first = failures[0]
+        super().__init__(
+            f"{failed} of {total} rows were not scored ({len(failures)} batches failed; first, rows "
+            f"{first.start}:{first.stop}: {first.error.message})",
+            hint="error.partial has the rows that were scored and error.failures the row ranges that were not; "
+            "infer_frame(..., errors='keep') returns one frame with an 'error' column instead.",
+        )
+
+
+class LoadTestError(EasnbError, ValueError):
+    """A load test that cannot start as asked (no levels, a streaming method, bad inputs)."""
+
+
+class UsageError(RequestError):
+    """Command-line arguments that do not fit together (the command exits 2, as for every usage error)."""
+
+
+class ConfigError(EasnbError, ValueError):
+    """A service configuration EAS would refuse, or that would not work once deployed."""
+
+    default_hint = "Fix the fields named above; ServiceConfig.validate() lists every problem."
+
+
+class ControlPlaneError(EasnbError):
+    """The EAS control plane refused a request; ``code`` is its error code (e.g. ``Forbidden``)."""
+
+    default_hint = "The control plane's message above says why; the PAI-EAS console shows the same service."
+
+
+class CredentialsError(ControlPlaneError):
+    """No Alibaba Cloud credentials were found."""
+
+    default_hint = (
+        "Set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET in the environment (or write "
+        "~/.alibabacloud/credentials.ini), then restart the kernel. Never put keys in a notebook cell."
+    )
+
+
+class NoPermissionError(ControlPlaneError):
+    """The credentials may not do this (403, Forbidden, NoPermission)."""
+
+    default_hint = "Give the RAM user the AliyunPAIEASFullAccess policy (or one that allows this EAS action)."
+
+
+class NameTakenError(ControlPlaneError):
+    """A service with that name already exists in the region."""
+
+    default_hint = "Pick another name, update the existing service with update(config), or delete it first."
+
+
+class NoSuchServiceError(ControlPlaneError, LookupError):
+    """No service with that name in the region."""
+
+    default_hint = "Check the name and the region; list_services() shows the services there."
+
+
+class QuotaError(ControlPlaneError):
+    """A quota or a resource limit was hit."""
+
+    default_hint = "Ask for fewer instances or a smaller instance type, or raise the quota in the console."
+
+
+class RegionError(ControlPlaneError):
+    """The region (or the control-plane endpoint) is wrong or unreachable."""
+
+    default_hint = "Use a region EAS serves, such as cn-hangzhou or cn-shanghai; the endpoint is pai-eas.<region>.aliyuncs.com."
 
 
 def _restore(cls: type[EasnbError], state: dict[str, Any]) -> EasnbError:

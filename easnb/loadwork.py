@@ -12,17 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._proto import V2_SERVICE, method_path
-from .errors import EasnbError
+from .errors import EasnbError, LoadTestError  # noqa: F401 - LoadTestError importable from here
 
 if TYPE_CHECKING:
     from .connection import Connection
 
 #: How many distinct requests a DataFrame's rows are encoded into, at most (then cycled).
 RING = 256
-
-
-class LoadTestError(EasnbError, ValueError):
-    """A load test that cannot start as asked (no levels, a streaming method, bad inputs)."""
 
 
 @dataclass(frozen=True)

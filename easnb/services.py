@@ -22,7 +22,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from ._proto import load_pool
-from .connection import DEFAULT
+from .calls import DEFAULT
 from .credentials import Headers
 from .errors import EasnbError, NotFoundError, RequestError, UnimplementedError, from_rpc_error
 from .fork import MARGIN, Unanswered

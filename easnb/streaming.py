@@ -30,7 +30,7 @@ import grpc
 
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
 from . import arguments
-from .connection import DEFAULT
+from .calls import DEFAULT
 from .errors import DeadlineError, EasnbError, StreamError, from_rpc_error
 from .inference import decode_response
 from .redaction import redact

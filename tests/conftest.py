@@ -27,6 +27,26 @@ os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 TOKEN = "tok-EASNB-SECRET-7f3a9c"  # recognisable, so leak checks can search for it
 
 
+def eventually(check: Any, seconds: float = 10.0, every: float = 0.02) -> Any:
+    """Poll ``check()`` until it returns without an AssertionError (and not False/None); return its value.
+
+    Replaces "sleep, then assert": the wait is as short as the machine allows and as long as
+    ``seconds`` on a slow one; the last AssertionError is raised when time runs out.
+    """
+    ends = time.monotonic() + seconds
+    while True:
+        try:
+            value = check()
+            if value is not False and value is not None:
+                return value
+            problem: AssertionError = AssertionError(f"{getattr(check, '__name__', 'check')} stayed {value!r}")
+        except AssertionError as exc:
+            problem = exc
+        if time.monotonic() >= ends:
+            raise problem
+        time.sleep(every)
+
+
 def sleepy_model(seconds: float = 2.0) -> Model:
     """A model that waits before echoing, for deadline tests."""
 
@@ -131,7 +151,7 @@ class DemoProcess:
             self.proc.wait()
 
 
-__all__ = ["TOKEN", "DemoProcess", "TensorMetadata", "free_port", "sleepy_model"]
+__all__ = ["TOKEN", "DemoProcess", "TensorMetadata", "eventually", "free_port", "sleepy_model"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,6 +4,8 @@ import sys
 import easnb
 
 EXPECTED = {
+    "BatchError", "ClosedError", "ConfigError", "ControlPlaneError", "CredentialsError", "LoadTestError", "NameTakenError",
+    "NoPermissionError", "NoSuchServiceError", "QuotaError", "RegionError", "UsageError",
     "DEFAULT", "ArgumentError", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",
     "ModelMetadata", "NotFoundError", "ReflectionError", "RequestError", "ResourceExhaustedError", "ServerError", "ServerMetadata", "ServiceInspector", "Settings", "StreamError", "Tensor", "TensorError",

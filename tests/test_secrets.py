@@ -69,7 +69,15 @@ def test_no_surface_shows_the_token(demo: DemoServer, caplog: pytest.LogCaptureF
         show(current.get_state(), getattr(current, "value", ""))
         todo.extend(getattr(current, "children", ()))
     show(bench.history.to_frame().to_string(), bench.history._repr_html_(), easnb.doctor(demo.endpoint, TOKEN))
-    show(*[r.getMessage() for r in caplog.records], caplog.text)
+    show(conn.infer_frame("iris", pd.DataFrame(np.ones((40, 4), np.float32)), batch_size=10, progress=False))
+    with easnb.connect("127.0.0.1:1", token=TOKEN, timeout=2, retries=2) as refused:  # retried, then refused: INFO records
+        with pytest.raises(easnb.UnavailableError) as info:
+            refused.live()
+        show(info.value)
+    show(*[r.getMessage() for r in caplog.records], caplog.text, *[repr(vars(r)) for r in caplog.records])
+    easnb_records = [r for r in caplog.records if r.name == "easnb"]
+    assert {"ServerLive", "ModelInfer"} <= {getattr(r, "method", "") for r in easnb_records}  # the records were made
+    assert any(r.levelno == logging.INFO and "trying again" in r.getMessage() for r in easnb_records)
     conn.close()
     show(conn)
     leaks = [text[:200] for text in seen if TOKEN in text]

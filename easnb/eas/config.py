@@ -17,18 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EasnbError
+from ..errors import ConfigError, EasnbError  # noqa: F401 - ConfigError importable from here as before
 
 HELLO_WORLD_IMAGE = "eas-registry-vpc.cn-hangzhou.cr.aliyuncs.com/pai-eas/python-inference:py39-ubuntu2004"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _DISK = re.compile(r"^[1-9][0-9]*Gi$")
-
-
-class ConfigError(EasnbError, ValueError):
-    """A service configuration EAS would refuse, or that would not work once deployed."""
-
-    default_hint = "Fix the fields named above; ServiceConfig.validate() lists every problem."
 
 
 @dataclass

@@ -25,7 +25,16 @@ from urllib.parse import urlsplit
 
 from ..credentials import Token
 from ..endpoint import parse_endpoint
-from ..errors import EasnbError
+from ..errors import (  # noqa: F401 - the control plane's errors, importable from here as before
+    ControlPlaneError,
+    CredentialsError,
+    EasnbError,
+    NameTakenError,
+    NoPermissionError,
+    NoSuchServiceError,
+    QuotaError,
+    RegionError,
+)
 from ..progress import Waiting
 from .config import ServiceConfig
 
@@ -35,51 +44,6 @@ _CREDENTIAL_SOURCES = (
     "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_CREDENTIALS_FILE", "ALIBABA_CLOUD_ECS_METADATA",
     "ALIBABA_CLOUD_ROLE_ARN", "ALIBABA_CLOUD_CREDENTIALS_URI",
 )
-
-
-class ControlPlaneError(EasnbError):
-    """The EAS control plane refused a request; ``code`` is its error code (e.g. ``Forbidden``)."""
-
-    default_hint = "The control plane's message above says why; the PAI-EAS console shows the same service."
-
-
-class CredentialsError(ControlPlaneError):
-    """No Alibaba Cloud credentials were found."""
-
-    default_hint = (
-        "Set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET in the environment (or write "
-        "~/.alibabacloud/credentials.ini), then restart the kernel. Never put keys in a notebook cell."
-    )
-
-
-class NoPermissionError(ControlPlaneError):
-    """The credentials may not do this (403, Forbidden, NoPermission)."""
-
-    default_hint = "Give the RAM user the AliyunPAIEASFullAccess policy (or one that allows this EAS action)."
-
-
-class NameTakenError(ControlPlaneError):
-    """A service with that name already exists in the region."""
-
-    default_hint = "Pick another name, update the existing service with update(config), or delete it first."
-
-
-class NoSuchServiceError(ControlPlaneError, LookupError):
-    """No service with that name in the region."""
-
-    default_hint = "Check the name and the region; list_services() shows the services there."
-
-
-class QuotaError(ControlPlaneError):
-    """A quota or a resource limit was hit."""
-
-    default_hint = "Ask for fewer instances or a smaller instance type, or raise the quota in the console."
-
-
-class RegionError(ControlPlaneError):
-    """The region (or the control-plane endpoint) is wrong or unreachable."""
-
-    default_hint = "Use a region EAS serves, such as cn-hangzhou or cn-shanghai; the endpoint is pai-eas.<region>.aliyuncs.com."
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,90 @@
+"""How a call is made, once for sync and asyncio alike: ``DEFAULT``, the retry plan, the V2 call table.
+
+Each V2 call is one ``Call``: its method, how its request is built, how its reply is read, and
+whether it may be sent again (idempotent). ``Connection`` and ``AsyncConnection`` only send.
+
+>>> CALLS["ServerLive"].idempotent, CALLS["ModelInfer"].idempotent
+(True, False)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from . import log
+from .errors import DeadlineError, EasnbError, UnavailableError, from_rpc_error
+
+
+class _Default:
+    """The type of ``DEFAULT``: "use the connection's setting", distinct from ``None``."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: Per-call timeout meaning "the connection's timeout"; ``None`` means no deadline.
+DEFAULT: Any = _Default()
+
+
+class RetryPlan:
+    """One call's attempts: retries on UNAVAILABLE, every attempt inside the call's one deadline,
+    each attempt logged (DEBUG) and each retry (INFO). Sync and asyncio executors drive it alike::
+
+        plan = RetryPlan(method, seconds, retries, context)
+        for attempt in plan.attempts():
+            started = time.perf_counter()
+            try:
+                reply = send(plan.left(attempt))
+            except grpc.RpcError as exc:
+                error = plan.failed(exc, started, attempt)
+            else:
+                return plan.done(reply, started, attempt)
+            sleep(plan.pause_after(error, attempt))   # raises when there is no retry left
+    """
+
+    def __init__(self, method: str, seconds: float | None, retries: int, context: dict[str, Any]) -> None:
+        self.method, self.seconds, self.retries, self.context = method, seconds, retries, context
+        self.ends = None if seconds is None else time.monotonic() + seconds
+        self.unavailable: EasnbError | None = None
+        self.debug = log.debugging()
+
+    def attempts(self) -> range:
+        return range(self.retries + 1)
+
+    def left(self, attempt: int) -> float | None:
+        """The deadline for attempt number ``attempt``: what is left of the call's."""
+        return self.seconds if self.ends is None or attempt == 0 else self.ends - time.monotonic()
+
+    def done(self, reply: Any, started: float, attempt: int) -> Any:
+        if self.debug:
+            log.call_done(self.method, self.context["target"], "OK", started, attempt + 1)
+        return reply
+
+    def failed(self, exc: grpc.RpcError, started: float, attempt: int) -> EasnbError:
+        """The ``EasnbError`` for a failed attempt (the token redacted), logged."""
+        error = from_rpc_error(exc, method=self.method, timeout=self.seconds, **self.context)
+        if self.debug:
+            log.call_done(self.method, self.context["target"], error.code.name if error.code else "ERROR", started, attempt + 1)
+        log.failed(error, self.context["target"])
+        return error
+
+    def pause_after(self, error: EasnbError, attempt: int) -> float:
+        """How long to wait before trying again; raises the error to report when there is no retry.
+
+        A retry that runs out of time reports the UNAVAILABLE that caused it, not its own deadline.
+        Called outside an ``except`` block, so no ``grpc.RpcError`` (whose text may hold the token)
+        is kept as ``__context__``.
+        """
+        if isinstance(error, DeadlineError) and self.unavailable is not None:
+            raise self.unavailable
+        if not isinstance(error, UnavailableError) or attempt == self.retries:
+            raise error
+        self.unavailable = error
+        pause = min(0.1 * 2**attempt, 1.0)
+        if self.ends is not None and time.monotonic() + pause >= self.ends:
+            raise error
+        log.retrying(self.method, self.context["target"], error, attempt + 1, pause)
+        return pause

@@ -1,0 +1,92 @@
+"""A closed connection stays closed: every use and a second ``with`` refuse clearly, ``close()`` can be
+called again, and nothing it made (threads, event loops, sockets) outlives it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import easnb
+import easnb.aio
+from easnb.demo import DemoServer
+
+from .conftest import TOKEN, eventually
+
+FRAME = pd.DataFrame(np.ones((20, 4), np.float32))
+PROTO = "protos/helloworld.proto"
+
+
+def _use_everything(conn: easnb.Connection) -> None:
+    conn.live()
+    conn.infer_frame("iris", FRAME, batch_size=5, progress=False)
+    conn.service("helloworld.GreeterService").SayHello(name="x")
+    conn.discover()
+
+
+def test_a_closed_connection_refuses_every_use_and_a_second_with(demo: DemoServer) -> None:
+    with easnb.connect(demo.endpoint, token=TOKEN) as conn:
+        _use_everything(conn)
+    uses = {
+        "live": conn.live,
+        "infer": lambda: conn.infer("iris", {"features": np.ones((1, 4), np.float32)}),
+        "infer_frame": lambda: conn.infer_frame("iris", FRAME, progress=False),
+        "service": lambda: conn.service("helloworld.GreeterService").SayHello(name="x"),
+        "models": conn.models,
+        "with": lambda: conn.__enter__(),
+    }
+    for name, use in uses.items():
+        with pytest.raises(easnb.ClosedError, match="closed") as info:
+            use()
+        assert "easnb.connect" in info.value.hint, name
+    conn.close()
+    conn.close()  # again: nothing happens
+    assert conn.closed and "closed" in repr(conn)
+
+
+def test_a_closed_async_connection_refuses_every_use_and_a_second_async_with(demo: DemoServer) -> None:
+    async def main() -> None:
+        async with easnb.aio.connect(demo.endpoint, token=TOKEN) as conn:
+            assert await conn.live()
+            greeter = await conn.service(PROTO, "helloworld.GreeterService")
+        for use in (conn.live, lambda: conn.infer("iris", {"features": np.ones((1, 4), np.float32)}),
+                    lambda: greeter.SayHello(name="x"), conn.__aenter__):
+            with pytest.raises(easnb.ClosedError, match="closed"):
+                await use()
+        await conn.close()
+        await conn.close()
+
+    asyncio.run(main())
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_nothing_outlives_close(demo: DemoServer) -> None:
+    with easnb.connect(demo.endpoint, token=TOKEN) as warm:  # gRPC's process-wide threads start once
+        _use_everything(warm)
+    threads, fds = set(threading.enumerate()), _fds()
+
+    conn = easnb.connect(demo.endpoint, token=TOKEN)
+    _use_everything(conn)
+    loop = conn.background().loop
+    assert any(t.name == "easnb-aio" for t in threading.enumerate())
+    assert len(_fds()) > len(fds)  # the connection holds sockets now
+    conn.close()
+    assert loop.is_closed()
+    eventually(lambda: set(threading.enumerate()) <= threads)
+    eventually(lambda: len(_fds() - fds) == 0)
+
+    async def main() -> None:
+        async with easnb.aio.connect(demo.endpoint, token=TOKEN) as aconn:
+            await aconn.live()
+
+    asyncio.run(main())
+    eventually(lambda: set(threading.enumerate()) <= threads)
+    eventually(lambda: len(_fds() - fds) == 0)
