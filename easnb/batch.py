@@ -46,9 +46,9 @@ class BatchFailure:
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, unit="rows", desc="scoring", leave=True)
+    return bar(total=total, unit="rows", desc="scoring", leave=True)  # whole lines when there is no terminal
 
 
 def fixed_batch(meta: ModelMetadata) -> int | None:

@@ -390,7 +390,7 @@ def _first_call(conn: Connection, work: Workload, seconds: float | None) -> None
 def _bar(total_seconds: float, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from .progress import bar
 
-    return tqdm(total=round(total_seconds, 1), unit="s", desc="load test", leave=True,
+    return bar(total=round(total_seconds, 1), unit="s", desc="load test", leave=True,
                 bar_format="{desc}: {percentile}|{bar}| {n:.0f}/{total:.0f} s {postfix}".replace("{percentile}", "{percentage:3.0f}%"))

@@ -94,3 +94,31 @@ def _is_terminal(file: Any) -> bool:
         return bool(file.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def bar(**options: Any) -> Any:
+    """tqdm's bar (``tqdm.auto``) for counting work; without a terminal or a notebook its refreshes are
+    whole lines, at most one every ``QUIET_S`` seconds, instead of carriage returns that run together."""
+    from tqdm.auto import tqdm  # first: it imports autonotebook without its warning
+
+    from tqdm import autonotebook, std
+
+    file = options.pop("file", None) or sys.stderr
+    if autonotebook.tqdm is not std.tqdm or _is_terminal(file):
+        return tqdm(file=file, **options) if file is not sys.stderr else tqdm(**options)
+    return tqdm(file=_Lines(file), mininterval=QUIET_S, maxinterval=QUIET_S, dynamic_ncols=False, ncols=100, **options)
+
+
+class _Lines:
+    """A file for tqdm with no terminal behind it: each refresh becomes one line."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").rstrip()
+        if text:
+            self.file.write(text + "\n")
+
+    def flush(self) -> None:
+        self.file.flush()

@@ -54,3 +54,18 @@ def test_easnb_wait_without_a_terminal_writes_whole_lines() -> None:
     assert lines[0].startswith("waiting for model iris: 00:0") and "UNAVAILABLE" in lines[0]
     assert lines[-2].startswith("waiting for model iris: 00:") and lines[-2].endswith("model iris ready (done)")
     assert len(set(lines[:-1])) == len(lines) - 1  # a line per change, not per poll
+
+
+def test_infer_frames_bar_without_a_terminal_writes_whole_lines(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = """
+import numpy as np, pandas as pd, easnb
+from easnb.demo import DemoServer
+with DemoServer(token="t") as d, easnb.connect(d.endpoint, token="t") as c:
+    df = pd.DataFrame(np.ones((3000, 4), np.float32), columns=["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    print(len(c.infer_frame("iris", df, batch_size=100)))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == "3000", out.stderr
+    lines = out.stderr.split("\n")
+    assert "\r" not in out.stderr and lines[-1] == "" and "3000/3000" in lines[-2] and lines[-2].startswith("scoring: 100%")
+    assert len(lines) <= 4  # the first line, the last, and one per QUIET_S between
