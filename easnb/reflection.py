@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 
 from .descriptor_files import Limits, all_messages, build, check, parse, reference_bound, shipped
 from .errors import EasnbError, NotFoundError, ReflectionError, ResourceExhaustedError, UnimplementedError
+from .redaction import redact
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -99,10 +100,10 @@ def _channel(conn: Connection, limit: int) -> Iterator[Any]:
         channel.close()
 
 
-def _refused(answer: Any, what: str) -> ReflectionError:
+def _refused(answer: Any, what: str, token: Any = None) -> ReflectionError:
     error = answer.error_response
     return ReflectionError(
-        f"The server's reflection refused {what}: code {error.error_code}: {error.error_message!r}."
+        f"The server's reflection refused {what}: code {error.error_code}: {redact(error.error_message, token)!r}."
     )
 
 
@@ -149,7 +150,7 @@ class Reflection:
                 answer = self._exchange(path, lambda s: s.ask([s.request(list_services="")])[0], retries=conn.retries)
             except UnimplementedError:
                 continue
-            return version, path, _service_names(answer)
+            return version, path, _service_names(answer, conn.error_context.get("token"))
         raise UnimplementedError(
             f"{conn.endpoint.target} does not offer server reflection.",
             code=grpc.StatusCode.UNIMPLEMENTED,
@@ -244,7 +245,7 @@ class Reflection:
     def _take(self, answer: Any, what: str, into: dict[str, descriptor_pb2.FileDescriptorProto]) -> None:
         kind = answer.WhichOneof("message_response")
         if kind == "error_response":
-            raise _refused(answer, what)
+            raise _refused(answer, what, self._conn.error_context.get("token"))
         if kind != "file_descriptor_response":
             raise ReflectionError(f"The server's reflection answered a request for {what} with {kind or 'nothing'}.")
         for data in answer.file_descriptor_response.file_descriptor_proto:
@@ -258,10 +259,10 @@ class Reflection:
                 raise ReflectionError(f"The server's reflection sent over {self.limits.files} files: refused.")
 
 
-def _service_names(answer: Any) -> list[str]:
+def _service_names(answer: Any, token: Any = None) -> list[str]:
     kind = answer.WhichOneof("message_response")
     if kind == "error_response":
-        raise _refused(answer, "to list its services")
+        raise _refused(answer, "to list its services", token)
     if kind != "list_services_response":
         raise ReflectionError(f"The server's reflection answered a request for its services with {kind or 'nothing'}.")
     names = [s.name for s in answer.list_services_response.service]

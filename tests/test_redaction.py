@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -194,6 +195,29 @@ def test_an_error_inside_a_stream_shows_none_of_it() -> None:
         assert "/keys/***/meta" in error.details
         for text in (str(error), repr(error), error.details):
             assert not leaks(text, TOKEN), text
+
+
+def test_a_reflection_refusal_shows_none_of_it() -> None:
+    reflection_pb2 = pytest.importorskip("grpc_reflection.v1alpha.reflection_pb2")
+
+    def refuse(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        for _ in requests:
+            text = " | ".join(forms(sent.removeprefix("Bearer ")).values())
+            yield reflection_pb2.ServerReflectionResponse(error_response=reflection_pb2.ErrorResponse(error_code=7, error_message=text))
+
+    method = grpc.stream_stream_rpc_method_handler(
+        refuse, reflection_pb2.ServerReflectionRequest.FromString, reflection_pb2.ServerReflectionResponse.SerializeToString
+    )
+    server, port = serve([grpc.method_handlers_generic_handler("grpc.reflection.v1alpha.ServerReflection", {"ServerReflectionInfo": method})])
+    try:
+        with easnb.connect(f"127.0.0.1:{port}", token=TOKEN) as conn:
+            with pytest.raises(easnb.ReflectionError) as info:
+                conn.services()
+    finally:
+        server.stop(None).wait()
+    assert "/keys/***/meta" in str(info.value)
+    assert not leaks(str(info.value), TOKEN) and not leaks(repr(info.value), TOKEN), str(info.value)
 
 
 def test_the_gateway_redacts_its_backend_token_from_backend_errors() -> None:
