@@ -48,7 +48,7 @@ import grpc
 
 from .unreachable import TLS_HINT, UNAVAILABLE_HINT, VPC_HINT, proxy_note, unavailable_hint  # noqa: F401 - re-exported
 
-from .redaction import redact
+from .redaction import holds, redact
 
 TOKEN_HINT = (
     "Check that the token is right and not expired: copy it from the service details "
@@ -337,9 +337,10 @@ def status_details(exc: Any) -> tuple[Any, ...]:
     return ()
 
 
-def _describe_details(details: tuple[Any, ...]) -> str:
+def _describe_details(details: tuple[Any, ...], dropped: int = 0) -> str:
     names = [d.type_url.rsplit("/", 1)[-1] for d in details]
-    return f" (the server attached {', '.join(names)}: see error.status_details)" if names else ""
+    seen = f" (the server attached {', '.join(names)}: see error.status_details)" if names else ""
+    return seen + (f" ({dropped} attached detail(s) held the token and were dropped)" if dropped else "")
 
 
 def _hint(cls: type[EasnbError], details: str, context: dict[str, Any]) -> tuple[type[EasnbError], str | None]:
@@ -410,9 +411,11 @@ def from_rpc_error(exc: grpc.RpcError, *, method: str, **context: Any) -> EasnbE
     token = context.get("token")
     details = redact((exc.details() if hasattr(exc, "details") else "") or "", token)
     cls, hint = _hint(_BY_CODE.get(code, ServerError), details, {**context, "method": method})
-    extra = status_details(exc)
+    attached = status_details(exc)
+    extra = tuple(d for d in attached if not holds(d.SerializeToString(), token))  # a message cannot be redacted in place
     name = code.name if code is not None else "UNKNOWN"
-    message = redact(f"{method} on {context.get('target', '?')} failed: {name}: {details or 'no details'}{_describe_details(extra)}", token)
+    described = _describe_details(extra, len(attached) - len(extra))
+    message = redact(f"{method} on {context.get('target', '?')} failed: {name}: {details or 'no details'}{described}", token)
     error = cls(message, hint=hint, code=code, details=details)
     error.status_details = extra
     return error

@@ -38,6 +38,12 @@ def redact(text: str, secret: Any) -> str:
     return re.sub(pattern, MASK, text)
 
 
+def holds(data: str | bytes, secret: Any) -> bool:
+    """Whether ``data`` (text, or bytes such as a serialized message) holds any form of ``secret``."""
+    text = data.decode("latin-1") if isinstance(data, bytes) else data
+    return redact(text, secret) != text
+
+
 def _spelled(value: str) -> str:
     """A pattern for ``value`` with any character possibly URL-encoded (``%2F`` or ``%2f``; ``+`` for a space)."""
     parts = []
@@ -64,4 +70,4 @@ def base64_cores(value: bytes) -> list[str]:
     return list(dict.fromkeys(c for c in cores if c))
 
 
-__all__ = ["MASK", "SHORT", "base64_cores", "redact"]
+__all__ = ["MASK", "SHORT", "base64_cores", "holds", "redact"]

@@ -145,6 +145,37 @@ def test_errors_from_a_server_quoting_the_token_show_none_of_it(quoting: str) ->
         assert not leaks(text, TOKEN), text
 
 
+def test_attached_status_details_holding_the_token_are_dropped() -> None:
+    from easnb import _proto
+
+    def fail(request: bytes, context: grpc.ServicerContext) -> bytes:
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        details = [
+            {"type_url": "type.googleapis.com/helloworld.HelloRequest", "value": _proto.HelloRequest(name=sent).SerializeToString()},
+            {"type_url": "type.googleapis.com/helloworld.HelloRequest", "value": _proto.HelloRequest(name="kept").SerializeToString()},
+        ]
+        status = _proto.message_class("easnb.rpc.Status")(code=3, message="bad", details=details)
+        context.abort_with_status(_Status(grpc.StatusCode.INVALID_ARGUMENT, "bad", status.SerializeToString()))
+        return b""
+
+    server, port = serve([unary_handler("inference.GRPCInferenceService", {"ServerLive": fail})])
+    try:
+        with easnb.connect(f"127.0.0.1:{port}", token=TOKEN) as conn:
+            with pytest.raises(easnb.InvalidArgumentError) as info:
+                conn.live()
+    finally:
+        server.stop(None).wait()
+    (kept,) = info.value.status_details
+    assert _proto.HelloRequest.FromString(kept.value).name == "kept"
+    assert "1 attached detail(s) held the token and were dropped" in str(info.value)
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, packed: bytes) -> None:
+        self.code, self.details = code, details
+        self.trailing_metadata = (("grpc-status-details-bin", packed),)
+
+
 def test_the_doctor_shows_none_of_it(quoting: str) -> None:
     pasted = doctor(f"http://{quoting}/?token={TOKEN}", TOKEN, timeout=5)  # a token pasted into the endpoint
     assert pasted.failed is not None and pasted.failed.name == "endpoint" and "token=***" in repr(pasted)
