@@ -21,7 +21,7 @@ from .channel import Keepalive
 from .connection import Connection
 from .credentials import Token, clean_token
 from .display import error_html
-from .errors import EasnbError, EndpointError
+from .errors import ClosedError, EasnbError, EndpointError
 from .markup import Markup
 from .widget_status import STYLE, NOT_CONNECTED, Follow, error_line, light, line, lights, status_html  # noqa: F401 - light(s) for the inspectors
 from .settings import Settings, make_settings
@@ -123,7 +123,7 @@ def connection_of(source: Any) -> Connection:
                 hint="This view fills itself in when the widget connects.",
             )
         if source.connection.closed:
-            raise EasnbError(
+            raise ClosedError(
                 "The connection widget's connection is closed (widget.connection.close() was called).",
                 hint="Press Connect in the connection widget to open a new one (start the server first if it was stopped); "
                 "this view follows it.",

@@ -55,7 +55,7 @@ def test_closing_the_widgets_connection_greys_the_lights_and_the_workbench_names
     assert "connection closed" in widget.status.value and "press Connect" in widget.status.value
     server = bench.tabs.children[0]
     server.run(wait=True)
-    assert "press connect in the connection widget" in server.output.value.lower()
+    assert "press connect in the connection widget" in server.output.value.lower() and "ClosedError" in server.output.value
     widget.connect(wait=True)
     server.run(wait=True)
     assert "easnb-demo" in server.output.value and lights_of(widget.status.value) == [GREEN, GREEN]
