@@ -28,6 +28,7 @@ from .channel import Keepalive, channel_options
 from .credentials import CallMetadata, HeaderValue, Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
 from .errors import EasnbError, error_context
+from .redaction import redact
 
 __all__ = ["PrivateKey", "Settings", "make_settings"]
 
@@ -222,7 +223,10 @@ def make_settings(
     timeout, tls, max_message_bytes, retries, options = arguments.connection_call(
         endpoint, timeout, headers, tls, root_certificates, keepalive, max_message_bytes, retries, options
     )
-    where = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
+    try:
+        where = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint, tls=tls)
+    except EasnbError as exc:  # a token pasted into the endpoint too stays out of the message
+        raise type(exc)(redact(exc.message, token), hint=redact(exc.hint, token)) from None
     keepalive.options()  # raises for times that are not positive
     key = private_key if isinstance(private_key, PrivateKey) or private_key is None else PrivateKey(_read_pem(private_key, "private_key") or b"")
     chain = _read_pem(certificate_chain, "certificate_chain")

@@ -176,6 +176,16 @@ class _Status(grpc.Status):
         self.trailing_metadata = (("grpc-status-details-bin", packed),)
 
 
+@pytest.mark.parametrize("endpoint", [f"http://h:80/?token={TOKEN}", f"h:80/keys/{TOKEN}"])
+def test_a_token_pasted_into_the_endpoint_stays_out_of_the_error(endpoint: str) -> None:
+    import easnb.aio
+
+    for connect in (easnb.connect, easnb.aio.connect):
+        with pytest.raises(easnb.EndpointError) as info:
+            connect(endpoint, token=TOKEN)
+        assert "***" in str(info.value) and not leaks(str(info.value), TOKEN) and not leaks(repr(info.value), TOKEN)
+
+
 def test_the_doctor_shows_none_of_it(quoting: str) -> None:
     pasted = doctor(f"http://{quoting}/?token={TOKEN}", TOKEN, timeout=5)  # a token pasted into the endpoint
     assert pasted.failed is not None and pasted.failed.name == "endpoint" and "token=***" in repr(pasted)
