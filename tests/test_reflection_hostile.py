@@ -340,3 +340,18 @@ def test_the_reference_bound_counts_rings_and_chains() -> None:
     from google.protobuf import struct_pb2
 
     assert reference_bound([struct_pb2.Struct.DESCRIPTOR]) == 4  # Struct, its FieldsEntry, Value, ListValue: one group
+
+
+def test_an_unbuildable_file_is_a_reflection_error() -> None:
+    from google.protobuf import descriptor_pb2 as d
+
+    kind = d.FieldDescriptorProto
+    broken = d.DescriptorProto(name="M", field=[
+        kind(name="x", number=1, label=kind.LABEL_OPTIONAL, type=kind.TYPE_MESSAGE, type_name=".nowhere.Missing"),
+    ])
+    script = Script({"u.proto": service_file("u.proto", "u", "U", request=".u.M", deps=(), messages=(broken,))}, {"u.U": "u.proto"}, ["u.U"])
+    with HostileReflection(script) as server, easnb.connect(server.endpoint) as conn:
+        with pytest.raises(easnb.ReflectionError, match="protobuf cannot build the server's 'u.proto'"):
+            conn.service("u.U")
+        with pytest.raises(easnb.ReflectionError):  # asked again: refused again, nothing half-built was kept
+            conn.service("u.U")
