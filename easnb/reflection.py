@@ -199,7 +199,8 @@ class Reflection:
         if answer.WhichOneof("message_response") == "error_response" and answer.error_response.error_code == _NOT_FOUND:
             return False
         new: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-        self._take(answer, f"the file of {name!r}", new)
+        spent = [0]  # bytes this look-up received; kept in self._bytes only if it succeeds
+        self._take(answer, f"the file of {name!r}", new, spent)
         asked: set[str] = set()
         while True:
             importers = {d: f.name for f in new.values() for d in f.dependency if d not in self._files and d not in new}
@@ -223,10 +224,11 @@ class Reflection:
                         )
                     new[file] = own
                 else:
-                    self._take(answer, repr(file), new)
+                    self._take(answer, repr(file), new, spent)
         order = check({**self._files, **new}, self.limits)  # nothing reaches the pool before this passes
         self._check_references(order, set(new))
         self._files.update(new)
+        self._bytes += spent[0]
         build(self.pool, order, self._built)
         return True
 
@@ -242,15 +244,15 @@ class Reflection:
                 f"over {self.limits.references}: refused."
             )
 
-    def _take(self, answer: Any, what: str, into: dict[str, descriptor_pb2.FileDescriptorProto]) -> None:
+    def _take(self, answer: Any, what: str, into: dict[str, descriptor_pb2.FileDescriptorProto], spent: list[int]) -> None:
         kind = answer.WhichOneof("message_response")
         if kind == "error_response":
             raise _refused(answer, what, self._conn.error_context.get("token"))
         if kind != "file_descriptor_response":
             raise ReflectionError(f"The server's reflection answered a request for {what} with {kind or 'nothing'}.")
         for data in answer.file_descriptor_response.file_descriptor_proto:
-            self._bytes += len(data)
-            if self._bytes > self.limits.total_bytes:
+            spent[0] += len(data)
+            if self._bytes + spent[0] > self.limits.total_bytes:
                 raise ReflectionError(f"The server's reflection sent over {self.limits.total_bytes} bytes of files: refused.")
             proto = parse(data, what)
             if proto.name not in self._files:
