@@ -2,6 +2,7 @@
 
     easnb load ENDPOINT MODEL --concurrency 1,2,4,8 --seconds 10 [--rate 100,200] [--inputs JSON | --csv FILE] [--json]
     easnb load ENDPOINT helloworld.GreeterService/SayHello --inputs '{"name": "x"}' --concurrency 1,4
+    easnb load ENDPOINT textgen --prompt "Tell me a story" --max-tokens 64 --concurrency 1,4      # a streaming model
     easnb compare ENDPOINT_A ENDPOINT_B MODEL (--inputs JSON | --csv FILE) [--model-b M]   # exit 1 when they differ
 
 B's token comes from ``--b-token-file`` or ``$EASNB_TOKEN_B`` (A's from ``--token-file`` or ``$EASNB_TOKEN``).
@@ -70,10 +71,15 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
         if "/" in args.model:  # any unary method, found by the server's reflection
             service, _, method = args.model.rpartition("/")
             target = getattr(conn.service(service), method)
-        data = read_data(conn, args.model, args)
         levels = {"concurrency": numbers(args.concurrency, int)} if args.concurrency else {"rate": numbers(args.rate)}
-        report = conn.load_test(target, data, seconds=args.seconds, warmup=args.warmup, batch_size=args.batch_size,
-                                progress=sys.stderr.isatty() and not args.json, **levels)
+        progress = sys.stderr.isatty() and not args.json
+        if args.prompt is not None:  # a streaming text model: time to first token, inter-token latency
+            extra = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
+            report = conn.load_test(target, args.prompt, seconds=args.seconds, warmup=args.warmup, progress=progress,
+                                    stream=True, **levels, **extra)
+        else:
+            report = conn.load_test(target, read_data(conn, args.model, args), seconds=args.seconds, warmup=args.warmup,
+                                    batch_size=args.batch_size, progress=progress, **levels)
     if args.json:
         print(report.to_json())
         return 0
@@ -126,7 +132,9 @@ def add_commands(sub: Any, client: Callable[[str, str], argparse.ArgumentParser]
     p.add_argument("--seconds", type=float, default=10, help="measured per level (default 10)")
     p.add_argument("--warmup", type=float, default=1, help="seconds per level not counted (default 1)")
     p.add_argument("--batch-size", type=int, default=1, help="rows per request from --csv (default 1)")
-    _data_options(p)
+    group = _data_options(p)
+    group.add_argument("--prompt", help="a streaming text model's prompt: time to first token, inter-token latency")
+    p.add_argument("--max-tokens", type=int, help="with --prompt: tokens per generation")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=lambda args: load(args, connection))
     p = client("compare", "the same rows through two models; exit 1 when they differ beyond tolerance")
@@ -141,7 +149,8 @@ def add_commands(sub: Any, client: Callable[[str, str], argparse.ArgumentParser]
     p.set_defaults(run=lambda args: compare(args, connection, read_token))
 
 
-def _data_options(p: argparse.ArgumentParser) -> None:
+def _data_options(p: argparse.ArgumentParser) -> Any:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--inputs", help='JSON object of input name -> nested list, e.g. \'{"TEXT": ["hi"]}\'')
     group.add_argument("--csv", metavar="FILE", help="rows to send, one column per feature")
+    return group

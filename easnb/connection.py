@@ -390,13 +390,22 @@ class Connection:
         return infer_frame(self, model, frame, batch_size, concurrency, **options)
 
     def model_statistics(self, model: str = "", version: str = "", timeout: float | None = None) -> Any:
-        """The server's statistics per model version (Triton's extension); see ``easnb.statistics``."""
+        """A list of ``ModelStatistics``, one per model version (all models when ``model`` is empty): counts
+        and cumulative nanoseconds per stage, as Triton's statistics extension reports them.
+
+        Raises ``UnimplementedError`` when the server does not offer it (KServe, MLServer),
+        ``NotFoundError`` for an unknown model. See ``easnb.statistics``.
+        """
         from .statistics import model_statistics
 
         return model_statistics(self, *arguments.model_call(model, version, timeout, None, "model"))
 
     def load_test(self, target: Any, inputs: Any = None, **options: Any) -> Any:
-        """Throughput and latency at each level of load; see ``easnb.loadtest.load_test``.
+        """Throughput and latency at each level of load: a ``LoadReport`` with one row per level.
+
+        ``target`` is a model name or a unary method of ``conn.service(...)``; give ``concurrency=[...]``
+        (callers, closed loop) or ``rate=[...]`` (requests per second, open loop), ``seconds`` per level.
+        Raises ``LoadTestError`` for a sweep that cannot start. See ``easnb.loadtest.load_test``.
 
         >>> conn.load_test("iris", {"features": x}, concurrency=[1, 4, 16], seconds=10).frame   # doctest: +SKIP
         """

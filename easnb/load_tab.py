@@ -149,7 +149,8 @@ class LoadTab(w.VBox):
                 lambda: conn.load_test(model, data, seconds=self.seconds.value, warmup=self.warmup.value, progress=False,
                                        on_level=on_level, cancel=self._cancel, **{mode: values}),
             )
-            self.output.value = report_html(self.report)
+            self.chart.value = chart_svg(self.report.levels)
+            self.output.value = report_html(self.report, chart=False)  # the chart is above
             self.progress.value = html("<small>{}</small>", "stopped" if self.report.interrupted else "done")
         except Exception as exc:
             self.output.value = error_html(exc)

@@ -203,8 +203,8 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def report_html(report: LoadReport) -> Markup:
-    """The table and the chart, every value escaped."""
+def report_html(report: LoadReport, chart: bool = True) -> Markup:
+    """The table and (unless ``chart=False``) the chart, every value escaped."""
     head = f"<b>{escape(report.name)}</b>: {len(report.levels)} levels of {escape(report.mode)}"
     notes = []
     if report.interrupted:
@@ -225,11 +225,12 @@ def report_html(report: LoadReport) -> Markup:
             mark = f" <span title='{escape(level.client_limited)}'>⚠</span>" if level.client_limited else ""
             cells = "".join(f"<td>{escape(_number(row[c]))}</td>" for c in columns)
             rows.append(f"<tr><td>{escape(_number(index))}{mark}</td>{cells}</tr>")
-        table = f"<table class='easnb-load'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        table = (f"<div style='overflow-x:auto'><table class='easnb-load'><thead><tr>{header}</tr></thead>"
+                 f"<tbody>{''.join(rows)}</tbody></table></div>")
     else:
         table = "<i>No level finished.</i>"
     note = "".join(f"<div><small>{escape(n)}</small></div>" for n in notes)
-    return Markup(f"<div class='easnb-load-report'><div>{head}</div>{note}{table}{chart_svg(report.levels)}</div>")
+    return Markup(f"<div class='easnb-load-report'><div>{head}</div>{note}{table}{chart_svg(report.levels) if chart else ''}</div>")
 
 
 def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> Markup:
@@ -254,7 +255,7 @@ def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> Marku
     parts.append(f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + plot_h}' stroke='currentColor'/>")
     for frac in (0, 0.5, 1):
         parts.append(f"<text x='{x(x_max * frac / 1.1):.1f}' y='{height - 16}' text-anchor='middle' fill='currentColor'>"
-                     f"{escape(_number(x_max * frac / 1.1))}</text>")
+                     f"{escape(f'{x_max * frac / 1.1:,.0f}')}</text>")
         parts.append(f"<text x='{left - 4}' y='{y(y_max * frac / 1.1) + 3:.1f}' text-anchor='end' fill='currentColor'>"
                      f"{escape(_number(y_max * frac / 1.1))}</text>")
     parts.append(f"<text x='{left + plot_w / 2}' y='{height - 3}' text-anchor='middle' fill='currentColor'>throughput (infer/s)</text>")

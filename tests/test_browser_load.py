@@ -46,8 +46,9 @@ def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
         page.locator("button:visible", has_text="Start").click()
         report = page.locator(".easnb-load-report:visible")
         expect(report).to_be_visible(timeout=60_000)
-        expect(report.locator("svg.easnb-load-chart circle")).to_have_count(4)  # p50 and p99 at each of 2 levels
-        expect(report.locator("rect.easnb-split").first).to_be_attached()  # the demo's own split
+        chart = page.locator("svg.easnb-load-chart:visible")
+        expect(chart.locator("circle")).to_have_count(4)  # p50 and p99 at each of 2 levels
+        expect(chart.locator("rect.easnb-split").first).to_be_attached()  # the demo's own split
         expect(report.get_by_text("server_compute_infer_ms")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "browser-load-chart.png"), full_page=True)
         # Compare: iris against iris_v2 on the notebook's DataFrame

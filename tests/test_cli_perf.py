@@ -68,3 +68,11 @@ def test_compare_exit_code_says_the_verdict(demo: DemoServer, tmp_path: Path) ->
     assert same.returncode == 0 and same.stdout.startswith("identical"), same.stdout + same.stderr
     wrong_b = run("compare", demo.endpoint, demo.endpoint, "iris", "--inputs", IRIS_ROW, token=demo.token, env_b="wrong")
     assert wrong_b.returncode == 1 and "UNAUTHENTICATED" in wrong_b.stderr and demo.token not in wrong_b.stderr
+
+
+def test_load_a_streaming_model(demo: DemoServer) -> None:
+    out = run("load", demo.endpoint, "textgen", "--prompt", "one two three four five", "--max-tokens", "4",
+              "--concurrency", "2", "--seconds", "0.5", "--warmup", "0.1", "--json", token=demo.token)
+    assert out.returncode == 0, out.stderr
+    level = json.loads(out.stdout)["levels"][0]
+    assert level["tokens_per_request"] == 4 and level["ttft_p50_ms"] > 0 and level["itl_p50_ms"] > 0
