@@ -1,17 +1,16 @@
-"""Request messages from what a user gives, and replies as JSON, both against the service's own descriptor pool.
+"""Request messages from what a user gives, against the service's own descriptor pool.
 
 A request is built, checked (unknown fields, types, proto2 required fields) and serialized
 here, before any call opens, so a mistake is a ``RequestError`` naming the field, never a
-failure inside gRPC blamed on the server. Python ``bytes`` reach bytes fields as they are;
-JSON text takes bytes as base64, as proto3 JSON says.
+failure inside gRPC blamed on the server. Python values go in as the message constructor
+takes them (``bytes`` into bytes fields as they are, ``datetime`` into Timestamps); JSON
+(text, or what the constructor refuses) as proto3 JSON says, bytes as base64, ``Any`` as
+``{"@type": ..., fields}`` or grpcurl's ``{"@type": ..., "@value": base64}``. Replies
+print with ``easnb.message_json.to_json`` (re-exported here).
 
-Replies print as proto3 JSON. A ``google.protobuf.Any`` is unpacked with the pool the
-service came from (the server's reflection or the compiled ``.proto``); one whose type
-is unknown there prints as grpcurl prints it, ``{"@type": url, "@value": base64}``.
-
->>> from google.protobuf import struct_pb2
->>> to_json(struct_pb2.ListValue(values=[struct_pb2.Value(number_value=1)]))
-[1.0]
+>>> from google.protobuf import descriptor_pb2
+>>> build(descriptor_pb2.FieldDescriptorProto, {"name": "x", "number": "7"}).number
+7
 """
 
 from __future__ import annotations
@@ -23,31 +22,15 @@ import json
 import re
 from typing import Any
 
-from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf import json_format
 from google.protobuf.message import EncodeError, Message
 
 from .errors import RequestError
+from .message_json import ANY, SPECIAL_JSON, Types, fields_by_name, message_class, sub_message, to_json
 from .reflection import is_repeated
 
-ANY = "google.protobuf.Any"
-#: Well-known types whose JSON is not an object of their fields (and whose ``Any`` holds ``"value"``).
-SPECIAL_JSON = {
-    "google.protobuf.Duration", "google.protobuf.Timestamp", "google.protobuf.FieldMask", "google.protobuf.Struct",
-    "google.protobuf.ListValue", "google.protobuf.Value", "google.protobuf.Empty",
-    *(f"google.protobuf.{w}Value" for w in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")),
-}
-#: ``Any`` inside ``Any`` deeper than this prints as ``@type``/``@value`` (a hostile reply cannot recurse without end).
-MAX_ANY_DEPTH = 16
-#: At most this many distinct types are looked up per conversion (each may ask the server's reflection);
-#: the rest, and type URLs longer than ``MAX_URL``, print as ``@type``/``@value``.
-MAX_LOOKUPS, MAX_URL = 16, 512
+__all__ = ["build", "check_required", "field_list", "serialize", "to_json"]
 _BYTES, _MESSAGE = 12, 11
-_JSON_OPTIONS = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
-
-
-def message_class(descriptor: Any) -> Any:
-    return message_factory.GetMessageClass(descriptor)
-
 
 # -- requests ------------------------------------------------------------------------------
 
@@ -99,7 +82,7 @@ def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, whe
     except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         raise _type_error(data, descriptor, pool, where, exc) from None
     for path, (url, raw) in raw_anys:
-        target = _at(message, path)
+        target = sub_message(message, path)
         target.type_url, target.value = url, raw
     return check_required(message, where)
 
@@ -138,12 +121,6 @@ def _path_text(path: list[Any]) -> str:
     return text
 
 
-def _fields(descriptor: Any) -> dict[str, Any]:
-    found = {f.name: f for f in descriptor.fields}
-    found.update({f.json_name: f for f in descriptor.fields})
-    return found
-
-
 def _normalize(data: Any, descriptor: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
     """``data`` (a dict for message ``descriptor``) as proto3 JSON: unknown keys refused, Python bytes to base64."""
     if not isinstance(data, dict):
@@ -152,7 +129,7 @@ def _normalize(data: Any, descriptor: Any, path: list[Any], pool: Any, raw_anys:
         return _normalize_any(data, path, pool, raw_anys, where)
     if descriptor.full_name in SPECIAL_JSON:
         return data
-    known, out = _fields(descriptor), {}
+    known, out = fields_by_name(descriptor), {}
     for key, value in data.items():
         if not isinstance(key, str):
             raise RequestError(f"{where}: field names are text, not {key!r}.", hint=f"Its fields: {field_list(descriptor)}.")
@@ -233,31 +210,6 @@ def _normalize_any(data: dict[str, Any], path: list[Any], pool: Any, raw_anys: l
     return {}
 
 
-def _at(message: Any, path: list[Any]) -> Any:
-    """The sub-message at ``path``: field names, each repeated field followed by a position, each map by a key."""
-    node, steps = message, iter(path)
-    for step in steps:
-        field = _fields(node.DESCRIPTOR)[step]
-        container = getattr(node, field.name)
-        entry = field.message_type
-        if entry is not None and entry.GetOptions().map_entry:
-            node = container[_map_key_value(entry.fields_by_name["key"], next(steps))]
-        elif is_repeated(field):
-            node = container[next(steps)]
-        else:
-            node = container
-    return node
-
-
-def _map_key_value(key_field: Any, key: Any) -> Any:
-    """A map key from JSON text (``"7"``, ``"true"``) as the map's own key type."""
-    if key_field.type == 8:  # bool
-        return key if isinstance(key, bool) else key == "true"
-    if key_field.type == 9:  # string
-        return str(key)
-    return int(key)
-
-
 def _type_error(data: dict[str, Any], descriptor: Any, pool: Any, where: str, exc: Exception) -> RequestError:
     """The error for a value protobuf refused: the deepest field that fails on its own is named."""
     path, text = _first_failing(data, descriptor, pool, [])
@@ -274,7 +226,7 @@ def _type_error(data: dict[str, Any], descriptor: Any, pool: Any, where: str, ex
 def _first_failing(data: Any, descriptor: Any, pool: Any, path: list[Any]) -> tuple[list[Any], str]:
     if not isinstance(data, dict) or descriptor.full_name in SPECIAL_JSON or descriptor.full_name == ANY:
         return path, ""
-    known, cls = _fields(descriptor), message_class(descriptor)
+    known, cls = fields_by_name(descriptor), message_class(descriptor)
     for key, value in data.items():
         field = known.get(key)
         if field is None:
@@ -296,127 +248,5 @@ def _first_failing(data: Any, descriptor: Any, pool: Any, path: list[Any]) -> tu
     return path, ""
 
 
-# -- replies -------------------------------------------------------------------------------
 
 
-class Types:
-    """Where ``Any`` types are found: ``pool`` (the service's), then ``lookup(full_name)`` (the server's
-    reflection, if given), then protobuf's own well-known types. At most ``MAX_LOOKUPS`` distinct
-    types are looked up, none with a URL over ``MAX_URL`` characters; the answers are kept."""
-
-    def __init__(self, pool: Any, lookup: Any = None) -> None:
-        self.pool = pool
-        self.lookup = lookup
-        self._found: dict[str, Any] = {}
-
-    def find(self, url: str) -> Any:
-        """The message descriptor an ``Any``'s type URL names; ``None`` when it is not to be found."""
-        if url in self._found:
-            return self._found[url]
-        name = url.rsplit("/", 1)[-1]
-        found = None
-        if name and len(url) <= MAX_URL and len(self._found) < MAX_LOOKUPS:
-            sources = [self.pool.FindMessageTypeByName, self.lookup]
-            if name.startswith("google.protobuf."):
-                sources.append(descriptor_pool.Default().FindMessageTypeByName)
-            for source in filter(None, sources):
-                try:
-                    found = source(name)
-                except Exception:  # KeyError, or whatever asking the server's reflection raised: not there
-                    continue
-                if found is not None:
-                    break
-        self._found[url] = found
-        return found
-
-
-def to_json(message: Message, pool: Any = None, find: Any = None) -> Any:
-    """A message as a JSON-ready value (proto3 JSON: 64-bit integers as exact strings, bytes as base64).
-
-    ``pool`` (by default the one the message's class came from), then ``find(full_name)`` (the
-    server's reflection, as ``ServiceClient.to_json`` passes it), unpack ``Any`` fields;
-    an ``Any`` of a type it lacks prints as ``{"@type": url, "@value": base64}``. Never raises
-    on a reply that protobuf parsed.
-    """
-    return _to_json(message, Types(pool if pool is not None else message.DESCRIPTOR.file.pool, find), 0)
-
-
-def _as_raw(message: Message) -> dict[str, Any]:
-    """What is printed of a message ``json_format`` cannot print (an extension holding an unknown ``Any``)."""
-    data = message.SerializeToString(partial=True)
-    return {"@type": f"type.googleapis.com/{message.DESCRIPTOR.full_name}", "@value": base64.b64encode(data).decode("ascii")}
-
-
-def _to_json(message: Message, pool: Types, depth: int) -> Any:
-    if message.DESCRIPTOR.full_name == ANY:
-        return _any_json(message, pool, depth)
-    anys = list(_anys(message, []))
-    if not anys:
-        try:
-            return json_format.MessageToDict(message, **_JSON_OPTIONS)
-        except (TypeError, ValueError, KeyError):
-            return _as_raw(message)
-    copy = type(message)()
-    copy.CopyFrom(message)
-    for path, _ in anys:
-        _at(copy, path).Clear()
-    try:
-        result = json_format.MessageToDict(copy, **_JSON_OPTIONS)
-    except (TypeError, ValueError, KeyError):
-        return _as_raw(message)
-    for path, inner in anys:
-        place = result
-        for step in path[:-1]:
-            place = place[step]
-        place[path[-1]] = _any_json(inner, pool, depth)
-    return result
-
-
-def _anys(message: Message, path: list[Any]) -> Any:
-    """``(path, Any)`` for every ``Any`` in ``message``, not looking inside them."""
-    for field, value in message.ListFields():
-        entry = field.message_type
-        if entry is None or field.is_extension:  # extensions are left to json_format (see _as_raw)
-            continue
-        if entry.GetOptions().map_entry:
-            value_field = entry.fields_by_name["value"]
-            if value_field.message_type is None:
-                continue
-            for key in value:
-                yield from _sub_anys(value[key], [*path, field.name, _map_key(key)])
-        elif is_repeated(field):
-            for index, item in enumerate(value):
-                yield from _sub_anys(item, [*path, field.name, index])
-        else:
-            yield from _sub_anys(value, [*path, field.name])
-
-
-def _map_key(key: Any) -> Any:
-    """A map key as MessageToDict writes it (text), so the JSON can be found by it."""
-    return ("true" if key else "false") if isinstance(key, bool) else str(key)
-
-
-def _sub_anys(message: Message, path: list[Any]) -> Any:
-    if message.DESCRIPTOR.full_name == ANY:
-        yield path, message
-    else:
-        yield from _anys(message, path)
-
-
-def _any_json(message: Any, pool: Types, depth: int) -> Any:
-    url = message.type_url
-    if not url and not message.value:
-        return {}
-    target = pool.find(url)
-    inner = None
-    if target is not None and depth < MAX_ANY_DEPTH:
-        try:
-            inner = message_class(target).FromString(message.value)
-        except Exception:  # the bytes do not parse as that type
-            inner = None
-    if inner is None:
-        return {"@type": url, "@value": base64.b64encode(message.value).decode("ascii")}
-    body = _to_json(inner, pool, depth + 1)
-    if target.full_name in SPECIAL_JSON or target.full_name == ANY:
-        return {"@type": url, "value": body}
-    return {"@type": url, **body}
