@@ -45,7 +45,7 @@ from .signature import AccessKey, Refused, Verifier
 from .standin_http import handler
 
 API = "/api/v2/services"
-KEPT_REQUESTS = 1000
+KEPT_REQUESTS = 100  # signed requests only, each body under 1 MiB: at most ~100 MiB
 _HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -89,7 +89,7 @@ class LocalEas:
 
     ``access_key`` is the pair requests must be signed with (an ``AccessKey`` or ``(id, secret)``;
     default: a generated one, in ``self.access_key``). ``log(name, line)`` is called with each
-    line a service prints. ``requests`` keeps the last 1000 requests.
+    line a service prints. ``requests`` keeps the last 100 signed requests.
     """
 
     def __init__(
