@@ -27,7 +27,8 @@ from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
 from .errors import ClosedError, EasnbError, EndpointError
 from .fork import aio_usable, note_aio
-from .frames import frame_to_inputs, is_frame
+from .frames import frame_to_inputs, frames_in, is_frame
+from .tensors import FrameInput
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
@@ -191,7 +192,11 @@ class AsyncConnection:
         if is_frame(inputs):
             meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
             inputs = frame_to_inputs(inputs, meta, columns)
-        data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
+        try:
+            data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
+        except FrameInput:  # a DataFrame as one input's value: its columns matched to that input's features
+            meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
+            data = encode_request(model, frames_in(inputs, meta), outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
 

@@ -23,7 +23,8 @@ from .endpoint import Endpoint
 from .errors import ClosedError, EasnbError, NotFoundError, from_rpc_error
 from .calls import DEFAULT, RetryPlan
 from .fork import watch
-from .frames import frame_to_inputs, is_frame
+from .frames import frame_to_inputs, frames_in, is_frame
+from .tensors import FrameInput
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
@@ -337,6 +338,10 @@ class Connection:
         model, inputs, outputs, version, request_id, _, _ = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, None, None, raw, 0, False, False, columns)
         if type(inputs) is not dict and is_frame(inputs):
             inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version), columns)
+        try:
+            return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
+        except FrameInput:  # a DataFrame as one input's value: its columns matched to that input's features
+            inputs = frames_in(inputs, self.cached_model_metadata(model, version))
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
     def stream(self, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,27 @@ def frame_to_inputs(
     if not meta.inputs:  # a model that declares no inputs (echo-like) takes each column as one
         return {c: Tensor(column_array(frame[original], c)) for c, original in zip(names, frame.columns)}
     return _matched(frame, meta, names)
+
+
+def frames_in(inputs: Any, meta: ModelMetadata) -> dict[str, Any]:
+    """``inputs`` (name -> value) with each DataFrame value made one tensor, its columns matched to the
+    features the model names for that input (by position, said once, where it names none)."""
+    items = inputs.items() if hasattr(inputs, "items") else inputs
+    declared = {t.name: t for t in meta.inputs}
+    out: dict[str, Any] = {}
+    for name, value in items:
+        tensor = declared.get(str(name))
+        if not is_frame(value):
+            out[name] = value
+        elif tensor is None:  # the model declares no such input: nothing to match the columns to
+            out[name] = np.column_stack([column_array(value[c], str(c)) for c in value.columns]) if len(value.columns) else value.to_numpy()
+        else:
+            names = declared_features(meta, tensor)
+            one = ModelMetadata(meta.name, meta.versions, meta.platform, (tensor,), (),
+                                {f"{tensor.name}.features": json.dumps(names)} if names else {})
+            object.__setattr__(one, "notes", meta.notes)  # said once per model, whichever way it came
+            out[name] = _matched(value, one, [str(c) for c in value.columns])[tensor.name]
+    return out
 
 
 def _mapped(frame: pd.DataFrame, meta: ModelMetadata, columns: dict[str, list[str]]) -> dict[str, Tensor]:

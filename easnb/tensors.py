@@ -62,6 +62,14 @@ _BY_KIND_SIZE = {
 }
 
 
+class FrameInput(TensorError):
+    """A DataFrame given as one input's value: matching its columns needs the model's metadata.
+
+    ``Connection.infer`` and ``easnb.aio``'s catch it and match the columns by name; elsewhere it
+    says what to pass instead.
+    """
+
+
 @dataclass(frozen=True)
 class Tensor:
     """An array with an explicit V2 datatype, e.g. ``Tensor(x, "BF16")`` for a float32 ``x``."""
@@ -106,6 +114,12 @@ def as_array(value: Any, name: str = "tensor", datatype: str = "") -> np.ndarray
     """
     if isinstance(value, np.ndarray):
         return from_string_dtype(value, name) if value.dtype.kind == "T" else value
+    if hasattr(value, "columns") and hasattr(value, "iloc"):
+        raise FrameInput(
+            f"Input {name!r} is a DataFrame, whose columns may be in another order than the model's features.",
+            hint=f"Pass the frame itself (conn.infer(model, df)) to match its columns by name, or "
+            f"{{{name!r}: df.to_numpy()}} to send them by position.",
+        )
     if hasattr(value, "to_numpy") and hasattr(value, "dtype") and type(value).__module__.startswith("pandas"):
         return from_pandas(value, name, datatype or "")
     if hasattr(value, "to_numpy"):

@@ -113,6 +113,26 @@ def test_the_reordered_iris_frame_through_easnb_aio(server: DemoServer, iris: pd
     assert reordered["label"].tolist() == right["label"].tolist()
 
 
+def test_a_frame_given_as_one_inputs_value_is_matched_by_name_too(conn: easnb.Connection, server: DemoServer, iris: pd.DataFrame) -> None:
+    right = conn.infer("iris", iris)["label"].tolist()
+    assert conn.infer("iris", {"features": iris[REORDERED]})["label"].tolist() == right
+    with pytest.raises(easnb.TensorError, match="names the features"):
+        conn.infer("iris", {"features": iris.rename(columns={"petal_width": "pw"})})
+    frame = pd.DataFrame({"b": [2.0], "a": [1.0]})
+    assert conn.infer("echo", {"x": frame})["x"].tolist() == [[2.0, 1.0]]  # the model declares nothing: position
+
+    async def main() -> list[Any]:
+        async with easnb.aio.connect(server.endpoint) as aconn:
+            return (await aconn.infer("iris", {"features": iris[REORDERED]}))["label"].tolist()
+
+    assert asyncio.run(main()) == right
+    from easnb.inference import encode_request
+
+    with pytest.raises(easnb.TensorError, match="is a DataFrame") as info:  # no metadata at hand: says what to pass
+        encode_request("iris", {"features": iris})
+    assert "to_numpy()" in info.value.hint
+
+
 def test_columns_that_are_not_the_named_features_are_refused_with_both_lists(conn: easnb.Connection, iris: pd.DataFrame) -> None:
     for frame in (iris.rename(columns={"petal_width": "pw"}), iris[list(IRIS_FEATURES[:3])], iris.assign(species="x")):
         with pytest.raises(easnb.TensorError) as info:
