@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from .errors import ReflectionError
 
 # files protobuf itself ships: google/protobuf/timestamp.proto is google.protobuf.timestamp_pb2
-_SHIPPED = re.compile(r"google/protobuf/(?:[a-z_]+/)?[a-z_]+\.proto")
+_SHIPPED = re.compile(r"google/protobuf/(?:compiler/)?[a-z_]+\.proto")
 
 
 @dataclass(frozen=True)

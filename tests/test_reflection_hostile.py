@@ -355,3 +355,15 @@ def test_an_unbuildable_file_is_a_reflection_error() -> None:
             conn.service("u.U")
         with pytest.raises(easnb.ReflectionError):  # asked again: refused again, nothing half-built was kept
             conn.service("u.U")
+
+
+def test_only_files_protobuf_ships_are_filled_in() -> None:
+    from easnb.descriptor_files import shipped
+
+    for name in ("google/protobuf/timestamp.proto", "google/protobuf/struct.proto", "google/protobuf/descriptor.proto",
+                 "google/protobuf/compiler/plugin.proto"):
+        proto = shipped(name)
+        assert proto is not None and proto.name == name
+    for name in ("google/protobuf/nope.proto", "google/protobuf/internal/x.proto", "google/protobuf/../../os.proto",
+                 "google/api/annotations.proto", "timestamp.proto"):
+        assert shipped(name) is None
