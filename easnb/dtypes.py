@@ -22,6 +22,8 @@ dtype('int64')
 
 from __future__ import annotations
 
+import datetime
+import numbers
 from typing import Any
 
 import numpy as np
@@ -141,11 +143,20 @@ def bytes_refusal(array: np.ndarray, name: str, error: TensorError) -> TensorErr
             return TensorError(
                 f"BYTES tensor {name!r} has a missing value ({item!r}) at flat index {index}.", hint=_FILL
             )
-        if isinstance(item, (bool, int, float, np.number, np.bool_)):
+        what = f"Tensor {name!r} is an object array holding {type(item).__name__} values (flat index {index}), not text"
+        if isinstance(item, (datetime.date, datetime.time, np.datetime64)):  # pandas' Timestamp is a datetime
+            return TensorError(f"{what}.", hint=_DATES)
+        if isinstance(item, (datetime.timedelta, np.timedelta64)):
+            return TensorError(f"{what}.", hint=_HINTS["m"])
+        if isinstance(item, (complex, np.complexfloating)):
+            return TensorError(f"{what}.", hint=_HINTS["c"])
+        if isinstance(item, (numbers.Number, np.bool_)):
             return TensorError(
-                f"Tensor {name!r} is an object array holding numbers ({item!r} at flat index {index}), so it "
+                f"Tensor {name!r} is an object array holding numbers ({str(item)[:40]} at flat index {index}), so it "
                 "would be sent as BYTES.",
                 hint="Give it a numeric dtype first: np.asarray(x, dtype=np.float64) (or int64).",
             )
+        if isinstance(item, (list, tuple, np.ndarray)):
+            return TensorError(f"{what}.", hint="Stack them into one array first: np.stack(list(x)) (they must share a shape).")
         return error
     return error

@@ -97,6 +97,11 @@ REFUSED = [  # (make, a word the hint must hold)
     pytest.param(lambda: pd.Series(pd.interval_range(0, 2)), "interval", id="interval"),
     pytest.param(lambda: np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]), "field", id="structured"),
     pytest.param(lambda: np.array([1, 2.5], dtype=object), "numeric dtype", id="object-of-numbers"),
+    pytest.param(lambda: np.array([__import__("decimal").Decimal("1.5")], dtype=object), "numeric dtype", id="object-of-Decimal"),
+    pytest.param(lambda: np.array([pd.Timestamp("2020-01-01")], dtype=object), "date", id="object-of-Timestamp"),
+    pytest.param(lambda: np.array([__import__("datetime").timedelta(1)], dtype=object), "duration", id="object-of-timedelta"),
+    pytest.param(lambda: np.array([1j, 2], dtype=object), "complex", id="object-of-complex"),
+    pytest.param(lambda: pd.Series([np.zeros(2), np.zeros(3)]), "np.stack", id="object-of-arrays"),
     pytest.param(series(["2020-01-01"], "timestamp[ns][pyarrow]"), "date", marks=needs_arrow, id="timestamp[pyarrow]"),
 ]
 
