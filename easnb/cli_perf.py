@@ -97,6 +97,13 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
     return 0
 
 
+def show(text: str) -> None:
+    """Print what a server sent (labels, names) with its control characters made visible, line by line."""
+    from .terminal import visible
+
+    print("\n".join(visible(line) for line in text.splitlines()))
+
+
 def compare(args: argparse.Namespace, connection: Callable[[argparse.Namespace], Any], read_token: Callable[..., Any]) -> int:
     from .compare import compare as run_compare
     from .connection import connect
@@ -108,17 +115,17 @@ def compare(args: argparse.Namespace, connection: Callable[[argparse.Namespace],
                              latency_samples=args.latency_samples)
     import pandas as pd
 
-    print(report.verdict)
-    print(f"A: {report.name_a}\nB: {report.name_b}")
+    show(report.verdict)
+    show(f"A: {report.name_a}\nB: {report.name_b}")
     with pd.option_context("display.max_columns", None, "display.width", 200):
         if report.outputs:
-            print(report.frame.to_string())
+            show(report.frame.to_string())
         if len(report.differing):
-            print(f"rows that differ ({len(report.differing)}; first 20):")
-            print(report.differing.head(20).to_string())
+            show(f"rows that differ ({len(report.differing)}; first 20):")
+            show(report.differing.head(20).to_string())
         if len(report.latency):
-            print("latency (ms):")
-            print(report.latency.round(2).to_string())
+            show("latency (ms):")
+            show(report.latency.round(2).to_string())
     return 0 if report.same else 1
 
 

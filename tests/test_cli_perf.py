@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from easnb.demo import DemoServer
 from easnb.demo.models import IRIS_FEATURES, load_iris
 
@@ -76,3 +78,18 @@ def test_load_a_streaming_model(demo: DemoServer) -> None:
     assert out.returncode == 0, out.stderr
     level = json.loads(out.stdout)["levels"][0]
     assert level["tokens_per_request"] == 4 and level["ttft_p50_ms"] > 0 and level["itl_p50_ms"] > 0
+
+
+def test_compare_prints_server_text_harmlessly(demo: DemoServer) -> None:
+    data = json.dumps({"TEXT": ["\x1b[2Jcleared", "fine"]})
+    out = run("compare", demo.endpoint, demo.endpoint, "text", "--model-b", "echo", "--inputs", data,
+              "--latency-samples", "0", token=demo.token, env_b=demo.token)
+    assert out.returncode == 1 and "outputs only in A" in out.stdout and "\x1b" not in out.stdout
+
+
+def test_show_makes_control_characters_visible(capsys: pytest.CaptureFixture[str]) -> None:
+    from easnb.cli_perf import show
+
+    show("label \x1b[2Jcleared\u202e\nnext line")
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\u202e" not in printed and printed.splitlines()[1] == "next line"

@@ -78,9 +78,9 @@ def test_closed_loop_matches_the_known_service_time(slow: tuple[easnb.Connection
     assert 4.9 <= one.server_ms["compute_infer"] <= 12 and 4.9 <= service <= 12, (one.server_ms, four.server_ms)
     ceiling = 1000 / one.server_ms["compute_infer"]  # one request at a time: at most one per service time
     assert 0.5 * ceiling <= one.infer_per_s <= 1.02 * ceiling and one.infer_per_s <= 205 and 5.0 <= one.p50_ms <= 20, one
-    assert one.infer_per_s == pytest.approx(1000 / one.mean_ms, rel=0.15)
+    assert one.infer_per_s == pytest.approx(1000 / one.mean_ms, rel=0.25)
     assert 0.7 * 1000 / service <= four.infer_per_s <= 1.05 * 1000 / service, (four, service)
-    assert 15 <= four.p50_ms <= 45 and four.mean_ms == pytest.approx(4 * 1000 / four.infer_per_s, rel=0.15), four
+    assert 15 <= four.p50_ms <= 60 and four.mean_ms == pytest.approx(4 * 1000 / four.infer_per_s, rel=0.25), four
     assert four.server_ms["queue"] >= 1.5 * service, four.server_ms  # each caller waits for the three others
     assert report.split and four.requests == len(four.latency_ms) and not four.errors
     frame = report.frame
