@@ -46,7 +46,7 @@ from typing import Any
 
 import grpc
 
-from .unreachable import TLS_HINT, UNAVAILABLE_HINT, VPC_HINT, proxy_note, unavailable_hint  # noqa: F401 - re-exported
+from .unreachable import TLS_HINT, UNAVAILABLE_HINT, VPC_HINT, fork_hint, proxy_note, unavailable_hint  # noqa: F401 - re-exported
 
 from .redaction import holds, redact
 
@@ -356,6 +356,8 @@ def _hint(cls: type[EasnbError], details: str, context: dict[str, Any]) -> tuple
         hint = unavailable_hint(details, context)  # by cause: proxy, refused, DNS, TLS, timeout, ...
         if hint is not None:
             return cls, hint
+    if cls is DeadlineError and "in a forked process" in details:  # see easnb.fork
+        return cls, fork_hint()
     if cls is DeadlineError and context.get("timeout") is not None:
         hint = f"The call did not finish within {context['timeout']:g} s. {DeadlineError.default_hint}"
         return cls, hint + proxy_note(context)

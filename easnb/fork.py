@@ -1,11 +1,15 @@
 """Connections across ``os.fork`` (a ``multiprocessing`` pool with the fork start method).
 
 A forked child inherits the parent's gRPC state but none of its threads: a background
-loop's thread, gRPC's pollers and timers are gone. grpcio's own fork support
-(``GRPC_ENABLE_FORK_SUPPORT=1``, read once at import) does not cover this: it is off by
-default, it skips its fork handlers whenever another thread is inside gRPC (grpc.aio's
-poller always is), and it does not support grpc.aio at all. So a connection rebuilds its
-per-process state in the child itself (``os.register_at_fork``, no cost on the hot path):
+loop's thread, grpc.aio's poller. What grpcio 1.85 does about fork (measured, see
+tests/test_fork.py): with ``GRPC_ENABLE_FORK_SUPPORT`` unset, gRPC core resets its own
+event engine in the child, so new channels work there, but the Python-level fork support
+stays off, grpc.aio cannot start again in a child of a process where it ran, and channels
+made before the fork share the parent's connections. Setting it to 1 adds nothing for
+this (its handlers are skipped while grpc.aio's poller is inside gRPC, which is always);
+setting it to 0 turns the core's reset off too, and then no call works in the child.
+So easnb relies on neither: a connection rebuilds its per-process state in the child
+itself (``os.register_at_fork``, no cost on the hot path):
 
 - its background loop (``infer_frame``) is dropped, and made anew on first use; in a
   process whose parent had grpc.aio running, it sends over the sync channel's futures,
@@ -13,7 +17,8 @@ per-process state in the child itself (``os.register_at_fork``, no cost on the h
 - a channel it opened is opened again, with its own TCP connection (a channel argument
   naming the process keeps gRPC from sharing the parent's); on it, and on a channel the
   caller passed in, every call with one reply waits at most its deadline plus ``MARGIN``
-  seconds, even if gRPC's inherited timers are dead.
+  seconds, even if gRPC's inherited timers are dead (``GRPC_ENABLE_FORK_SUPPORT=0``): the
+  ``DeadlineError`` then says why and what to do.
 
 Objects inherited from the parent (old channels, loops) are kept, never closed nor
 collected: their clean-up would call into the parent's gRPC state.

@@ -149,6 +149,19 @@ def proxy_note(context: dict[str, Any]) -> str:
     )
 
 
+def fork_hint() -> str:
+    """For a call gRPC never ended in a forked child (``easnb.fork.Unanswered``)."""
+    import os
+
+    setting = os.environ.get("GRPC_ENABLE_FORK_SUPPORT")
+    off = setting is not None and setting.strip().lower() in ("0", "false", "no", "off")
+    cause = (
+        f"GRPC_ENABLE_FORK_SUPPORT={setting} turns off the fork handling gRPC needs in a child: unset it. "
+        if off else "gRPC's state inherited from the parent process does not work in this child. "
+    )
+    return cause + "Or start the worker processes fresh: multiprocessing.get_context('spawn')."
+
+
 def _ignored_note() -> str:
     ignored = ignored_variables()
     if not ignored:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 from typing import Any
 
@@ -132,3 +133,34 @@ def test_a_wait_on_a_loop_whose_thread_is_gone_ends(conn: easnb.Connection) -> N
         runner.run(coroutine)
     coroutine.close()
     assert time.monotonic() - started < 3
+
+
+def test_with_grpcs_fork_support_turned_off_a_child_fails_in_bounded_time_and_says_why() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import multiprocessing, time, numpy as np, easnb
+from easnb.demo import DemoServer
+SHARED = {}
+def child(_):
+    started = time.monotonic()
+    try:
+        SHARED["conn"].infer("iris", {"features": np.ones((2, 4), np.float32)}, timeout=1)
+        return "ok", time.monotonic() - started
+    except easnb.EasnbError as exc:
+        return type(exc).__name__ + "|" + exc.hint, time.monotonic() - started
+with DemoServer(token="t") as server, easnb.connect(server.endpoint, token="t") as conn:
+    conn.infer("iris", {"features": np.ones((2, 4), np.float32)})
+    SHARED["conn"] = conn
+    pool = multiprocessing.get_context("fork").Pool(1)
+    print(repr(pool.apply_async(child, (0,)).get(timeout=30)))
+    pool.terminate()
+"""
+    env = {**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "0"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said, seconds = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess's repr of a tuple
+    assert seconds < 1 + 2  # the deadline plus the margin, never a hang
+    if said != "ok":  # gRPC cannot work in this child: the error says why and what to do
+        assert said.startswith("DeadlineError|GRPC_ENABLE_FORK_SUPPORT=0 turns off") and "spawn" in said
