@@ -31,7 +31,7 @@ from triton import _free_port, ensure_venv, library_path  # noqa: E402  (bench/t
 MODEL = "gen"
 
 
-def serve(grpc_port: int, http_port: int, metrics_port: int, workspace: str) -> None:  # runs in the PyTriton venv
+def serve(grpc_port: int, http_port: int, metrics_port: int, workspace: str, verbose: int) -> None:  # in the PyTriton venv
     import numpy as np
     from pytriton.model_config import ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
@@ -56,11 +56,11 @@ def serve(grpc_port: int, http_port: int, metrics_port: int, workspace: str) -> 
 
     config = TritonConfig(grpc_address="127.0.0.1", grpc_port=grpc_port, http_address="127.0.0.1", http_port=http_port,
                           metrics_address="127.0.0.1", metrics_port=metrics_port, allow_metrics=False,
-                          log_verbose=1, exit_on_error=True)
+                          log_verbose=verbose, exit_on_error=True)
     with Triton(config=config, workspace=workspace) as triton:
         triton.bind(
             model_name=MODEL,
-            infer_func=[infer] * 4,  # four instances: requests on one stream run at once, their responses interleave
+            infer_func=[infer] * 2,  # two instances: requests on one stream run at once, their responses interleave
             inputs=[Tensor(name="text_input", dtype=np.bytes_, shape=(1,)),
                     Tensor(name="sampling_parameters", dtype=np.bytes_, shape=(1,), optional=True)],
             outputs=[Tensor(name="text_output", dtype=np.bytes_, shape=(1,)),
@@ -75,46 +75,70 @@ def _python(venv: Path) -> str:
     return str(venv / "bin" / "python")
 
 
-@contextlib.contextmanager
-def stream_server(timeout: float = 120) -> Iterator[tuple[str, Path]]:
-    """Start the decoupled model on loopback; yield ``(endpoint, tritonserver log)``; stop and clean up after."""
+def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for region in Path("/dev/shm").glob(f"pytrtion{proc.pid}-*"):  # the Python backend's shared memory, if left
+        region.unlink(missing_ok=True)
+
+
+def _start(venv: Path, work: Path, timeout: float, verbose: int) -> tuple[subprocess.Popen, str, Path]:  # type: ignore[type-arg]
+    """One try: the server process, its endpoint and log; ``RuntimeError`` when it does not become ready."""
     import easnb
 
+    ports = [_free_port() for _ in range(3)]
+    log_path = work / f"server-{ports[0]}.log"
+    env = {**os.environ, "LD_LIBRARY_PATH": library_path(venv) + os.pathsep + os.environ.get("LD_LIBRARY_PATH", ""),
+           "PYTHONPATH": ""}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([_python(venv), __file__, "--serve", *map(str, ports), str(work / f"workspace-{ports[0]}"), str(verbose)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    endpoint = f"127.0.0.1:{ports[0]}"
+    with easnb.connect(endpoint, timeout=2, retries=0) as conn:
+        ends = time.monotonic() + timeout
+        while True:
+            problem = "exited" if proc.poll() is not None else "did not become ready" if time.monotonic() > ends else ""
+            if problem:
+                _stop(proc)
+                raise RuntimeError(f"PyTriton {problem}:\n" + log_path.read_text()[-3000:])
+            try:
+                if conn.model_ready(MODEL):
+                    return proc, endpoint, log_path
+            except easnb.EasnbError:
+                pass
+            time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def stream_server(timeout: float = 120, tries: int = 3, verbose: int = 0) -> Iterator[tuple[str, Path]]:
+    """Start the decoupled model on loopback; yield ``(endpoint, tritonserver log)``; stop and clean up after.
+
+    ``verbose=1`` makes tritonserver log each stream's events (cancellations too), at a cost per response.
+
+    PyTriton gives its model's processes one second to find each other, which a loaded machine can
+    miss: a start that fails is tried again, up to ``tries`` times.
+    """
     venv = ensure_venv()
     before = set(Path(tempfile.gettempdir()).glob("folder*")) | set(Path("/tmp").glob("folder*"))
     work = Path(tempfile.mkdtemp(prefix="easnb-pytriton-"))
-    ports = [_free_port() for _ in range(3)]
-    log_path = work / "server.log"
-    log = open(log_path, "w")
-    env = {**os.environ, "LD_LIBRARY_PATH": library_path(venv) + os.pathsep + os.environ.get("LD_LIBRARY_PATH", ""),
-           "PYTHONPATH": ""}
-    proc = subprocess.Popen([_python(venv), __file__, "--serve", *map(str, ports), str(work / "workspace")],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    endpoint = f"127.0.0.1:{ports[0]}"
+    proc = None
     try:
-        with easnb.connect(endpoint, timeout=2, retries=0) as conn:
-            ends = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError("PyTriton exited:\n" + log_path.read_text()[-3000:])
-                try:
-                    if conn.model_ready(MODEL):
-                        break
-                except easnb.EasnbError:
-                    pass
-                if time.monotonic() > ends:
-                    raise RuntimeError("PyTriton did not become ready:\n" + log_path.read_text()[-3000:])
-                time.sleep(0.3)
+        for attempt in range(tries):
+            try:
+                proc, endpoint, log_path = _start(venv, work, timeout, verbose)
+                break
+            except RuntimeError:
+                if attempt == tries - 1:
+                    raise
         yield endpoint, log_path
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        if proc is not None:
+            _stop(proc)
         after = set(Path(tempfile.gettempdir()).glob("folder*")) | set(Path("/tmp").glob("folder*"))
         for left in after - before:
             shutil.rmtree(left, ignore_errors=True)
@@ -123,8 +147,8 @@ def stream_server(timeout: float = 120) -> Iterator[tuple[str, Path]]:
 
 def main() -> int:
     if sys.argv[1:2] == ["--serve"]:
-        grpc_port, http_port, metrics_port, workspace = sys.argv[2:6]
-        serve(int(grpc_port), int(http_port), int(metrics_port), workspace)
+        grpc_port, http_port, metrics_port, workspace, verbose = sys.argv[2:7]
+        serve(int(grpc_port), int(http_port), int(metrics_port), workspace, int(verbose))
         return 0
     with stream_server() as (endpoint, _):
         print(f"PyTriton's tritonserver ready on {endpoint} (decoupled model {MODEL!r}); Ctrl-C stops it", flush=True)

@@ -32,7 +32,7 @@ def triton() -> Iterator[tuple[str, Path]]:
         from stream_server import stream_server
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    with stream_server() as (endpoint, log):
+    with stream_server(verbose=1) as (endpoint, log):  # its log shows the cancellations
         yield endpoint, log
 
 

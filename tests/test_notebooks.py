@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_four_tutorials_are_there() -> None:
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
+def test_the_tutorials_are_there() -> None:
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
 
 
 @pytest.mark.timeout(300)
@@ -42,6 +42,9 @@ def test_notebook_runs_against_the_demo(path: Path, monkeypatch: pytest.MonkeyPa
         bars = [m["state"] for m in state if m["model_name"] in ("FloatProgressModel", "IntProgressModel")]
         assert bars and all(b["value"] == b["max"] and b["bar_style"] == "success" for b in bars), bars
         assert "TqdmExperimentalWarning" not in outputs
+    if path.stem.startswith("05"):  # the answer streamed, ended, failed with its id, and the workbench showed Generate
+        assert "finish reason: stop" in outputs and "failed: req-42 after 2 responses" in outputs
+        assert "Generate" in json.dumps(nb.metadata.get("widgets", {}))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
