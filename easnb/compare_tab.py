@@ -44,7 +44,7 @@ class CompareTab(w.VBox):
         self.where = w.VBox([self.other_button])
         self.rtol = w.FloatText(value=1e-5, description="rtol")
         self.atol = w.FloatText(value=1e-6, description="atol")
-        self.picker = DataPicker(source, infer_form)
+        self.picker = DataPicker(source, infer_form, prompt=False)
         self.button = w.Button(description="Compare", button_style="primary")
         self.button.on_click(lambda _: self.run())
         self.output = w.HTML()

@@ -22,21 +22,27 @@ from .perf_calls import saved_data, summary
 from .tensors import Tensor
 from .widgets import Background, connection_of
 
-SOURCES = ("Example", "Infer form", "DataFrame")
+SOURCES = ("Example", "Infer form", "DataFrame", "Prompt (streaming model)")
 
 
 class DataPicker(w.HBox):
     """Where a tab's data comes from: the model's Example, the Infer tab's form, or a DataFrame variable."""
 
-    def __init__(self, source: Any, infer_form: Any = None) -> None:
+    def __init__(self, source: Any, infer_form: Any = None, prompt: bool = True) -> None:
         self.source = source
         self.infer_form = infer_form
-        self.kind = w.Dropdown(description="Data", options=list(SOURCES), value="Example", layout=w.Layout(width="220px"))
+        options = list(SOURCES) if prompt else list(SOURCES[:3])
+        self.kind = w.Dropdown(description="Data", options=options, value="Example", layout=w.Layout(width="220px"))
         self.variable = w.Text(placeholder="DataFrame variable, e.g. df", layout=w.Layout(width="200px"))
-        super().__init__([self.kind, self.variable])
+        self.prompt = w.Text(placeholder="prompt, for a streaming text model", layout=w.Layout(width="300px"))
+        super().__init__([self.kind, self.variable, *([self.prompt] if prompt else [])])
 
     def data(self, model: str) -> tuple[Any, str]:
-        """The inputs to send (a dict of tensors, or a DataFrame) and, for a DataFrame, its name."""
+        """The inputs to send (a dict of tensors, a DataFrame, or a prompt) and, for a DataFrame, its name."""
+        if self.kind.value == SOURCES[3]:
+            if not self.prompt.value.strip():
+                raise EasnbError("Type a prompt for the streaming model.")
+            return self.prompt.value, ""
         if self.kind.value == "DataFrame":
             name = self.variable.value.strip()
             frame = _user_namespace().get(name) if name else None
@@ -134,6 +140,7 @@ class LoadTab(w.VBox):
             mode, values = self.mode.value, levels_of(self.levels.value)
             if mode == "concurrency" and all(v == int(v) for v in values):
                 values = [int(v) for v in values]
+            stream = isinstance(data, str)  # a prompt: generations, with time to first token
             request = {"model": model, "mode": mode, "levels": values, "seconds": self.seconds.value,
                        "warmup": self.warmup.value, **saved_data(data, frame_name)}
 
@@ -147,7 +154,7 @@ class LoadTab(w.VBox):
             self.report = self.history.record(
                 conn, "load", model, summary(request), request,
                 lambda: conn.load_test(model, data, seconds=self.seconds.value, warmup=self.warmup.value, progress=False,
-                                       on_level=on_level, cancel=self._cancel, **{mode: values}),
+                                       on_level=on_level, cancel=self._cancel, stream=stream, **{mode: values}),
             )
             self.chart.value = chart_svg(self.report.levels)
             self.output.value = report_html(self.report, chart=False)  # the chart is above

@@ -22,6 +22,8 @@ def saved_data(data: Any, frame_name: str = "") -> dict[str, Any]:
 
     if hasattr(data, "columns"):
         return {"frame": frame_name or "df", "rows": len(data)}
+    if isinstance(data, str):
+        return {"prompt": data}
     return {"inputs": saved_inputs(data)}
 
 
@@ -29,6 +31,8 @@ def summary(request: dict[str, Any]) -> str:
     """A short line for History's table."""
     if "frame" in request:
         data = f"DataFrame {request['frame']} ({request['rows']} rows)"
+    elif "prompt" in request:
+        data = f"prompt of {len(request['prompt'])} characters (streaming)"
     else:
         from .history import summarize_inputs
 
@@ -43,6 +47,8 @@ def _data_lines(r: dict[str, Any]) -> tuple[list[str], str]:
 
     if "frame" in r:
         return [f"# {r['frame']}: your DataFrame ({r['rows']} rows)"], r["frame"]
+    if "prompt" in r:
+        return [f"prompt = {r['prompt']!r}"], "prompt"
     inputs = ",\n    ".join(
         f'"{n}": easnb.Tensor({_array_literal(t["array"], t["datatype"])}, "{t["datatype"]}")' for n, t in r["inputs"].items()
     )
@@ -57,8 +63,9 @@ def easnb_code(call: Call) -> str:
     data_lines, data = _data_lines(r)
     lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call), *data_lines]
     if call.kind == "load":
+        stream = ", stream=True" if "prompt" in r else ""
         lines.append(f"report = conn.load_test({r['model']!r}, {data}, {r['mode']}={list(r['levels'])!r}, "
-                     f"seconds={r['seconds']!r}, warmup={r['warmup']!r})")
+                     f"seconds={r['seconds']!r}, warmup={r['warmup']!r}{stream})")
         lines.append("report  # a table and a chart; report.frame, report.to_json()")
         return "\n".join(lines) + "\n"
     other = "conn"

@@ -86,3 +86,15 @@ def test_compare_tab_two_models_and_a_second_endpoint(conn: easnb.Connection, de
     assert "identical" in tab.output.value, tab.output.value
     assert "other = easnb.connect(" in history.code(len(history) - 1) and demo.token not in history.code(len(history) - 1)
     other.connection.close()
+
+
+def test_load_tab_streaming_model(conn: easnb.Connection) -> None:
+    history = History()
+    tab = LoadTab(conn, history=history)
+    tab.model_field.value, tab.levels.value, tab.seconds.value, tab.warmup.value = "textgen", "1", 0.5, 0.1
+    tab.picker.kind.value, tab.picker.prompt.value = "Prompt (streaming model)", "one two three <b>four</b>"
+    tab.start(wait=True)
+    assert tab.report is not None and tab.report.levels[0].stream["ttft_p50_ms"] > 0, tab.output.value
+    assert "ttft_p50_ms" in tab.output.value and "<b>four" not in tab.output.value
+    code = history.code(len(history) - 1)
+    assert "prompt = 'one two three <b>four</b>'" in code and "stream=True" in code
