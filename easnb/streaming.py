@@ -38,6 +38,7 @@ from .results import InferResult
 from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 
 PATH = method_path(V2_SERVICE, "ModelStreamInfer")
+SHOWN, DETAILS = 2000, 65536  # an in-stream error's characters in the message, and kept in details
 FLAVOURS = ("triton", "mlserver")
 _END = object()
 
@@ -136,6 +137,7 @@ class Stream:
                     self.finished = True
         except EasnbError as exc:
             self.finished = True
+            self._cancel_call()  # a reply easnb could not read leaves the call open: end it too
             if not hasattr(exc, "received"):
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise
@@ -176,10 +178,11 @@ def in_stream_error(stream: Any, result: InferResult | None, final: bool, error:
     context = getattr(stream, "_context", None)
     if context is None:  # one request's share of a shared stream: its owner's connection
         context = getattr(getattr(getattr(stream, "_owner", None), "conn", None), "error_context", None) or {}
-    error = redact(error, context.get("token"))
+    error = redact(error, context.get("token"))[:DETAILS]
+    shown = error if len(error) <= SHOWN else f"{error[:SHOWN]}... ({len(error)} characters: see error.details)"
     return StreamError(
         f"{stream.model} failed inside the stream (request id {stream.request_id!r}) after "
-        f"{len(stream.responses)} responses: {error}",
+        f"{len(stream.responses)} responses: {shown}",
         request_id=result.id if result is not None and result.id else stream.request_id,
         final=final, received=tuple(stream.responses), details=error,
     )

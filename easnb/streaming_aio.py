@@ -80,6 +80,7 @@ class AsyncStream:
                     self.finished = True
         except EasnbError as exc:
             self.finished = True
+            self._call.cancel()  # a reply easnb could not read leaves the call open: end it too
             if not hasattr(exc, "received"):
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise

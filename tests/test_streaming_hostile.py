@@ -1,0 +1,86 @@
+"""conn.stream against servers that misbehave: garbage replies, a flood of text, foreign ids, no end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+
+import easnb
+from easnb import _proto
+from easnb.parameters import set_parameters
+from easnb.stream_wire import encode_stream_response
+
+INPUTS = {"text_input": np.array([b"x"], dtype=object)}
+
+
+def reply(request_id: str, text: bytes | None = None, final: bool = False) -> bytes:
+    r = _proto.ModelInferResponse(model_name="m", id=request_id)
+    set_parameters(r.parameters, {"triton_final_response": final})
+    if text is not None:
+        r.outputs.add(name="text_output", datatype="BYTES", shape=[1]).contents.bytes_contents.append(text)
+    return r.SerializeToString()
+
+
+def serve(answer: Callable[[bytes], Iterator[bytes]]) -> tuple[grpc.Server, str]:
+    def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for data in requests:
+            yield from answer(data)
+            return
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(handle)})
+    server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "says"),
+    [
+        (lambda _: iter([b"\xff\xff\xff"]), easnb.ServerError, "not a valid ModelStreamInferResponse"),
+        (lambda _: iter([encode_stream_response(reply("r", b"ok")), b"\x12\x05ab"]), easnb.ServerError, "truncated"),
+        (lambda _: iter([encode_stream_response(b"\x0a\xff")]), easnb.ServerError, "ModelInferResponse"),
+    ],
+)
+def test_garbage_replies_are_a_clear_error(answer, error, says) -> None:  # type: ignore[no-untyped-def]
+    server, endpoint = serve(answer)
+    try:
+        with easnb.connect(endpoint) as conn, pytest.raises(error, match=says) as caught:
+            conn.stream("m", INPUTS, flavour="triton").collect()
+        assert caught.value.__context__ is None or not isinstance(caught.value.__context__, grpc.RpcError)
+    finally:
+        server.stop(None)
+
+
+def test_a_flood_of_error_text_is_bounded() -> None:
+    flood = "E" * 5_000_000
+    server, endpoint = serve(lambda _: iter([encode_stream_response(reply("r", final=True), flood)]))
+    try:
+        with easnb.connect(endpoint) as conn, pytest.raises(easnb.StreamError) as caught:
+            conn.stream("m", INPUTS, flavour="triton").collect()
+        assert len(str(caught.value)) < 3000 and len(caught.value.details) == 65536
+    finally:
+        server.stop(None)
+
+
+def test_foreign_ids_on_a_shared_stream_are_ignored_and_no_end_times_out() -> None:
+    def answer(data: bytes) -> Iterator[bytes]:
+        yield encode_stream_response(reply("someone-else", b"not yours", final=True))
+        time.sleep(5)
+
+    server, endpoint = serve(answer)
+    try:
+        with easnb.connect(endpoint) as conn, conn.open_stream("m", flavour="triton") as shared:
+            mine = shared.submit(INPUTS, first_response_timeout=0.5)
+            started = time.monotonic()
+            with pytest.raises(easnb.DeadlineError, match="first_response_timeout"):
+                mine.collect()
+            assert time.monotonic() - started < 3 and mine.responses == []
+    finally:
+        server.stop(None)
