@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html as _html
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -36,6 +36,18 @@ class Markup(str):
     def join(self, parts: Iterable[Any]) -> Markup:  # type: ignore[override]
         return Markup(str.join(self, (escape(p) for p in parts)))
 
+    def format(self, *args: Any, **values: Any) -> Markup:  # type: ignore[override]
+        return html(self, *args, **values)
+
+    def __mod__(self, values: Any) -> Markup:
+        if isinstance(values, tuple):
+            escaped: Any = tuple(_operand(v) for v in values)
+        elif isinstance(values, Mapping):
+            escaped = {k: _operand(v) for k, v in values.items()}
+        else:
+            escaped = _operand(values)
+        return Markup(str.__mod__(self, escaped))
+
     def __repr__(self) -> str:
         return f"Markup({str.__repr__(self)})"
 
@@ -49,6 +61,11 @@ def escape(value: Any) -> Markup:
     if hasattr(value, "__html__"):
         return Markup(value.__html__())
     return Markup(_html.escape(str(value), quote=True))
+
+
+def _operand(value: Any) -> Any:
+    """A ``%`` operand: numbers as they are (for ``%d``, ``%.1f``; they hold no markup), the rest escaped."""
+    return value if isinstance(value, (int, float)) else escape(value)
 
 
 class _Formatter(string.Formatter):

@@ -75,6 +75,9 @@ def test_html_escapes_values_and_keeps_its_own_markup() -> None:
     assert join(["<a>", Markup("<br>")], "<hr>") == "&lt;a&gt;<hr><br>"
     assert text("</pre><script>") == "<pre class='easnb-text'>&lt;/pre&gt;&lt;script&gt;</pre>"
     assert isinstance(html("{}", 1), Markup) and isinstance(join([]), Markup)
+    assert Markup("<b>{}</b>").format("<i>") == "<b>&lt;i&gt;</b>" == Markup("<b>%s</b>") % "<i>"
+    assert Markup("<b>%s %s %d</b>") % ("<i>", Markup("<br>"), 3) == "<b>&lt;i&gt; <br> 3</b>"
+    assert Markup("<b>%(a)s</b>") % {"a": "<i>"} == "<b>&lt;i&gt;</b>"
 
 
 @settings(max_examples=300, deadline=None)
