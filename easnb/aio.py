@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -21,7 +21,7 @@ import grpc.aio
 from . import _proto, arguments
 from ._proto import V2_SERVICE, method_path
 from .channel import refuse_pickle
-from .calls import DEFAULT, RetryPlan
+from .calls import DEFAULT, RetryPlan, Unary, arun_plan
 from .connection import is_unknown_model, model_metadata_from
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
@@ -33,6 +33,12 @@ from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
 from .settings import Settings, make_settings
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .discovery import Discovery
+    from .reflection import Reflection
+    from .repository import ModelIndex
 
 _SMALL_CALLS = {
     "ServerLive": (_proto.ServerLiveRequest, _proto.ServerLiveResponse),
@@ -54,9 +60,12 @@ class AsyncConnection:
         endpoint: str | Endpoint | Settings,
         token: str | Token | None = None,
         timeout: float | None = 5.0,
+        *,
+        channel: grpc.aio.Channel | None = None,
         **options: Any,
     ) -> None:
-        """``AsyncConnection(settings)``, or the arguments of ``easnb.aio.connect()``."""
+        """``AsyncConnection(settings)``, or the arguments of ``easnb.aio.connect()``; ``channel=`` a ready
+        ``grpc.aio`` channel to use instead of opening one (it is not closed with the connection)."""
         if isinstance(endpoint, Settings):
             if token is not None or options:
                 raise EasnbError("AsyncConnection(settings) takes no other settings.", hint="Use settings.replace(...) first.")
@@ -73,6 +82,8 @@ class AsyncConnection:
         self.retries = settings.retries
         self.headers = dict(settings.headers)
         self.channel: grpc.aio.Channel | None = None
+        self._given = channel
+        self._twin: Connection | None = None  # a sync connection for blocking look-ups (reflection, .proto)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
@@ -97,14 +108,14 @@ class AsyncConnection:
                     hint="Make one connection per event loop: call easnb.aio.connect(...) inside it.",
                 )
             return
-        if not aio_usable():
+        if self._given is None and not aio_usable():
             raise EasnbError(
                 "grpc.aio cannot run in a process forked from one where it ran (a limit of gRPC itself).",
                 hint="Use the sync easnb.connect(...) in this process (its infer_frame works after a fork), "
                 "or start worker processes with multiprocessing.get_context('spawn').",
             )
         note_aio()
-        self.channel = self.settings.open_aio_channel()
+        self.channel = self.settings.open_aio_channel() if self._given is None else self._given
         self._loop = loop
         self._stubs = {
             name: self.channel.unary_unary(
@@ -113,6 +124,7 @@ class AsyncConnection:
             for name, (req, resp) in _SMALL_CALLS.items()
         }
         self._infer = self.channel.unary_unary(method_path(V2_SERVICE, "ModelInfer"))
+        self._path_stubs: dict[str, Any] = {}
 
     async def _call(
         self, method: str, request: Any, timeout: float | None, retries: int, headers: Headers | None = None
@@ -122,7 +134,9 @@ class AsyncConnection:
             raise _closed_error()
         self._open()
         stub = self._infer if method == "ModelInfer" else self._stubs[method]
-        metadata = self.metadata_for(headers)
+        return await self._send(method, stub, request, timeout, retries, self.metadata_for(headers))
+
+    async def _send(self, method: str, stub: Any, request: Any, timeout: Any, retries: int, metadata: Any) -> Any:
         seconds = self.timeout if timeout is DEFAULT else timeout
         plan = RetryPlan(method, seconds, retries, self.error_context)
         for attempt in plan.attempts():
@@ -214,6 +228,103 @@ class AsyncConnection:
 
         return generate(self, model, prompt, **sampling)
 
+    # -- as Connection: the plans of easnb.calls, run on this loop ------------------------------
+
+    @property
+    def has_token(self) -> bool:
+        return self.settings.token is not None
+
+    @property
+    def metadata(self) -> Any:
+        """The call metadata: the token and the connection's headers (its repr hides the token)."""
+        return self.settings.metadata
+
+    @property
+    def keepalive(self) -> Any:
+        return self.settings.keepalive
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise _closed_error()
+
+    def deadline(self, timeout: float | None = DEFAULT) -> float | None:
+        return self.timeout if timeout is DEFAULT else timeout
+
+    async def unary(self, step: Unary) -> Any:
+        """One ``Unary`` step of a plan, on this channel."""
+        self.check_open()
+        self._open()
+        stub = self._path_stubs.get(step.path)
+        if stub is None:
+            assert self.channel is not None
+            stub = self._path_stubs[step.path] = self.channel.unary_unary(
+                step.path, request_serializer=type(step.request).SerializeToString, response_deserializer=step.reply.FromString
+            )
+        return await self._send(step.path, stub, step.request, step.timeout, self.retries if step.idempotent else 0,
+                                self.settings.metadata)
+
+    async def cached_model_metadata(self, name: str, version: str = "", headers: Headers | None = None) -> ModelMetadata:
+        """As ``Connection.cached_model_metadata``."""
+        cached = self._model_cache.get((name, version))
+        return cached if cached is not None else await self.model_metadata(name, version, headers=headers)
+
+    async def models(self, ready: bool = False) -> list[ModelIndex]:
+        """As ``Connection.models``."""
+        from .repository import index_plan
+
+        return await arun_plan(self, index_plan(self.endpoint.target, arguments.flag(ready, "ready")))
+
+    async def known_models(self) -> list[str]:
+        """As ``Connection.known_models``."""
+        from .repository import known_plan
+
+        return await arun_plan(self, known_plan(self.endpoint.target, list(dict.fromkeys(n for n, _ in self._model_cache))))
+
+    async def wait_until_ready(self, model: str | None = None, timeout: float = 600, progress: bool = True) -> str:
+        """As ``Connection.wait_until_ready``, without blocking the event loop."""
+        from .readiness import wait_plan
+
+        return await arun_plan(self, wait_plan(self.endpoint.target, self.timeout, *arguments.wait_call(model, timeout, progress)))
+
+    async def discover(self) -> Discovery:
+        """As ``Connection.discover``."""
+        from .discovery import discover_plan
+
+        return await arun_plan(self, discover_plan(self.endpoint.target, self.has_token))
+
+    async def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:
+        """As ``Connection.infer_frame``: the batches go on this connection's channel, in this loop."""
+        from .batch import frame_plan
+
+        return await arun_plan(self, frame_plan(self, model, frame, batch_size, concurrency, **options))
+
+    async def run_batches(self, run: Any, concurrency: int) -> None:
+        """``infer_frame``'s batches on this channel."""
+        self.check_open()
+        self._open()
+        await run.score(concurrency, self._infer)
+
+    async def reflection(self) -> Reflection:
+        """As ``Connection.reflection`` (asked off the event loop: reflection's client is blocking)."""
+        return await asyncio.to_thread(lambda: self._sync_twin().reflection())
+
+    async def services(self) -> list[str]:
+        """As ``Connection.services``."""
+        return (await self.reflection()).services()
+
+    def _sync_twin(self) -> Connection:
+        """The sync connection, made from the same settings, that blocking look-ups use."""
+        from .connection import Connection
+
+        self.check_open()
+        if self._twin is None:
+            self._twin = Connection(self.settings)
+        return self._twin
+
     # -- any other service ----------------------------------------------------------------
 
     async def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> Any:
@@ -221,14 +332,12 @@ class AsyncConnection:
 
         Server-streaming methods return an async iterator of replies.
         """
-        from .connection import Connection
         from .services import ServiceClient, resolve
 
         proto_or_name, name, include = arguments.service_call(proto_or_name, name, include)
 
         def look_up() -> Any:  # reflection and protoc are blocking: run them off the event loop
-            with Connection(self.settings) as probe:  # every setting: TLS roots, keepalive, limits, options
-                return resolve(probe, proto_or_name, name, include)
+            return resolve(self._sync_twin(), proto_or_name, name, include)  # every setting: TLS roots, keepalive, ...
 
         return ServiceClient(self, await asyncio.to_thread(look_up), aio=True)
 
@@ -258,10 +367,17 @@ class AsyncConnection:
         seconds = self.timeout if timeout is DEFAULT else timeout
         return make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
 
-    async def close(self) -> None:
+    async def close(self, replaced_by: str | None = None) -> None:
+        """Close the channel (unless it was handed in) and the sync twin, if made. Safe to call twice.
+
+        ``replaced_by`` is accepted as ``Connection.close`` takes it; a later call raises ``ClosedError``.
+        """
         if not self._closed:
             self._closed = True
-            if self.channel is not None:
+            twin, self._twin = self._twin, None
+            if twin is not None:
+                twin.close()
+            if self.channel is not None and self._given is None:
                 await self.channel.close()
 
     async def __aenter__(self) -> AsyncConnection:
@@ -288,8 +404,9 @@ def connect(
 ) -> AsyncConnection:
     """As ``easnb.connect``, for ``await``: endpoint and token default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``;
     ``connect(settings)`` uses another connection's settings (``conn.settings``)."""
+    channel = options.pop("channel", None)
     if isinstance(endpoint, Settings):
-        return AsyncConnection(endpoint, token, **options)
+        return AsyncConnection(endpoint, token, channel=channel, **options)
     endpoint = endpoint or os.environ.get("EASNB_ENDPOINT")
     if not endpoint:
         raise EndpointError("No endpoint was given and EASNB_ENDPOINT is not set.")
@@ -297,4 +414,4 @@ def connect(
     if problem is not None:
         raise problem
     settings = make_settings(endpoint, token, timeout, **options)
-    return AsyncConnection(settings)
+    return AsyncConnection(settings, channel=channel)

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from . import log
-from .calls import DEFAULT
+from .calls import DEFAULT, Ask, Plan, run_plan
 from .credentials import Headers
 from .errors import BatchError, EasnbError, TensorError, from_rpc_error  # noqa: F401 - BatchError importable from here
 from .inference import decode_response, encode_request
@@ -86,8 +86,13 @@ class _Shape:
         return None
 
 
-def infer_frame(
-    conn: Connection,
+def infer_frame(conn: Connection, model: str, frame: pd.DataFrame, *args: Any, **options: Any) -> pd.DataFrame:
+    """``frame_plan`` on a sync connection (see it for the arguments)."""
+    return run_plan(conn, frame_plan(conn, model, frame, *args, **options))
+
+
+def frame_plan(
+    conn: Any,
     model: str,
     frame: pd.DataFrame,
     batch_size: int = 1024,
@@ -103,7 +108,7 @@ def infer_frame(
     parameters: Mapping[str, Any] | None = None,
     headers: Headers | None = None,
     columns: dict[str, list[str]] | None = None,
-) -> pd.DataFrame:
+) -> Plan[pd.DataFrame]:
     """Score ``frame`` in batches; the result is aligned with ``frame.index``.
 
     - ``retries``: UNAVAILABLE and RESOURCE_EXHAUSTED batches are sent again with backoff.
@@ -134,7 +139,7 @@ def infer_frame(
     conn.check_open()
     seconds = conn.deadline(timeout)
     metadata = conn.metadata_for(headers)
-    meta = conn.cached_model_metadata(model, version, headers=headers)
+    meta = yield Ask("cached_model_metadata", (model, version), {"headers": headers})
     fixed = fixed_batch(meta)
     if fixed is not None:
         if len(frame) % fixed:
@@ -149,7 +154,7 @@ def infer_frame(
     run = _Run(conn, model, tensors, ranges, outputs, version, parameters, seconds, metadata, retries, retry_deadline)
     run.bar = _progress(len(frame), progress)
     try:
-        conn.background().run(run.score(concurrency))
+        yield Ask("run_batches", (run, concurrency))  # on the connection's own loop: sync or asyncio
     finally:
         if run.bar is not None:
             run.bar.close()
@@ -168,7 +173,7 @@ class _Run:
     encoding the request after next) while the following call flies."""
 
     def __init__(
-        self, conn: Connection, model: str, tensors: dict[str, Tensor], ranges: list[tuple[int, int]],
+        self, conn: Any, model: str, tensors: dict[str, Tensor], ranges: list[tuple[int, int]],
         outputs: list[str] | None, version: str, parameters: Mapping[str, Any] | None, seconds: float | None,
         metadata: Any, retries: int, retry_deadline: bool,
     ) -> None:
@@ -187,10 +192,11 @@ class _Run:
         self._sent: dict[int, float] = {}  # when each call in flight was sent (only when DEBUG is on)
         self._next = 0
 
-    async def score(self, concurrency: int) -> None:
+    async def score(self, concurrency: int, stub: Any) -> None:
+        """Send every batch with ``stub`` (bytes in, an awaitable of bytes out), ``concurrency`` at a time."""
         import asyncio
 
-        self._stub = self.conn.background().stub("/inference.GRPCInferenceService/ModelInfer")
+        self._stub = stub
         self.few = concurrency <= 4
         workers = [asyncio.ensure_future(self._work()) for _ in range(min(concurrency, len(self.ranges)))]
         try:

@@ -9,13 +9,19 @@ whether it may be sent again (idempotent). ``Connection`` and ``AsyncConnection`
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from . import log
 from .errors import DeadlineError, EasnbError, UnavailableError, from_rpc_error
+
+
+T = TypeVar("T")
 
 
 class _Default:
@@ -88,3 +94,91 @@ class RetryPlan:
             raise error
         log.retrying(self.method, self.context["target"], error, attempt + 1, pause)
         return pause
+
+
+# -- plans: feature logic written once, run by either executor ------------------------------------
+#
+# A plan is a generator that yields steps and gets each step's answer back (or its EasnbError
+# thrown in); ``run_plan`` drives it with a ``Connection``, ``arun_plan`` with an ``AsyncConnection``.
+# Feature modules (discovery, readiness, repository) are plans, so they depend on these steps and
+# on the names below, not on either connection class.
+
+
+@dataclass(frozen=True)
+class Unary:
+    """One unary call of any method: ``path``, the request message, the reply's class; retried on
+    UNAVAILABLE (the connection's ``retries``) when ``idempotent``."""
+
+    path: str
+    request: Any
+    reply: Any
+    timeout: Any = DEFAULT
+    idempotent: bool = True
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A connection method by name, with arguments: both connections have it (sync or as a coroutine)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Wait ``seconds`` (``time.sleep`` or ``asyncio.sleep``)."""
+
+    seconds: float
+
+
+Step = Unary | Ask | Pause
+Plan = Generator[Step, Any, T]
+
+
+class Executor(Protocol):
+    """What a plan needs of a connection, besides the methods its ``Ask`` steps name."""
+
+    endpoint: Any
+    timeout: float | None
+    has_token: bool
+
+    def unary(self, step: Unary) -> Any: ...
+
+
+def run_plan(conn: Any, plan: Plan[T]) -> T:
+    """Drive ``plan`` with a sync ``Connection``."""
+    answer: Any = None
+    error: EasnbError | None = None
+    while True:
+        try:
+            step = plan.send(answer) if error is None else plan.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        answer, error = None, None
+        try:
+            if isinstance(step, Pause):
+                time.sleep(step.seconds)
+            else:
+                answer = conn.unary(step) if isinstance(step, Unary) else getattr(conn, step.method)(*step.args, **step.kwargs)
+        except EasnbError as exc:
+            error = exc
+
+
+async def arun_plan(conn: Any, plan: Plan[T]) -> T:
+    """Drive ``plan`` with an ``AsyncConnection``."""
+    answer: Any = None
+    error: EasnbError | None = None
+    while True:
+        try:
+            step = plan.send(answer) if error is None else plan.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        answer, error = None, None
+        try:
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+            else:
+                answer = await (conn.unary(step) if isinstance(step, Unary) else getattr(conn, step.method)(*step.args, **step.kwargs))
+        except EasnbError as exc:
+            error = exc

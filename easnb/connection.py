@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -21,7 +21,7 @@ from .channel import Keepalive, refuse_pickle
 from .credentials import CallMetadata, Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
 from .errors import ClosedError, EasnbError, NotFoundError, from_rpc_error
-from .calls import DEFAULT, RetryPlan
+from .calls import DEFAULT, RetryPlan, Unary, run_plan
 from .fork import watch
 from .frames import frame_to_inputs, frames_in, is_frame
 from .tensors import FrameInput
@@ -31,6 +31,12 @@ from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
 from .settings import Settings, make_settings
 
 __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
+
+if TYPE_CHECKING:
+    from .discovery import Discovery
+    from .reflection import Reflection
+    from .repository import ModelIndex
+    from .services import ServiceClient
 
 T = TypeVar("T")
 # codes under which servers other than KServe say a model is unknown (MLServer: "Model x not found")
@@ -109,6 +115,7 @@ class Connection:
                 ("ModelMetadata", _proto.ModelMetadataRequest, _proto.ModelMetadataResponse),
             )
         }
+        self._path_stubs: dict[str, Any] = {}  # plans' unary calls, by method path
         # bytes in, bytes out: easnb's codec writes and reads the wire format itself.
         self._infer = channel.unary_unary(method_path(V2_SERVICE, "ModelInfer"))
 
@@ -198,6 +205,19 @@ class Connection:
             time.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
         raise AssertionError("unreachable")
 
+    def unary(self, step: Unary) -> Any:
+        """One ``Unary`` step of a plan: any unary method, with this connection's metadata and errors."""
+        stub = self._path_stubs.get(step.path)
+        if stub is None:
+            stub = self._path_stubs[step.path] = self.channel.unary_unary(
+                step.path, request_serializer=type(step.request).SerializeToString, response_deserializer=step.reply.FromString
+            )
+        request, metadata = step.request, self.metadata
+        return self.call(
+            step.path, lambda seconds: stub(request, timeout=seconds, metadata=metadata), step.timeout,
+            self.retries if step.idempotent else 0,
+        )
+
     def _unary(
         self, name: str, request: Any, timeout: float | None, retries: int | None = None, headers: Headers | None = None
     ) -> Any:
@@ -261,24 +281,21 @@ class Connection:
         cached = self._model_cache.get((name, version))
         return cached if cached is not None else self.model_metadata(name, version, headers=headers)
 
-    def models(self, ready: bool = False) -> list[Any]:
+    def models(self, ready: bool = False) -> list[ModelIndex]:
         """The server's models with versions and states, from Triton's or MLServer's repository index.
 
         Raises ``UnimplementedError`` when the server has no index (KServe's V2 API has none);
         ``known_models()`` falls back to the names used on this connection.
         """
-        from .repository import repository_index
+        from .repository import index_plan
 
-        return repository_index(self, arguments.flag(ready, "ready"))
+        return run_plan(self, index_plan(self.endpoint.target, arguments.flag(ready, "ready")))
 
     def known_models(self) -> list[str]:
         """Model names to offer: the repository index's, else the ones used on this connection."""
-        try:
-            return sorted({m.name for m in self.models()})
-        except EasnbError as exc:
-            if exc.code != grpc.StatusCode.UNIMPLEMENTED:
-                raise
-            return list(dict.fromkeys(name for name, _ in self._model_cache))
+        from .repository import known_plan
+
+        return run_plan(self, known_plan(self.endpoint.target, list(dict.fromkeys(name for name, _ in self._model_cache))))
 
     def wait_until_ready(self, model: str | None = None, timeout: float = 600, progress: bool = True) -> str:
         """Block until the server (or ``model``) is ready, as while an EAS service deploys or scales.
@@ -288,9 +305,9 @@ class Connection:
         Returns what was found ready; raises ``DeadlineError`` with the last state after
         ``timeout`` seconds, and at once for a refused token.
         """
-        from .readiness import wait_until_ready
+        from .readiness import wait_plan
 
-        return wait_until_ready(self, *arguments.wait_call(model, timeout, progress))
+        return run_plan(self, wait_plan(self.endpoint.target, self.timeout, *arguments.wait_call(model, timeout, progress)))
 
     def infer(
         self,
@@ -420,7 +437,7 @@ class Connection:
 
     # -- any other service ----------------------------------------------------------------
 
-    def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> Any:
+    def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> ServiceClient:
         """A client for any gRPC service, with this connection's token, headers and errors.
 
         ``service("pkg.Service")`` asks the server's reflection for it (no ``.proto``
@@ -434,7 +451,7 @@ class Connection:
 
         return ServiceClient(self, resolve(self, *arguments.service_call(proto_or_name, name, include)))
 
-    def reflection(self) -> Any:
+    def reflection(self) -> Reflection:
         """The server's reflection (asked once per connection); raises ``UnimplementedError`` without it."""
         if self._reflection is None:
             from .reflection import reflect
@@ -447,11 +464,16 @@ class Connection:
         """The services the server offers, from its reflection (health included, reflection itself not; as ``easnb list``)."""
         return self.reflection().services()
 
-    def discover(self) -> Any:
+    def discover(self) -> Discovery:
         """What this endpoint speaks: V2 or not, health, the services reflection lists (see ``Discovery``)."""
-        from .discovery import discover
+        from .discovery import discover_plan
 
-        return discover(self)
+        return run_plan(self, discover_plan(self.endpoint.target, self.has_token))
+
+    def run_batches(self, run: Any, concurrency: int) -> None:
+        """``infer_frame``'s batches (an ``easnb.batch`` run) on this connection's background loop."""
+        loop = self.background()
+        loop.run(run.score(concurrency, loop.stub(method_path(V2_SERVICE, "ModelInfer"))))
 
     # -- lifecycle ----------------------------------------------------------------------
 

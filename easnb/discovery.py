@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import grpc
 
+from .calls import Ask, Plan
 from .errors import EasnbError, NotFoundError, UnimplementedError
 from .markup import html
-from .readiness import health_check
+from .readiness import health_plan
 from .results import ServerMetadata
 
-if TYPE_CHECKING:
-    from .connection import Connection
 
 _STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
@@ -67,33 +65,32 @@ class Discovery:
         return html("<div><b>{}</b>: {} ({:.1f} ms)</div>", self.endpoint, self.summary(), self.rtt_ms)
 
 
-def discover(conn: Connection) -> Discovery:
+def discover_plan(target: str, token_sent: bool) -> Plan[Discovery]:
     """Ask the endpoint what it speaks. A wrong token or an unreachable endpoint raise as any call does."""
     started = time.perf_counter()
     try:
-        live: bool | None = conn.live()
+        live: bool | None = yield Ask("live")
         v2 = True
     except UnimplementedError:
         live, v2 = None, False
     rtt_ms = (time.perf_counter() - started) * 1000
     ready, server = None, None
     if v2:
-        ready = conn.ready()
+        ready = yield Ask("ready")
         try:
-            server = conn.server_metadata()
+            server = yield Ask("server_metadata")
         except UnimplementedError:
             server = None
     try:
-        health: str | None = _STATUS.get(health_check(conn), "UNKNOWN")
+        health: str | None = _STATUS.get((yield from health_plan()), "UNKNOWN")
     except (UnimplementedError, NotFoundError):
         health = None
     try:
-        reflection = conn.reflection()
+        reflection = yield Ask("reflection")
         services: tuple[str, ...] | None = tuple(reflection.services())
         version: str | None = reflection.version
     except EasnbError as exc:  # no reflection offered, or grpcio-reflection not installed
         if exc.code not in (None, grpc.StatusCode.UNIMPLEMENTED):
             raise
         services, version = None, None
-    return Discovery(conn.endpoint.target, v2, conn.has_token, rtt_ms, live, ready, server, health, services, version)
-
+    return Discovery(target, v2, token_sent, rtt_ms, live, ready, server, health, services, version)

@@ -11,16 +11,14 @@ same messages, kept in easnb's private pool. KServe's V2 API has no index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import grpc
 
 from . import _proto
 from ._proto import MODEL_REPOSITORY_SERVICE, V2_SERVICE, method_path
+from .calls import Plan, Unary
 from .errors import UnimplementedError
 
-if TYPE_CHECKING:
-    from .connection import Connection
 
 PATHS = (method_path(V2_SERVICE, "RepositoryIndex"), method_path(MODEL_REPOSITORY_SERVICE, "RepositoryIndex"))
 
@@ -40,23 +38,26 @@ def _state(text: str) -> str:
     return text.rpartition(".")[2] if text.startswith("State.") else text
 
 
-def repository_index(conn: Connection, ready: bool = False) -> list[ModelIndex]:
+def index_plan(target: str, ready: bool = False) -> Plan[list[ModelIndex]]:
     """The server's models, from whichever index it offers; ``UnimplementedError`` when it has none."""
     request = _proto.RepositoryIndexRequest(ready=ready)
-    metadata = conn.metadata
     for path in PATHS:
-        stub = conn.channel.unary_unary(
-            path,
-            request_serializer=_proto.RepositoryIndexRequest.SerializeToString,
-            response_deserializer=_proto.RepositoryIndexResponse.FromString,
-        )
         try:
-            reply = conn.call(path, lambda s: stub(request, timeout=s, metadata=metadata), retries=conn.retries)
+            reply = yield Unary(path, request, _proto.RepositoryIndexResponse)
         except UnimplementedError:
             continue
         return [ModelIndex(m.name, m.version, _state(m.state), m.reason) for m in reply.models]
     raise UnimplementedError(
-        f"{conn.endpoint.target} offers no model repository index (Triton's or MLServer's).",
+        f"{target} offers no model repository index (Triton's or MLServer's).",
         code=grpc.StatusCode.UNIMPLEMENTED,
         hint="Ask for a model by name: conn.model_metadata('name'). KServe's V2 API has no list of models.",
     )
+
+
+def known_plan(target: str, used: list[str]) -> Plan[list[str]]:
+    """Model names to offer: the repository index's, else ``used`` (the names used on the connection)."""
+    try:
+        index = yield from index_plan(target)
+    except UnimplementedError:
+        return used
+    return sorted({m.name for m in index})
