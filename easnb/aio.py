@@ -413,5 +413,6 @@ def connect(
     token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
     if problem is not None:
         raise problem
+    arguments.keywords(make_settings, options, "connect")
     settings = make_settings(endpoint, token, timeout, **options)
     return AsyncConnection(settings, channel=channel)

@@ -324,3 +324,20 @@ def compare_call(
         optional_text(version_b, "version_b"), number(rtol, "rtol"), number(atol, "atol"),
         count(batch_size, "batch_size", 1), count(latency_samples, "latency_samples"), flag(progress, "progress"),
     )
+
+
+def keywords(function: Any, given: Mapping[str, Any], call: str) -> None:
+    """Refuse keyword arguments ``function`` does not take, naming the nearest it does (a typo's fix)."""
+    import difflib
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    known = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, 1)
+            raise ArgumentError(
+                f"{call}() takes no argument {name!r}" + (f"; did you mean {close[0]!r}?" if close else "."),
+                hint=f"It takes {', '.join(n for n in known if n not in ('self', 'conn'))}.",
+                argument=str(name),
+            )

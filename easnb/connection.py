@@ -78,6 +78,7 @@ class Connection:
             token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
             if problem is not None:
                 raise problem
+            arguments.keywords(make_settings, options, "connect")
             settings = make_settings(endpoint, token, timeout, **options)
         #: everything this connection was made with (frozen; the token masked in its repr)
         self.settings = settings
@@ -409,6 +410,7 @@ class Connection:
         """
         from .batch import infer_frame
 
+        arguments.keywords(infer_frame, options, "infer_frame")
         return infer_frame(self, model, frame, batch_size, concurrency, **options)
 
     def model_statistics(self, model: str = "", version: str = "", timeout: float | None = None) -> Any:
@@ -587,5 +589,6 @@ def connect(
     token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
     if problem is not None:
         raise problem
+    arguments.keywords(make_settings, options, "connect")
     settings = make_settings(endpoint, token, timeout, **options)
     return Connection(settings, channel=channel)
