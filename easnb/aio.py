@@ -300,6 +300,7 @@ class AsyncConnection:
         """As ``Connection.infer_frame``: the batches go on this connection's channel, in this loop."""
         from .batch import frame_plan
 
+        arguments.keywords(frame_plan, options, "infer_frame")
         return await arun_plan(self, frame_plan(self, model, frame, batch_size, concurrency, **options))
 
     async def run_batches(self, run: Any, concurrency: int) -> None:

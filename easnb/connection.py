@@ -408,9 +408,9 @@ class Connection:
         or with ``errors="keep"`` come back as rows with an ``error`` column.
         Ctrl-C cancels what is in flight.
         """
-        from .batch import infer_frame
+        from .batch import frame_plan, infer_frame
 
-        arguments.keywords(infer_frame, options, "infer_frame")
+        arguments.keywords(frame_plan, options, "infer_frame")
         return infer_frame(self, model, frame, batch_size, concurrency, **options)
 
     def model_statistics(self, model: str = "", version: str = "", timeout: float | None = None) -> Any:

@@ -146,11 +146,17 @@ def test_the_rest_converts_what_is_unambiguous() -> None:
         assert offline.encode_infer("m", {"x": easnb.Tensor(np.ones(2), "fp32")}) == offline.encode_infer("m", {"x": np.ones(2, np.float32)})
 
 
+async def _aio_frame(conn: easnb.Connection, **options: Any) -> Any:
+    async with easnb.aio.connect(conn.settings) as aconn:
+        return await aconn.infer_frame("iris", FRAME, progress=False, **options)
+
+
 def test_a_misspelt_option_is_named_with_the_nearest(conn: easnb.Connection) -> None:
     for call, wrong, right in ((lambda: easnb.connect("localhost:1", tiemout=3), "tiemout", "timeout"),
                                (lambda: easnb.aio.connect("localhost:1", max_mesage_bytes=3), "max_mesage_bytes", "max_message_bytes"),
                                (lambda: easnb.Connection("localhost:1", keep_alive=3), "keep_alive", "keepalive"),
-                               (lambda: conn.infer_frame("iris", FRAME, colums={}), "colums", "columns")):
+                               (lambda: conn.infer_frame("iris", FRAME, colums={}), "colums", "columns"),
+                               (lambda: asyncio.run(_aio_frame(conn, errros="keep")), "errros", "errors")):
         with pytest.raises(ArgumentError, match=f"no argument '{wrong}'; did you mean '{right}'") as info:
             call()
         assert info.value.argument == wrong
