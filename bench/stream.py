@@ -128,10 +128,10 @@ def contenders(endpoint: str) -> dict[str, Callable[[], Timing]]:
     }
 
 
-def run(contenders: dict[str, Callable[[], Timing]], rounds: int) -> dict[str, dict[str, list[float]]]:
+def run(contenders: dict[str, Callable[[], Timing]], rounds: int, warmup: int = 3) -> dict[str, dict[str, list[float]]]:
     """Per contender: ttft, per_token (wall, after the first) and cpu_per_token, in microseconds; turns taken request by request."""
     for call in contenders.values():
-        for _ in range(3):
+        for _ in range(warmup):
             call()
     out = {name: {"ttft": [], "per_token": [], "cpu_per_token": []} for name in contenders}
     for i in range(rounds):
@@ -167,7 +167,7 @@ def main() -> int:
     with stream_server() as (endpoint, _):
         print(f"Triton (PyTriton) decoupled model on {endpoint}: {TOKENS} tokens a request, no delay")
         print(machine())
-        results = run(contenders(endpoint), 3 if args.quick else args.rounds)
+        results = run(contenders(endpoint), 2 if args.quick else args.rounds, 1 if args.quick else 3)
         report(results)
         print(machine())
     return 0
