@@ -60,7 +60,8 @@ def test_failure_shows_hint_and_keeps_form(demo: DemoServer) -> None:
 def test_unreachable_endpoint_hint() -> None:
     widget = easnb.ConnectionWidget(endpoint="127.0.0.1:1", timeout=1)
     click_connect(widget)
-    assert "UnavailableError" in widget.error.value and "security group" in widget.error.value
+    assert "UnavailableError" in widget.error.value and "connection was refused" in widget.error.value  # the hint for what gRPC said
+    assert "check the port" in widget.error.value
 
 
 def test_prefill_from_environment(demo: DemoServer, monkeypatch: pytest.MonkeyPatch) -> None:
