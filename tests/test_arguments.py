@@ -96,8 +96,8 @@ def test_a_wrong_connect_argument_is_named(argument: str, bad: Any) -> None:
 
 
 ASYNC = [(call, base, arg, bad) for call, base, arg, bad in SYNC
-         if call in ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer", "service")
-         and arg not in ("columns",)]
+         if call in ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer", "service", "models",
+                     "wait_until_ready", "infer_frame")]
 
 
 @pytest.mark.parametrize(("call", "base", "argument", "bad"), _rows(ASYNC))

@@ -105,12 +105,17 @@ def test_the_reordered_iris_frame_gives_the_labels_of_the_ordered_one(conn: easn
 
 
 def test_the_reordered_iris_frame_through_easnb_aio(server: DemoServer, iris: pd.DataFrame) -> None:
-    async def main() -> tuple[Any, Any]:
+    async def main() -> tuple[Any, ...]:
         async with easnb.aio.connect(server.endpoint) as aconn:
-            return (await aconn.infer("iris", iris)).to_frame(), (await aconn.infer("iris", iris[REORDERED])).to_frame()
+            return (
+                (await aconn.infer("iris", iris)).to_frame(), (await aconn.infer("iris", iris[REORDERED])).to_frame(),
+                await aconn.infer_frame("iris", iris[REORDERED], batch_size=40, progress=False),
+                await aconn.infer_frame("iris", iris.iloc[:0], progress=False, errors="keep"),
+            )
 
-    right, reordered = asyncio.run(main())
-    assert reordered["label"].tolist() == right["label"].tolist()
+    right, reordered, scored, empty = asyncio.run(main())
+    assert reordered["label"].tolist() == right["label"].tolist() == scored["label"].tolist()
+    assert list(empty.columns) == [*right.columns, "error"] and len(empty) == 0
 
 
 def test_a_frame_given_as_one_inputs_value_is_matched_by_name_too(conn: easnb.Connection, server: DemoServer, iris: pd.DataFrame) -> None:
