@@ -137,7 +137,10 @@ def history_html(history: History) -> Markup:
     if not len(frame):
         return Markup("<i>No calls yet.</i>")
     frame["latency_ms"] = [f"{c.latency_ms:.1f}" for c in history.calls[: len(frame)]]  # as the Infer tab shows it
-    return frame_html(frame.iloc[::-1], max_rows=50) + latency_html(latencies)
+    from .history import LATENCY_MEANS
+
+    note = html("<div><small>latency_ms of each call: {}, measured once (its tab shows the same)</small></div>", LATENCY_MEANS)
+    return frame_html(frame.iloc[::-1], max_rows=50) + note + latency_html(latencies)
 
 
 def frame_html(frame: Any, max_rows: int = MAX_ROWS) -> Markup:
