@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .history import Call
 
 KINDS = ("load", "compare")
+MODES = ("concurrency", "rate")
 
 
 def saved_data(data: Any, frame_name: str = "") -> dict[str, Any]:
@@ -43,38 +44,48 @@ def summary(request: dict[str, Any]) -> str:
 
 
 def _data_lines(r: dict[str, Any]) -> tuple[list[str], str]:
-    from .codegen import _array_literal
+    import keyword
+
+    from .codegen import _array_literal, literal
 
     if "frame" in r:
-        return [f"# {r['frame']}: your DataFrame ({r['rows']} rows)"], r["frame"]
+        name = str(r["frame"])
+        plain = name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+        return [f"# {literal(name)}: your DataFrame ({int(r['rows'])} rows)"], name if plain else f"globals()[{literal(name)}]"
     if "prompt" in r:
-        return [f"prompt = {r['prompt']!r}"], "prompt"
+        return [f"prompt = {literal(r['prompt'])}"], "prompt"
     inputs = ",\n    ".join(
-        f'"{n}": easnb.Tensor({_array_literal(t["array"], t["datatype"])}, "{t["datatype"]}")' for n, t in r["inputs"].items()
+        f"{literal(n)}: easnb.Tensor({_array_literal(t['array'], t['datatype'])}, {literal(t['datatype'])})" for n, t in r["inputs"].items()
     )
     return [f"inputs = {{\n    {inputs}\n}}"], "inputs"
 
 
 def easnb_code(call: Call) -> str:
-    """A load test or comparison as easnb code to paste."""
-    from .codegen import _connect_line
+    """A load test or comparison as easnb code to paste.
+
+    Every name and number enters the code as a literal (``codegen.literal``); the DataFrame's
+    name becomes a bare name only when it is a plain identifier (else ``globals()[...]``).
+    """
+    from .codegen import _connect_line, literal
 
     r = call.request
     data_lines, data = _data_lines(r)
     lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call), *data_lines]
     if call.kind == "load":
+        if r["mode"] not in MODES:
+            raise EasnbError(f"A load test's mode is one of {', '.join(MODES)}, not {r['mode']!r}.")
         stream = ", stream=True" if "prompt" in r else ""
-        lines.append(f"report = conn.load_test({r['model']!r}, {data}, {r['mode']}={list(r['levels'])!r}, "
-                     f"seconds={r['seconds']!r}, warmup={r['warmup']!r}{stream})")
+        lines.append(f"report = conn.load_test({literal(r['model'])}, {data}, {r['mode']}={literal(list(r['levels']))}, "
+                     f"seconds={literal(r['seconds'])}, warmup={literal(r['warmup'])}{stream})")
         lines.append("report  # a table and a chart; report.frame, report.to_json()")
         return "\n".join(lines) + "\n"
     other = "conn"
     if r.get("endpoint_b"):
-        lines.append(f'other = easnb.connect({r["endpoint_b"]!r}, token=os.environ.get("EASNB_TOKEN_B"))')
+        lines.append(f'other = easnb.connect({literal(r["endpoint_b"])}, token=os.environ.get("EASNB_TOKEN_B"))')
         other = "other"
-    version = f", version_b={r['version_b']!r}" if r.get("version_b") else ""
-    lines.append(f"report = easnb.compare(conn, {other}, {r['model']!r}, {data}, model_b={r['model_b']!r}{version}, "
-                 f"rtol={r['rtol']!r}, atol={r['atol']!r})")
+    version = f", version_b={literal(r['version_b'])}" if r.get("version_b") else ""
+    lines.append(f"report = easnb.compare(conn, {other}, {literal(r['model'])}, {data}, model_b={literal(r['model_b'])}{version}, "
+                 f"rtol={literal(r['rtol'])}, atol={literal(r['atol'])})")
     lines.append("report  # the verdict first; report.differing, report.latency")
     return "\n".join(lines) + "\n"
 

@@ -331,3 +331,52 @@ def test_copied_service_code_sends_exactly_what_was_given(recording, tmp_path: P
         assert kitchen.received[-1] == {k: v for k, v in payload.items() if v is not None}
         assert sent_headers(recorder) == {**HOSTILE_HEADERS, "authorization": "Bearer tok-codegen-1234"}
     assert not list(tmp_path.iterdir())
+
+
+# -- load tests and comparisons (History's "load" and "compare" calls) --------------------------------
+
+
+def perf_call(kind: str, model: str, names: list[str], frame: str | None, prompt: str | None, endpoint_b: str) -> Call:
+    if frame is not None:
+        data: dict[str, Any] = {"frame": frame, "rows": 3}
+    elif prompt is not None:
+        data = {"prompt": prompt}
+    else:
+        data = {"inputs": {n: {"datatype": "BYTES" if i % 2 else "FP32",
+                               "array": np.array([[b"a'\""]], object) if i % 2 else np.array([[1.5, math.nan]], np.float32)}
+                           for i, n in enumerate(names)}}
+    if kind == "load":
+        request = {"model": model, "mode": "rate", "levels": [1.0, math.nan], "seconds": math.inf, "warmup": 0.5, **data}
+    else:
+        request = {"model": model, "model_b": model + "b", "version_b": model, "endpoint_b": endpoint_b,
+                   "rtol": math.nan, "atol": 1e-6, **data}
+    return Call(datetime.now(), kind, "127.0.0.1:1", False, model, "", "OK", 1.0, request, {})
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["load", "compare"]), model=ANY, names=st.lists(ANY, min_size=1, max_size=3, unique=True),
+       frame=st.none() | ANY, prompt=st.none() | ANY, endpoint_b=ANY)
+@example(kind="load", model="m", names=['x": __import__("os").system("id"), "y'], frame=None, prompt=None, endpoint_b="")
+@example(kind="compare", model="m", names=["x"], frame="df\n__import__('os').system('id')", prompt=None, endpoint_b="")
+@example(kind="compare", model="m", names=["x"], frame="os.system('id')", prompt=None, endpoint_b="")
+def test_load_and_compare_code_keeps_every_value_a_literal(kind, model, names, frame, prompt, endpoint_b) -> None:  # type: ignore[no-untyped-def]
+    """Input names come from a server's metadata (the Example), the DataFrame's name from a text field."""
+    call = perf_call(kind, model, names, frame, prompt, endpoint_b)
+    code = codegen.easnb(call)
+    tree = ast.parse(code)
+    allowed = {"easnb.connect", "os.environ.get", "easnb.Tensor", "np.array", "float", "reshape", "conn.load_test",
+               "easnb.compare", "globals"}
+    for node in ast.walk(tree):
+        assert not isinstance(node, (ast.Lambda, ast.NamedExpr, ast.FunctionDef, ast.ClassDef, ast.JoinedStr)), ast.unparse(node)
+        if isinstance(node, ast.Call):
+            name = dotted(node.func)
+            assert (name if not name.endswith(").reshape") else "reshape") in allowed, name
+    names_in_code = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert names_in_code <= {"os", "np", "easnb", "conn", "other", "inputs", "prompt", "report", "float", "object", "globals",
+                             *([frame] if frame is not None else [])}, names_in_code
+    report = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "report")  # type: ignore[attr-defined]
+    args = report.value.args  # type: ignore[attr-defined]
+    assert value(args[0] if kind == "load" else args[2]) == model
+    if frame is None and prompt is None:
+        assigned = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "inputs")  # type: ignore[attr-defined]
+        assert [value(k) for k in assigned.value.keys] == names  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ def test_load_tab_fills_the_chart_and_history(conn: easnb.Connection) -> None:
     call = history[-1]
     assert call.kind == "load" and call.status == "OK" and "concurrency 1,2" in call.summary
     code = history.code(len(history) - 1, "easnb")
-    assert "conn.load_test('iris', inputs, concurrency=[1, 2]" in code and TOKEN not in code
+    assert 'conn.load_test("iris", inputs, concurrency=[1, 2]' in code and TOKEN not in code
     with pytest.raises(easnb.EasnbError, match="many calls"):
         history.code(len(history) - 1, "grpcurl")
     with pytest.raises(easnb.EasnbError, match="Load tab"):
@@ -74,7 +74,7 @@ def test_compare_tab_two_models_and_a_second_endpoint(conn: easnb.Connection, de
     tab.run(wait=True)
     assert "differs on 6 of 150 rows" in tab.output.value and history[-1].kind == "compare"
     assert "DataFrame df (150 rows)" in history[-1].summary
-    assert "easnb.compare(conn, conn, 'iris', df, model_b='iris_v2'" in history.code(len(history) - 1)
+    assert 'easnb.compare(conn, conn, "iris", df, model_b="iris_v2"' in history.code(len(history) - 1)
     other = tab.other_widget()
     assert other.endpoint_field.value == "" and not other.has_token  # A's token never offered to B
     other.endpoint_field.value = demo.endpoint
@@ -97,4 +97,4 @@ def test_load_tab_streaming_model(conn: easnb.Connection) -> None:
     assert tab.report is not None and tab.report.levels[0].stream["ttft_p50_ms"] > 0, tab.output.value
     assert "ttft_p50_ms" in tab.output.value and "<b>four" not in tab.output.value
     code = history.code(len(history) - 1)
-    assert "prompt = 'one two three <b>four</b>'" in code and "stream=True" in code
+    assert 'prompt = "one two three <b>four</b>"' in code and "stream=True" in code
