@@ -154,10 +154,10 @@ class AsyncConnection:
         return await self._call(name, request, arguments.server_call(timeout, headers), self.retries, headers)
 
     async def live(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
-        return (await self._small("ServerLive", _proto.ServerLiveRequest(), timeout, headers)).live
+        return bool((await self._small("ServerLive", _proto.ServerLiveRequest(), timeout, headers)).live)
 
     async def ready(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
-        return (await self._small("ServerReady", _proto.ServerReadyRequest(), timeout, headers)).ready
+        return bool((await self._small("ServerReady", _proto.ServerReadyRequest(), timeout, headers)).ready)
 
     async def model_ready(
         self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
@@ -166,7 +166,7 @@ class AsyncConnection:
         name, version, timeout = arguments.model_call(name, version, timeout, headers)
         request = _proto.ModelReadyRequest(name=name, version=version)
         try:
-            return (await self._small("ModelReady", request, timeout, headers)).ready
+            return bool((await self._small("ModelReady", request, timeout, headers)).ready)
         except EasnbError as exc:
             if is_unknown_model(exc):
                 return False
@@ -205,7 +205,7 @@ class AsyncConnection:
         model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
         if is_frame(inputs):
             meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
-            inputs = frame_to_inputs(inputs, meta, columns)
+            inputs = frame_to_inputs(inputs, meta, None if columns is None else dict(columns))
         try:
             data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         except FrameInput:  # a DataFrame as one input's value: its columns matched to that input's features

@@ -89,7 +89,7 @@ class RetryPlan:
         if not isinstance(error, UnavailableError) or attempt == self.retries:
             raise error
         self.unavailable = error
-        pause = min(0.1 * 2**attempt, 1.0)
+        pause: float = min(0.1 * 2**attempt, 1.0)
         if self.ends is not None and time.monotonic() + pause >= self.ends:
             raise error
         log.retrying(self.method, self.context["target"], error, attempt + 1, pause)

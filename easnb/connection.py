@@ -202,7 +202,7 @@ class Connection:
             except grpc.RpcError as exc:
                 error = plan.failed(exc, started, attempt)
             else:
-                return plan.done(reply, started, attempt)
+                return plan.done(reply, started, attempt)  # type: ignore[no-any-return]
             time.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
         raise AssertionError("unreachable")
 
@@ -235,12 +235,12 @@ class Connection:
     def live(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
         """Whether the server is live."""
         timeout = arguments.server_call(timeout, headers)
-        return self._unary("ServerLive", _proto.ServerLiveRequest(), timeout, headers=headers).live
+        return bool(self._unary("ServerLive", _proto.ServerLiveRequest(), timeout, headers=headers).live)
 
     def ready(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> bool:
         """Whether the server is ready for inference."""
         timeout = arguments.server_call(timeout, headers)
-        return self._unary("ServerReady", _proto.ServerReadyRequest(), timeout, headers=headers).ready
+        return bool(self._unary("ServerReady", _proto.ServerReadyRequest(), timeout, headers=headers).ready)
 
     def model_ready(
         self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
@@ -254,7 +254,7 @@ class Connection:
         name, version, timeout = arguments.model_call(name, version, timeout, headers)
         request = _proto.ModelReadyRequest(name=name, version=version)
         try:
-            return self._unary("ModelReady", request, timeout, headers=headers).ready
+            return bool(self._unary("ModelReady", request, timeout, headers=headers).ready)
         except EasnbError as exc:
             if is_unknown_model(exc):
                 return False
@@ -355,7 +355,7 @@ class Connection:
         """The serialized request ``infer`` would send (DataFrames matched to the model's inputs)."""
         model, inputs, outputs, version, request_id, _, _ = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, None, None, raw, 0, False, False, columns)
         if type(inputs) is not dict and is_frame(inputs):
-            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version), columns)
+            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version), None if columns is None else dict(columns))
         try:
             return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         except FrameInput:  # a DataFrame as one input's value: its columns matched to that input's features
@@ -460,7 +460,8 @@ class Connection:
 
             self._reflection = reflect(self)
             self.error_context["offered"] = self._reflection.services()
-        return self._reflection
+        found: Reflection = self._reflection
+        return found
 
     def services(self) -> list[str]:
         """The services the server offers, from its reflection (health included, reflection itself not; as ``easnb list``)."""

@@ -48,7 +48,7 @@ def encode_request(
     if heads is not None and raw and outputs is None and not parameters and not request_id:
         plain = _plain_inputs(inputs)
         if plain is not None:
-            specs, buffers = plain
+            specs, plain_buffers = plain
             key = (model, version, specs)
             head = heads.get(key)
             if head is None:
@@ -58,12 +58,12 @@ def encode_request(
                 for name, datatype, shape in specs:
                     request.inputs.add(name=name, datatype=datatype, shape=shape)
                 head = heads[key] = request.SerializeToString(deterministic=True)
-            return wire.join(head, wire.RAW_INPUT_FIELD, buffers)
+            return wire.join(head, wire.RAW_INPUT_FIELD, plain_buffers)
     request = ModelInferRequest(model_name=model, model_version=version, id=request_id)
     if parameters:
         set_parameters(request.parameters, parameters)
     items = inputs.items() if isinstance(inputs, Mapping) else inputs
-    buffers = []
+    buffers: list[Any] = []
     for name, value in items:
         buffer, _ = encode_tensor(request.inputs.add(), str(name), value, raw=raw)
         if buffer is not None:
@@ -80,7 +80,8 @@ def encode_request(
                 set_parameters(requested.parameters, params)
     if sum(memoryview(b).nbytes for b in buffers) < wire.SMALL:  # small: protobuf's copy is cheaper
         request.raw_input_contents.extend(memoryview(b).tobytes() for b in buffers)
-        return request.SerializeToString(deterministic=True)
+        small: bytes = request.SerializeToString(deterministic=True)
+        return small
     head = request.SerializeToString(deterministic=True)
     return wire.join(head, wire.RAW_INPUT_FIELD, buffers)
 

@@ -216,7 +216,8 @@ def _flat_items(array: np.ndarray) -> list[object]:
     flat = array.reshape(-1)
     if flat.dtype.kind == "U":
         flat = np.char.encode(flat, "utf-8")
-    return flat.tolist()
+    items: list[object] = flat.tolist()
+    return items
 
 
 def encode_tensor(
@@ -243,7 +244,7 @@ def encode_tensor(
         from .arguments import mapping
         from .parameters import set_parameters
 
-        set_parameters(tensor.parameters, mapping(parameters, "Tensor.parameters", "Tensor(x, 'FP32', {'content_type': 'np'})"))
+        set_parameters(tensor.parameters, mapping(parameters, "Tensor.parameters", "Tensor(x, 'FP32', {'content_type': 'np'})") or {})
     if dt.name == "BYTES":
         if array.dtype.kind not in "OSU":
             raise _mismatch(name, array.dtype, dt)
@@ -303,10 +304,10 @@ def decode_tensor(
         if raw is not None:
             array = decode_bytes(raw, count, name)
         else:
-            values = list(contents.bytes_contents) if has_typed else []
-            _check_count(name, len(values), count)
+            found = list(contents.bytes_contents) if has_typed and contents is not None else []
+            _check_count(name, len(found), count)
             array = np.empty(count, dtype=object)
-            array[:] = values
+            array[:] = found
         if bytes_as_str:
             array = np.array([v.decode("utf-8", "replace") for v in array], dtype=object)
         return _reshape(array, shape, name)

@@ -112,7 +112,7 @@ def split(data: bytes, message_class: type[Message], field: int) -> tuple[Messag
             f"The server's reply is not a valid {message_class.DESCRIPTOR.name}: {exc}.",
             hint="The server, or something between it and you, sent a corrupt message.",
         ) from None
-    name = _field_name(message_class, field)
+    name = _field_name(message_class, field)  # type: ignore[arg-type]  # message classes hash by identity
     raws = [memoryview(b) for b in getattr(message, name)]
     message.ClearField(name)
     return message, raws
@@ -120,4 +120,4 @@ def split(data: bytes, message_class: type[Message], field: int) -> tuple[Messag
 
 @functools.lru_cache(maxsize=None)
 def _field_name(message_class: type[Message], field: int) -> str:
-    return message_class.DESCRIPTOR.fields_by_number[field].name
+    return str(message_class.DESCRIPTOR.fields_by_number[field].name)

@@ -20,6 +20,8 @@ from easnb.services import to_json
 
 from .kitchen import EVERYTHING, PROTO, Kitchen
 
+pytestmark = pytest.mark.core
+
 pytest.importorskip("grpc_reflection", reason="the proto extra (grpcio-reflection) is not installed")
 
 

@@ -17,6 +17,8 @@ from easnb.inference import decode_response
 from .test_endpoint import BAD as BAD_ENDPOINTS
 from .test_tensors import MALFORMED
 
+pytestmark = pytest.mark.core
+
 Case = Callable[[easnb.Connection, DemoServer], Any]
 
 

@@ -11,6 +11,8 @@ from easnb.demo import DemoServer
 
 from .conftest import free_port
 
+pytestmark = pytest.mark.core
+
 
 def run(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("EASNB_TOKEN", "EASNB_ENDPOINT")}

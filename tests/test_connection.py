@@ -10,6 +10,8 @@ from easnb.demo import DemoServer
 
 from .conftest import TOKEN
 
+pytestmark = pytest.mark.core
+
 
 def test_v2_calls(conn: easnb.Connection) -> None:
     assert conn.live() is True

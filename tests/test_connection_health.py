@@ -18,9 +18,11 @@ from easnb import _proto
 from easnb.demo import DemoServer
 from easnb.demo.server import SERVER_OPTIONS, V2Service, greeter_handler, v2_handler
 
-from .conftest import TOKEN, free_port
+from .conftest import TOKEN, eventually, free_port
 from .netparts import serve, unary_handler
 from .test_tls import tls_server  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.core
 
 # -- wait until ready -----------------------------------------------------------------------
 
@@ -232,9 +234,10 @@ def test_client_message_limit_is_named_as_the_clients(demo: DemoServer) -> None:
 
 
 def test_oversized_headers_and_concurrency_limits_are_told_apart() -> None:
-    gate = threading.Event()
+    gate, inside = threading.Event(), threading.Event()
 
     def slow(request: bytes, context: grpc.ServicerContext) -> bytes:
+        inside.set()
         gate.wait(5)
         return b""
 
@@ -246,7 +249,7 @@ def test_oversized_headers_and_concurrency_limits_are_told_apart() -> None:
             assert type(info.value) is easnb.ResourceExhaustedError and "headers" in info.value.hint
             stub = conn.channel.unary_unary("/t.S/Slow")
             first = stub.future(b"", timeout=5)
-            time.sleep(0.3)
+            eventually(inside.is_set)  # the one call the server allows is in flight
             with pytest.raises(easnb.ResourceExhaustedError) as info:
                 conn.live()
             assert "in flight" in info.value.hint

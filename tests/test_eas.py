@@ -6,6 +6,8 @@ import pytest
 
 from easnb import eas
 
+pytestmark = pytest.mark.core
+
 # The EAS guide's example configuration for the hello-world service, as printed there.
 SEED_JSON = """
 {

@@ -3,6 +3,8 @@ import pytest
 from easnb.endpoint import Endpoint, parse_endpoint
 from easnb.errors import EndpointError
 
+pytestmark = pytest.mark.core
+
 GOOD = [
     ("http://grpc-test.123456.cn-hangzhou.pai-eas.aliyuncs.com/", "grpc-test.123456.cn-hangzhou.pai-eas.aliyuncs.com:80", False),
     ("http://grpc-test.123456.vpc.cn-hangzhou.pai-eas.aliyuncs.com/", "grpc-test.123456.vpc.cn-hangzhou.pai-eas.aliyuncs.com:80", False),

@@ -21,6 +21,8 @@ from easnb.demo import DemoServer
 
 from .conftest import TOKEN, free_port
 
+pytestmark = pytest.mark.core
+
 #: Exceptions easnb defines that never reach a user, each with the reason.
 INTERNAL = {
     "easnb.fork.Unanswered": "a grpc.RpcError stand-in for a call gRPC never ended; from_rpc_error turns it into DeadlineError",

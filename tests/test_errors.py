@@ -4,6 +4,8 @@ import pytest
 from easnb import errors
 from easnb.errors import from_rpc_error
 
+pytestmark = pytest.mark.core
+
 
 class Fake(grpc.RpcError):
     def __init__(self, code: grpc.StatusCode, details: str = "d") -> None:

@@ -1,7 +1,11 @@
 import subprocess
 import sys
 
+import pytest
+
 import easnb
+
+pytestmark = pytest.mark.core
 
 EXPECTED = {
     "BatchError", "ClosedError", "ConfigError", "ControlPlaneError", "CredentialsError", "LoadTestError", "NameTakenError",

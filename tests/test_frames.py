@@ -6,6 +6,8 @@ import easnb
 from easnb.demo.models import IRIS_FEATURES, IRIS_SPECIES, load_iris
 from easnb.results import InferResult
 
+pytestmark = pytest.mark.core
+
 
 @pytest.fixture(scope="module")
 def iris_frame() -> tuple[pd.DataFrame, np.ndarray]:

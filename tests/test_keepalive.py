@@ -14,6 +14,8 @@ from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
 from .conftest import sleepy_model
 from .netparts import SilentDropProxy, serve
 
+pytestmark = pytest.mark.core
+
 
 def test_defaults_ping_idle_connections_at_an_interval_stock_servers_accept() -> None:
     options = dict(easnb.Keepalive().options())

@@ -17,6 +17,8 @@ from easnb.demo import DemoServer
 
 from .conftest import TOKEN, eventually
 
+pytestmark = pytest.mark.core
+
 FRAME = pd.DataFrame(np.ones((20, 4), np.float32))
 PROTO = "protos/helloworld.proto"
 

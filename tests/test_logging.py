@@ -19,6 +19,8 @@ from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
 from .conftest import TOKEN, DemoProcess, eventually, free_port
 from .netparts import SilentDropProxy, serve
 
+pytestmark = pytest.mark.core
+
 
 def _records(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "easnb" and r.levelno == level]

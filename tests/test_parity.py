@@ -12,12 +12,15 @@ import grpc
 import grpc.aio
 import numpy as np
 import pandas as pd
+import pytest
 
 import easnb
 import easnb.aio
 from easnb.demo import DemoServer
 
 from .conftest import TOKEN
+
+pytestmark = pytest.mark.core
 
 SYNC_ONLY = {
     "background": "the event loop a sync connection keeps for infer_frame; an AsyncConnection runs in the caller's loop",

@@ -43,6 +43,7 @@ def test_standard_field_numbers() -> None:
     assert methods == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
 
 
+@pytest.mark.network  # installs each protobuf major from the package index
 @pytest.mark.parametrize("protobuf", ["protobuf==5.29.*", "protobuf==6.33.*", "protobuf==7.*"])
 def test_imports_with_each_protobuf_major(protobuf: str, tmp_path: Path) -> None:
     """easnb's messages build on protobuf 5, 6 and 7 (installed alone into a side folder)."""

@@ -7,6 +7,8 @@ import pytest
 import easnb
 from easnb.demo import DemoServer
 
+pytestmark = pytest.mark.core
+
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = ROOT / "protos" / "helloworld.proto"
 

@@ -32,6 +32,8 @@ from easnb.demo.models import all_models
 from easnb.demo.server import OFFERED, V2Service, greeter_handler, v2_handler
 from easnb.settings import Settings, make_settings
 
+pytestmark = pytest.mark.core
+
 
 
 GREETER = "helloworld.GreeterService"
@@ -213,6 +215,7 @@ def _doctor(endpoint: str, options: dict[str, Any]) -> str:
 
 
 def _widget(endpoint: str, options: dict[str, Any]) -> str:
+    pytest.importorskip("ipywidgets")  # the core matrix runs without the widgets extra
     widget = easnb.ConnectionWidget(endpoint, **options)
     widget.connect(wait=True)
     if widget.connection is None:

@@ -11,6 +11,8 @@ from easnb._proto import ModelInferRequest, ModelInferResponse
 from easnb.inference import decode_response, encode_request
 from easnb.tensors import DATATYPES, _bf16_words, decode_bytes, decode_tensor, encode_bytes, encode_tensor
 
+pytestmark = pytest.mark.core
+
 NUMERIC = [d for d in DATATYPES.values() if d.name not in ("BYTES", "BF16")]
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5)
 

@@ -9,6 +9,8 @@ from easnb import ServerError, wire
 from easnb._proto import ModelInferRequest, ModelInferResponse
 from easnb.inference import decode_request, decode_response, encode_request
 
+pytestmark = pytest.mark.core
+
 names = st.text(min_size=1, max_size=8)
 
 
