@@ -13,6 +13,7 @@ it was due, so a slow server cannot hide its queue by slowing the client down.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -141,21 +142,23 @@ async def _open_sender(run: _Level, stub: Any, work: Workload, rate: float, begi
             code = _code(exc)
         record.keep(due, time.perf_counter(), code, work.rows[i], run.window)
 
-    for k in itertools.count():
+    first, last = math.ceil((run.window[0] - begin) * rate), math.ceil((run.window[1] - begin) * rate)  # due in the window
+    k = 0
+    while k < last and not run.stop.is_set():
         due = begin + k / rate
-        if due >= run.window[1] or run.stop.is_set():
-            break
-        pause = due - time.perf_counter()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        if run.window[0] <= due:
-            record.late.append(time.perf_counter() - due)
+        # behind schedule too: yield, so answers are taken in (and timed) as they come, not after the window
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
         if len(in_flight) >= max_in_flight:  # the client cannot keep more in flight: say so, do not pretend
-            run.not_sent += run.window[0] <= due
+            skip = min(last, max(k + 1, math.ceil((time.perf_counter() - begin) * rate)))  # all due by now
+            run.not_sent += max(0, skip - max(k, first))
+            k = skip
             continue
+        if k >= first:
+            record.late.append(time.perf_counter() - due)
         task = asyncio.ensure_future(one(due, k % n))
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
+        k += 1
     # the requests due in the window are answered (each within its deadline; without one, 30 s at most)
     await _settle(list(in_flight), time.perf_counter() + (seconds if seconds is not None else 30.0) + 1.0, run)
 

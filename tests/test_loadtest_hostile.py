@@ -15,7 +15,7 @@ import pytest
 
 import easnb
 from easnb import _proto
-from easnb.demo.server import SERVER_OPTIONS, V2Service
+from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
 
 from .test_loadtest import ONE, Slow
 
@@ -100,3 +100,26 @@ def test_statistics_that_lie_give_no_split(hostile: tuple[str, Hostile], lie: st
     assert level.requests > 10 and level.server_ms == {} and "<svg" in report._repr_html_()
     assert all(v is None or v >= 0 for k, v in __import__("json").loads(report.to_json())["levels"][0].items()
                if k.startswith("server_") and not isinstance(v, str))
+
+
+def test_an_open_loop_far_above_capacity_still_measures_the_server() -> None:
+    """rate=[1e6] against a 200/s model: the sender skips what it cannot send (counted as not sent) instead
+    of spinning through a million due times without letting an answer in (which reported 0 infer/s)."""
+    from .test_loadtest import Slow
+
+    model = Slow()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=SERVER_OPTIONS,
+                         handlers=[v2_handler(V2Service({"slow": model.model()}))])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with easnb.connect(f"127.0.0.1:{port}", timeout=10) as conn:
+            started = time.perf_counter()
+            report = conn.load_test("slow", ONE, rate=[1e6], seconds=1.0, warmup=0.0, max_in_flight=10, progress=False)
+            took = time.perf_counter() - started
+    finally:
+        server.stop(None).wait()
+    level = report.levels[0]
+    assert level.infer_per_s > 10 and level.requests >= 10, level  # answers taken in during the window
+    assert level.requests + level.not_sent == pytest.approx(1e6, abs=2)  # every due request is sent or counted
+    assert "not sent" in level.client_limited and took < 8, took
