@@ -85,7 +85,8 @@ def _read(message: object) -> ModelStatistics:
 
 
 def model_statistics(conn: Connection, model: str = "", version: str = "", timeout: float | None = None) -> list[ModelStatistics]:
-    """Every matching model version's statistics (all models when ``model`` is empty).
+    """Every matching model version's statistics (all models when ``model`` is empty); entries a
+    server sends for other models or versions than those asked for are dropped.
 
     Raises ``UnimplementedError`` when the server does not offer Triton's statistics
     extension (KServe and MLServer do not), ``NotFoundError`` for an unknown model.
@@ -107,6 +108,8 @@ def model_statistics(conn: Connection, model: str = "", version: str = "", timeo
             hint="Only Triton (and easnb's demo) report where a request's time goes; the client's own timing still works.",
         ) from None
     found = [_read(m) for m in reply.model_stats]
+    if model:  # what a server sends about other models (or versions) is not this one's
+        found = [s for s in found if s.name == model and (not version or s.version == version)]
     if model and not found:
         raise NotFoundError(f"The server reported no statistics for model {model!r}.", code=grpc.StatusCode.NOT_FOUND)
     return found

@@ -42,6 +42,13 @@ class Hostile:
         if self.stats == "garbage":
             return b"\xff\xff\xff\xff not a protobuf"
         reply = self.service.model_statistics(_proto.ModelStatisticsRequest.FromString(data))
+        if self.stats in ("other", "all"):  # another model's statistics, or every model's when asked for one
+            extra = reply.model_stats.add()
+            extra.CopyFrom(reply.model_stats[0])
+            extra.name = "other"
+            extra.inference_stats.compute_infer.ns *= 1000
+            if self.stats == "other":
+                del reply.model_stats[0]
         if self.stats == "backwards":  # counters that shrink with every answer, as after a restart
             for stage in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
                 duration = getattr(reply.model_stats[0].inference_stats, stage)
@@ -123,3 +130,17 @@ def test_an_open_loop_far_above_capacity_still_measures_the_server() -> None:
     assert level.infer_per_s > 10 and level.requests >= 10, level  # answers taken in during the window
     assert level.requests + level.not_sent == pytest.approx(1e6, abs=2)  # every due request is sent or counted
     assert "not sent" in level.client_limited and took < 8, took
+
+
+def test_statistics_of_another_model_are_not_taken_for_this_one(hostile: tuple[str, Hostile]) -> None:
+    endpoint, h = hostile
+    with easnb.connect(endpoint, timeout=5) as conn:
+        h.stats = "other"
+        with pytest.raises(easnb.NotFoundError, match="no statistics for model 'slow'"):
+            conn.model_statistics("slow")
+        alone = conn.load_test("slow", ONE, concurrency=[1], seconds=0.3, warmup=0.0, progress=False)
+        h.stats = "all"
+        assert [s.name for s in conn.model_statistics("slow")] == ["slow"]
+        mixed = conn.load_test("slow", ONE, concurrency=[1], seconds=0.4, warmup=0.1, progress=False)
+    assert not alone.split and alone.levels[0].server_ms == {}
+    assert mixed.split and 4.5 <= mixed.levels[0].server_ms["compute_infer"] <= mixed.levels[0].mean_ms, mixed.levels[0].server_ms
