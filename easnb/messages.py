@@ -52,7 +52,7 @@ def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, whe
                 f"{where} takes a {descriptor.full_name}, not a {value.DESCRIPTOR.full_name}.",
                 hint=f"Pass a dict of its fields: {field_list(descriptor)}.",
             )
-        message = value if type(value) is cls else cls.FromString(value.SerializeToString(partial=True))
+        message = value if type(value) is cls else cls.FromString(value.SerializePartialToString())
         return check_required(message, where)
     if isinstance(value, (str, bytes)):
         try:
@@ -67,6 +67,7 @@ def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, whe
             hint=f"Its fields: {field_list(descriptor)}.",
         )
     data = {**value, **(fields or {})}
+    _refuse_what_the_constructor_bends(data, descriptor, [], where)
     try:  # Python values, as the constructor takes them (fast); what it refuses, the JSON path decides and names
         message = cls(**data)
     except Exception:
@@ -85,6 +86,61 @@ def build(cls: Any, value: Any = None, fields: dict[str, Any] | None = None, whe
         target = sub_message(message, path)
         target.type_url, target.value = url, raw
     return check_required(message, where)
+
+
+_FLOAT, _FLOAT_MAX = 2, 3.4028234663852886e38
+
+
+def _refuse_what_the_constructor_bends(data: Any, descriptor: Any, path: list[Any], where: str) -> None:
+    """Refuse, by field, what protobuf's message constructor would take silently wrong: text or
+    bytes for a repeated field (iterated letter by letter), two members of one ``oneof`` (the
+    last kept), a number too large for a ``float`` field (sent as infinity). Walks dict keys only."""
+    if not isinstance(data, dict) or descriptor.full_name in SPECIAL_JSON or descriptor.full_name == ANY:
+        return
+    chosen: dict[str, str] = {}
+    known = fields_by_name(descriptor)
+    for key, value in data.items():
+        field = known.get(key) if isinstance(key, str) else None
+        if field is None or value is None:
+            continue
+        here = _path_text([*path, key])
+        group = field.containing_oneof
+        if group is not None and len(group.fields) > 1:
+            if group.name in chosen:
+                raise RequestError(
+                    f"{where}: {chosen[group.name]!r} and {here!r} are both set, but they are one oneof "
+                    f"({group.name!r}), which holds one of them at a time.",
+                    hint=f"Keep one of {', '.join(repr(f.name) for f in group.fields)}.",
+                    field=here,
+                )
+            chosen[group.name] = here
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            inner = entry.fields_by_name["value"].message_type
+            if inner is not None and isinstance(value, dict):
+                for k, v in value.items():
+                    _refuse_what_the_constructor_bends(v, inner, [*path, key, k], where)
+            continue
+        if is_repeated(field):
+            if isinstance(value, (str, bytes, bytearray, dict)):
+                raise RequestError(
+                    f"{where}: field {here!r} is repeated, so it takes a list, not one {type(value).__name__}.",
+                    hint=f"Give a list: {{{key!r}: [{value!r}]}}." if len(repr(value)) < 60 else "Give a list.",
+                    field=here,
+                )
+            if entry is not None and isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    _refuse_what_the_constructor_bends(item, entry, [*path, key, i], where)
+            continue
+        if entry is not None:
+            _refuse_what_the_constructor_bends(value, entry, [*path, key], where)
+        elif field.type == _FLOAT and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if abs(value) > _FLOAT_MAX and abs(value) != float("inf"):
+                raise RequestError(
+                    f"{where}: field {here!r} is a float (32-bit), whose largest value is about 3.4e38, not {value!r}.",
+                    hint="Scale the value, or send inf explicitly if that is what you mean.",
+                    field=here,
+                )
 
 
 def check_required(message: Message, where: str) -> Message:

@@ -1,0 +1,71 @@
+"""Request dicts that protobuf's message constructor takes silently wrong are refused by field,
+sync and aio, and nothing reaches the server (issue 23.3's kind: a request is checked before the call)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import easnb
+import easnb.aio
+
+from .kitchen import Kitchen
+
+pytest.importorskip("grpc_reflection", reason="the proto extra (grpcio-reflection) is not installed")
+
+TRAPS = [
+    ({"tags": "abc"}, "tags", "repeated, so it takes a list"),  # was sent as ['a', 'b', 'c']
+    ({"inner": {"label": "x", "values": [1]}, "tags": b"ab"}, "tags", "repeated"),
+    ({"text": "a", "number": 1}, "number", r"one oneof \('choice'\)"),  # was sent as number=1 only
+    ({"f_float": 1e40}, "f_float", "largest value is about 3.4e38"),  # was sent as Infinity
+    ({"f_float": -1e39}, "f_float", "is a float"),
+]
+
+
+@pytest.fixture(scope="module")
+def kitchen() -> Iterator[Kitchen]:
+    server = Kitchen()
+    yield server
+    server.server.stop(None)
+
+
+@pytest.mark.parametrize(("request_", "field", "words"), TRAPS)
+def test_what_the_constructor_would_bend_is_refused_by_field(kitchen: Kitchen, request_: dict[str, Any], field: str, words: str) -> None:
+    before = len(kitchen.received)
+    with easnb.connect(kitchen.endpoint) as conn:
+        echo = conn.service("kitchen.Kitchen").Echo
+        with pytest.raises(easnb.RequestError, match=words) as caught:
+            echo(request_)
+        assert caught.value.field == field
+        assert "server" not in str(caught.value).lower()
+        # the right values still go as they are
+        assert echo({"tags": ("a", "b"), "number": 1, "f_float": 3e38, "text": None}).tags == ["a", "b"]
+        assert echo({"f_float": float("inf")}).f_float == float("inf")
+    assert len(kitchen.received) == before + 2
+
+
+def test_aio_refuses_the_same(kitchen: Kitchen) -> None:
+    async def run() -> list[Any]:
+        found = []
+        async with easnb.aio.connect(kitchen.endpoint) as conn:
+            echo = (await conn.service("kitchen.Kitchen")).Echo
+            for request_, _, _ in TRAPS:
+                try:
+                    await echo(request_)
+                except Exception as exc:  # noqa: BLE001 - the type is what is checked
+                    found.append(exc)
+        return found
+
+    errors = asyncio.run(run())
+    assert [type(e) for e in errors] == [easnb.RequestError] * len(TRAPS)
+    assert [e.field for e in errors] == [field for _, field, _ in TRAPS]
+
+
+def test_a_message_of_the_same_type_from_another_pool_is_taken(kitchen: Kitchen) -> None:
+    with easnb.connect(kitchen.endpoint) as conn:
+        echo = conn.service("kitchen.Kitchen").Echo
+        assert echo(kitchen.Everything(f_int32=3, tags=["x"])).f_int32 == 3  # was a raw TypeError ('partial')
+    assert kitchen.received[-1] == {"f_int32": 3, "tags": ["x"]}
