@@ -25,7 +25,7 @@ from .calls import DEFAULT, RetryPlan, Unary, arun_plan
 from .connection import is_unknown_model, model_metadata_from
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
-from .errors import ClosedError, EasnbError, EndpointError
+from .errors import ClosedError, EasnbError, EndpointError, scrub
 from .fork import aio_usable, note_aio
 from .frames import frame_to_inputs, frames_in, is_frame
 from .tensors import FrameInput
@@ -212,7 +212,10 @@ class AsyncConnection:
             meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
             data = encode_request(model, frames_in(inputs, meta), outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
-        return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
+        try:
+            return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
+        except EasnbError as exc:  # a reply's names may quote the token
+            raise scrub(exc, self.settings.token) from None
 
     async def stream(self, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",
                      parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> Any:

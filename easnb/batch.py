@@ -17,7 +17,7 @@ import numpy as np
 from . import log
 from .calls import DEFAULT, Ask, Plan, run_plan
 from .credentials import Headers
-from .errors import BatchError, EasnbError, TensorError, from_rpc_error  # noqa: F401 - BatchError importable from here
+from .errors import BatchError, EasnbError, TensorError, from_rpc_error, scrub  # noqa: F401 - BatchError importable from here
 from .inference import decode_response, encode_request
 from .tensors import Tensor
 
@@ -291,8 +291,8 @@ class _Run:
             if problem:
                 raise TensorError(f"Rows {start}:{stop}: {problem}.", hint="The model answered this batch differently.")
             self.shape = shape
-        except EasnbError as exc:
-            self._fail(batch, exc)
+        except EasnbError as exc:  # a reply's names may quote the token
+            self._fail(batch, scrub(exc, self.conn.error_context.get("token")))
             return
         self.gone_streak = 0
         for name, array in result.outputs.items():

@@ -20,7 +20,7 @@ from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, refuse_pickle
 from .credentials import CallMetadata, Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
-from .errors import ClosedError, EasnbError, NotFoundError, from_rpc_error
+from .errors import ClosedError, EasnbError, NotFoundError, from_rpc_error, scrub
 from .calls import DEFAULT, RetryPlan, Unary, run_plan
 from .fork import watch
 from .frames import frame_to_inputs, frames_in, is_frame
@@ -339,7 +339,10 @@ class Connection:
         metadata = self._metadata if headers is None else self.settings.metadata_with(headers)
         stub = self._infer
         reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
-        return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
+        try:
+            return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
+        except EasnbError as exc:  # a reply's names may quote the token
+            raise scrub(exc, self.settings.token) from None
 
     def encode_infer(
         self,

@@ -403,6 +403,22 @@ def error_context(endpoint: Any, token: Any, max_message_bytes: int, settings: A
     }
 
 
+def scrub(error: EasnbError, token: Any) -> EasnbError:
+    """``error`` with every form of ``token`` taken out of its texts, in place; returns it.
+
+    For errors built from what a server sent (a tensor's name, a reply's id or message), which
+    may quote the token it was sent: every string field (message, hint, details, request id, ...)
+    and ``args``.
+    """
+    if token is None:
+        return error
+    for key, text in list(vars(error).items()):
+        if isinstance(text, str):
+            setattr(error, key, redact(text, token))
+    error.args = tuple(redact(a, token) if isinstance(a, str) else a for a in error.args)
+    return error
+
+
 def from_rpc_error(exc: grpc.RpcError, *, method: str, **context: Any) -> EasnbError:
     """The most specific ``EasnbError`` for a failed call, the token redacted.
 

@@ -31,7 +31,7 @@ import grpc
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
 from . import arguments
 from .calls import DEFAULT
-from .errors import DeadlineError, EasnbError, StreamError, from_rpc_error
+from .errors import DeadlineError, EasnbError, StreamError, from_rpc_error, scrub
 from .inference import decode_response
 from .redaction import redact
 from .results import InferResult
@@ -138,6 +138,7 @@ class Stream:
         except EasnbError as exc:
             self.finished = True
             self._cancel_call()  # a reply easnb could not read leaves the call open: end it too
+            scrub(exc, token_of(self))  # a reply's names and ids may quote the token
             if not hasattr(exc, "received"):
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise
@@ -173,12 +174,17 @@ class Stream:
         return f"<{type(self).__name__} {self.model} id={self.request_id!r}: {len(self.responses)} responses, {state}>"
 
 
-def in_stream_error(stream: Any, result: InferResult | None, final: bool, error: str) -> StreamError:
-    """The ``StreamError`` for an ``error_message`` reply (the token redacted): the id on the wire, and what came before."""
+def token_of(stream: Any) -> Any:
+    """The token a stream (or one request's share of a shared stream) was sent with, or None."""
     context = getattr(stream, "_context", None)
     if context is None:  # one request's share of a shared stream: its owner's connection
         context = getattr(getattr(getattr(stream, "_owner", None), "conn", None), "error_context", None) or {}
-    error = redact(error, context.get("token"))[:DETAILS]
+    return context.get("token")
+
+
+def in_stream_error(stream: Any, result: InferResult | None, final: bool, error: str) -> StreamError:
+    """The ``StreamError`` for an ``error_message`` reply (the token redacted): the id on the wire, and what came before."""
+    error = redact(error, token_of(stream))[:DETAILS]
     shown = error if len(error) <= SHOWN else f"{error[:SHOWN]}... ({len(error)} characters: see error.details)"
     return StreamError(
         f"{stream.model} failed inside the stream (request id {stream.request_id!r}) after "

@@ -20,12 +20,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from .errors import DeadlineError, EasnbError, from_rpc_error
+from .errors import DeadlineError, EasnbError, from_rpc_error, scrub
 from .frames import frame_to_inputs, is_frame
 from .generate import Generation, build_inputs, split_options
 from .inference import encode_request
 from .results import InferResult
-from .streaming import PATH, Reader, check_flavour, checked, idle_limits, in_stream_error, request_parameters, server_flavour
+from .streaming import PATH, Reader, check_flavour, checked, idle_limits, in_stream_error, request_parameters, server_flavour, token_of
 
 
 async def _read(call: Any, limit: float | None) -> Any:
@@ -81,6 +81,7 @@ class AsyncStream:
         except EasnbError as exc:
             self.finished = True
             self._call.cancel()  # a reply easnb could not read leaves the call open: end it too
+            scrub(exc, token_of(self))  # a reply's names and ids may quote the token
             if not hasattr(exc, "received"):
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise

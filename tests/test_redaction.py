@@ -286,3 +286,79 @@ def test_the_gateway_redacts_its_backend_token_from_backend_errors() -> None:
     assert "token=***" in error.details() and not leaks(error.details(), backend_token), error.details()
     trailers = dict(error.trailing_metadata())
     assert trailers["x-echo"] == "you sent Bearer ***" and "x-echo-bin" not in trailers and trailers["x-kept"] == "fine"
+
+
+def test_errors_about_a_reply_that_quotes_the_token_show_none_of_it() -> None:
+    """A reply's own names (a tensor's, the model's) hold the token; the TensorError about it must not."""
+    import asyncio
+
+    import easnb.aio
+
+    import numpy as np
+    import pandas as pd
+
+    from easnb import _proto
+    from easnb.inference import decode_request
+    from easnb.stream_wire import encode_stream_response
+
+    def reply(sent: str, request_id: str) -> bytes:
+        token = sent.removeprefix("Bearer ")
+        head = _proto.ModelInferResponse(model_name=f"m {sent}", id=request_id)
+        head.outputs.add(name=f"out {token} {sent}", datatype="FP32", shape=[2])
+        head.raw_output_contents.append(b"abc")  # 3 bytes where 8 belong: a TensorError naming the tensor
+        head.parameters["triton_final_response"].bool_param = True
+        return head.SerializeToString()
+
+    def infer(data: bytes, context: grpc.ServicerContext) -> bytes:
+        return reply(dict(context.invocation_metadata()).get("authorization", ""), decode_request(data)[0].id)
+
+    def stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        for data in requests:
+            yield encode_stream_response(reply(sent, decode_request(data)[0].id))
+
+    metadata = grpc.unary_unary_rpc_method_handler(
+        lambda request, context: _proto.ServerMetadataResponse(name="triton", version="2"),
+        _proto.ServerMetadataRequest.FromString, _proto.ServerMetadataResponse.SerializeToString,
+    )
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(infer),
+        "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(stream), "ServerMetadata": metadata,
+        "ModelMetadata": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: _proto.ModelMetadataResponse(name="m", inputs=[{"name": "x", "datatype": "FP32", "shape": [-1, 1]}]),
+            _proto.ModelMetadataRequest.FromString, _proto.ModelMetadataResponse.SerializeToString),
+    })
+    server, port = serve([handler])
+    x = {"x": np.zeros(1, np.float32)}
+    errors: list[BaseException] = []
+    try:
+        with easnb.connect(f"127.0.0.1:{port}", token=TOKEN) as conn:
+            for attempt in (lambda: conn.infer("m", x), lambda: list(conn.stream("m", x)),
+                            lambda: conn.infer_frame("m", pd.DataFrame({"x": [0.0, 1.0]}), batch_size=1, retries=0)):
+                with pytest.raises(easnb.EasnbError) as info:
+                    attempt()
+                errors.append(info.value)
+            with conn.open_stream("m") as shared, pytest.raises(easnb.EasnbError) as info:
+                list(shared.submit(x))
+            errors.append(info.value)
+
+        async def in_aio() -> None:
+            async with easnb.aio.connect(f"127.0.0.1:{port}", token=TOKEN) as aconn:
+                with pytest.raises(easnb.EasnbError) as info:
+                    await aconn.infer("m", x)
+                errors.append(info.value)
+                with pytest.raises(easnb.EasnbError) as info:
+                    async for _ in await aconn.stream("m", x):
+                        pass
+                errors.append(info.value)
+
+        asyncio.run(in_aio())
+    finally:
+        server.stop(None).wait()
+    assert len(errors) == 6
+    for error in errors:
+        fields = [v for v in vars(error).values() if isinstance(v, str)]
+        for text in (str(error), repr(error), *map(str, error.args), *fields,
+                     *(str(e) for e in getattr(error, "errors", {}).values() if e is not None)):
+            assert not leaks(text, TOKEN), (type(error).__name__, text)
+        assert "***" in str(error) or any("***" in str(e) for e in getattr(error, "errors", {}).values())
