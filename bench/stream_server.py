@@ -56,7 +56,7 @@ def serve(grpc_port: int, http_port: int, metrics_port: int, workspace: str, ver
 
     config = TritonConfig(grpc_address="127.0.0.1", grpc_port=grpc_port, http_address="127.0.0.1", http_port=http_port,
                           metrics_address="127.0.0.1", metrics_port=metrics_port, allow_metrics=False,
-                          log_verbose=verbose, exit_on_error=True)
+                          log_verbose=verbose, exit_on_error=True, exit_timeout_secs=3)
     with Triton(config=config, workspace=workspace) as triton:
         triton.bind(
             model_name=MODEL,
@@ -79,7 +79,7 @@ def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGINT)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -125,6 +125,7 @@ def stream_server(timeout: float = 120, tries: int = 3, verbose: int = 0) -> Ite
     """
     venv = ensure_venv()
     before = set(Path(tempfile.gettempdir()).glob("folder*")) | set(Path("/tmp").glob("folder*"))
+    shared = set(Path("/dev/shm").glob("psm_*"))
     work = Path(tempfile.mkdtemp(prefix="easnb-pytriton-"))
     proc = None
     try:
@@ -143,6 +144,20 @@ def stream_server(timeout: float = 120, tries: int = 3, verbose: int = 0) -> Ite
         for left in after - before:
             shutil.rmtree(left, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+        _unlink_unmapped(set(Path("/dev/shm").glob("psm_*")) - shared)
+
+
+def _unlink_unmapped(regions: set[Path]) -> None:
+    """Remove the shared memory PyTriton's processes left behind, unless a live process still maps it."""
+    if not regions:
+        return
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            mapped.update(line.rsplit(" ", 1)[-1].strip() for line in maps.read_text().splitlines() if "/dev/shm/" in line)
+    for region in regions:
+        if str(region) not in mapped:
+            region.unlink(missing_ok=True)
 
 
 def main() -> int:
