@@ -40,12 +40,13 @@ class HistoryView(w.VBox):
         self.chosen: int | None = None  # the call picked by hand; None follows the newest
         self._updating = False
         self.table = w.HTML()
-        self.entry = w.Dropdown(description="Call", options=[], layout=w.Layout(width="420px"))
-        self.flavour = w.Dropdown(description="as", options=["easnb", "tritonclient", "grpcurl"], layout=w.Layout(width="220px"))
+        self.entry = w.Dropdown(description="Call", options=[], layout=w.Layout(width="360px"))
+        self.flavour = w.Dropdown(description="as", options=["easnb", "tritonclient", "grpcurl"], layout=w.Layout(width="170px"),
+                                   style={"description_width": "24px"})
         copy = w.Button(description="Copy as code", tooltip="show the call as code to paste; the token stays in $EASNB_TOKEN",
-                        layout=w.Layout(width="140px"))
+                        layout=w.Layout(width="auto", min_width="150px", flex="0 0 auto"))
         copy.on_click(lambda _: self.show_code())
-        replay = w.Button(description="Replay")
+        replay = w.Button(description="Replay", layout=w.Layout(width="auto", min_width="90px", flex="0 0 auto"))
         replay.on_click(lambda _: self.replay())
         self.code = w.Textarea(layout=w.Layout(width="720px", height="160px"), placeholder="code appears here")
         self.output = w.HTML()
