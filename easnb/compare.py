@@ -53,16 +53,19 @@ class Comparison:
     rtol: float
     atol: float
     identical: bool = field(default=False)
+    unlike: list[str] = field(default_factory=list)  # outputs on both sides that cannot be compared: numbers vs text, widths
 
     @property
     def same(self) -> bool:
-        return not self.only_a and not self.only_b and len(self.differing) == 0
+        return not self.only_a and not self.only_b and not self.unlike and len(self.differing) == 0
 
     @property
     def verdict(self) -> str:
-        if self.only_a or self.only_b:
+        if self.only_a or self.only_b or self.unlike:
             return "differs: " + "; ".join(
-                f"outputs only in {side}: {', '.join(names)}" for side, names in (("A", self.only_a), ("B", self.only_b)) if names
+                f"{what}: {', '.join(names)}"
+                for what, names in (("outputs only in A", self.only_a), ("outputs only in B", self.only_b),
+                                    ("outputs of another kind", self.unlike)) if names
             )
         if self.identical:
             return "identical"
@@ -110,20 +113,26 @@ def _groups(columns: list[str], declared: list[str]) -> dict[str, list[str]]:
 
 def _diff(name: str, a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> tuple[OutputDiff, np.ndarray]:
     """One output's differences and the mask of rows beyond tolerance."""
-    if a.dtype.kind in "biuf" and b.dtype.kind in "biuf":
+    if _numeric(a) and _numeric(b):
         x, y = a.astype(np.float64), b.astype(np.float64)
-        both_nan = np.isnan(x) & np.isnan(y)
-        gap = np.where(both_nan, 0.0, np.abs(x - y))
-        rel = np.where(both_nan, 0.0, gap / np.maximum(np.abs(y), np.finfo(np.float64).tiny))
+        same = (x == y) | (np.isnan(x) & np.isnan(y))  # equal infinities and NaN on both sides differ by nothing
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            # NaN on one side only, or infinities of other signs: an unbounded difference, not a missing one
+            gap = np.where(same, 0.0, np.nan_to_num(np.abs(x - y), nan=np.inf, posinf=np.inf))
+            rel = np.where(same, 0.0, np.nan_to_num(gap / np.maximum(np.abs(y), np.finfo(np.float64).tiny), nan=np.inf, posinf=np.inf))
         rows = ~np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True).all(axis=1)
         scores = x.shape[1] > 1
         agreement = float(np.mean(x.argmax(axis=1) == y.argmax(axis=1))) if scores and len(x) else float("nan")
-        max_abs = float(np.nanmax(gap)) if gap.size else 0.0
-        max_rel = float(np.nanmax(rel)) if rel.size else 0.0
+        max_abs = float(np.max(gap)) if gap.size else 0.0
+        max_rel = float(np.max(rel)) if rel.size else 0.0
         return OutputDiff(name, "scores" if scores else "number", max_abs, max_rel, int(rows.sum()), agreement), rows
     rows = ~(a.astype(str) == b.astype(str)).all(axis=1)
     agreement = float(1 - rows.mean()) if len(rows) else float("nan")
     return OutputDiff(name, "text", float("nan"), float("nan"), int(rows.sum()), agreement), rows
+
+
+def _numeric(values: np.ndarray) -> bool:
+    return values.dtype.kind in "biuf"
 
 
 def _latency(conn: Connection, model: str, data: Any, version: str, samples: int) -> list[float]:
@@ -191,16 +200,21 @@ def compare(
     groups_b = _groups(list(b.columns), [t.name for t in conn_b.cached_model_metadata(model_b, version_b).outputs])
     only_a = [n for n in groups_a if n not in groups_b]
     only_b = [n for n in groups_b if n not in groups_a]
+    unlike: list[str] = []
     outputs: list[OutputDiff] = []
     beyond = np.zeros(len(data), dtype=bool)
     shown: dict[str, Any] = {}
     identical = True
     for name in [n for n in groups_a if n in groups_b]:
         cols_a, cols_b = groups_a[name], groups_b[name]
-        if len(cols_a) != len(cols_b):
-            only_a.append(f"{name} ({len(cols_a)} columns; B has {len(cols_b)})")
-            continue
         x, y = a[cols_a].to_numpy(), b[cols_b].to_numpy()
+        if len(cols_a) != len(cols_b):
+            unlike.append(f"{name} ({len(cols_a)} columns in A, {len(cols_b)} in B)")
+            continue
+        if _numeric(x) != _numeric(y):  # 0.5 and the text "0.5" are not the same answer
+            kinds = ["numbers" if _numeric(v) else "text" for v in (x, y)]
+            unlike.append(f"{name} ({kinds[0]} in A, {kinds[1]} in B)")
+            continue
         diff, rows = _diff(name, x, y, rtol, atol)
         identical = identical and bool(np.array_equal(x.astype(str), y.astype(str)))
         outputs.append(diff)
@@ -224,4 +238,4 @@ def compare(
              for side, t in (("A", times_a), ("B", times_b))}
         )
     return Comparison(name_a, name_b, len(data), outputs, differing, only_a, only_b, latency, rtol, atol,
-                      identical=identical and not only_a and not only_b)
+                      identical=identical and not only_a and not only_b and not unlike, unlike=unlike)

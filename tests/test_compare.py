@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
 
 import easnb
 from easnb.demo import DemoServer
-from easnb.demo.models import IRIS_FEATURES, IRIS_V2_CHANGED_FROM, load_iris
+from easnb.demo.models import IRIS_FEATURES, IRIS_V2_CHANGED_FROM, Model, load_iris
+from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
+from easnb.results import ModelMetadata, TensorMetadata
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +77,46 @@ def test_values_are_escaped(conn: easnb.Connection) -> None:
     data = pd.DataFrame({"TEXT": ["<script>x</script>", "b"]})
     report = easnb.compare(conn, None, "text", data, model_b="echo", latency_samples=0)
     assert "<script>" not in report._repr_html_()
+
+
+def _model(name: str, datatype: str, run: Any, shape: tuple[int, ...] = (-1,)) -> Model:
+    meta = ModelMetadata(name, ("1",), "test", (TensorMetadata("x", "FP32", (-1,)),), (TensorMetadata("y", datatype, shape),), {})
+    return Model(meta, lambda x, types: {"y": (datatype, run(x["x"]))})
+
+
+@pytest.fixture(scope="module")
+def odd() -> Iterator[easnb.Connection]:
+    """Models whose one output ``y`` is x itself, or x with NaN, infinities, as text, or two columns wide."""
+    models = {
+        "same": _model("same", "FP32", lambda x: x),
+        "nan": _model("nan", "FP32", lambda x: np.where(x > 2, np.nan, x).astype(np.float32)),
+        "inf": _model("inf", "FP32", lambda x: np.full_like(x, np.inf)),
+        "inf_too": _model("inf_too", "FP32", lambda x: np.full_like(x, np.inf)),
+        "text": _model("text", "BYTES", lambda x: np.array([str(v).encode() for v in x], object)),
+        "wide": _model("wide", "FP32", lambda x: np.stack([x, x], 1), (-1, 2)),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS, handlers=[v2_handler(V2Service(models))])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    with easnb.connect(f"127.0.0.1:{port}", timeout=10) as conn:
+        yield conn
+    server.stop(None).wait()
+
+
+def test_nan_infinities_and_outputs_of_another_kind(odd: easnb.Connection) -> None:
+    data = pd.DataFrame({"x": np.arange(8, dtype=np.float32)})
+
+    def run(a: str, b: str) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no RuntimeWarning from inf - inf or NaN
+            return easnb.compare(odd, None, a, data, model_b=b, latency_samples=0)
+
+    nan = run("same", "nan")  # NaN on one side is an unbounded difference, not none at all
+    assert nan.verdict == "differs on 5 of 8 rows" and nan.outputs[0].max_abs == np.inf and nan.outputs[0].max_rel == np.inf
+    infinite = run("inf", "inf_too")  # equal infinities differ by nothing
+    assert infinite.verdict == "identical" and infinite.outputs[0].max_abs == 0 and infinite.outputs[0].max_rel == 0
+    assert run("same", "inf").outputs[0].max_abs == np.inf
+    text = run("same", "text")  # 0.0 and the text "0.0" are not the same answer
+    assert not text.same and not text.identical and text.verdict == "differs: outputs of another kind: y (numbers in A, text in B)"
+    wide = run("same", "wide")
+    assert not wide.same and wide.verdict == "differs: outputs of another kind: y (1 columns in A, 2 in B)" and not wide.only_a
