@@ -5,7 +5,10 @@ surrounds it (``token=T``, ``T.``, ``?token=T&``, ``/keys/T/``, ``key-T``), and 
 URL-encoded forms (any character as ``%XX``, either case) and its base64 forms (standard
 and URL-safe alphabets, at each of the three alignments it can have inside a longer
 base64 text, so ``base64("authorization: Bearer T")`` loses it too). Its ``Bearer`` form
-contains it, so it goes with it. A very short token (a test's ``"t"``) is taken out only
+contains it, so it goes with it. So do its escaped and dumped forms: any character as JSON or
+Python escapes it (``\\u00e9``, a surrogate pair, ``\\/``) or as bytes in a repr (``\\xc3``), the
+whole as hex (either case, bytes maybe apart by a space or colon), and any of these wrapped
+across lines (a line break between any two characters). A very short token (a test's ``"t"``) is taken out only
 as a whole word, so ``"failed to connect"`` survives a token ``"on"``.
 
 >>> redact("GET /v1?token=0123456789abcdef&x=1 refused", "0123456789abcdef")
@@ -34,7 +37,8 @@ def redact(text: str, secret: Any) -> str:
     if len(value) < SHORT:
         pattern = f"(?<![{_WORD}]){_spelled(value)}(?![{_WORD}])"
     else:
-        pattern = "|".join([_spelled(value), *(re.escape(core) for core in base64_cores(value.encode()))])
+        cores = base64_cores(value.encode())
+        pattern = "|".join([_spelled(value, _BREAK), _hex(value.encode()), *(_BREAK.join(map(re.escape, c)) for c in cores)])
     return re.sub(pattern, MASK, text)
 
 
@@ -44,14 +48,36 @@ def holds(data: str | bytes, secret: Any) -> bool:
     return redact(text, secret) != text
 
 
-def _spelled(value: str) -> str:
-    """A pattern for ``value`` with any character possibly URL-encoded (``%2F`` or ``%2f``; ``+`` for a space)."""
+#: A line break a server or a tool may have wrapped the text at (a long token, MIME base64).
+_BREAK = "(?:\\r?\\n)?"
+
+
+def _digits(number: int, width: int) -> str:
+    """``number`` as hex digits of ``width``, either case."""
+    return "".join(f"[{h.lower()}{h}]" if h.isalpha() else h for h in f"{number:0{width}X}")
+
+
+def _spelled(value: str, between: str = "") -> str:
+    """A pattern for ``value`` with any character possibly escaped: URL-encoded (``%2F``, ``+`` for a space),
+    as bytes in a repr (``\\xc3``), JSON or Python (``\\u00e9``, a surrogate pair, ``\\U0001f600``, ``\\/``);
+    ``between`` (a line break) may stand between any two characters."""
     parts = []
     for char in value:
-        encoded = "".join("%" + "".join(f"[{h.lower()}{h}]" if h.isalpha() else h for h in f"{b:02X}") for b in char.encode())
-        alternatives = [re.escape(char), encoded] + (["\\+"] if char == " " else [])
+        code = ord(char)
+        alternatives = [re.escape(char), "".join(f"(?:%|\\\\x){_digits(b, 2)}" for b in char.encode("utf-8", "surrogatepass"))]
+        if code < 0x10000:
+            alternatives.append(f"\\\\u{_digits(code, 4)}")
+        else:
+            high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+            alternatives += [f"\\\\u{_digits(high, 4)}\\\\u{_digits(low, 4)}", f"\\\\U{_digits(code, 8)}"]
+        alternatives += ["\\+"] if char == " " else ["\\\\/"] if char == "/" else []
         parts.append(f"(?:{'|'.join(alternatives)})")
-    return "".join(parts)
+    return between.join(parts)
+
+
+def _hex(value: bytes) -> str:
+    """A pattern for ``value`` as hex digits (either case), bytes maybe apart by a space or a colon."""
+    return "[ :]?".join(_digits(b, 2) for b in value)
 
 
 def base64_cores(value: bytes) -> list[str]:

@@ -7,7 +7,11 @@ that does the same must show none of them.
 
 from __future__ import annotations
 
+import ast
 import base64
+import json
+import re
+import textwrap
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -362,3 +366,66 @@ def test_errors_about_a_reply_that_quotes_the_token_show_none_of_it() -> None:
                      *(str(e) for e in getattr(error, "errors", {}).values() if e is not None)):
             assert not leaks(text, TOKEN), (type(error).__name__, text)
         assert "***" in str(error) or any("***" in str(e) for e in getattr(error, "errors", {}).values())
+
+
+UNICODE = "tök€n-SECRET-\U0001f600-42"  # non-ASCII, beyond the BMP too
+
+
+def escaped_forms(token: str) -> dict[str, str]:
+    """The token as servers and tools escape or dump it: JSON, repr'd bytes, hex, wrapped lines."""
+    data = token.encode()
+    bearer = b"authorization: Bearer " + data
+    long = token * (1 + 80 // len(token))
+    return {
+        "json": json.dumps({"token": token}),
+        "json every char": "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else json.dumps(c)[1:-1] for c in token),
+        "json slash": json.dumps(token).replace("/", "\\/"),
+        "bytes repr": repr(bearer),
+        "bytes repr every byte": "".join(f"\\x{b:02x}" for b in data),
+        "hex": bearer.hex(),
+        "HEX": bearer.hex().upper(),
+        "hex spaced": bearer.hex(" "),
+        "hex colons": data.hex(":").upper(),
+        "wrapped": "\n".join(textwrap.wrap(f"denied token={long} for x", 30, break_long_words=True)),
+        "wrapped crlf": "\r\n".join(textwrap.wrap(f"denied token={long} for x", 17, break_long_words=True)),
+        "mime base64": base64.encodebytes(b"Authorization: Bearer " + long.encode()).decode(),
+    }
+
+
+def decoded(text: str) -> list[str]:
+    """``text`` and what each form decodes back to (best effort), to look for the token in."""
+    out = [text, re.sub(r"\s", "", text), re.sub(r"\r?\n", "", text)]
+    try:
+        out.append(json.loads(text) if not text.startswith("{") else json.loads(text)["token"])
+    except ValueError:
+        pass
+    try:
+        out.append(json.loads(f'"{text}"'))
+    except ValueError:
+        pass
+    try:
+        out.append(ast.literal_eval(text).decode() if text.startswith("b") else ast.literal_eval(f"b'{text}'").decode())
+    except (ValueError, SyntaxError, UnicodeDecodeError):
+        pass
+    try:
+        out.append(bytes.fromhex(re.sub("[ :]", "", text)).decode())
+    except (ValueError, UnicodeDecodeError):
+        pass
+    try:
+        out.append(base64.b64decode(text).decode("latin-1"))
+    except ValueError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize("token", [TOKEN, AWKWARD, UNICODE])
+@pytest.mark.parametrize("form", list(escaped_forms(TOKEN)))
+def test_escaped_dumped_and_wrapped_forms_are_removed(token: str, form: str) -> None:
+    text = escaped_forms(token)[form]
+    if token == AWKWARD and form.startswith("wrapped"):
+        text = text.replace("-\n", "-").replace("-\r\n", "-")  # textwrap breaks at its dashes
+    assert any(token in d or token.encode().decode("latin-1") in d for d in decoded(text)), "the form should hold the token"
+    cleaned = redact(text, token)
+    assert MASK in cleaned, cleaned
+    for d in decoded(cleaned):
+        assert token not in d and token.encode().decode("latin-1") not in d, (cleaned, d)
