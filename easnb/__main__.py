@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except EasnbError as exc:
         print(f"error: {shown(exc)}", file=sys.stderr)
-        return 1
+        return getattr(args, "error_code", 1)  # compare: 1 says "they differ", so a failure is 2
 
 
 def shown(error: EasnbError) -> str:

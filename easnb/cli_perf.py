@@ -3,7 +3,7 @@
     easnb load ENDPOINT MODEL --concurrency 1,2,4,8 --seconds 10 [--rate 100,200] [--inputs JSON | --csv FILE] [--json]
     easnb load ENDPOINT helloworld.GreeterService/SayHello --inputs '{"name": "x"}' --concurrency 1,4
     easnb load ENDPOINT textgen --prompt "Tell me a story" --max-tokens 64 --concurrency 1,4      # a streaming model
-    easnb compare ENDPOINT_A ENDPOINT_B MODEL (--inputs JSON | --csv FILE) [--model-b M]   # exit 1 when they differ
+    easnb compare ENDPOINT_A ENDPOINT_B MODEL (--inputs JSON | --csv FILE) [--model-b M]   # exit 1 when they differ, 2 when it cannot compare
 
 B's token comes from ``--b-token-file`` or ``$EASNB_TOKEN_B`` (A's from ``--token-file`` or ``$EASNB_TOKEN``).
 """
@@ -144,7 +144,7 @@ def add_commands(sub: Any, client: Callable[[str, str], argparse.ArgumentParser]
     p.add_argument("--max-tokens", type=int, help="with --prompt: tokens per generation")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=lambda args: load(args, connection))
-    p = client("compare", "the same rows through two models; exit 1 when they differ beyond tolerance")
+    p = client("compare", "the same rows through two models; exit 1 when they differ beyond tolerance, 2 when a side fails")
     p.add_argument("endpoint_b", metavar="ENDPOINT_B", help="B's endpoint (may be the same as A's)")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--model-b", help="B's model (default: MODEL)")
@@ -153,7 +153,7 @@ def add_commands(sub: Any, client: Callable[[str, str], argparse.ArgumentParser]
     p.add_argument("--rtol", type=float, default=1e-5)
     p.add_argument("--atol", type=float, default=1e-6)
     p.add_argument("--latency-samples", type=int, default=30, help="single calls to each for latency (default 30)")
-    p.set_defaults(run=lambda args: compare(args, connection, read_token))
+    p.set_defaults(run=lambda args: compare(args, connection, read_token), error_code=2)
 
 
 def _data_options(p: argparse.ArgumentParser) -> Any:

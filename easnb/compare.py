@@ -169,7 +169,9 @@ def compare(
 
     Numbers differ when ``not isclose(a, b, rtol, atol)`` (NaN equals NaN); text when not equal;
     outputs of several numeric columns are also compared by argmax (the label they give).
-    Latency: ``latency_samples`` single-row calls to each, interleaved A, B, A, B, so the
+    NaN on one side only, or a finite value against an infinity, is an infinite difference; an
+    output that is numbers on one side and text (or another width) on the other is listed in
+    ``unlike`` and the verdict says "differs". Latency: ``latency_samples`` single-row calls to each, interleaved A, B, A, B, so the
     machine's drifts hit both alike. Raises ``EasnbError`` for an empty frame, and the usual
     errors (``BatchError`` with ``.partial``) when a side fails.
     """

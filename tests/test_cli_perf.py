@@ -69,7 +69,11 @@ def test_compare_exit_code_says_the_verdict(demo: DemoServer, tmp_path: Path) ->
                token=demo.token, env_b=demo.token)
     assert same.returncode == 0 and same.stdout.startswith("identical"), same.stdout + same.stderr
     wrong_b = run("compare", demo.endpoint, demo.endpoint, "iris", "--inputs", IRIS_ROW, token=demo.token, env_b="wrong")
-    assert wrong_b.returncode == 1 and "UNAUTHENTICATED" in wrong_b.stderr and demo.token not in wrong_b.stderr
+    # a side that fails is not a difference: a script gating a deploy on the exit code must tell them apart
+    assert wrong_b.returncode == 2 and "UNAUTHENTICATED" in wrong_b.stderr and demo.token not in wrong_b.stderr
+    missing = run("compare", demo.endpoint, demo.endpoint, "iris", "--model-b", "nope", "--inputs", IRIS_ROW,
+                  "--latency-samples", "0", token=demo.token, env_b=demo.token)
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_load_a_streaming_model(demo: DemoServer) -> None:
