@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import arguments
 from .errors import InvalidArgumentError
 from .results import InferResult, ModelMetadata
 from .tensors import DATATYPES, Tensor
@@ -74,6 +75,9 @@ def build_inputs(meta: ModelMetadata, prompt: str, sampling: Mapping[str, Any]) 
     kind = convention(meta)
     names = {t.name for t in meta.inputs}
     settings = {k: v for k, v in sampling.items() if v is not None}
+    for name, check in (("max_tokens", arguments.count), ("temperature", arguments.number), ("top_p", arguments.number)):
+        if name in settings:
+            settings[name] = check(settings[name], name)
     inputs = {TEXT_IN: _scalar(meta, TEXT_IN, prompt)}
     if "stream" in names:
         inputs["stream"] = _scalar(meta, "stream", True)

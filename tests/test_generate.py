@@ -52,6 +52,10 @@ def test_a_model_that_does_not_generate_gets_a_list_of_what_it_takes(conn: easnb
         conn.generate("textgen", b"bytes")  # type: ignore[arg-type]
     with pytest.raises(easnb.InvalidArgumentError, match="JSON"):
         conn.generate("textgen", "x", stop=object())
+    for argument, bad in (("max_tokens", "5"), ("max_tokens", -1), ("temperature", "hot"), ("top_p", float("nan"))):
+        with pytest.raises(easnb.EasnbError) as caught:
+            conn.generate("textgen", "x", **{argument: bad})
+        assert caught.value.argument == argument
 
 
 def trtllm_model(seen: list[dict]) -> Model:
