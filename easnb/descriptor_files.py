@@ -39,6 +39,7 @@ class Limits:
     import_depth: int = 64
     nesting: int = 32
     references: int = 200  # message types reached through fields, one inside the next (protobuf recurses ~490)
+    elements: int = 250_000  # messages, fields, enums and their values, services, methods: each costs protobuf ~10 us
 
 
 def parse(data: bytes, name: str) -> descriptor_pb2.FileDescriptorProto:
@@ -77,7 +78,10 @@ def check(files: dict[str, descriptor_pb2.FileDescriptorProto], limits: Limits) 
     """The files in import order (each after what it imports), or a ``ReflectionError`` naming the fault.
 
     Refuses an import cycle, a file importing one that is missing, an import chain
-    deeper than ``limits.import_depth``, message types nested deeper than ``limits.nesting``.
+    deeper than ``limits.import_depth``, message types nested deeper than ``limits.nesting``,
+    more than ``limits.elements`` declarations in all, a map entry protoc would not write, and
+    a type declared in ``google.protobuf`` by any file but protobuf's own (well-known types
+    get protobuf's special handling by name: a server's own ``Timestamp`` is not to get it).
     """
     for proto in files.values():
         for message in proto.message_type:
@@ -85,6 +89,11 @@ def check(files: dict[str, descriptor_pb2.FileDescriptorProto], limits: Limits) 
                 raise ReflectionError(
                     f"{proto.name!r} nests message types more than {limits.nesting} deep (in {message.name!r}): refused."
                 )
+    count = 0
+    for proto in files.values():
+        count += _declarations(proto, shipped(proto.name) is None)
+        if count > limits.elements:
+            raise ReflectionError(f"The server's files declare over {limits.elements} types, fields and values: refused.")
     order: list[descriptor_pb2.FileDescriptorProto] = []
     depth: dict[str, int] = {}
     for root in files:
@@ -115,6 +124,44 @@ def check(files: dict[str, descriptor_pb2.FileDescriptorProto], limits: Limits) 
             pending.append(iter(files[child].dependency))
             on_path.add(child)
     return order
+
+
+_MAP_KEYS = frozenset({3, 4, 5, 6, 7, 8, 9, 13, 15, 16, 17, 18})  # the integer types, bool and string, as protoc allows
+
+
+def _declarations(proto: descriptor_pb2.FileDescriptorProto, foreign: bool) -> int:
+    """How many declarations ``proto`` holds; refuses odd map entries, and ``google.protobuf`` types when ``foreign``."""
+    count = len(proto.service) + len(proto.extension) + sum(len(s.method) for s in proto.service)
+    todo = [(proto.package, m) for m in proto.message_type]
+    enums = [(proto.package, e) for e in proto.enum_type]
+    while todo:
+        scope, message = todo.pop()
+        name = f"{scope}.{message.name}" if scope else message.name
+        count += 1 + len(message.field) + len(message.extension) + len(message.oneof_decl)
+        if message.options.map_entry and not _plain_map_entry(message):
+            raise ReflectionError(f"{proto.name!r} declares {name!r} as a map entry, but not as protoc writes one "
+                                  "(fields key = 1 and value = 2 only, an integer, bool or string key): refused.")
+        if foreign and (name + ".").startswith("google.protobuf."):
+            raise ReflectionError(f"{proto.name!r} declares {name!r}: only protobuf's own files declare google.protobuf types; refused.")
+        todo.extend((name, inner) for inner in message.nested_type)
+        enums.extend((name, e) for e in message.enum_type)
+    for scope, enum in enums:
+        name = f"{scope}.{enum.name}" if scope else enum.name
+        count += 1 + len(enum.value)
+        if foreign and (name + ".").startswith("google.protobuf."):
+            raise ReflectionError(f"{proto.name!r} declares {name!r}: only protobuf's own files declare google.protobuf types; refused.")
+    return count
+
+
+def _plain_map_entry(message: descriptor_pb2.DescriptorProto) -> bool:
+    by_number = {f.number: f for f in message.field}
+    key, value = by_number.get(1), by_number.get(2)
+    return (
+        len(message.field) == 2 and key is not None and value is not None
+        and (key.name, value.name) == ("key", "value") and key.label == value.label == 1  # optional
+        and key.type in _MAP_KEYS
+        and not (message.nested_type or message.enum_type or message.oneof_decl or message.extension)
+    )
 
 
 def reference_bound(messages: list[Any]) -> int:

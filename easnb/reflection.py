@@ -255,6 +255,7 @@ class Reflection:
             if self._bytes + spent[0] > self.limits.total_bytes:
                 raise ReflectionError(f"The server's reflection sent over {self.limits.total_bytes} bytes of files: refused.")
             proto = parse(data, what)
+            proto = shipped(proto.name) or proto  # a file protobuf ships is protobuf's copy, whatever the server sent
             if proto.name not in self._files:
                 into[proto.name] = proto
             if len(self._files) + len(into) > self.limits.files:

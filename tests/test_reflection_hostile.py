@@ -311,11 +311,79 @@ def odd_maps() -> Script:
     return Script({"m.proto": service_file("m.proto", "m", "S", request=".m.M", deps=(), messages=(m,))}, {"m.S": "m.proto", "m.M": "m.proto"}, ["m.S"])
 
 
-def test_odd_map_entries_are_described_not_crashed_on() -> None:
-    with HostileReflection(odd_maps()) as server:
+def test_map_entries_protoc_would_not_write_are_refused() -> None:
+    """An entry whose second field is not ``value`` (protobuf accepts it) made ``to_json`` of a reply raise KeyError."""
+    with HostileReflection(odd_maps()) as server, easnb.connect(server.endpoint) as conn:
+        with pytest.raises(easnb.ReflectionError, match="'m.M.OddEntry' as a map entry, but not as protoc writes one"):
+            conn.service("m.S")
         done = run("describe", server.endpoint, "m.M")
-    assert done.returncode == 0, done.stderr  # was a KeyError's traceback
-    assert "repeated .m.M.OddEntry odd = 1;" in done.stdout
+    assert done.returncode == 1 and "not as protoc writes one" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_server_copy_of_a_file_protobuf_ships_is_replaced_by_protobufs() -> None:
+    """A server's own ``google/protobuf/timestamp.proto`` (``seconds`` a string) got protobuf's Timestamp
+    handling by name: building from a datetime raised TypeError, printing a reply AttributeError."""
+    from google.protobuf import descriptor_pb2 as d
+
+    kind = d.FieldDescriptorProto
+    fake = d.FileDescriptorProto(name="google/protobuf/timestamp.proto", package="google.protobuf", syntax="proto3", message_type=[
+        d.DescriptorProto(name="Timestamp", field=[kind(name="seconds", number=1, label=kind.LABEL_OPTIONAL, type=kind.TYPE_STRING)]),
+    ])
+    script = orgs(("google/protobuf/timestamp.proto",))
+    script.files["google/protobuf/timestamp.proto"] = fake.SerializeToString()
+    with HostileReflection(script) as server, easnb.connect(server.endpoint) as conn:
+        method = conn.service("org.Orgs").methods["Get"]
+        message = method.message({"created": datetime(2026, 11, 30, 8, tzinfo=timezone.utc)})
+        assert method.to_json(message) == {"created": "2026-11-30T08:00:00Z"}
+
+
+@pytest.mark.parametrize("package,outer", [("google.protobuf", ()), ("google", ("protobuf",)), ("", ("google", "protobuf"))],
+                         ids=["package", "nested-in-google", "nested-from-root"])
+def test_google_protobuf_types_declared_by_a_server_file_are_refused(package: str, outer: tuple[str, ...]) -> None:
+    """``google.protobuf.Any`` with an int64 ``type_url``, in a file of the server's own: printing a reply
+    raised AttributeError and building a request TypeError."""
+    from google.protobuf import descriptor_pb2 as d
+
+    kind = d.FieldDescriptorProto
+    evil = d.DescriptorProto(name="Any", field=[kind(name="type_url", number=1, label=kind.LABEL_OPTIONAL, type=kind.TYPE_INT64)])
+    for name in reversed(outer):
+        evil = d.DescriptorProto(name=name, nested_type=[evil])
+    holder = d.DescriptorProto(name="M", field=[kind(name="a", number=1, label=kind.LABEL_OPTIONAL, type=kind.TYPE_MESSAGE,
+                                                     type_name=".google.protobuf.Any")])
+    files = {"a.proto": service_file("a.proto", "a", "S", request=".a.M", deps=("evil.proto",), messages=(holder,)),
+             "evil.proto": file("evil.proto", package, message_type=[evil])}
+    with HostileReflection(Script(files, {"a.S": "a.proto"}, ["a.S"])) as server, easnb.connect(server.endpoint) as conn:
+        with pytest.raises(easnb.ReflectionError, match=r"'evil.proto' declares 'google\.protobuf(\.Any)?': only protobuf's own"):
+            conn.service("a.S")
+
+
+def _enum_values(count: int) -> bytes:
+    """A serialized EnumDescriptorProto ``E`` with ``count`` values (by hand: protobuf's classes take seconds)."""
+    from .hostile_reflection import _field
+
+    values = b"".join(_field(2, _field(1, b"V%d" % i) + b"\x10" + _length(i)) for i in range(count))
+    return _field(1, b"E") + values
+
+
+def test_millions_of_declarations_are_refused_within_the_deadline() -> None:
+    """3M enum values (48 MB, under the byte limit) took protobuf 36 s to build, far past a 5 s timeout."""
+    f = service_file("b.proto", "b", "B") + _field_of(5, _enum_values(1_000_000))  # 5: enum_type
+    with HostileReflection(Script({"b.proto": f}, {"b.B": "b.proto"}, ["b.B"])) as server:
+        with easnb.connect(server.endpoint, timeout=5) as conn:
+            started = time.monotonic()
+            with pytest.raises(easnb.ReflectionError, match="declare over 250000 types, fields and values"):
+                conn.service("b.B")
+            assert time.monotonic() - started < 8  # was ~12 s for this million, all of it after the deadline
+        from easnb.reflection import reflect
+
+        with easnb.connect(server.endpoint, timeout=60) as conn:  # under a higher limit it builds: the limit is the cause
+            assert reflect(conn, Limits(elements=2_000_000)).service("b.B").full_name == "b.B"
+
+
+def _field_of(number: int, data: bytes) -> bytes:
+    from .hostile_reflection import _field
+
+    return _field(number, data)
 
 
 def test_the_reference_bound_counts_rings_and_chains() -> None:
