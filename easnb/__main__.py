@@ -388,6 +388,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EasnbError as exc:
         print(f"error: {shown(exc)}", file=sys.stderr)
         return getattr(args, "error_code", 1)  # compare: 1 says "they differ", so a failure is 2
+    except Exception as exc:  # never a traceback: one line, typed, control characters visible, no token
+        from .redaction import redact
+
+        text = f"{type(exc).__name__}: {exc}"
+        for secret in {os.environ.get("EASNB_TOKEN"), os.environ.get("EASNB_TOKEN_B"), getattr(args, "token", None)} - {None}:
+            text = redact(text, secret)
+        print(f"error: easnb {args.command} failed: {visible(text)}", file=sys.stderr)
+        return getattr(args, "error_code", 1)
 
 
 def shown(error: EasnbError) -> str:

@@ -68,3 +68,12 @@ def test_a_link_planted_during_the_copy_is_replaced_not_followed(tmp_path: Path,
     copy_to(folder, overwrite=True)
     assert victim.read_text() == "precious"
     assert not (folder / FIRST).is_symlink()
+
+
+def test_a_failure_easnb_did_not_foresee_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A folder that is a file (or a link swapped for a folder mid-copy) raised OSError, printed as a traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    done = run(str(taken))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: easnb notebooks failed: FileExistsError: ") and done.stderr.count("\n") == 1
