@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import EasnbError
+from .terminal import visible, visible_json, visible_text
 
 
 def _usage(message: str, hint: str = "") -> EasnbError:
@@ -80,12 +81,12 @@ def stream(args: argparse.Namespace) -> int:
             for result in responses:
                 document = {"final": result.parameters.get("triton_final_response") is True,
                             "after_ms": round((responses.arrivals[-1] - responses.sent_at) * 1000, 3), **result.to_dict()}
-                print(json.dumps(document, ensure_ascii=False), flush=True)
+                print(visible_json(json.dumps(document, ensure_ascii=False)), flush=True)
                 count += 1
             if not count or not responses.responses[-1].parameters.get("triton_final_response"):
                 after = round(((responses.arrivals or [responses.sent_at])[-1] - responses.sent_at) * 1000, 3)
-                print(json.dumps({"final": True, "after_ms": after, "model_name": args.model, "id": responses.request_id,
-                                  "outputs": []}), flush=True)
+                print(visible_json(json.dumps({"final": True, "after_ms": after, "model_name": args.model, "id": responses.request_id,
+                                  "outputs": []})), flush=True)
         return 0
 
     return _interruptible(run)
@@ -102,7 +103,7 @@ def generate(args: argparse.Namespace) -> int:
                               version=args.version, timeout=args.max_time, **sampling)
             started = time.perf_counter()
             for piece in g:
-                sys.stdout.write(piece)
+                sys.stdout.write(visible_text(piece))  # a server's text: its escape sequences shown, not run
                 sys.stdout.flush()
             print()
             ttft = g.time_to_first_token
@@ -112,7 +113,7 @@ def generate(args: argparse.Namespace) -> int:
                        f"tokens/s: {g.tokens_per_second:.1f}" if g.tokens_per_second else "",
                        f"median inter-token: {gaps[len(gaps) // 2] * 1000:.1f} ms" if gaps else "",
                        f"total: {(time.perf_counter() - started) * 1000:.0f} ms"]
-            print("  ".join(s for s in summary if s), file=sys.stderr)
+            print(visible("  ".join(s for s in summary if s)), file=sys.stderr)
         return 0
 
     return _interruptible(run)

@@ -31,6 +31,16 @@ def visible(text: str) -> str:
     return _SUSPECT.sub(lambda m: m[0].encode("unicode_escape", "backslashreplace").decode("ascii") if _hidden(m[0]) else m[0], text)
 
 
+def visible_text(text: str) -> str:
+    """Running text (a model's generated text): as ``visible``, but newlines and tabs stay as they are."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(part if part in ("\n", "\t") else visible(part) for part in _KEPT.split(text))
+
+
+_KEPT = re.compile("([\n\t])")
+
+
 def visible_json(text: str) -> str:
     """JSON text (``json.dumps(..., ensure_ascii=False)``) with the control and format characters JSON
     leaves raw (DEL, C1 controls, bidi overrides, separators) written as ``\\uXXXX``: still valid JSON."""

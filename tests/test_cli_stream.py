@@ -52,3 +52,27 @@ def test_generate_prints_text_and_a_summary(demo: DemoServer) -> None:
     assert wrong.returncode == 1 and "features" in wrong.stderr
     usage = run("generate", demo.endpoint, "textgen", "hi", "--param", "novalue", token=demo.token)
     assert usage.returncode == 2 and "not k=v" in usage.stderr
+
+
+HOSTILE_WORDS = "a \x1b]52;c;cHduZWQ=\x07 \x9b2J \u202eb \x1b[8mhidden\x7f"  # clipboard write, C1 CSI, bidi, conceal, DEL
+
+
+def raw_controls(text: str) -> list[str]:
+    """The control and format characters in ``text`` a terminal would act on (newline and tab are text)."""
+    import unicodedata
+
+    return [c for c in text if c not in "\n\t" and unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+
+
+def test_generated_and_streamed_text_reaches_the_terminal_with_its_controls_visible(demo: DemoServer) -> None:
+    """The model's text (here the demo echoing the words) is a server's: its escape sequences are shown, not run."""
+    generated = run("generate", demo.endpoint, "textgen", HOSTILE_WORDS, "--max-tokens", "12", token=demo.token)
+    assert generated.returncode == 0, generated.stderr
+    assert not raw_controls(generated.stdout + generated.stderr), generated.stdout
+    assert "\\x1b]52;c;cHduZWQ=\\x07" in generated.stdout and "\\x9b2J" in generated.stdout and generated.stdout.endswith("\n")
+    streamed = run("stream", demo.endpoint, "textgen", "--inputs", json.dumps({"text_input": [HOSTILE_WORDS], "stream": [True]}),
+                   token=demo.token)
+    assert streamed.returncode == 0, streamed.stderr
+    assert not raw_controls(streamed.stdout + streamed.stderr), streamed.stdout
+    words = "".join(json.loads(line)["outputs"][0]["data"][0] for line in streamed.stdout.splitlines() if json.loads(line)["outputs"])
+    assert "\x9b2J" in words and "\u202eb" in words  # still valid JSON holding exactly what the server sent
