@@ -136,12 +136,47 @@ def mapping(value: Any, argument: str, example: str) -> Mapping[str, Any] | None
 
 
 def options(value: Any) -> Mapping[str, Any] | None:
-    """gRPC channel options: a dict, or the list of (name, value) pairs gRPC itself takes."""
-    if value is None or isinstance(value, Mapping):
+    """gRPC channel options: a dict, or the list of (name, value) pairs gRPC itself takes; each
+    value as gRPC reads it (see ``option_value``)."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        pairs = list(value)
+    else:
+        raise _refuse("options", "a dict of gRPC channel options", value, "options={'grpc.enable_http_proxy': 0}")
+    named = [(text(k, "options"), v) for k, v in pairs]
+    return {name: option_value(name, v) for name, v in named}
+
+
+#: gRPC channel options whose value is text even when it is all digits.
+_TEXT_OPTIONS = frozenset(f"grpc.{n}" for n in (
+    "primary_user_agent", "secondary_user_agent", "default_authority", "ssl_target_name_override",
+    "lb_policy_name", "service_config", "http_proxy",
+))
+
+
+def option_value(name: str, value: Any) -> Any:
+    """A channel option's value as gRPC reads it: an int (True/False, numpy integers, whole floats
+    and text of digits become ints, since gRPC silently ignores an integer option given as text or
+    a float: ``{'grpc.enable_http_proxy': '0'}`` left the proxy on), text or bytes."""
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str):
+        digits = value.strip()
+        if digits.lstrip("+-").isdigit() and digits.isascii() and name not in _TEXT_OPTIONS:
+            return int(digits)
         return value
-    if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
-        return {text(k, "options"): v for k, v in value}
-    raise _refuse("options", "a dict of gRPC channel options", value, "options={'grpc.enable_http_proxy': 0}")
+    if isinstance(value, bytes) or type(value).__module__.startswith("grpc"):
+        return value
+    raise ArgumentError(
+        f"options[{name!r}] must be a whole number or text, not {type(value).__name__}{_shown(value)}.",
+        hint="gRPC channel options are ints (0 or 1 for off or on) or text, e.g. options={'grpc.enable_http_proxy': 0}.",
+        argument="options",
+    )
 
 
 def outputs(value: Any) -> Any:
