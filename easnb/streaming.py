@@ -27,12 +27,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
 from . import arguments
 from .calls import DEFAULT
 from .errors import DeadlineError, EasnbError, StreamError, from_rpc_error, scrub
+from . import wire
 from .inference import decode_response
+from .parameters import to_python
+from .tensors import decode_tensor
 from .redaction import redact
 from .results import InferResult
 from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
@@ -72,11 +76,37 @@ class Reader:
         if self.flavour == "mlserver":
             return decode_response(data, copy=self.copy, bytes_as_str=self.bytes_as_str), False, ""
         error, inner = decode_stream_response(data)
-        result = decode_response(bytes(inner), copy=self.copy, bytes_as_str=self.bytes_as_str)
+        result = self.small(bytes(inner))
         final = result.parameters.get(FINAL) is True
         if error:
             return result, True if FINAL not in result.parameters else final, error
         return (result if result.outputs or not final else None), final, ""
+
+
+    def small(self, data: bytes) -> InferResult:
+        """A token-sized reply decoded with less bookkeeping than ``decode_response`` (each tensor still
+        checked by ``decode_tensor``); anything unusual (output parameters, typed contents, a repeated
+        name, a missing raw buffer, a large reply) goes to ``decode_response``."""
+        if len(data) < wire.SMALL:
+            try:
+                message = ModelInferResponse.FromString(data)
+            except DecodeError:  # decode_response says what is wrong with it
+                return decode_response(data)
+            raws = message.raw_output_contents
+            tensors = message.outputs
+            if len(raws) == len(tensors):
+                outputs, datatypes = {}, {}
+                for raw, tensor in zip(raws, tensors):
+                    name, datatype = tensor.name, tensor.datatype
+                    if name in outputs or tensor.parameters or tensor.HasField("contents"):
+                        break
+                    outputs[name] = decode_tensor(name, datatype, tensor.shape, raw, None, copy=self.copy,
+                                                  bytes_as_str=self.bytes_as_str)
+                    datatypes[name] = datatype
+                else:
+                    parameters = {key: to_python(value) for key, value in message.parameters.items()}
+                    return InferResult(message.model_name, message.model_version, message.id, outputs, datatypes, parameters, {})
+        return decode_response(data, copy=self.copy, bytes_as_str=self.bytes_as_str)
 
 
 class Stream:

@@ -84,3 +84,34 @@ def test_foreign_ids_on_a_shared_stream_are_ignored_and_no_end_times_out() -> No
             assert time.monotonic() - started < 3 and mine.responses == []
     finally:
         server.stop(None)
+
+
+def _replies() -> list[bytes]:
+    from easnb.tensors import encode_tensor
+
+    plain = _proto.ModelInferResponse(model_name="m", model_version="2", id="i")
+    set_parameters(plain.parameters, {"triton_final_response": False, "n": 3, "s": "x"})
+    buffers = []
+    for name, value in (("t", np.array([b"tok", b""], dtype=object)), ("n", np.array([[1, 2]], np.uint32)),
+                        ("f", np.array([0.5], np.float16))):
+        buffer, _ = encode_tensor(plain.outputs.add(), name, value)
+        buffers.append(memoryview(buffer).tobytes())
+    plain.raw_output_contents.extend(buffers)
+    typed = _proto.ModelInferResponse(model_name="m")
+    typed.outputs.add(name="t", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"typed")
+    marked = _proto.ModelInferResponse(model_name="m")
+    out = marked.outputs.add(name="t", datatype="BYTES", shape=[1])
+    set_parameters(out.parameters, {"content_type": "str"})
+    marked.raw_output_contents.append(b"\x02\x00\x00\x00hi")
+    return [plain.SerializeToString(), typed.SerializeToString(), marked.SerializeToString(), b""]
+
+
+@pytest.mark.parametrize("data", _replies())
+@pytest.mark.parametrize("as_str", [False, True])
+def test_the_small_reply_decoder_agrees_with_decode_response(data: bytes, as_str: bool) -> None:
+    from easnb.inference import decode_response
+    from easnb.streaming import Reader
+
+    mine, theirs = Reader("triton", "m", False, as_str).small(data), decode_response(data, bytes_as_str=as_str)
+    assert mine.to_dict() == theirs.to_dict() and mine.datatypes == theirs.datatypes
+    assert {n: a.dtype for n, a in mine.items()} == {n: a.dtype for n, a in theirs.items()}
