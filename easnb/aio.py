@@ -19,16 +19,13 @@ import grpc
 import grpc.aio
 
 from . import _proto, arguments
-from ._proto import V2_SERVICE, method_path
 from .channel import refuse_pickle
-from .calls import DEFAULT, RetryPlan, Unary, arun_plan
-from .connection import is_unknown_model, model_metadata_from
+from .calls import CALLS, DEFAULT, RetryPlan, Unary, arun_plan, is_unknown_model, model_metadata_from
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
-from .errors import ClosedError, EasnbError, EndpointError, scrub
+from .errors import ClosedError, EasnbError, EndpointError, FrameInput, scrub
 from .fork import aio_usable, note_aio
 from .frames import frame_to_inputs, frames_in, is_frame
-from .tensors import FrameInput
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
@@ -40,13 +37,6 @@ if TYPE_CHECKING:
     from .reflection import Reflection
     from .repository import ModelIndex
 
-_SMALL_CALLS = {
-    "ServerLive": (_proto.ServerLiveRequest, _proto.ServerLiveResponse),
-    "ServerReady": (_proto.ServerReadyRequest, _proto.ServerReadyResponse),
-    "ModelReady": (_proto.ModelReadyRequest, _proto.ModelReadyResponse),
-    "ServerMetadata": (_proto.ServerMetadataRequest, _proto.ServerMetadataResponse),
-    "ModelMetadata": (_proto.ModelMetadataRequest, _proto.ModelMetadataResponse),
-}
 
 
 class AsyncConnection:
@@ -117,13 +107,8 @@ class AsyncConnection:
         note_aio()
         self.channel = self.settings.open_aio_channel() if self._given is None else self._given
         self._loop = loop
-        self._stubs = {
-            name: self.channel.unary_unary(
-                method_path(V2_SERVICE, name), request_serializer=req.SerializeToString, response_deserializer=resp.FromString
-            )
-            for name, (req, resp) in _SMALL_CALLS.items()
-        }
-        self._infer = self.channel.unary_unary(method_path(V2_SERVICE, "ModelInfer"))
+        self._stubs = {name: call.stub(self.channel) for name, call in CALLS.items() if call.request is not None}
+        self._infer = CALLS["ModelInfer"].stub(self.channel)
         self._path_stubs: dict[str, Any] = {}
 
     async def _call(
@@ -174,7 +159,8 @@ class AsyncConnection:
 
     async def server_metadata(self, timeout: float | None = DEFAULT, headers: Headers | None = None) -> ServerMetadata:
         reply = await self._small("ServerMetadata", _proto.ServerMetadataRequest(), timeout, headers)
-        return ServerMetadata(reply.name, reply.version, tuple(reply.extensions))
+        found: ServerMetadata = CALLS["ServerMetadata"].read(reply)
+        return found
 
     async def model_metadata(
         self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None

@@ -17,8 +17,10 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from . import log
-from .errors import DeadlineError, EasnbError, UnavailableError, from_rpc_error
+from . import _proto, log
+from ._proto import V2_SERVICE, method_path
+from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, from_rpc_error
+from .results import ModelMetadata, ServerMetadata, TensorMetadata
 
 
 T = TypeVar("T")
@@ -94,6 +96,69 @@ class RetryPlan:
             raise error
         log.retrying(self.method, self.context["target"], error, attempt + 1, pause)
         return pause
+
+
+# -- the V2 calls, described once ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One V2 call: its method, request class (``None``: easnb's codec writes bytes), reply class
+    (``None``: bytes for easnb's codec), how a reply is read, and whether it may be sent again."""
+
+    name: str
+    request: Any
+    reply: Any
+    read: Any
+    idempotent: bool
+
+    @property
+    def path(self) -> str:
+        return method_path(V2_SERVICE, self.name)
+
+    def stub(self, channel: Any) -> Any:
+        """This call's stub on ``channel`` (sync or ``grpc.aio``)."""
+        if self.request is None:
+            return channel.unary_unary(self.path)
+        return channel.unary_unary(self.path, request_serializer=self.request.SerializeToString,
+                                   response_deserializer=self.reply.FromString)
+
+
+def model_metadata_from(reply: Any) -> ModelMetadata:
+    """A ``ModelMetadata`` from a ModelMetadataResponse message."""
+
+    def tensors(items: Any) -> tuple[TensorMetadata, ...]:
+        return tuple(TensorMetadata(t.name, t.datatype, tuple(t.shape)) for t in items)
+
+    return ModelMetadata(
+        name=reply.name,
+        versions=tuple(reply.versions),
+        platform=reply.platform,
+        inputs=tensors(reply.inputs),
+        outputs=tensors(reply.outputs),
+        properties=dict(sorted(reply.properties.items())),
+    )
+
+
+# codes under which servers other than KServe say a model is unknown (MLServer: "Model x not found")
+_NOT_FOUND_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+
+
+def is_unknown_model(error: EasnbError) -> bool:
+    """Whether a ModelReady failure says the model is unknown, however the server words it."""
+    return isinstance(error, NotFoundError) or (error.code in _NOT_FOUND_CODES and "not found" in error.details.lower())
+
+
+CALLS: dict[str, Call] = {c.name: c for c in (
+    Call("ServerLive", _proto.ServerLiveRequest, _proto.ServerLiveResponse, lambda r: bool(r.live), True),
+    Call("ServerReady", _proto.ServerReadyRequest, _proto.ServerReadyResponse, lambda r: bool(r.ready), True),
+    Call("ModelReady", _proto.ModelReadyRequest, _proto.ModelReadyResponse, lambda r: bool(r.ready), True),
+    Call("ServerMetadata", _proto.ServerMetadataRequest, _proto.ServerMetadataResponse,
+         lambda r: ServerMetadata(r.name, r.version, tuple(r.extensions)), True),
+    Call("ModelMetadata", _proto.ModelMetadataRequest, _proto.ModelMetadataResponse, model_metadata_from, True),
+    # not sent again by default: a model may have run it; infer(retries=...) opts in
+    Call("ModelInfer", None, None, None, False),
+)}
 
 
 # -- plans: feature logic written once, run by either executor ------------------------------------

@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from . import _proto, arguments, log
-from ._proto import V2_SERVICE, method_path
 from .channel import Keepalive, refuse_pickle
 from .credentials import CallMetadata, Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
-from .errors import ClosedError, EasnbError, NotFoundError, from_rpc_error, scrub
-from .calls import DEFAULT, RetryPlan, Unary, run_plan
+from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, run_plan  # noqa: F401 - re-exported
+from .errors import ClosedError, EasnbError, FrameInput, NotFoundError, from_rpc_error, scrub
 from .fork import watch
 from .frames import frame_to_inputs, frames_in, is_frame
-from .tensors import FrameInput
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
@@ -39,15 +37,6 @@ if TYPE_CHECKING:
     from .services import ServiceClient
 
 T = TypeVar("T")
-# codes under which servers other than KServe say a model is unknown (MLServer: "Model x not found")
-_NOT_FOUND_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
-
-
-def is_unknown_model(error: EasnbError) -> bool:
-    """Whether a ModelReady failure says the model is unknown, however the server words it."""
-    return isinstance(error, NotFoundError) or (error.code in _NOT_FOUND_CODES and "not found" in error.details.lower())
-
-
 class Connection:
     """One reusable, thread-safe channel to a service, with its token, headers and timeout.
 
@@ -102,23 +91,10 @@ class Connection:
     def open_stubs(self) -> None:
         """The V2 stubs on ``self.channel`` (again after a fork: see ``easnb.fork``)."""
         channel = self.channel
-        self._stubs = {
-            name: channel.unary_unary(
-                method_path(V2_SERVICE, name),
-                request_serializer=request.SerializeToString,
-                response_deserializer=response.FromString,
-            )
-            for name, request, response in (
-                ("ServerLive", _proto.ServerLiveRequest, _proto.ServerLiveResponse),
-                ("ServerReady", _proto.ServerReadyRequest, _proto.ServerReadyResponse),
-                ("ModelReady", _proto.ModelReadyRequest, _proto.ModelReadyResponse),
-                ("ServerMetadata", _proto.ServerMetadataRequest, _proto.ServerMetadataResponse),
-                ("ModelMetadata", _proto.ModelMetadataRequest, _proto.ModelMetadataResponse),
-            )
-        }
+        self._stubs = {name: call.stub(channel) for name, call in CALLS.items() if call.request is not None}
         self._path_stubs: dict[str, Any] = {}  # plans' unary calls, by method path
         # bytes in, bytes out: easnb's codec writes and reads the wire format itself.
-        self._infer = channel.unary_unary(method_path(V2_SERVICE, "ModelInfer"))
+        self._infer = CALLS["ModelInfer"].stub(channel)
 
     # -- the settings, by name ------------------------------------------------------------
 
@@ -264,7 +240,8 @@ class Connection:
         """The server's name, version and extensions."""
         timeout = arguments.server_call(timeout, headers)
         reply = self._unary("ServerMetadata", _proto.ServerMetadataRequest(), timeout, headers=headers)
-        return ServerMetadata(reply.name, reply.version, tuple(reply.extensions))
+        found: ServerMetadata = CALLS["ServerMetadata"].read(reply)
+        return found
 
     def model_metadata(
         self, name: str, version: str = "", timeout: float | None = DEFAULT, headers: Headers | None = None
@@ -479,7 +456,7 @@ class Connection:
     def run_batches(self, run: Any, concurrency: int) -> None:
         """``infer_frame``'s batches (an ``easnb.batch`` run) on this connection's background loop."""
         loop = self.background()
-        loop.run(run.score(concurrency, loop.stub(method_path(V2_SERVICE, "ModelInfer"))))
+        loop.run(run.score(concurrency, loop.stub(CALLS["ModelInfer"].path)))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -541,22 +518,6 @@ class Connection:
         token = "token set" if settings.token is not None else "no token"
         state = ", closed" if self._closed else ""
         return f"<Connection {settings.endpoint.target} {security}, {token}, timeout {settings.timeout}s{state}>"
-
-
-def model_metadata_from(reply: Any) -> ModelMetadata:
-    """A ``ModelMetadata`` from a ModelMetadataResponse message."""
-
-    def tensors(items: Any) -> tuple[TensorMetadata, ...]:
-        return tuple(TensorMetadata(t.name, t.datatype, tuple(t.shape)) for t in items)
-
-    return ModelMetadata(
-        name=reply.name,
-        versions=tuple(reply.versions),
-        platform=reply.platform,
-        inputs=tensors(reply.inputs),
-        outputs=tensors(reply.outputs),
-        properties=dict(sorted(reply.properties.items())),
-    )
 
 
 def connect(

@@ -11,6 +11,7 @@
     ├── NotFoundError          NOT_FOUND: model, version or method
     ├── InvalidArgumentError   INVALID_ARGUMENT
     │   ├── TensorError        a tensor easnb cannot encode or decode
+    │   │   └── FrameInput     a DataFrame as one input's value, where no model metadata is at hand
     │   └── ArgumentError      an argument of the wrong type or value (also a TypeError)
     ├── RequestError           a request message that cannot be built (names the field); nothing sent
     ├── UnimplementedError     UNIMPLEMENTED: the server does not offer the method
@@ -138,6 +139,14 @@ class InvalidArgumentError(EasnbError, ValueError):
 
 class TensorError(InvalidArgumentError):
     """A tensor that easnb cannot encode, or a reply tensor it cannot decode."""
+
+
+class FrameInput(TensorError):
+    """A DataFrame given as one input's value: matching its columns needs the model's metadata.
+
+    ``Connection.infer`` and ``easnb.aio``'s catch it and match the columns by name; elsewhere it
+    says what to pass instead.
+    """
 
 
 class ArgumentError(InvalidArgumentError, TypeError):

@@ -318,12 +318,4 @@ def inspect(source: Any, models: list[str] | None = None, generate: bool | None 
     return Workbench(source, models, generate)
 
 
-def __getattr__(name: str) -> Any:  # the workbench's parts, where they used to live
-    if name in ("HistoryView", "ServicesPage", "Workbench"):
-        from . import workbench
-
-        return getattr(workbench, name)
-    raise AttributeError(f"module 'easnb.inspectors' has no attribute {name!r}")
-
-
 __all__ = ["InferInspector", "ModelInspector", "ServerInspector", "example_text", "inspect", "model_names", "parse_values"]

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from ._proto import ModelInferRequest  # noqa: F401  (used by the doctest)
 from .bytes_wire import as_bytes_list, decode_bytes, encode_bytes
 from .dtypes import bytes_refusal, from_pandas, from_string_dtype, refusal
-from .errors import TensorError
+from .errors import FrameInput, TensorError
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,6 @@ _BY_DTYPE.update({d.newbyteorder("="): n for d, n in list(_BY_DTYPE.items())})
 _BY_KIND_SIZE = {
     (d.dtype.kind, d.dtype.itemsize): d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")
 }
-
-
-class FrameInput(TensorError):
-    """A DataFrame given as one input's value: matching its columns needs the model's metadata.
-
-    ``Connection.infer`` and ``easnb.aio``'s catch it and match the columns by name; elsewhere it
-    says what to pass instead.
-    """
 
 
 @dataclass(frozen=True)

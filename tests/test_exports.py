@@ -8,7 +8,7 @@ import easnb
 pytestmark = pytest.mark.core
 
 EXPECTED = {
-    "BatchError", "ClosedError", "ConfigError", "ControlPlaneError", "CredentialsError", "LoadTestError", "NameTakenError",
+    "BatchError", "ClosedError", "FrameInput", "ConfigError", "ControlPlaneError", "CredentialsError", "LoadTestError", "NameTakenError",
     "NoPermissionError", "NoSuchServiceError", "QuotaError", "RegionError", "UsageError",
     "DEFAULT", "ArgumentError", "AuthenticationError", "ColumnOrderWarning", "Connection", "ConnectionWidget", "DeadlineError", "EasnbError",
     "Endpoint", "EndpointError", "InferResult", "InvalidArgumentError", "Keepalive", "MessageTooLargeError",

@@ -15,7 +15,6 @@ Outputs = dict[str, tuple[str, np.ndarray]]  # name -> (datatype, array)
 
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 IRIS_SPECIES = ("setosa", "versicolor", "virginica")
-DEMO_MODELS = ("add_sub", "iris", "iris_v2", "text", "echo", "textgen")
 
 
 @dataclass(frozen=True)
