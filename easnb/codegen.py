@@ -48,6 +48,8 @@ def literal(value: Any) -> str:
         value = value.item()
     if isinstance(value, str):
         return _string(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 10_000:
+        return hex(value)  # repr refuses ints past 4300 digits (sys.int_info.default_max_str_digits); hex has no limit
     if value is None or isinstance(value, (bool, int, bytes)):
         return repr(value)
     if isinstance(value, float):

@@ -380,3 +380,39 @@ def test_load_and_compare_code_keeps_every_value_a_literal(kind, model, names, f
     if frame is None and prompt is None:
         assigned = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "inputs")  # type: ignore[attr-defined]
         assert [value(k) for k in assigned.value.keys] == names  # type: ignore[attr-defined]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=ANY, prompt=ANY, version=ANY, sampling=st.dictionaries(ANY, PARAMETER | st.none() | st.lists(PARAMETER, max_size=2), max_size=3),
+       names=st.lists(ANY, min_size=1, max_size=2, unique=True), headers=HEADERS)
+@example(model='x" + str(__import__("os").system("id")) + "', prompt='"""\n__import__("os")\n"""', version="\\",
+         sampling={"a) or __import__('os').system('id') or (": 1}, names=["text_input"], headers={})
+def test_generation_code_keeps_every_value_a_literal(model, prompt, version, sampling, names, headers) -> None:  # type: ignore[no-untyped-def]
+    """The Generate tab's calls: model, prompt, sampling keys and values, input names, as easnb and tritonclient code."""
+    inputs = {n: {"datatype": "BYTES", "array": np.array([prompt.encode("utf-8", "surrogatepass")], object)} for n in names}
+    request = {"model": model, "prompt": prompt, "sampling": sampling, "version": version, "inputs": inputs}
+    call = Call(datetime.now(), "generate", "127.0.0.1:1", False, model, "", "OK", 1.0, request, headers)
+    allowed = ALLOWED | {"conn.generate", "queue.Queue", "client.start_stream", "responses.put", "client.async_stream_infer",
+                         "responses.get", "b''.join", "text.reshape", "join().decode", "client.stop_stream", "Constant.join"}
+    for flavour in (codegen.easnb, codegen.tritonclient):
+        code = flavour(call)
+        tree = ast.parse(code)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = dotted(node.func)
+                assert name in allowed or name.endswith((").decode", ".join", ").reshape")), name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and dotted(node.func) in ("conn.generate", "client.async_stream_infer"):
+                assert value(node.args[0]) == model
+                if dotted(node.func) == "conn.generate":
+                    assert value(node.args[1]) == prompt
+                    given_sampling = {k: v for kw in node.keywords if kw.arg is None for k, v in value(kw.value).items()}
+                    assert same(given_sampling, sampling)
+            if isinstance(node, ast.Call) and dotted(node.func) == "grpcclient.InferInput":
+                assert value(node.args[0]) in names
+
+
+def test_numbers_repr_cannot_print_are_still_literals() -> None:
+    huge = 7**20000  # beyond the 4300 digits repr() writes
+    for value in (huge, -huge, [huge], {"x": huge}):
+        assert eval(codegen.literal(value), {"__builtins__": {}}) == value  # noqa: S307
