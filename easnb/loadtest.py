@@ -30,6 +30,8 @@ from .statistics import ModelStatistics, model_statistics, total
 
 #: Below this many requests a level's error rate does not stop it.
 MIN_FOR_ERROR_RATE = 20
+#: The longest a statistics snapshot may take (seconds): a server that stalls it gets no split, not a stalled sweep.
+STATISTICS_WAIT = 5.0
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -163,9 +165,14 @@ async def _open_sender(run: _Level, stub: Any, work: Workload, rate: float, begi
     await _settle(list(in_flight), time.perf_counter() + (seconds if seconds is not None else 30.0) + 1.0, run)
 
 
-def _snapshot(conn: Connection, work: Workload) -> ModelStatistics | None:
+def _statistics_wait(timeout: float | None) -> float:
+    """How long a statistics call may take: the requests' deadline, at most ``STATISTICS_WAIT`` (even without one)."""
+    return min(timeout, STATISTICS_WAIT) if timeout else STATISTICS_WAIT
+
+
+def _snapshot(conn: Connection, work: Workload, timeout: float | None) -> ModelStatistics | None:
     try:
-        return total(model_statistics(conn, work.model, work.version))
+        return total(model_statistics(conn, work.model, work.version, timeout=_statistics_wait(timeout)))
     except EasnbError:
         return None
 
@@ -197,7 +204,7 @@ def run_level(
             now = time.perf_counter()
             if not run.cpu[0] and now >= run.window[0]:
                 run.cpu[0] = time.process_time()
-                before = _snapshot(conn, work) if split else None
+                before = _snapshot(conn, work, timeout) if split else None
             seen, failed = run.counts()
             if stop_error_rate is not None and seen >= MIN_FOR_ERROR_RATE and failed / seen > stop_error_rate:
                 reason = f"stopped: {failed} of {seen} requests failed (more than {stop_error_rate:.0%})"
@@ -207,7 +214,7 @@ def run_level(
             time.sleep(max(0.001, min(0.1, run.window[1] - now, run.window[0] - now if waiting else 0.1)))
         run.cpu[1] = time.process_time()
         if split and before is not None and mode == "concurrency":
-            after = _snapshot(conn, work)
+            after = _snapshot(conn, work, timeout)
         measured = min(seconds, max(1e-9, time.perf_counter() - run.window[0]))
         if reason or cancel.is_set():
             run.stop.set()
@@ -218,7 +225,7 @@ def run_level(
         for thread in threads:  # callers stop at the window's end; the open loop's sender once the
             thread.join()  # requests due in the window are answered
     if split and before is not None and mode == "rate":
-        after = _snapshot(conn, work)
+        after = _snapshot(conn, work, timeout)
     server = after.since(before) if before is not None and after is not None else None
     if server is not None and any(c < 0 or ns < 0 for c, ns in server.durations.values()):
         server = None  # counters went backwards (the server restarted): no split rather than a wrong one
@@ -337,7 +344,7 @@ def load_test(
     split = False
     if work.model:
         try:
-            model_statistics(conn, work.model, work.version)
+            model_statistics(conn, work.model, work.version, timeout=_statistics_wait(deadline))
             split = True
         except EasnbError:
             split = False

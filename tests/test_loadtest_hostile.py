@@ -39,6 +39,8 @@ class Hostile:
 
     def statistics(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         self.asked += 1
+        if self.stats == "stall" and self.asked > 1:  # the first ask is answered, every later one stalls
+            self.release.wait(30)
         if self.stats == "garbage":
             return b"\xff\xff\xff\xff not a protobuf"
         reply = self.service.model_statistics(_proto.ModelStatisticsRequest.FromString(data))
@@ -144,3 +146,16 @@ def test_statistics_of_another_model_are_not_taken_for_this_one(hostile: tuple[s
         mixed = conn.load_test("slow", ONE, concurrency=[1], seconds=0.4, warmup=0.1, progress=False)
     assert not alone.split and alone.levels[0].server_ms == {}
     assert mixed.split and 4.5 <= mixed.levels[0].server_ms["compute_infer"] <= mixed.levels[0].mean_ms, mixed.levels[0].server_ms
+
+
+def test_statistics_that_stall_cannot_hold_the_sweep(hostile: tuple[str, Hostile]) -> None:
+    """A connection without deadlines, and a server that answers the first ModelStatistics and stalls the
+    rest: each snapshot waits for the requests' deadline at most (it waited for ever: 40 s with a 20 s stall)."""
+    endpoint, h = hostile
+    h.stats = "stall"
+    with easnb.connect(endpoint, timeout=None) as conn:
+        started = time.perf_counter()
+        report = conn.load_test("slow", ONE, concurrency=[1], seconds=0.5, warmup=0.0, progress=False, timeout=1)
+        took = time.perf_counter() - started
+    assert report.split and report.levels[0].requests > 10 and report.levels[0].server_ms == {}
+    assert took < 10, took
