@@ -129,12 +129,26 @@ def ignored_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     return [f"${n}" for n in names if environ.get(n) and n.lower() not in environ]
 
 
-def bypass(target: str) -> str:
-    """How to go around the proxy for ``target``: both fixes, as text for a hint."""
+def bypass(target: str, environ: Mapping[str, str] | None = None) -> str:
+    """How to go around the proxy for ``target``: both fixes, as text for a hint; a ``no_proxy``
+    that is set but does not match ``target`` (``*``, ``.local``, ``localhost`` for 127.0.0.1) is named."""
+    environ = os.environ if environ is None else environ
     host, _ = split_target(target)
+    found = next(((name, environ[name]) for name in NO_PROXY_VARIABLES if environ.get(name)), None)
+    unmatched, value = "", host
+    if found is not None:
+        name, text = found
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        unmatched = (
+            f"${name} is {shown!r}, but gRPC reads each entry only as a host-name suffix or an IP range "
+            f"(no '*' for every host, no name-to-address matching), so none of it matches {host}. "
+        )
+        value = f"{text.rstrip(', ')},{host}" if len(text) <= 80 else host
+    name = found[0] if found else "no_proxy"
+    step = f"add {host} to ${name}" if found else f"set no_proxy={host}"
     return (
-        f"To reach {host} directly, set no_proxy={host} before connecting "
-        f"(os.environ['no_proxy'] = '{host}', or in the shell), or pass "
+        f"{unmatched}To reach {host} directly, {step} before connecting "
+        f"(os.environ[{name!r}] = {value!r}, or in the shell), or pass "
         "easnb.connect(..., options={'grpc.enable_http_proxy': 0})"
     )
 

@@ -50,3 +50,16 @@ def test_numbers_and_text_options_go_as_grpc_reads_them(server: DemoServer) -> N
     with easnb.connect(server.endpoint, token=server.token, options=options) as conn:
         with pytest.raises(easnb.EasnbError, match="RESOURCE_EXHAUSTED|larger than max"):
             conn.model_metadata("iris")  # the 64-byte limit holds: it reached gRPC as an int
+
+
+@pytest.mark.parametrize("no_proxy", ["*", ".local", "localhost", "example.com,"])
+def test_a_no_proxy_that_does_not_match_is_named_and_the_fix_works(server: DemoServer, no_proxy: str) -> None:
+    proxy = closed_proxy()
+    got = run_with({"http_proxy": proxy, "no_proxy": no_proxy}, endpoint=server.endpoint, token=server.token)
+    assert got["type"] == "UnavailableError"
+    assert f"$no_proxy is {no_proxy!r}" in got["hint"] and "none of it matches 127.0.0.1" in got["hint"]
+    fixed = f"{no_proxy.rstrip(',')},127.0.0.1"
+    assert "add 127.0.0.1 to $no_proxy" in got["hint"] and repr(fixed) in got["hint"]
+    assert run_with({"http_proxy": proxy, "no_proxy": fixed}, endpoint=server.endpoint, token=server.token) == {"ok": True}
+    steps = {s[0]: s for s in run_with({"http_proxy": proxy, "no_proxy": no_proxy}, endpoint=server.endpoint, doctor=True)}
+    assert steps["proxy"][1] is False and repr(fixed) in steps["proxy"][3]
