@@ -171,6 +171,8 @@ def test_the_token_goes_only_to_signed_callers(stand_in: Any) -> None:
     ("python /mnt/data/evil.py", "oss://my-oss/out/"),                   # a linked folder leading outside
     ("python /mnt/data/notes.txt", "oss://my-oss/app/"),                 # not Python: its contents were echoed
     ("python /mnt/data/missing.py", "oss://my-oss/app/"),
+    ("python /mnt/data/server\x00.py", "oss://my-oss/app/"),             # NUL: was a 500 from inside pathlib
+    ("python /mnt/data/server.py", "oss://my-oss/app\x00/"),
 ])
 def test_only_python_files_inside_the_oss_folder_run(stand_in: Any, script: str, oss: str) -> None:
     body = config("escape", script, oss)
@@ -231,3 +233,56 @@ def test_malformed_requests_get_an_error_answer(stand_in: Any, raw: bytes) -> No
 def test_malformed_signed_bodies_get_invalid_parameter(stand_in: Any, body: bytes) -> None:
     status, answer, _ = send(stand_in, "POST", API, body, signed(stand_in, "POST", API, body))
     assert (status, answer["Code"]) == (400, "InvalidParameter"), answer
+
+
+def _held(stand_in: Any, seconds: float) -> float:
+    """Send a request's head a byte a second (slowloris); how long until the stand-in ends the connection."""
+    host, port = stand_in.endpoint.rsplit(":", 1)
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=2) as s:
+        s.sendall(f"GET {API} HTTP/1.1\r\nHost: {stand_in.endpoint}\r\n".encode())
+        while time.monotonic() - started < seconds:
+            try:
+                s.sendall(b"X")
+                if s.recv(1) == b"":
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+    return time.monotonic() - started
+
+
+def test_a_client_sending_a_byte_at_a_time_cannot_hold_a_connection(stand_in: Any) -> None:
+    """A byte every second kept a connection (and its thread) forever: each read had 30 s."""
+    from easnb.eas.standin_http import REQUEST_S
+
+    assert _held(stand_in, REQUEST_S + 15) < REQUEST_S + 5
+
+
+def test_many_idle_connections_hold_a_bounded_number_of_threads(stand_in: Any) -> None:
+    """200 connections that send nothing made 200 threads; past the limit they are closed at once, and the
+    stand-in answers again once the held ones run out of time."""
+    import threading
+
+    from easnb.eas.standin_http import MAX_CONNECTIONS, REQUEST_S
+
+    host, port = stand_in.endpoint.rsplit(":", 1)
+    before = threading.active_count()
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(200)]
+    try:
+        time.sleep(1.0)
+        assert threading.active_count() - before <= MAX_CONNECTIONS + 2
+        path = f"{API}/{stand_in.region}/nothing-here"
+        deadline = time.monotonic() + REQUEST_S + 10
+        while True:
+            try:
+                status, answer, _ = send(stand_in, "GET", path, headers=signed(stand_in, "GET", path))
+                break
+            except (OSError, http.client.HTTPException):
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        assert answer["Code"] == "ServiceNotFound"
+    finally:
+        for s in idle:
+            s.close()

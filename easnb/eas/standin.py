@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -42,7 +41,7 @@ from urllib.parse import unquote
 from .config import ServiceConfig
 from .config import _merge as merge
 from .signature import AccessKey, Refused, Verifier
-from .standin_http import handler
+from .standin_http import Server, handler
 
 API = "/api/v2/services"
 KEPT_REQUESTS = 100  # signed requests only, each body under 1 MiB: at most ~100 MiB
@@ -111,7 +110,7 @@ class LocalEas:
         self.requests: deque[Recorded] = deque(maxlen=KEPT_REQUESTS)
         self._log = log
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer((host, port), handler(self))
+        self._http = Server((host, port), handler(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -317,8 +316,8 @@ def credentials_for(key: AccessKey) -> Any:
 def _inside(root: Path, relative: str, given: str) -> Path:
     """``root / relative`` with links resolved, refused unless it stays inside ``root``."""
     parts = relative.split("/")
-    if relative.startswith("/") or "\\" in relative or any(p in ("..", ".") for p in parts):
-        raise ApiError(400, "InvalidParameter", f"{given!r} leads outside its folder: no '..', '.' or absolute paths")
+    if relative.startswith("/") or "\\" in relative or "\x00" in relative or any(p in ("..", ".") for p in parts):
+        raise ApiError(400, "InvalidParameter", f"{given!r} leads outside its folder: no '..', '.', NUL or absolute paths")
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
         raise ApiError(400, "InvalidParameter", f"{given!r} leads outside its folder (through a link)")

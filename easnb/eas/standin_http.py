@@ -1,5 +1,9 @@
 """The stand-in's HTTP side: every request checked before the API sees it, every refusal a JSON error.
 
+Each request must arrive whole (head and body) within ``REQUEST_S`` of when the stand-in began
+waiting for it, idle keep-alive time included, and at most ``MAX_CONNECTIONS`` are open at once (more
+are closed at once): a client sending a byte at a time cannot hold a thread, nor many clients many.
+
 Checks, in order: ``Host`` is loopback (DNS rebinding), the body has a length under
 ``MAX_BODY`` (never read past it), the SDK's signature with the stand-in's AccessKey pair
 (``signature.Verifier``), the body is JSON. A malformed request gets the API's JSON error
@@ -8,11 +12,13 @@ with a status line, not a dropped connection.
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +26,51 @@ from .signature import Refused
 
 MAX_BODY = 1 << 20  # a service's JSON configuration is a few KiB
 _DRAIN_BYTES, _DRAIN_S = 16 << 20, 2.0
+REQUEST_S = 10.0  # the SDK sends a request in milliseconds
+MAX_CONNECTIONS = 64
+
+
+class Server(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` of them: one past that is closed unanswered."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _Deadline(io.RawIOBase):
+    """The connection's reads, each given only what is left of the handler's ``deadline`` (a ``time.monotonic()``)."""
+
+    def __init__(self, connection: socket.socket, handler: Any) -> None:
+        self._connection, self._handler = connection, handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._handler.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._connection.settimeout(left)
+        return self._connection.recv_into(buffer)
 
 
 def _drain(connection: socket.socket) -> None:
@@ -41,8 +92,17 @@ def handler(stand_in: Any) -> type[BaseHTTPRequestHandler]:
     """The request handler of ``stand_in`` (a ``LocalEas``): checks, then ``stand_in.handle``."""
 
     class Handler(BaseHTTPRequestHandler):
-        timeout = 30  # a client that stops sending loses its connection, not a thread forever
+        timeout = REQUEST_S  # each read; the whole request is bounded by the timer in handle_one_request
         _drain = False
+
+        def setup(self) -> None:
+            super().setup()
+            self.deadline = time.monotonic() + REQUEST_S
+            self.rfile = io.BufferedReader(_Deadline(self.connection, self))
+
+        def handle_one_request(self) -> None:
+            self.deadline = time.monotonic() + REQUEST_S  # for this request, idle keep-alive time included
+            super().handle_one_request()
 
         def _serve(self) -> None:
             try:
@@ -79,7 +139,13 @@ def handler(stand_in: Any) -> type[BaseHTTPRequestHandler]:
             if int(length) > MAX_BODY:
                 self.close_connection = self._drain = True  # the body is never kept
                 raise Refused(413, "RequestEntityTooLarge", f"the body is over {MAX_BODY} bytes")
-            return self.rfile.read(int(length))
+            try:
+                return self.rfile.read(int(length))
+            except TimeoutError:
+                self.close_connection = True
+                raise Refused(408, "RequestTimeout", f"the request did not arrive within {REQUEST_S:g} s") from None
+            finally:
+                self.connection.settimeout(REQUEST_S)  # the answer's writes
 
         def _send(self, status: int, answer: dict[str, Any]) -> None:
             data = json.dumps({"RequestId": str(uuid.uuid4()).upper(), **answer}).encode()
