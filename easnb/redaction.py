@@ -6,7 +6,8 @@ URL-encoded forms (any character as ``%XX``, either case) and its base64 forms (
 and URL-safe alphabets, at each of the three alignments it can have inside a longer
 base64 text, so ``base64("authorization: Bearer T")`` loses it too). Its ``Bearer`` form
 contains it, so it goes with it. So do its escaped and dumped forms: any character as JSON or
-Python escapes it (``\\u00e9``, a surrogate pair, ``\\/``) or as bytes in a repr (``\\xc3``), the
+Python escapes it (``\\u00e9``, a surrogate pair, ``\\/``), as an HTML character reference
+(``&amp;``, ``&#38;``) or as bytes in a repr (``\\xc3``), the
 whole as hex (either case, bytes maybe apart by a space or colon), and any of these wrapped
 across lines (a line break between any two characters). A very short token (a test's ``"t"``) is taken out only
 as a whole word, so ``"failed to connect"`` survives a token ``"on"``.
@@ -52,6 +53,9 @@ def holds(data: str | bytes, secret: Any) -> bool:
 _BREAK = "(?:\\r?\\n)?"
 
 
+_ENTITIES = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "(?:apos|#39)"}
+
+
 def _digits(number: int, width: int) -> str:
     """``number`` as hex digits of ``width``, either case."""
     return "".join(f"[{h.lower()}{h}]" if h.isalpha() else h for h in f"{number:0{width}X}")
@@ -59,7 +63,8 @@ def _digits(number: int, width: int) -> str:
 
 def _spelled(value: str, between: str = "") -> str:
     """A pattern for ``value`` with any character possibly escaped: URL-encoded (``%2F``, ``+`` for a space),
-    as bytes in a repr (``\\xc3``), JSON or Python (``\\u00e9``, a surrogate pair, ``\\U0001f600``, ``\\/``);
+    as bytes in a repr (``\\xc3``), JSON or Python (``\\u00e9``, a surrogate pair, ``\\U0001f600``, ``\\/``),
+    an HTML character reference (``&amp;``, ``&#38;``, ``&#x26;``);
     ``between`` (a line break) may stand between any two characters."""
     parts = []
     for char in value:
@@ -71,6 +76,9 @@ def _spelled(value: str, between: str = "") -> str:
             high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
             alternatives += [f"\\\\u{_digits(high, 4)}\\\\u{_digits(low, 4)}", f"\\\\U{_digits(code, 8)}"]
         alternatives += ["\\+"] if char == " " else ["\\\\/"] if char == "/" else []
+        alternatives += [f"&#0*{code};", f"&#[xX]0*{_digits(code, 1)};"]
+        alternatives += [f"&{_ENTITIES[char]};"] if char in _ENTITIES else []
+        alternatives += ["\\\\" + re.escape(char)] if char in "\"'\\" else []  # a backslash before a quote or backslash
         parts.append(f"(?:{'|'.join(alternatives)})")
     return between.join(parts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import html
 import json
 import re
 import textwrap
@@ -369,6 +370,7 @@ def test_errors_about_a_reply_that_quotes_the_token_show_none_of_it() -> None:
 
 
 UNICODE = "tök€n-SECRET-\U0001f600-42"  # non-ASCII, beyond the BMP too
+HTMLISH = "a&b<c>d\"e'f-SECRET-42"  # every character HTML escapes
 
 
 def escaped_forms(token: str) -> dict[str, str]:
@@ -378,6 +380,9 @@ def escaped_forms(token: str) -> dict[str, str]:
     long = token * (1 + 80 // len(token))
     return {
         "json": json.dumps({"token": token}),
+        "html": html.escape(f"denied: {token}"),
+        "html numeric": "".join(f"&#{ord(c)};" for c in token),
+        "html hex": "".join(f"&#x{ord(c):X};" for c in token),
         "json every char": "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else json.dumps(c)[1:-1] for c in token),
         "json slash": json.dumps(token).replace("/", "\\/"),
         "bytes repr": repr(bearer),
@@ -394,7 +399,7 @@ def escaped_forms(token: str) -> dict[str, str]:
 
 def decoded(text: str) -> list[str]:
     """``text`` and what each form decodes back to (best effort), to look for the token in."""
-    out = [text, re.sub(r"\s", "", text), re.sub(r"\r?\n", "", text)]
+    out = [text, re.sub(r"\s", "", text), re.sub(r"\r?\n", "", text), html.unescape(text)]
     try:
         out.append(json.loads(text) if not text.startswith("{") else json.loads(text)["token"])
     except ValueError:
@@ -418,7 +423,7 @@ def decoded(text: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("token", [TOKEN, AWKWARD, UNICODE])
+@pytest.mark.parametrize("token", [TOKEN, AWKWARD, UNICODE, HTMLISH])
 @pytest.mark.parametrize("form", list(escaped_forms(TOKEN)))
 def test_escaped_dumped_and_wrapped_forms_are_removed(token: str, form: str) -> None:
     text = escaped_forms(token)[form]
