@@ -29,7 +29,7 @@ from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
-from .settings import Settings, make_settings
+from .settings import Settings, check_options, make_settings
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -64,6 +64,7 @@ class AsyncConnection:
             token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
             if problem is not None:
                 raise problem
+            check_options(options)
             settings = make_settings(endpoint, token, timeout, **options)
         #: everything this connection was made with (frozen; the token masked in its repr)
         self.settings = settings
@@ -404,5 +405,6 @@ def connect(
     if problem is not None:
         raise problem
     arguments.keywords(make_settings, options, "connect")
+    check_options(options)
     settings = make_settings(endpoint, token, timeout, **options)
     return AsyncConnection(settings, channel=channel)

@@ -26,7 +26,7 @@ from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
-from .settings import Settings, make_settings
+from .settings import Settings, check_options, make_settings
 
 __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
 
@@ -68,6 +68,7 @@ class Connection:
             if problem is not None:
                 raise problem
             arguments.keywords(make_settings, options, "connect")
+            check_options(options)
             settings = make_settings(endpoint, token, timeout, **options)
         #: everything this connection was made with (frozen; the token masked in its repr)
         self.settings = settings
@@ -555,5 +556,6 @@ def connect(
     if problem is not None:
         raise problem
     arguments.keywords(make_settings, options, "connect")
+    check_options(options)
     settings = make_settings(endpoint, token, timeout, **options)
     return Connection(settings, channel=channel)

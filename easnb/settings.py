@@ -27,10 +27,10 @@ from . import arguments
 from .channel import Keepalive, channel_options
 from .credentials import CallMetadata, HeaderValue, Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
-from .errors import EasnbError, error_context
+from .errors import ArgumentError, EasnbError, error_context
 from .redaction import redact
 
-__all__ = ["PrivateKey", "Settings", "make_settings"]
+__all__ = ["OPTIONS", "PrivateKey", "Settings", "check_options", "make_settings"]
 
 _SYNC_INTERCEPTORS = (
     grpc.UnaryUnaryClientInterceptor,
@@ -195,6 +195,21 @@ def _interceptors(values: Sequence[Any] | None) -> tuple[Any, ...]:
                 hint="Subclass grpc.UnaryUnaryClientInterceptor (sync calls) or grpc.aio.UnaryUnaryClientInterceptor (easnb.aio).",
             )
     return found
+
+
+#: The options ``connect()`` takes besides endpoint, token and timeout (``channel`` is not a setting).
+OPTIONS = ("headers", "tls", "root_certificates", "certificate_chain", "private_key", "keepalive", "max_message_bytes",
+           "retries", "options", "interceptors")
+
+
+def check_options(options: Mapping[str, Any], where: str = "connect()") -> None:
+    """Refuse an option ``connect()`` does not take, naming it and the ones it does (an ``ArgumentError``)."""
+    unknown = [name for name in options if name not in OPTIONS]
+    if unknown:
+        raise ArgumentError(
+            f"{where} has no option {unknown[0]!r}.", argument=unknown[0],
+            hint=f"Its options are: {', '.join(OPTIONS)} (and endpoint, token, timeout, channel).",
+        )
 
 
 def make_settings(

@@ -24,7 +24,7 @@ from .display import error_html
 from .errors import ClosedError, EasnbError, EndpointError
 from .markup import Markup
 from .widget_status import STYLE, NOT_CONNECTED, Follow, error_line, light, line, lights, status_html  # noqa: F401 - light(s) for the inspectors
-from .settings import Settings, make_settings
+from .settings import Settings, check_options, make_settings
 
 try:
     import anywidget
@@ -149,6 +149,7 @@ class ConnectionWidget(w.VBox):
     def __init__(self, endpoint: str | None = None, token: str | None = None, timeout: float = 5.0, **options: Any) -> None:
         """``options`` are ``connect()``'s other settings (``root_certificates``, ``interceptors``, ...),
         used for every Connect and Diagnose; the form's keepalive and headers go on top of them."""
+        check_options(options, "ConnectionWidget()")
         self._options = options
         self._token: Token | None = None
         self._token_source = ""

@@ -329,6 +329,9 @@ def test_settings_are_one_frozen_value_with_the_secrets_masked(tmp_path: Path) -
     conn = easnb.connect(settings)
     assert conn.settings is settings and conn.headers == {"x-team": "blue"}
     conn.close()
+    for make in (easnb.connect, easnb.Connection, easnb.aio.connect, easnb.aio.AsyncConnection):
+        with pytest.raises(easnb.ArgumentError, match="colour"):
+            make("localhost:1", colour="red")
     for bad in ({"retries": -1}, {"max_message_bytes": "big"}, {"interceptors": [object()]}, {"timeout": -1},
                 {"keepalive": 5}, {"certificate_chain": b"chain"}, {"root_certificates": tmp_path / "missing.pem"}):
         with pytest.raises(easnb.EasnbError):
