@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from .errors import EasnbError
+from .errors import ClosedError, EasnbError
 from .loadreport import Level, LoadReport, client_limit
 from .loadwork import LoadTestError, Workload, workload
 from .statistics import ModelStatistics, model_statistics, total
@@ -194,13 +194,22 @@ def run_level(
         sender = _closed_callers(run, stub, work, int(level), timeout, metadata)
     else:
         sender = _open_sender(run, stub, work, float(level), begin, timeout, metadata, max_in_flight)
-    threads = [threading.Thread(target=background.run, args=(sender,), daemon=True)]
+    ended: list[BaseException] = []
+
+    def drive() -> None:  # the connection closed mid-level ends its loop: a stopped level, not a thread's traceback
+        try:
+            background.run(sender)
+        except Exception as exc:
+            ended.append(exc)
+            run.stop.set()
+
+    threads = [threading.Thread(target=drive, daemon=True)]
     for thread in threads:
         thread.start()
     before = after = None
     reason = ""
     try:
-        while time.perf_counter() < run.window[1] and not cancel.is_set():
+        while time.perf_counter() < run.window[1] and not cancel.is_set() and not ended:
             now = time.perf_counter()
             if not run.cpu[0] and now >= run.window[0]:
                 run.cpu[0] = time.process_time()
@@ -224,6 +233,8 @@ def run_level(
     finally:
         for thread in threads:  # callers stop at the window's end; the open loop's sender once the
             thread.join()  # requests due in the window are answered
+    if ended:
+        reason = "stopped: the connection was closed" if conn.closed else f"stopped: {ended[0]}"
     if split and before is not None and mode == "rate":
         after = _snapshot(conn, work, timeout)
     server = after.since(before) if before is not None and after is not None else None
@@ -369,7 +380,11 @@ def _sweep(report: LoadReport, levels: list[Any], run: Callable[[float, Callable
                     bar.set_postfix_str(f"{report.mode} {value:g}", refresh=False)
                     bar.refresh()
 
-            level = run(value, tick)
+            try:
+                level = run(value, tick)
+            except ClosedError:  # closed between levels: the levels finished are the report
+                report.stopped = "stopped: the connection was closed"
+                break
             if cancel.is_set():
                 report.interrupted = True
                 break

@@ -80,11 +80,12 @@ class BackgroundLoop:
                             hint="Connect again: easnb.connect(...).",
                         ) from None
         except BaseException:
-            future.cancel()
-            try:
-                future.result(timeout=5)
-            except (concurrent.futures.CancelledError, Exception):
-                pass
+            if not self.loop.is_closed():  # a closed loop (the connection closed) has nothing left to cancel
+                future.cancel()
+                try:
+                    future.result(timeout=5)
+                except (concurrent.futures.CancelledError, Exception):
+                    pass
             raise
 
     def close(self) -> None:
@@ -92,6 +93,8 @@ class BackgroundLoop:
             return
 
         async def closing() -> None:
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:  # what still runs (a load sweep) ends here,
+                task.cancel()  # not as "Task was destroyed but it is pending" when the loop is collected
             if self.aio:
                 await self.channel.close()
 

@@ -159,3 +159,28 @@ def test_statistics_that_stall_cannot_hold_the_sweep(hostile: tuple[str, Hostile
         took = time.perf_counter() - started
     assert report.split and report.levels[0].requests > 10 and report.levels[0].server_ms == {}
     assert took < 10, took
+
+
+def test_closing_the_connection_mid_sweep_ends_it_cleanly(hostile: tuple[str, Hostile], monkeypatch: pytest.MonkeyPatch,
+                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    """conn.close() from another thread (a widget connecting again) mid-level: the sweep returns at once
+    with what it measured, and no thread dies with a traceback (it did: "Exception in thread", "Event loop
+    is closed", "Task was destroyed but it is pending")."""
+    import gc
+
+    endpoint, _ = hostile
+    died: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    loops = {t.ident for t in threading.enumerate() if t.name == "easnb-aio"}  # other tests' connections' loops
+    conn = easnb.connect(endpoint, timeout=5)
+    closer = threading.Timer(0.6, conn.close)
+    closer.start()
+    started = time.perf_counter()
+    report = conn.load_test("slow", ONE, concurrency=[2, 4], seconds=1.5, warmup=0.0, progress=False)
+    took = time.perf_counter() - started
+    closer.join()
+    gc.collect()
+    assert report.stopped == "stopped: the connection was closed" and len(report.levels) == 1, report
+    assert report.levels[0].requests > 10 and report.levels[0].seconds < 1.2 and took < 3, (report.levels[0], took)
+    assert not died and "Traceback" not in capfd.readouterr().err
+    assert {t.ident for t in threading.enumerate() if t.name == "easnb-aio"} <= loops  # this sweep's loop ended
