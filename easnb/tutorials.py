@@ -75,6 +75,20 @@ def _write(path: Path, data: bytes) -> None:
 
 
 MANIFEST = ".easnb-tutorials.json"
+MAX_READ = 64 << 20  # a tutorial is a few hundred KiB, with outputs a few MiB
+
+
+def read_plain(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a plain file of at most ``MAX_READ`` bytes, never through a link:
+    checked on the opened file, so a link, pipe or device swapped in after ``_refuse_links`` is an ``OSError``."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_READ:
+            raise OSError(f"{str(path)!r} is not a plain file under {MAX_READ} bytes")
+        return handle.read(MAX_READ + 1)[:MAX_READ]
 
 
 def fingerprint(path: Path) -> str:
@@ -83,7 +97,7 @@ def fingerprint(path: Path) -> str:
     import json
 
     try:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        cells = json.loads(read_plain(path).decode("utf-8"))["cells"]
         text = json.dumps([(c.get("cell_type"), "".join(c.get("source", ""))) for c in cells])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return ""
@@ -106,7 +120,7 @@ def refresh(destination: str | Path) -> dict[str, str]:
     for path in [manifest_path, *(target / source.name for source in notebooks())]:
         _refuse_links(path)  # before anything is read or written
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(read_plain(manifest_path))
     except (OSError, ValueError):
         manifest = {}
     if not isinstance(manifest, dict):

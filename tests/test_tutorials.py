@@ -77,3 +77,35 @@ def test_a_failure_easnb_did_not_foresee_is_one_line_not_a_traceback(tmp_path: P
     done = run(str(taken))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("error: easnb notebooks failed: FileExistsError: ") and done.stderr.count("\n") == 1
+
+
+RACE = """
+import os, sys
+from pathlib import Path
+from easnb import tutorials
+folder, kind, victim = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+check = tutorials._refuse_links
+
+def check_then_plant(path):
+    check(path)
+    if path.name == tutorials.notebooks()[0].name:  # an attacker wins the race between the check and the read
+        path.unlink()
+        os.mkfifo(path) if kind == "fifo" else path.symlink_to(victim)
+
+tutorials._refuse_links = check_then_plant
+print(tutorials.refresh(folder)[tutorials.notebooks()[0].name])
+"""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link"])
+def test_refresh_reads_nothing_swapped_in_after_its_check(tmp_path: Path, kind: str) -> None:
+    """A pipe planted after the check hung ``--refresh`` forever; a link was read through (here to a file
+    holding the tutorial itself, so the copy looked unedited and was replaced)."""
+    folder, victim = tmp_path / "t", tmp_path / "victim.ipynb"
+    copy_to(folder)
+    victim.write_bytes(notebooks()[0].read_bytes())
+    done = subprocess.run([sys.executable, "-c", RACE, str(folder), kind, str(victim)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "kept (edited)"  # what it cannot read as a plain file counts as edited: left alone
+    assert victim.read_bytes() == notebooks()[0].read_bytes()
