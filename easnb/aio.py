@@ -23,8 +23,9 @@ from .channel import refuse_pickle
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, arun_plan, is_unknown_model, model_metadata_from
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
-from .errors import ClosedError, EasnbError, EndpointError, FrameInput, scrub
+from .errors import ClosedError, EasnbError, EndpointError, FrameInput
 from .fork import aio_usable, note_aio
+from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 
 
+@scrubbing()
 class AsyncConnection:
     """One grpc.aio channel with the token, headers and timeout; the V2 calls as coroutines."""
 
@@ -199,10 +201,7 @@ class AsyncConnection:
             meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
             data = encode_request(model, frames_in(inputs, meta), outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
-        try:
-            return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
-        except EasnbError as exc:  # a reply's names may quote the token
-            raise scrub(exc, self.settings.token) from None
+        return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
 
     async def stream(self, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",
                      parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> Any:

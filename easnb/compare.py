@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EasnbError
+from .errors import EasnbError, scrub
 from .markup import Markup, escape
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _latency(conn: Connection, model: str, data: Any, version: str, samples: int
     return times
 
 
-def compare(
+def _compare(
     conn_a: Connection,
     conn_b: Connection | None,
     model: str,
@@ -241,3 +242,14 @@ def compare(
         )
     return Comparison(name_a, name_b, len(data), outputs, differing, only_a, only_b, latency, rtol, atol,
                       identical=identical and not only_a and not only_b and not unlike, unlike=unlike)
+
+
+@functools.wraps(_compare)
+def compare(conn_a: Connection, conn_b: Connection | None, *args: Any, **kwargs: Any) -> Comparison:
+    # the frames' checks name what each server's metadata says: either token redacted from any error
+    try:
+        return _compare(conn_a, conn_b, *args, **kwargs)
+    except EasnbError as exc:
+        for conn in (conn_a, conn_b):
+            scrub(exc, getattr(getattr(conn, "settings", None), "token", None))
+        raise

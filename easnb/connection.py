@@ -22,6 +22,7 @@ from .endpoint import Endpoint
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, run_plan  # noqa: F401 - re-exported
 from .errors import ClosedError, EasnbError, FrameInput, NotFoundError, from_rpc_error, scrub
 from .fork import watch
+from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .services import ServiceClient
 
 T = TypeVar("T")
+@scrubbing("infer")  # infer scrubs inline: no wrapper on the hot path
 class Connection:
     """One reusable, thread-safe channel to a service, with its token, headers and timeout.
 
@@ -313,14 +315,15 @@ class Connection:
         each input to the columns that fill it, in order.
         """
         model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
-        data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw, columns)
-        metadata = self._metadata if headers is None else self.settings.metadata_with(headers)
-        stub = self._infer
-        reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
         try:
+            data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw, columns)
+            metadata = self._metadata if headers is None else self.settings.metadata_with(headers)
+            stub = self._infer
+            reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
             return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
-        except EasnbError as exc:  # a reply's names may quote the token
-            raise scrub(exc, self.settings.token) from None
+        except EasnbError as exc:  # a server's names (in its metadata, in the reply) may quote the token
+            scrub(exc, self.settings.token)
+            raise
 
     def encode_infer(
         self,

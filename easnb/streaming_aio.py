@@ -180,7 +180,10 @@ class AsyncGeneration(Generation):
         aconn, model, prompt, options = self._start
         stream_options, sampling = split_options(options)
         meta = await aconn.model_metadata(model, stream_options.get("version", ""))
-        inputs = build_inputs(meta, prompt, sampling)
+        try:
+            inputs = build_inputs(meta, prompt, sampling)
+        except EasnbError as exc:  # it names the server's tensors, which may quote the token
+            raise scrub(exc, aconn.settings.token)
         return await open_call(aconn, model, inputs, bytes_as_str=True, **stream_options)
 
     def __iter__(self) -> Any:

@@ -434,3 +434,57 @@ def test_escaped_dumped_and_wrapped_forms_are_removed(token: str, form: str) -> 
     assert MASK in cleaned, cleaned
     for d in decoded(cleaned):
         assert token not in d and token.encode().decode("latin-1") not in d, (cleaned, d)
+
+
+def test_errors_about_metadata_that_quotes_the_token_show_none_of_it() -> None:
+    """A model's metadata (its tensors' names and datatypes) holds the token: no error built from it may show it."""
+    import asyncio
+
+    import pandas as pd
+
+    import easnb.aio
+    from easnb import _proto
+
+    def metadata(request: Any, context: grpc.ServicerContext) -> Any:
+        token = dict(context.invocation_metadata()).get("authorization", "").removeprefix("Bearer ")
+        reply = _proto.ModelMetadataResponse(name=request.name, platform="p", versions=["1"])
+        reply.inputs.add(name=f"in {token}", datatype=f"BAD{token}", shape=[-1, 1])
+        reply.outputs.add(name=f"out {token}", datatype="FP32", shape=[-1])
+        return reply
+
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelMetadata": grpc.unary_unary_rpc_method_handler(
+            metadata, _proto.ModelMetadataRequest.FromString, _proto.ModelMetadataResponse.SerializeToString),
+    })
+    server, port = serve([handler])
+    frame = pd.DataFrame({"a": [1.0]})
+    errors: list[BaseException] = []
+    try:
+        with easnb.connect(f"127.0.0.1:{port}", token=TOKEN) as conn:
+            for attempt in (lambda: conn.infer("m", frame, columns={f"in {TOKEN}": ["a"]}),
+                            lambda: conn.infer_frame("m", frame, columns={f"in {TOKEN}": ["a"]}),
+                            lambda: conn.generate("m", "hi"),
+                            lambda: easnb.compare(conn, None, "m", frame, model_b="n")):
+                with pytest.raises(easnb.EasnbError) as info:
+                    attempt()
+                errors.append(info.value)
+
+        async def in_aio() -> None:
+            async with easnb.aio.connect(f"127.0.0.1:{port}", token=TOKEN) as aconn:
+                with pytest.raises(easnb.EasnbError) as info:
+                    await aconn.infer("m", frame, columns={f"in {TOKEN}": ["a"]})
+                errors.append(info.value)
+                with pytest.raises(easnb.EasnbError) as info:
+                    async for _ in aconn.generate("m", "hi"):
+                        pass
+                errors.append(info.value)
+
+        asyncio.run(in_aio())
+    finally:
+        server.stop(None).wait()
+    assert len(errors) == 6
+    for error in errors:
+        texts = [str(error), repr(error), *map(str, error.args), *(v for v in vars(error).values() if isinstance(v, str))]
+        for text in texts:
+            assert not leaks(text, TOKEN), (type(error).__name__, text)
+        assert "***" in str(error), str(error)
