@@ -65,7 +65,7 @@ def _connection(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def wait(args: argparse.Namespace) -> int:
     with _connection(args) as conn:
         state = conn.wait_until_ready(args.model, timeout=args.wait)  # a line per change on stderr when not a terminal
-    print(f"{conn.endpoint.target}: {state}")
+    print(visible(f"{conn.endpoint.target}: {state}"))
     return 0
 
 

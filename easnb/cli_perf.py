@@ -89,11 +89,11 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
         print(report.frame.drop(columns=["client_limited"], errors="ignore").round(2).to_string())
     for level in report.levels:
         if level.client_limited:
-            print(f"note: {report.mode} {level.level:g} measured this client more than the server: {level.client_limited}")
+            show(f"note: {report.mode} {level.level:g} measured this client more than the server: {level.client_limited}")
     if not report.split:
         print("note: the server reports no split of its time (Triton's statistics extension)")
     if report.interrupted or report.stopped:
-        print(f"note: {report.stopped or 'interrupted'}; the levels that finished are shown")
+        show(f"note: {report.stopped or 'interrupted'}; the levels that finished are shown")
     return 0
 
 

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from .terminal import visible
+
 QUIET_S = 30.0  # in line mode, say the state again after this long without a change
 
 
@@ -24,7 +26,7 @@ class Waiting:
     ``with`` block's end) finishes it, as a failure unless ``done()`` was called."""
 
     def __init__(self, desc: str, timeout: float, file: TextIO | None = None, bar: Any = None) -> None:
-        self.desc, self.timeout = desc, timeout
+        self.desc, self.timeout = visible(desc), timeout  # names and states may be a server's text
         self.file = file if file is not None else sys.stderr
         self.state = ""
         self.ok = False
@@ -50,7 +52,8 @@ class Waiting:
         return time.monotonic() - self._started
 
     def update(self, state: str) -> None:
-        """The state now, e.g. ``"Creating 0/1"``."""
+        """The state now, e.g. ``"Creating 0/1"`` (control characters shown as escapes: it may hold a server's text)."""
+        state = visible(state)
         changed, self.state = state != self.state, state
         if self._bar is not None:
             self._bar.set_postfix_str(state, refresh=False)

@@ -77,3 +77,34 @@ def test_metadata_and_ping_escape_what_a_v2_server_says() -> None:
         shown = cli("metadata", server.endpoint, "evil", token=server.token)
     assert shown.returncode == 0, shown.stderr
     assert not any(c in shown.stdout for c in RAW) and shown.stdout.count("\\x1b[2J") == 4
+
+
+WAIT_SERVER = """
+import sys
+from concurrent import futures
+import grpc
+def refuse(request, context):
+    context.abort(grpc.StatusCode.UNAVAILABLE, sys.argv[1])
+server = grpc.server(futures.ThreadPoolExecutor(4))
+handler = grpc.unary_unary_rpc_method_handler(refuse)
+server.add_generic_rpc_handlers([
+    grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {m: handler for m in ("ServerReady", "ModelReady")}),
+    grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": handler}),
+])
+print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+server.start()
+server.wait_for_termination()
+"""
+
+
+def test_wait_shows_a_servers_refusals_escaped_as_it_goes() -> None:
+    """``easnb wait``'s progress lines printed each refusal's details raw: the server retitled the terminal."""
+    server = subprocess.Popen([sys.executable, "-c", WAIT_SERVER, HOSTILE], stdout=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip()  # type: ignore[union-attr]
+        done = cli("wait", f"127.0.0.1:{port}", "--wait", "2")
+    finally:
+        server.kill()
+        server.wait()
+    assert done.returncode == 1 and done.stderr.startswith("waiting for "), done.stderr
+    assert not any(c in done.stderr + done.stdout for c in RAW) and "\\x1b[2J" in done.stderr.splitlines()[0], done.stderr
