@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 class _Thread:
-    """What one thread saw inside the measured window: finish times, latencies, codes, rows, its CPU."""
+    """What one thread saw inside the measured window (closed loop: answered in it; open loop: due in it):
+    finish times, latencies, codes, rows, how late open-loop requests left."""
 
     __slots__ = ("finished", "latency", "codes", "rows", "late", "seen", "failed", "due")
 
@@ -54,7 +55,10 @@ class _Thread:
         self.seen += 1
         if code != "OK":
             self.failed += 1
-        if start >= window[0] and (end <= window[1] or self.due):
+        # closed loop: the requests answered inside the window, however early they started (as perf_analyzer
+        # counts; those started in it alone would miss the ones in flight when it opened, which at high
+        # concurrency is most of them); open loop: the requests due inside it, however late they end
+        if (start >= window[0]) if self.due else (window[0] <= end <= window[1]):
             self.finished.append(end)
             self.latency.append(end - start)
             self.codes.append(code)

@@ -254,3 +254,22 @@ def test_streaming_sweeps_refuse_what_they_cannot_do(conn: easnb.Connection) -> 
         conn.load_test("textgen", "hi", rate=[10], stream=True, progress=False)
     with pytest.raises(easnb.EasnbError):  # the model fails mid-generation: at once, not after a sweep
         conn.load_test("textgen", "please fail", concurrency=[1], stream=True, seconds=5, progress=False)
+
+
+def test_high_concurrency_counts_what_the_window_answered(slow: tuple[easnb.Connection, Slow]) -> None:
+    """64 callers on a 200/s model: each waits ~320 ms, so most answers in a 0.6 s window are of requests
+    sent before it opened. Counting only requests sent inside it reported 68 infer/s and 41 requests where
+    the server answered 106 (Little's law broken: 64 callers / 68 per s is not 364 ms)."""
+    conn, _ = slow
+    level = conn.load_test("slow", ONE, concurrency=[64], seconds=0.6, warmup=0.5, progress=False).levels[0]
+    assert abs(level.requests - level.server_requests) <= 8, (level.requests, level.server_requests)
+    assert level.mean_ms == pytest.approx(64 * 1000 / level.infer_per_s, rel=0.25), level
+
+
+def test_streaming_levels_count_generations_answered_in_the_window(conn: easnb.Connection) -> None:
+    """Generations longer than the window still count when they end inside it (none counted before)."""
+    report = conn.load_test("textgen", " ".join(["word"] * 40), concurrency=[2], stream=True, seconds=0.5, warmup=0.3,
+                            max_tokens=40, progress=False)
+    level = report.levels[0]
+    assert level.mean_ms > 150 and level.requests >= 3, level
+    assert level.mean_ms == pytest.approx(2 * 1000 / level.infer_per_s, rel=0.35), level
