@@ -116,7 +116,7 @@ def to_json(message: Message, pool: Any = None, find: Any = None) -> Any:
 
 def _as_raw(message: Message) -> dict[str, Any]:
     """What is printed of a message ``json_format`` cannot print (an extension holding an unknown ``Any``)."""
-    data = message.SerializeToString(partial=True)
+    data = message.SerializePartialToString()
     return {"@type": f"type.googleapis.com/{message.DESCRIPTOR.full_name}", "@value": base64.b64encode(data).decode("ascii")}
 
 
@@ -125,17 +125,13 @@ def _to_json(message: Message, pool: Types, depth: int) -> Any:
         return _any_json(message, pool, depth)
     anys = list(_anys(message, []))
     if not anys:
-        try:
-            return json_format.MessageToDict(message, **_JSON_OPTIONS)
-        except (TypeError, ValueError, KeyError):
-            return _as_raw(message)
+        return _message_dict(message)
     copy = type(message)()
     copy.CopyFrom(message)
     for path, _ in anys:
         sub_message(copy, path).Clear()
-    try:
-        result = json_format.MessageToDict(copy, **_JSON_OPTIONS)
-    except (TypeError, ValueError, KeyError):
+    result = _message_dict(copy)
+    if "@value" in result and "@type" in result and len(result) == 2:
         return _as_raw(message)
     for path, inner in anys:
         place = result
@@ -143,6 +139,47 @@ def _to_json(message: Message, pool: Types, depth: int) -> Any:
             place = place[step]
         place[path[-1]] = _any_json(inner, pool, depth)
     return result
+
+
+def _message_dict(message: Message) -> Any:
+    """``MessageToDict``; a ``Value`` holding NaN or infinity (which proto3 JSON cannot write as a
+    number) is written as the text ``"NaN"``/``"Infinity"``/``"-Infinity"``, as double fields are;
+    what json_format still cannot print is ``_as_raw``."""
+    try:
+        return json_format.MessageToDict(message, **_JSON_OPTIONS)
+    except (json_format.Error, ValueError):  # ValueError: a NaN Value at the top, json_format.Error: deeper
+        copy = type(message)()
+        copy.CopyFrom(message)
+        _nonfinite_as_text(copy, 0)
+        try:
+            return json_format.MessageToDict(copy, **_JSON_OPTIONS)
+        except (json_format.Error, TypeError, ValueError, KeyError):
+            return _as_raw(message)
+    except (TypeError, KeyError):
+        return _as_raw(message)
+
+
+def _nonfinite_as_text(message: Message, depth: int) -> None:
+    if depth > 100:  # protobuf's own recursion limit
+        return
+    if message.DESCRIPTOR.full_name == "google.protobuf.Value" and message.WhichOneof("kind") == "number_value":
+        number = message.number_value
+        if number != number or number in (float("inf"), float("-inf")):
+            message.string_value = "NaN" if number != number else ("Infinity" if number > 0 else "-Infinity")
+        return
+    for field, value in message.ListFields():
+        entry = field.message_type
+        if entry is None:
+            continue
+        if entry.GetOptions().map_entry:
+            if entry.fields_by_name["value"].message_type is not None:
+                for key in value:
+                    _nonfinite_as_text(value[key], depth + 1)
+        elif is_repeated(field):
+            for item in value:
+                _nonfinite_as_text(item, depth + 1)
+        else:
+            _nonfinite_as_text(value, depth + 1)
 
 
 def _anys(message: Message, path: list[Any]) -> Any:

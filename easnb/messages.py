@@ -22,6 +22,7 @@ import json
 import re
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import EncodeError, Message
 
@@ -179,6 +180,8 @@ def _path_text(path: list[Any]) -> str:
 
 def _normalize(data: Any, descriptor: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
     """``data`` (a dict for message ``descriptor``) as proto3 JSON: unknown keys refused, Python bytes to base64."""
+    if descriptor.full_name in _STRUCT_TYPES:
+        return _plain(data, 0)
     if not isinstance(data, dict):
         return data  # ParseDict says what is wrong with it
     if descriptor.full_name == ANY:
@@ -221,7 +224,7 @@ def _normalize_value(value: Any, field: Any, path: list[Any], pool: Any, raw_any
 
 
 def _one(value: Any, field: Any, path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
-    if field.type == _BYTES and isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, (bytes, bytearray, memoryview)) and (field.type == _BYTES or _is_bytes_value(field.message_type)):
         return base64.b64encode(bytes(value)).decode("ascii")  # as they are: ParseDict decodes base64 back
     if field.type == _MESSAGE and isinstance(value, (datetime.datetime, datetime.timedelta)):
         kind = field.message_type.full_name
@@ -234,6 +237,29 @@ def _one(value: Any, field: Any, path: list[Any], pool: Any, raw_anys: list[Any]
     if field.type == _MESSAGE:
         return _normalize(value, field.message_type, path, pool, raw_anys, where)
     return value
+
+
+_STRUCT_TYPES = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """A Struct/Value/ListValue's content with numpy scalars and arrays, and tuples, as the JSON
+    values they hold (``np.int64(1)`` -> 1, ``np.array([1, 2])`` -> [1, 2]); other values as they are."""
+    if depth > 100:
+        return value
+    if isinstance(value, dict):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _is_bytes_value(descriptor: Any) -> bool:
+    return descriptor is not None and descriptor.full_name == "google.protobuf.BytesValue"
 
 
 def _normalize_any(data: dict[str, Any], path: list[Any], pool: Any, raw_anys: list[Any], where: str) -> Any:
@@ -251,8 +277,11 @@ def _normalize_any(data: dict[str, Any], path: list[Any], pool: Any, raw_anys: l
         return data  # ParseDict names the type it cannot find
     if target.full_name in SPECIAL_JSON or target.full_name == ANY:  # {"@type": ..., "value": its JSON}
         inner = message_class(target)()
+        value = data.get("value")
+        if isinstance(value, (bytes, bytearray, memoryview)) and _is_bytes_value(target):
+            value = base64.b64encode(bytes(value)).decode("ascii")  # Python bytes as they are
         try:
-            json_format.ParseDict(data.get("value"), inner, descriptor_pool=pool.pool)
+            json_format.ParseDict(value, inner, descriptor_pool=pool.pool)
         except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
             raise RequestError(f"{where}: {_path_text(path)} ({url}) does not fit: {exc}.", field=_path_text(path)) from None
         raw_anys.append((path, (url, inner.SerializeToString())))
