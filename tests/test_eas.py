@@ -70,6 +70,8 @@ BASE = eas.ServiceConfig.hello_world()
         ({"memory_mb": "4Gi"}, "whole number of MB"),
         ({"disk": "30GB"}, "'30Gi'"),
         ({"disk": 30}, "'30Gi'"),
+        ({"disk": "30Gi\n"}, "'30Gi'"),  # "$" matches before a final newline: the rules are full matches
+        ({"name": "hello_world\n"}, "the console's rule"),
         ({"extra": {"metadata": {"enable_grpc": False}}}, "enable_grpc"),
         ({"extra": {"containers": [{"image": "x", "port": 50051, "script": "python /mnt/data/server.py"}]}}, "grpcio"),
         ({"python_requirements": ["grpcio", "===bad"]}, "not a requirement"),

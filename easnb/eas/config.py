@@ -180,7 +180,7 @@ class ServiceConfig:
         container = containers[0]
         problems = []
         name = metadata.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             problems.append(
                 f"name {name!r}: the console's rule is 3 to 63 characters, lowercase letters, digits and "
                 "underscores, starting with a letter"
@@ -210,7 +210,7 @@ class ServiceConfig:
         memory, disk, cpu = metadata.get("memory"), metadata.get("disk"), metadata.get("cpu")
         if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or memory <= 0):
             problems.append(f"memory {memory!r}: a whole number of MB, e.g. 4000 (not a string such as '4Gi')")
-        if disk is not None and (not isinstance(disk, str) or not _DISK.match(disk)):
+        if disk is not None and (not isinstance(disk, str) or not _DISK.fullmatch(disk)):
             problems.append(f"disk {disk!r}: a size in Gi, e.g. '30Gi' (not '30GB' or a number)")
         instances = data.get("cloud", {}).get("computing", {}).get("instances") or []
         if not instances and not (cpu and memory):
