@@ -39,6 +39,7 @@ from .parameters import to_python
 from .tensors import decode_tensor
 from .redaction import redact
 from .results import InferResult
+from .stream_plans import Plans, inner_reply
 from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 
 PATH = method_path(V2_SERVICE, "ModelStreamInfer")
@@ -70,13 +71,21 @@ class Reader:
 
     def __init__(self, flavour: str, model: str, copy: bool, bytes_as_str: bool) -> None:
         self.flavour, self.model, self.copy, self.bytes_as_str = flavour, model, copy, bytes_as_str
+        self.plans = Plans()
 
     def read(self, data: bytes) -> tuple[InferResult | None, bool, str]:
         """``(result or None for a flags-only response, final, error message)``."""
         if self.flavour == "mlserver":
             return decode_response(data, copy=self.copy, bytes_as_str=self.bytes_as_str), False, ""
+        inner = inner_reply(data)  # the usual reply: no error message, a layout seen before
+        result = None if inner is None else self.plans.decode(inner, self.copy, self.bytes_as_str)
+        if result is not None:
+            final = result.parameters.get(FINAL) is True
+            return (result if result.outputs or not final else None), final, ""
         error, inner = decode_stream_response(data)
         result = self.small(bytes(inner))
+        if not error:
+            self.plans.learn(inner, result)
         final = result.parameters.get(FINAL) is True
         if error:
             return result, True if FINAL not in result.parameters else final, error

@@ -1,0 +1,174 @@
+"""Token-sized stream replies read from a layout learned once: a few byte comparisons per token.
+
+A streaming model's responses differ only in their tensor bytes: the model name, version,
+id, parameters (``triton_final_response: false``) and the outputs' names, datatypes and
+shapes repeat. Protobuf writes fields in number order, so the raw output contents
+(field 6) come last. The first reply of a kind is decoded in full and checked; its bytes
+before the raw fields (the head) are kept with what they decode to. A later reply is read
+from the plan only if it starts with the very same head and the rest is exactly one raw
+field per output, each holding what its datatype and shape need (BYTES: the length prefixes
+add up); that proves it parses to the same message with new tensor bytes. Anything else
+goes to the full decoder, which says what is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from . import wire
+from ._proto import ModelInferResponse
+from .bytes_wire import decode_bytes
+from .results import InferResult
+from .tensors import DATATYPES, element_count
+
+#: How many layouts one stream keeps (a token reply, the final one, an odd one or two).
+PLANS = 4
+_RAW_TAG = wire.RAW_OUTPUT_FIELD << 3 | 2
+_new = object.__new__
+_NUMERIC = {d.name: d.dtype for d in DATATYPES.values() if d.name not in ("BYTES", "BF16")}
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What replies starting with ``head`` decode to, apart from their raw tensor bytes."""
+
+    head: bytes
+    model_name: str
+    model_version: str
+    id: str
+    parameters: dict[str, Any]
+    outputs: tuple[tuple[str, str, Any, tuple[int, ...], int], ...]  # name, datatype, numpy dtype or None (BYTES), shape, count
+    datatypes: dict[str, str]
+
+    def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
+        """The result, or None when ``data`` does not have this layout (the caller decodes it in full)."""
+        head = self.head
+        if not data.startswith(head):
+            return None
+        pos, end = len(head), len(data)
+        arrays = {}
+        for name, _, dtype, shape, count in self.outputs:
+            if pos >= end or data[pos] != _RAW_TAG:
+                return None
+            length, pos = _varint(data, pos + 1)
+            stop = pos + length
+            if length < 0 or stop > end:
+                return None
+            if dtype is None:  # BYTES
+                if count == 1:  # the usual token: one length prefix, then exactly that many bytes
+                    if length < 4 or int.from_bytes(data[pos : pos + 4], "little") != length - 4:
+                        return None
+                    value = data[pos + 4 : stop]
+                    array = np.empty(1, dtype=object)
+                    array[0] = value.decode("utf-8", "replace") if bytes_as_str else value
+                    if shape != (1,):
+                        array = array.reshape(shape)
+                else:
+                    try:
+                        array = decode_bytes(memoryview(data)[pos:stop], count, name)
+                    except Exception:  # the full decoder raises the typed error
+                        return None
+                    if bytes_as_str:
+                        array = np.array([v.decode("utf-8", "replace") for v in array], dtype=object)
+                    array = array.reshape(shape)
+            else:
+                if length != count * dtype.itemsize:
+                    return None
+                array = np.frombuffer(data, dtype, count, pos).reshape(shape)
+                if copy:
+                    array = array.copy()
+            arrays[name] = array
+            pos = stop
+        if pos != end:
+            return None
+        result = _new(InferResult)  # the frozen dataclass's __init__ sets each field through object.__setattr__
+        result.__dict__.update(model_name=self.model_name, model_version=self.model_version, id=self.id, outputs=arrays,
+                               datatypes=dict(self.datatypes), parameters=dict(self.parameters), output_parameters={})
+        return result
+
+
+def learn(data: bytes | memoryview, result: InferResult) -> StreamPlan | None:
+    """The layout of ``data``, already decoded in full (and checked) as ``result``; None if it is not plain."""
+    if result.output_parameters:
+        return None
+    try:
+        message = ModelInferResponse.FromString(bytes(data))
+    except DecodeError:
+        return None
+    raws = list(message.raw_output_contents)
+    if len(raws) != len(message.outputs):
+        return None
+    outputs = []
+    for tensor in message.outputs:
+        if tensor.parameters or tensor.HasField("contents") or tensor.datatype not in (*_NUMERIC, "BYTES"):
+            return None
+        shape = tuple(tensor.shape)
+        outputs.append((tensor.name, tensor.datatype, _NUMERIC.get(tensor.datatype), shape, element_count(shape, tensor.name)))
+    tail = b"".join(bytes([_RAW_TAG]) + wire.varint(len(raw)) + raw for raw in raws)
+    data = bytes(data)
+    if not data.endswith(tail):
+        return None  # the raw fields are not all at the end, in order
+    head = data[: len(data) - len(tail)]
+    del message.raw_output_contents[:]
+    try:
+        if ModelInferResponse.FromString(head) != message:  # the head alone is the rest of the reply
+            return None
+    except DecodeError:
+        return None
+    names = [o[0] for o in outputs]
+    if len(set(names)) != len(names) or set(names) != set(result.outputs):
+        return None
+    return StreamPlan(head, result.model_name, result.model_version, result.id, dict(result.parameters),
+                      tuple(outputs), dict(result.datatypes))
+
+
+class Plans:
+    """One stream's learned layouts, tried in turn; a reply no layout fits is decoded in full and learned."""
+
+    def __init__(self) -> None:
+        self.known: list[StreamPlan] = []
+        self.misses = 0
+
+    def decode(self, data: bytes | memoryview, copy: bool, bytes_as_str: bool) -> InferResult | None:
+        for plan in self.known:
+            try:
+                result = plan.decode(data, copy, bytes_as_str)
+            except IndexError:  # a varint running off the end: not this layout
+                continue
+            if result is not None:
+                return result
+        return None
+
+    def learn(self, data: bytes | memoryview, result: InferResult) -> None:
+        if len(self.known) < PLANS and self.misses < 4 * PLANS:
+            self.misses += 1
+            plan = learn(data, result)
+            if plan is not None:
+                self.known.append(plan)
+
+
+def inner_reply(data: bytes) -> bytes | None:
+    """The ModelInferResponse inside a ModelStreamInferResponse that holds nothing else, or None."""
+    if len(data) < 2 or data[0] != 0x12:
+        return None
+    try:
+        length, pos = _varint(data, 1)
+    except IndexError:
+        return None
+    return data[pos:] if pos + length == len(data) else None
+
+
+def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while shift < 64:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    return -1, pos

@@ -1,0 +1,109 @@
+"""Stream reply layouts (easnb.stream_plans): a learned layout never changes what a reply decodes to, or its error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from easnb import _proto
+from easnb.parameters import set_parameters
+from easnb.stream_plans import Plans, inner_reply
+from easnb.stream_wire import encode_stream_response
+from easnb.streaming import Reader
+from easnb.tensors import encode_tensor
+
+
+def token(text: bytes, final: bool = False, numbers: Any = None, shape: list[int] | None = None) -> bytes:
+    """A ModelStreamInferResponse as Triton sends for one token (raw contents, the final flag)."""
+    r = _proto.ModelInferResponse(model_name="gen", model_version="1", id="req-7")
+    set_parameters(r.parameters, {"triton_final_response": final})
+    buffers = []
+    values = {"text_output": np.array([text] * int(np.prod(shape or [1])), dtype=object).reshape(shape or [1]),
+              "finish_reason": np.array([b""], dtype=object)}
+    if numbers is not None:
+        values["num_output_tokens"] = numbers
+    for name, value in values.items():
+        buffer, _ = encode_tensor(r.outputs.add(), name, value)
+        buffers.append(memoryview(buffer).tobytes())
+    r.raw_output_contents.extend(buffers)
+    return encode_stream_response(r.SerializeToString())
+
+
+def outcome(reader: Reader, data: bytes) -> Any:
+    """What a reader makes of ``data``: the result's every part, or the error's type."""
+    try:
+        result, final, error = reader.read(data)
+    except Exception as exc:  # noqa: BLE001 - the type is what is compared
+        return type(exc)
+    if result is None:
+        return (None, final, error)
+    arrays = {n: (a.dtype.str, a.shape, a.tolist() if a.dtype == object else a.tobytes()) for n, a in result.items()}
+    return (arrays, result.model_name, result.model_version, result.id, dict(result.datatypes),
+            dict(result.parameters), dict(result.output_parameters), final, error)
+
+
+def learned(first: bytes, as_str: bool = False) -> Reader:
+    reader = Reader("triton", "gen", False, as_str)
+    reader.read(first)
+    assert reader.plans.known, "the first token reply's layout is learned"
+    return reader
+
+
+@pytest.mark.parametrize("as_str", [False, True])
+@pytest.mark.parametrize("numbers", [None, np.array([3], np.int32), np.array([[1.5, 2]], np.float16)])
+def test_a_reply_read_from_its_layout_equals_the_full_decode(as_str: bool, numbers: Any) -> None:
+    reader = learned(token(b" first", numbers=numbers), as_str)
+    for text in (b" next", b"", "\u00e9t\u00e9".encode(), b"\xff not utf-8", b"x" * 300):
+        data = token(text, numbers=numbers)
+        inner = inner_reply(data)
+        assert inner is not None and reader.plans.decode(inner, False, as_str) is not None  # the layout was used
+        assert outcome(reader, data) == outcome(Reader("triton", "gen", False, as_str), data)
+    result, _, _ = reader.read(token(b" tok", numbers=numbers))
+    assert result is not None and result["text_output"].tolist() == [" tok" if as_str else b" tok"]
+    result.parameters["x"] = 1  # each result has its own dicts
+    result.datatypes["y"] = "z"  # type: ignore[index]
+    again, _, _ = reader.read(token(b" tok", numbers=numbers))
+    assert again is not None and "x" not in again.parameters and "y" not in again.datatypes
+
+
+def test_the_final_flags_only_reply_still_ends_the_request() -> None:
+    reader = learned(token(b" a"))
+    empty = _proto.ModelInferResponse(model_name="gen", model_version="1", id="req-7")
+    set_parameters(empty.parameters, {"triton_final_response": True})
+    final = encode_stream_response(empty.SerializeToString())
+    for _ in range(3):  # learned the second time round: the same answer
+        assert reader.read(final) == (None, True, "")
+    assert reader.read(token(b" last", final=True))[1] is True
+
+
+@pytest.mark.parametrize("first", [token(b" w1"), token(b"ab", shape=[2]), token(b" w1", numbers=np.array([7], np.int64))])
+def test_every_one_byte_change_reads_as_without_a_layout(first: bytes) -> None:
+    """Each byte of a reply changed three ways (and the reply cut at every length): a reader that knows the
+    layout gives exactly what a fresh one gives, the same result or the same typed error."""
+    reader = learned(first)
+    assert outcome(reader, first) == outcome(Reader("triton", "gen", False, False), first)
+    cases = [first[:cut] for cut in range(len(first))] + [first + b"\x32\x00", first + b"\x00"]
+    for i in range(len(first)):
+        for value in {first[i] ^ 0x01, first[i] ^ 0x80, 0xFF}:
+            cases.append(first[:i] + bytes([value]) + first[i + 1 :])
+    changed = 0
+    for data in cases:
+        fresh = outcome(Reader("triton", "gen", False, False), data)
+        assert outcome(reader, data) == fresh, data
+        changed += not isinstance(fresh, tuple)
+    assert changed > len(first)  # many of the changes are errors, and they stay errors
+
+
+def test_a_layout_is_learned_only_from_plain_replies() -> None:
+    r = _proto.ModelInferResponse(model_name="gen")
+    r.outputs.add(name="text_output", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"typed")
+    reader = Reader("triton", "gen", False, False)
+    reader.read(encode_stream_response(r.SerializeToString()))
+    reader.read(encode_stream_response(r.SerializeToString(), "an error"))
+    assert reader.plans.known == []
+    plans = Plans()
+    for _ in range(100):  # a server whose replies never repeat a layout costs a bounded number of tries
+        plans.learn(b"\x0a\x01m", reader.read(encode_stream_response(r.SerializeToString()))[0])  # type: ignore[arg-type]
+    assert plans.misses <= 16
