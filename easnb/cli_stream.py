@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -66,6 +67,12 @@ def _interruptible(run: Callable[[], int]) -> int:
     except KeyboardInterrupt:  # the stream was cancelled on the way out
         print("\ninterrupted: the request was cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `| head -1`: the reader left, the stream was cancelled on the way out; say nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's own flush at exit cannot fail again
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the broken pipe
+
 
 
 def stream(args: argparse.Namespace) -> int:
@@ -96,6 +103,12 @@ def generate(args: argparse.Namespace) -> int:
     from .__main__ import _connection
 
     sampling = dict(_param(p) for p in args.param or ())
+    from .generate import STREAM_OPTIONS  # generate's own flags and stream options: a --param would collide
+
+    taken = sorted(set(sampling) & {"max_tokens", "temperature", *STREAM_OPTIONS})
+    if taken:
+        raise _usage(f"--param {', '.join(taken)} is not a sampling setting of its own.",
+                     "Use --max-tokens, --temperature, --version and --max-time for those.")
 
     def run() -> int:
         with _connection(args) as conn:

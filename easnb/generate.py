@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import arguments
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, TensorError
 from .results import InferResult, ModelMetadata
 from .tensors import DATATYPES, Tensor
 
@@ -123,6 +123,13 @@ class Generation:
         self._counted = 0
 
     def _take(self, result: InferResult) -> str:
+        for name in (TEXT_OUT, "finish_reason"):
+            datatype = result.datatypes.get(name, "BYTES")
+            if datatype != "BYTES":  # a number's bytes read as UTF-8 would be printed as if the model said them
+                raise TensorError(
+                    f"The model sent {name} as {datatype}, not text (BYTES): it does not follow the text "
+                    "generation conventions.",
+                    hint="Read its responses with conn.stream(model, inputs) instead.")
         piece = _text(result)
         self.pieces.append(piece)
         if "finish_reason" in result.outputs:

@@ -32,7 +32,7 @@ from google.protobuf.message import DecodeError
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
 from . import arguments
 from .calls import DEFAULT
-from .errors import DeadlineError, EasnbError, StreamError, from_rpc_error, scrub
+from .errors import DeadlineError, EasnbError, ServerError, StreamError, from_rpc_error, scrub
 from . import wire
 from .inference import decode_response
 from .parameters import to_python
@@ -184,6 +184,10 @@ class Stream:
         finally:
             if not self.finished:  # break, Ctrl-C, an exception in the caller's loop
                 self.cancel()
+            self._release()
+
+    def _release(self) -> None:
+        """The reading is over (final response, error, end, or cancel): free what watched it."""
 
     def cancel(self) -> None:
         """Cancel the request (the server sees the call cancelled); iteration then stops quietly."""
@@ -293,6 +297,9 @@ class CallStream(Stream):
     def _cancel_call(self) -> None:
         self._ended.set()
         self._call.cancel()
+
+    def _release(self) -> None:
+        self._ended.set()  # the watcher thread ends now, not a between_responses_timeout later (or never)
 
 
 class QueuedStream(Stream):
@@ -412,8 +419,9 @@ class OpenStream:
                                              hint="The server's logs say why.")
         except grpc.RpcError as exc:
             failure = from_rpc_error(exc, method="ModelStreamInfer", **context)
-        except EasnbError as exc:
+        except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
             failure = exc
+            self._call.cancel()
         with self._lock:
             self._failure = failure if not self._closed else None
             waiting, self._waiting = list(self._waiting.values()), {}
@@ -449,7 +457,11 @@ class OpenStream:
 
 def _id_and_final(inner: Any) -> tuple[str, bool]:
     """A reply's request id and final flag (the tensors are read later, by the request's own stream)."""
-    head = ModelInferResponse.FromString(bytes(inner))
+    try:
+        head = ModelInferResponse.FromString(bytes(inner))
+    except DecodeError:
+        raise ServerError("The server's stream reply holds no valid ModelInferResponse.",
+                          hint="The server, or something between it and you, sent a corrupt message.") from None
     final = head.parameters.get(FINAL)
     return head.id, final is not None and final.bool_param
 

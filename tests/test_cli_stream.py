@@ -76,3 +76,27 @@ def test_generated_and_streamed_text_reaches_the_terminal_with_its_controls_visi
     assert not raw_controls(streamed.stdout + streamed.stderr), streamed.stdout
     words = "".join(json.loads(line)["outputs"][0]["data"][0] for line in streamed.stdout.splitlines() if json.loads(line)["outputs"])
     assert "\x9b2J" in words and "\u202eb" in words  # still valid JSON holding exactly what the server sent
+
+
+def test_generate_and_stream_piped_into_head_end_quietly(demo: DemoServer) -> None:
+    env = {**os.environ, "EASNB_TOKEN": demo.token}
+    for command in (
+        ["generate", demo.endpoint, "textgen", "a b c d e f g h", "--param", "delay_ms=30"],
+        ["stream", demo.endpoint, "textgen", "--parameter", "delay_ms=30", "--inputs", '{"text_input": ["a b c d e f"], "stream": [true]}'],
+    ):
+        proc = subprocess.Popen([sys.executable, "-m", "easnb", *command], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        try:
+            proc.stdout.read(1)  # type: ignore[union-attr]  # `| head -c1`: read a little, then leave
+            proc.stdout.close()  # type: ignore[union-attr]
+            code = proc.wait(30)
+            error = proc.stderr.read().decode()  # type: ignore[union-attr]
+        finally:
+            proc.kill()
+        assert code == 141 and error == "", (command[0], code, error)  # was: "easnb stream failed: BrokenPipeError"
+
+
+def test_generate_refuses_a_param_that_is_a_flag(demo: DemoServer) -> None:
+    for pair in ("timeout=1", "temperature=0.5", "max_tokens=3"):
+        done = run("generate", demo.endpoint, "textgen", "hi", "--param", pair, token=demo.token)
+        assert done.returncode == 2 and "not a sampling setting" in done.stderr, done.stderr  # was 1, a TypeError

@@ -245,3 +245,18 @@ def test_a_wrong_argument_is_named(conn: easnb.Connection, argument: str, bad: o
         if argument not in ("model", "timeout", "headers"):
             with pytest.raises(easnb.EasnbError):
                 shared.submit(**{k: v for k, v in call.items() if k != "model"})
+
+
+@pytest.mark.parametrize("idle", [{}, {"between_responses_timeout": None, "first_response_timeout": 5}])
+def test_no_thread_outlives_its_stream(conn: easnb.Connection, idle: dict) -> None:
+    conn.generate("textgen", "warm", max_tokens=2).finish()
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(3):
+        conn.generate("textgen", "hi", max_tokens=3, **idle).finish()
+        for _ in conn.generate("textgen", "a b c d e f", max_tokens=20, **idle):
+            break
+    deadline = time.monotonic() + 2  # was: one watcher per stream, for the connection's timeout, or forever with None
+    while time.monotonic() < deadline and any(t.name == "easnb-stream-watch" for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert [t.name for t in threading.enumerate() if t.ident not in before and t.name == "easnb-stream-watch"] == []
+    assert conn.generate("textgen", "again", max_tokens=3).finish().finished

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -115,3 +116,41 @@ def test_the_small_reply_decoder_agrees_with_decode_response(data: bytes, as_str
     mine, theirs = Reader("triton", "m", False, as_str).small(data), decode_response(data, bytes_as_str=as_str)
     assert mine.to_dict() == theirs.to_dict() and mine.datatypes == theirs.datatypes
     assert {n: a.dtype for n, a in mine.items()} == {n: a.dtype for n, a in theirs.items()}
+
+
+def test_a_garbage_reply_on_a_shared_stream_fails_every_waiter_at_once() -> None:
+    def answer(data: bytes) -> Iterator[bytes]:
+        yield encode_stream_response(b"\x0a\xff")  # a ModelStreamInferResponse around a corrupt ModelInferResponse
+        time.sleep(5)
+
+    server, endpoint = serve(answer)
+    try:
+        with easnb.connect(endpoint) as conn, conn.open_stream("m", flavour="triton") as shared:
+            mine = shared.submit(INPUTS, first_response_timeout=4)
+            started = time.monotonic()
+            with pytest.raises(easnb.ServerError, match="no valid ModelInferResponse"):
+                mine.collect()  # was: the reader thread died with protobuf's traceback and this waited 4 s
+            assert time.monotonic() - started < 2
+            assert not any(t.name == "easnb-stream-reader" for t in threading.enumerate())
+    finally:
+        server.stop(None)
+
+
+def test_text_output_that_is_not_text_is_a_clear_error() -> None:
+    def answer(data: bytes) -> Iterator[bytes]:
+        r = _proto.ModelInferResponse(model_name="m")
+        set_parameters(r.parameters, {"triton_final_response": True})
+        r.outputs.add(name="text_output", datatype="FP32", shape=[1]).contents.fp32_contents.append(1.5)
+        yield encode_stream_response(r.SerializeToString())
+
+    from easnb.generate import Generation
+
+    server, endpoint = serve(answer)
+    try:
+        with easnb.connect(endpoint) as conn:
+            g = Generation(conn.stream("m", INPUTS, flavour="triton", bytes_as_str=True))
+            with pytest.raises(easnb.TensorError, match="text_output as FP32"):
+                g.finish()  # was: the float's bytes printed as text ('\x00\x00\ufffd?')
+            assert g.pieces == []
+    finally:
+        server.stop(None)
