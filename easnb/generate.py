@@ -102,9 +102,8 @@ def build_inputs(meta: ModelMetadata, prompt: str, sampling: Mapping[str, Any]) 
 
 
 def _text(result: InferResult) -> str:
-    if TEXT_OUT not in result.outputs:
-        return ""
-    return "".join(v if isinstance(v, str) else bytes(v).decode("utf-8", "replace") for v in result[TEXT_OUT].reshape(-1))
+    array = result.outputs.get(TEXT_OUT)
+    return "" if array is None else _text_of(array)
 
 
 class Generation:
@@ -196,7 +195,11 @@ class Generation:
 
 
 def _text_of(array: Any) -> str:
-    values = np.asarray(array).reshape(-1)
+    values = np.asarray(array)
+    if values.size == 1 and values.dtype == object:  # the usual token: one piece of text
+        value = values.item()
+        return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
+    values = values.reshape(-1)
     return "".join(v if isinstance(v, str) else bytes(v).decode("utf-8", "replace") for v in values)
 
 
