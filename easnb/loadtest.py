@@ -38,23 +38,26 @@ if TYPE_CHECKING:
 
 class _Thread:
     """What one thread saw inside the measured window (closed loop: answered in it; open loop: due in it):
-    finish times, latencies, codes, rows, how late open-loop requests left."""
+    finish times, latencies, codes, how late open-loop requests left; answers and rows counted for throughput."""
 
-    __slots__ = ("finished", "latency", "codes", "rows", "late", "seen", "failed", "due")
+    __slots__ = ("finished", "latency", "codes", "late", "seen", "failed", "due", "answered", "answered_rows")
 
     def __init__(self, due: bool = False) -> None:
         self.due = due  # open loop: every request due inside the window counts, however late it ends
         self.finished: list[float] = []
         self.latency: list[float] = []
         self.codes: list[str] = []
-        self.rows: list[int] = []
         self.late: list[float] = []
         self.seen = self.failed = 0  # every answer of the level, warm-up included: for the error rate
+        self.answered = self.answered_rows = 0  # successful answers inside the window, whenever sent: throughput
 
     def keep(self, start: float, end: float, code: str, rows: int, window: tuple[float, float]) -> None:
         self.seen += 1
         if code != "OK":
             self.failed += 1
+        elif window[0] <= end <= window[1]:
+            self.answered += 1
+            self.answered_rows += rows
         # closed loop: the requests answered inside the window, however early they started (as perf_analyzer
         # counts; those started in it alone would miss the ones in flight when it opened, which at high
         # concurrency is most of them); open loop: the requests due inside it, however late they end
@@ -62,7 +65,6 @@ class _Thread:
             self.finished.append(end)
             self.latency.append(end - start)
             self.codes.append(code)
-            self.rows.append(rows)
 
 
 class _Level:
@@ -253,7 +255,6 @@ def summarise(run: _Level, mode: str, level: float, seconds: float, server: Mode
     codes = [c for r in records for c in r.codes]
     latency = np.array([x for r in records for x in r.latency]) * 1000
     finished = np.array([x for r in records for x in r.finished]) - run.window[0]
-    rows = np.array([x for r in records for x in r.rows])
     ok = np.array([c == "OK" for c in codes], dtype=bool)
     errors: dict[str, int] = {}
     for code in codes:
@@ -264,10 +265,12 @@ def summarise(run: _Level, mode: str, level: float, seconds: float, server: Mode
     late = np.array([x for r in records for x in r.late]) * 1000
     p = np.percentile(good, [50, 90, 95, 99]) if len(good) else [np.nan] * 4
     order = np.argsort(finished - latency / 1000, kind="stable")  # by when each request started (or was due)
-    answered = ok & (finished <= seconds + 1e-6)  # open loop: answers that came after the window are not throughput
+    # throughput: the answers inside the window, whenever their requests were sent or due (open loop above
+    # capacity: answers to requests due in the warm-up fill the window; counting only those due in it said 1/s)
+    answered, answered_rows = sum(r.answered for r in records), sum(r.answered_rows for r in records)
     return Level(
         mode=mode, level=level, seconds=seconds, requests=len(codes), errors=errors,
-        infer_per_s=int(answered.sum()) / seconds, rows_per_s=float(rows[answered].sum()) / seconds if len(rows) else 0.0,
+        infer_per_s=answered / seconds, rows_per_s=float(answered_rows) / seconds,
         p50_ms=float(p[0]), p90_ms=float(p[1]), p95_ms=float(p[2]), p99_ms=float(p[3]),
         max_ms=float(good.max()) if len(good) else float("nan"), mean_ms=float(good.mean()) if len(good) else float("nan"),
         server_ms=server.per_request_ms() if server is not None else {},

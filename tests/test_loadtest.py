@@ -273,3 +273,13 @@ def test_streaming_levels_count_generations_answered_in_the_window(conn: easnb.C
     level = report.levels[0]
     assert level.mean_ms > 150 and level.requests >= 3, level
     assert level.mean_ms == pytest.approx(2 * 1000 / level.infer_per_s, rel=0.35), level
+
+
+def test_open_loop_above_capacity_after_a_warm_up_measures_the_server(slow: tuple[easnb.Connection, Slow]) -> None:
+    """rate=[400] on a 200/s model with a warm-up: the window's answers are to requests due in the warm-up
+    (the queue it built). Counting only those due in the window reported 1 infer/s; the server did ~190."""
+    conn, _ = slow
+    level = conn.load_test("slow", ONE, rate=[400], seconds=1.0, warmup=0.6, progress=False).levels[0]
+    capacity = 1000 / level.server_ms["compute_infer"]
+    assert 0.5 * capacity <= level.infer_per_s <= 1.05 * capacity, (level.infer_per_s, capacity)
+    assert level.rows_per_s == level.infer_per_s and level.p50_ms > 300  # latency still counts from when each was due
