@@ -86,7 +86,7 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
     import pandas as pd
 
     with pd.option_context("display.max_columns", None, "display.width", 200):
-        print(report.frame.drop(columns=["client_limited"], errors="ignore").round(2).to_string())
+        show(report.frame.drop(columns=["client_limited"], errors="ignore").round(2).to_string())
     for level in report.levels:
         if level.client_limited:
             show(f"note: {report.mode} {level.level:g} measured this client more than the server: {level.client_limited}")

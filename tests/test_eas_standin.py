@@ -286,3 +286,32 @@ def test_many_idle_connections_hold_a_bounded_number_of_threads(stand_in: Any) -
     finally:
         for s in idle:
             s.close()
+
+
+def test_clients_that_reset_their_connection_print_no_traceback(tmp_path: Path) -> None:
+    """A client resetting its connection before the answer printed socketserver's traceback in the
+    terminal running ``easnb eas-local``."""
+    import os
+    import struct
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-m", "easnb", "eas-local", "--port", "0", "--oss-root", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+                               env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        port = int(process.stdout.readline().split("127.0.0.1:")[1].split()[0])  # type: ignore[union-attr]
+        request = f"GET {API} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        for burst in [1] * 20 + [2000]:
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(request * burst)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            if burst > 1:
+                time.sleep(0.05)  # while the stand-in writes its answers
+            s.close()
+        time.sleep(1.0)
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err and "Error" not in err, err[-2000:]

@@ -49,6 +49,15 @@ class Server(ThreadingHTTPServer):
             self._slots.release()
             raise
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (reset, timed out) ends its connection quietly; anything else is one
+        line on stderr, never socketserver's traceback in the terminal running the stand-in."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            print(f"easnb eas-local: a connection failed: {type(error).__name__}", file=sys.stderr, flush=True)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
