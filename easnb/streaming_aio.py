@@ -12,7 +12,6 @@ so the loop ends exactly with the request.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -26,15 +25,6 @@ from .generate import Generation, build_inputs, split_options
 from .inference import encode_request
 from .results import InferResult
 from .streaming import PATH, Reader, check_flavour, checked, idle_limits, in_stream_error, request_parameters, server_flavour, token_of
-
-
-async def _read(call: Any, limit: float | None) -> Any:
-    if limit is None:
-        return await call.read()
-    if sys.version_info >= (3, 11):  # a timer, not a task per read
-        async with asyncio.timeout(limit):
-            return await call.read()
-    return await asyncio.wait_for(call.read(), limit)
 
 
 def _task_cancelling() -> bool:
@@ -54,6 +44,8 @@ class AsyncStream:
         self.arrivals: list[float] = []
         self.sent_at = time.perf_counter()
         self.finished = self.cancelled = self._started = False
+        self._timer: asyncio.TimerHandle | None = None  # one timer for the idle limits, moved only when it fires
+        self._timed_out = ""
 
     def __aiter__(self) -> AsyncIterator[InferResult]:
         if self._started:
@@ -61,14 +53,45 @@ class AsyncStream:
         self._started = True
         return self._iterate()
 
+    def _limit(self) -> tuple[float | None, str, float]:
+        if self.arrivals:
+            return self.between_responses_timeout, "between_responses_timeout", self.arrivals[-1]
+        return self.first_response_timeout, "first_response_timeout", self.sent_at
+
+    def _watch(self) -> None:
+        """Cancel the call when the current idle limit has passed; else look again when it could pass.
+
+        An arrival does not touch the timer (that would cost every response): the timer, when it
+        fires, finds the newer arrival and sets itself for that one's limit."""
+        self._timer = None
+        limit, name, since = self._limit()
+        if self.finished or self.cancelled or limit is None:
+            return
+        left = since + limit - time.perf_counter()
+        if left > 0:
+            self._timer = asyncio.get_running_loop().call_later(left, self._watch)
+            return
+        self._timed_out = f"{name}={limit:g}"
+        self.cancelled = True
+        self._call.cancel()
+
+    def _unwatch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def _iterate(self) -> AsyncIterator[InferResult]:
         try:
+            self._watch()
             while not self.finished:
                 data = await self._next()
                 if data is grpc.aio.EOF:
                     self.finished = not self.cancelled  # a cancelled request ends without its final response
                     return
                 self.arrivals.append(time.perf_counter())
+                if len(self.arrivals) == 1:  # from now on the limit between responses counts
+                    self._unwatch()
+                    self._watch()
                 result, final, error = self.reader.read(data)
                 if error:
                     self.finished = True
@@ -86,32 +109,34 @@ class AsyncStream:
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise
         finally:
+            self._unwatch()
             if not self.finished:
                 self.cancel()
 
     async def _next(self) -> Any:
-        name, limit = (
-            ("between_responses_timeout", self.between_responses_timeout) if self.arrivals
-            else ("first_response_timeout", self.first_response_timeout)
-        )
+        error: EasnbError | None = None
         try:
-            return await _read(self._call, limit)
-        except asyncio.TimeoutError:
-            self.cancel()
-            error: EasnbError = DeadlineError(
-                f"{self.model} sent no response within {name}={limit:g} s (request id {self.request_id!r}).",
-                hint="Raise the timeout, or check the server's load; the request was cancelled.",
-                code=grpc.StatusCode.DEADLINE_EXCEEDED,
-            )
+            data = await self._call.read()
         except asyncio.CancelledError:
-            if self.cancelled and not _task_cancelling():  # our own cancel(), not the task's
-                return grpc.aio.EOF
-            raise
+            if _task_cancelling() or not self.cancelled:  # the task's own cancellation, not ours
+                raise
+            data = grpc.aio.EOF  # our cancel(), or the idle timer's
         except grpc.RpcError as exc:
-            if self.cancelled and exc.code() == grpc.StatusCode.CANCELLED:
-                return grpc.aio.EOF
-            error = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
-        raise error
+            if not self.cancelled or exc.code() != grpc.StatusCode.CANCELLED:
+                error = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
+            data = grpc.aio.EOF
+        if error is not None:
+            raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
+        if self._timed_out and data is grpc.aio.EOF:
+            self._deadline()
+        return data
+
+    def _deadline(self) -> None:
+        raise DeadlineError(
+            f"{self.model} sent no response within {self._timed_out} s (request id {self.request_id!r}).",
+            hint="Raise the timeout, or check the server's load; the request was cancelled.",
+            code=grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
 
     def cancel(self) -> None:
         """Cancel the request on the wire; the loop then ends quietly."""
