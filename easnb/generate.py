@@ -20,13 +20,14 @@ when the model sends them.
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from . import arguments
-from .errors import InvalidArgumentError, TensorError
+from .errors import ArgumentError, InvalidArgumentError, TensorError
 from .results import InferResult, ModelMetadata
 from .tensors import DATATYPES, Tensor
 
@@ -62,7 +63,17 @@ def _scalar(meta: ModelMetadata, name: str, value: Any) -> Tensor:
     if spec.datatype == "BYTES":
         array = np.array([v.encode("utf-8") if isinstance(v, str) else v for v in values], dtype=object)
     else:
-        array = np.asarray(values, dtype=DATATYPES[spec.datatype].dtype if spec.datatype != "BF16" else np.float32)
+        dtype = DATATYPES[spec.datatype].dtype if spec.datatype != "BF16" else np.float32
+        try:
+            array = np.asarray(values, dtype=dtype)
+            exact = array.dtype.kind not in "iub" or array.tolist() == list(values)  # 1.5 is not top_k=1
+        except (TypeError, ValueError, OverflowError):
+            exact = False
+        if not exact:
+            kind = {"b": "True or False", "i": "a whole number", "u": "a whole number"}.get(np.dtype(dtype).kind, "a number")
+            raise ArgumentError(
+                f"{name}={reprlib.repr(value)} does not fit the model's input {name} ({spec.datatype}).",
+                argument=name, hint=f"Give {name} as {kind} in {spec.datatype}'s range.")
     if len(values) != 1:
         shape = [*shape[:-1], len(values)]
     return Tensor(array.reshape(shape), spec.datatype)

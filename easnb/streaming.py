@@ -426,6 +426,8 @@ class OpenStream:
             self._failure = failure if not self._closed else None
             waiting, self._waiting = list(self._waiting.values()), {}
         for stream in waiting:
+            if self._closed:  # close() cut these requests short: they end cancelled, not finished
+                stream.cancelled = True
             stream.queue.put(_END if self._closed else failure)
 
     def forget(self, request_id: str) -> None:

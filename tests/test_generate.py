@@ -180,3 +180,13 @@ async def _poll(check) -> bool:  # type: ignore[no-untyped-def]
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+@pytest.mark.parametrize(("setting", "bad"), [("top_k", "abc"), ("top_k", 1.5), ("top_k", 2**40), ("top_k", [1, "x"])])
+def test_a_sampling_setting_that_does_not_fit_its_input_is_named(setting: str, bad: object) -> None:
+    seen: list[dict] = []
+    with DemoServer(token="", models={"ensemble": trtllm_model(seen)}) as server, easnb.connect(server.endpoint) as conn:
+        with pytest.raises(easnb.ArgumentError, match="does not fit the model's input top_k") as caught:
+            conn.generate("ensemble", "hi", max_tokens=2, **{setting: bad})  # was: ValueError, OverflowError; 1.5 sent as 1
+        assert caught.value.argument == setting and "INT32" in str(caught.value)
+        assert seen == [] and conn.generate("ensemble", "hi", max_tokens=2, top_k=True).finish().text == " t0 t1"

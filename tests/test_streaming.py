@@ -196,8 +196,11 @@ def test_closing_an_open_stream_cancels_on_the_server(demo: DemoServer, conn: ea
     before = demo.service.cancelled
     with conn.open_stream("textgen") as shared:
         first = shared.submit(prompt("a b c d e f g"), parameters={"delay_ms": 200})
-        next(iter(first))
+        rest = iter(first)
+        next(rest)
     assert wait_for(lambda: demo.service.cancelled > before)
+    list(rest)
+    assert first.cancelled and not first.finished  # was: finished, as if its final response had come
 
 
 def test_unknown_model_and_closed_connection(demo: DemoServer) -> None:
