@@ -160,3 +160,40 @@ def bytes_refusal(array: np.ndarray, name: str, error: TensorError) -> TensorErr
             return TensorError(f"{what}.", hint="Stack them into one array first: np.stack(list(x)) (they must share a shape).")
         return error
     return error
+
+
+def object_numbers(array: np.ndarray, name: str, datatype: str) -> np.ndarray:
+    """An object (or text) array bound for a numeric ``datatype`` as numbers: Python and numpy
+    numbers (a DataFrame's object column, ``np.array([1.0, 2], dtype=object)``) become float64,
+    or int64 when all are whole-number types; a missing value becomes NaN for a float datatype
+    (as in a float column); a missing value for an integer one, text or anything else is a
+    ``TensorError`` naming the first one and how to fix it."""
+    flat = array.reshape(-1)
+    items = flat.tolist() if flat.dtype.kind == "O" else list(flat)
+    whole, floats = True, datatype.startswith(("FP", "BF"))
+    for index, item in enumerate(items):
+        if isinstance(item, (bool, np.bool_, numbers.Integral)):
+            continue
+        if isinstance(item, numbers.Real) and not (isinstance(item, float) and item != item):
+            whole = False
+            continue
+        where = f"Tensor {name!r} (sent as {datatype})"
+        if item is None or (isinstance(item, float) and item != item) or type(item).__name__ in ("NAType", "NaTType"):
+            if floats:  # missing as NaN, as a float column holds it
+                items[index], whole = float("nan"), False
+                continue
+            raise TensorError(f"{where} has a missing value ({item!r}) at flat index {index}.", hint=_FILL)
+        if isinstance(item, (str, bytes, np.str_, np.bytes_)):
+            raise TensorError(
+                f"{where} holds text ({str(item)[:40]!r} at flat index {index}), not numbers.",
+                hint="Parse it first: df.astype('float32'), pd.to_numeric(df[column]), or read the CSV with "
+                "numeric columns (pd.read_csv(..., na_values=[...]) if a marker such as 'NA' made them text).",
+            )
+        raise TensorError(
+            f"{where} holds {type(item).__name__} values (flat index {index}), not numbers.",
+            hint="Give it a numeric dtype first: np.asarray(x, dtype=np.float64) (or int64).",
+        )
+    try:
+        return np.asarray(items, dtype=np.int64 if whole else np.float64).reshape(array.shape)
+    except OverflowError:  # whole numbers beyond int64: the range check that follows names them
+        return np.asarray(items, dtype=np.float64).reshape(array.shape)

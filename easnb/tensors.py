@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from ._proto import ModelInferRequest  # noqa: F401  (used by the doctest)
 from .bytes_wire import as_bytes_list, decode_bytes, encode_bytes
-from .dtypes import bytes_refusal, from_pandas, from_string_dtype, refusal
+from .dtypes import bytes_refusal, from_pandas, from_string_dtype, object_numbers, refusal
 from .errors import FrameInput, TensorError
 
 
@@ -152,6 +152,8 @@ def _convert(array: np.ndarray, dt: Datatype, name: str) -> np.ndarray:
         return words
     if src == target:
         return array
+    if src.kind in "OSU" and target.kind in "biuf":  # an object column of numbers; text or None named
+        return _convert(object_numbers(array, name, dt.name), dt, name)
     if src.kind in "OSU" or target.kind == "O":
         raise _mismatch(name, src, dt)
     if src.kind == target.kind and src.itemsize <= target.itemsize:

@@ -136,7 +136,7 @@ def test_zero_copy_decode_and_single_copy_encode() -> None:
         (np.array([300]), "UINT8", "do not fit"),
         (np.array([-1]), "UINT32", "do not fit"),
         (np.array([2]), "BOOL", "only 0 and 1"),
-        (np.array(["a"], dtype=object), "FP32", "cannot be sent as FP32"),
+        (np.array(["a"], dtype=object), "FP32", r"\(sent as FP32\) holds text"),
         (np.array([1.0]), "BYTES", "cannot be sent as BYTES"),
         (np.array([1 + 2j]), None, "no V2 datatype"),
         (np.array(["2020-01-01"], dtype="datetime64[D]"), None, "no V2 datatype"),
