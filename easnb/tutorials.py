@@ -38,8 +38,7 @@ def copy_to(destination: str | Path, overwrite: bool = False) -> list[Path]:
     written to a temporary file beside it and renamed into place, so a link planted while
     copying is replaced, not followed.
     """
-    target = Path(destination)
-    target.mkdir(parents=True, exist_ok=True)
+    target = _own_folder(Path(destination))
     plan = []
     for source in notebooks():
         path = target / source.name
@@ -50,6 +49,28 @@ def copy_to(destination: str | Path, overwrite: bool = False) -> list[Path]:
     for source, path in plan:
         _write(path, source.read_bytes())
     return [path for _, path in plan]
+
+
+def _own_folder(target: Path) -> Path:
+    """``target``, made if needed, refused when it is a link, another user's, or writable by other users:
+    whoever can write there can change (or plant) the notebooks you then run."""
+    import stat
+
+    target.mkdir(parents=True, exist_ok=True)
+    info = os.lstat(target)
+    why = ""
+    if stat.S_ISLNK(info.st_mode):
+        why = f"a symbolic link (to {os.readlink(target)!r})"
+    elif hasattr(os, "getuid") and info.st_uid != os.getuid():
+        why = "another user's folder"
+    elif info.st_mode & stat.S_IWOTH:
+        why = "writable by every user of this machine"
+    if why:
+        raise EasnbError(
+            f"{str(target)!r} is {why}: someone else could change the notebooks you run from it.",
+            hint="Copy the tutorials into a folder of your own: python -m easnb notebooks ~/easnb-tutorials",
+        )
+    return target
 
 
 def _refuse_links(path: Path) -> None:
@@ -114,8 +135,7 @@ def refresh(destination: str | Path) -> dict[str, str]:
     """
     import json
 
-    target = Path(destination)
-    target.mkdir(parents=True, exist_ok=True)
+    target = _own_folder(Path(destination))
     manifest_path = target / MANIFEST
     for path in [manifest_path, *(target / source.name for source in notebooks())]:
         _refuse_links(path)  # before anything is read or written

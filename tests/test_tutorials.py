@@ -109,3 +109,24 @@ def test_refresh_reads_nothing_swapped_in_after_its_check(tmp_path: Path, kind: 
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "kept (edited)"  # what it cannot read as a plain file counts as edited: left alone
     assert victim.read_bytes() == notebooks()[0].read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["writable-by-all", "link"])
+def test_a_folder_others_can_write_is_refused(tmp_path: Path, kind: str) -> None:
+    """A folder every user can write (``/tmp/x`` made 0777, or ``/tmp`` itself): another user could plant
+    ``01-quickstart.ipynb`` first (kept, and opened by you) or change the copies later; a link sends the
+    copies wherever it points."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "t"
+    if kind == "link":
+        folder.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        folder.mkdir()
+        folder.chmod(0o777)
+    for extra in ([], ["--overwrite"], ["--refresh"]):
+        done = run(str(folder), *extra)
+        assert done.returncode == 1 and "someone else could change the notebooks" in done.stderr, done.stderr
+    assert not list(elsewhere.iterdir()) and (kind == "link" or not list(folder.iterdir()))
+    folder.unlink() if kind == "link" else folder.chmod(0o755)
+    assert len(copy_to(folder)) == len(notebooks())  # a folder of one's own works
