@@ -186,8 +186,14 @@ def outputs(value: Any) -> Any:
     if isinstance(value, (str, int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return (text(value, "outputs"),)
     if isinstance(value, Mapping):
-        for params in value.values():
-            mapping(params, "outputs", "outputs={'label': {'binary_data': True}}")
+        for name, params in value.items():
+            if params is not None and not isinstance(params, Mapping):
+                raise ArgumentError(
+                    f"outputs[{name!r}] must be a dict of that output's parameters (or None), not "
+                    f"{type(params).__name__}{_shown(params)}.",
+                    hint="For example outputs={'label': {'binary_data': True}}, or outputs=['label'] for names only.",
+                    argument="outputs",
+                )
         return {text(k, "outputs"): v for k, v in value.items()}
     if isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
         return [text(v, "outputs") for v in value]

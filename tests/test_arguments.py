@@ -70,7 +70,7 @@ SYNC: list[tuple[str, dict[str, Any], str, list[Any]]] = [
 CONNECT: list[tuple[str, list[Any]]] = [
     ("endpoint", [5, b"localhost:1", ["localhost:1"]]), ("timeout", NOT_SECONDS), ("headers", NOT_HEADERS),
     ("tls", ["yes", 2]), ("root_certificates", [5, ["a"]]), ("keepalive", [60, "60"]),
-    ("max_message_bytes", ["1", -2, 1.5]), ("retries", ["2", -1]), ("options", ["x", 5, [1, 2]]),
+    ("max_message_bytes", ["1", -2, 1.5]), ("retries", ["2", -1]), ("options", ["x", 5, [1, 2], {"grpc.x": object()}, [("grpc.x", 1.5)]]),
 ]
 
 
@@ -224,3 +224,10 @@ def test_any_value_anywhere_is_an_answer_or_a_typed_error(conn: easnb.Connection
         getattr(conn, call)(**{**arguments, argument: value})
     except easnb.EasnbError:
         pass
+
+
+def test_an_outputs_parameter_that_is_not_a_dict_names_the_output(conn: easnb.Connection) -> None:
+    with pytest.raises(ArgumentError, match=r"outputs\['label'\] must be a dict of that output's parameters") as info:
+        conn.infer("iris", {"features": X}, outputs={"label": 1})
+    assert "outputs=['label']" in info.value.hint
+    assert list(conn.infer("iris", {"features": X}, outputs={"label": None}).outputs) == ["label"]
