@@ -83,13 +83,24 @@ def _listed(names: Sequence[Any]) -> str:
     return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
+def _loose(name: Any) -> str:
+    """A name without case, spaces, '-' and '_' (how 'Sepal Length' and 'sepal_length' are the same)."""
+    return "".join(ch for ch in str(name).casefold() if ch not in " -_\t")
+
+
 def mismatch(meta: ModelMetadata, tensor: TensorMetadata, names: list[str], columns: list[Any]) -> TensorError:
     """The error for a frame whose columns are not the features the model names."""
     missing = [n for n in names if n not in columns]
     extra = [c for c in columns if c not in names]
     parts = ([f"missing {_listed(missing)}"] if missing else []) + ([f"not features: {_listed(extra)}"] if extra else [])
     detail = "; ".join(parts) or "in another number"
-    if missing:
+    loose = {_loose(n): n for n in names}
+    renames = {c: loose[_loose(c)] for c in extra if isinstance(c, str) and _loose(c) in loose and loose[_loose(c)] in missing}
+    if missing and renames and len(renames) == len(missing):  # ' sepal_length', 'Sepal Length': spaces or case
+        shown = dict(list(renames.items())[:SHOWN])
+        hint = "The columns differ from the feature names only in case, spaces or '-'/'_': rename them, "
+        hint += f"df.rename(columns={shown!r})" + (" (and the rest likewise)." if len(renames) > SHOWN else ".")
+    elif missing:
         hint = "Rename the columns to the model's feature names (df.rename(columns={...})), or pass "
         hint += f"columns={{{tensor.name!r}: [...]}} to say which columns fill the input, in order."
     else:

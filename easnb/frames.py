@@ -147,6 +147,12 @@ def _matched(frame: pd.DataFrame, meta: ModelMetadata, columns: list[str]) -> di
             values = _column_values(frame, originals[columns.index(tensor.name)], tensor)
             used.add(tensor.name)
         elif group := _grouped(columns, tensor.name):
+            if names is not None and set(names) & set(columns):
+                raise TensorError(
+                    f"The DataFrame gives input {tensor.name!r} twice: as columns {', '.join(map(repr, group))} and "
+                    f"as the model's feature names {', '.join(map(repr, [n for n in names if n in columns]))}.",
+                    hint=f"Keep one set of columns, e.g. df[{names!r}].",
+                )
             values = _matrix(frame, [originals[columns.index(c)] for c in group], tensor.datatype)
             used.update(group)
         elif names is not None and named(originals):  # both sides name the features: names decide

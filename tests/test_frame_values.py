@@ -69,3 +69,21 @@ def test_aio_sends_the_same(demo: DemoServer, iris: pd.DataFrame) -> None:
     plain, boxed, error = asyncio.run(run())
     np.testing.assert_array_equal(plain, boxed)
     assert "holds text" in str(error)
+
+
+def test_an_input_given_twice_is_named(conn: easnb.Connection, iris: pd.DataFrame) -> None:
+    for twice in (iris.assign(features_0=1.0), iris.assign(**{f"features_{i}": iris.iloc[:, i] for i in range(4)})):
+        with pytest.raises(easnb.TensorError, match=r"gives input 'features' twice: as columns 'features_0'") as caught:
+            conn.infer("iris", twice)  # was "takes rows of shape [4] but the DataFrame gives [1]"
+        assert "df[['sepal_length', 'sepal_width', 'petal_length', 'petal_width']]" in caught.value.hint
+
+
+@pytest.mark.parametrize("rename", [lambda n: f" {n} ", str.title, lambda n: n.replace("_", " ").upper(), lambda n: n.replace("_", "-")])
+def test_names_that_differ_only_in_case_or_spaces_get_the_rename(conn: easnb.Connection, iris: pd.DataFrame, rename) -> None:  # type: ignore[no-untyped-def]
+    loose = iris.rename(columns=rename)[[rename(n) for n in reversed(IRIS_FEATURES)]]
+    with pytest.raises(easnb.TensorError, match="names the features of input 'features'") as caught:
+        conn.infer("iris", loose)
+    fix = {rename(n): n for n in reversed(IRIS_FEATURES)}
+    assert f"df.rename(columns={fix!r})" in caught.value.hint
+    fixed = loose.rename(columns=fix)
+    np.testing.assert_array_equal(conn.infer("iris", fixed)["probabilities"], conn.infer("iris", iris)["probabilities"])
