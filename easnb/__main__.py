@@ -257,6 +257,15 @@ def _token_line(given: str | None, made: str) -> str:
     return "(the one you gave)" if given is not None else made
 
 
+def _try_line(given: str | None, made: str, endpoint: str) -> str:
+    """A command line that works when pasted: this Python (``python`` may be another one, without easnb),
+    the token the demo made (a token the user gave is never printed)."""
+    command = f"{shlex.quote(sys.executable)} -m easnb ping {shlex.quote(endpoint)}"
+    if given is not None:
+        return f"{command}   (with EASNB_TOKEN set to the token you gave)" if given else command
+    return f"EASNB_TOKEN={shlex.quote(made)} {command}" if made else command
+
+
 def demo(args: argparse.Namespace) -> int:
     from .demo import DemoServer
 
@@ -266,7 +275,7 @@ def demo(args: argparse.Namespace) -> int:
     print(f"  endpoint: {server.endpoint}")
     print(f"  token:    {_token_line(token, server.token)}")
     print("  models:   add_sub, iris, text, echo, textgen (streams); service helloworld.GreeterService")
-    print(f"  try:      EASNB_TOKEN=<token> python -m easnb ping {server.endpoint}")
+    print(f"  try:      {_try_line(token, server.token, server.endpoint)}")
     print("Press Ctrl-C to stop.", flush=True)
     return _serve_until_interrupted(server)
 

@@ -69,6 +69,11 @@ def test_demo_command_prints_the_token_it_made_and_stops_on_ctrl_c() -> None:
         assert f"127.0.0.1:{port}" in banner[0]
         token = next(line.split()[-1] for line in banner if line.strip().startswith("token:"))
         assert run("ping", f"127.0.0.1:{port}", token=token).returncode == 0
+        # the banner's "try:" line works pasted into a shell as it stands (it said EASNB_TOKEN=<token>,
+        # a redirection from a file named "token", and `python`, which may be a Python without easnb)
+        line = next(line for line in banner if line.strip().startswith("try:")).split("try:", 1)[1]
+        tried = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60, env=env)
+        assert tried.returncode == 0 and "live: True" in tried.stdout, tried.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=15)
