@@ -181,6 +181,15 @@ def test_only_python_files_inside_the_oss_folder_run(stand_in: Any, script: str,
     assert "escape" not in stand_in.services and MARK.encode() not in raw
 
 
+def test_a_missing_script_says_which_local_folder_stands_in_for_oss(stand_in: Any) -> None:
+    """The README's deploy cells against `easnb eas-local` with nothing copied yet: the refusal names the
+    folder to put the script in (it named only the oss:// address, which a newcomer has no way to fill)."""
+    body = config("nofile", "python /mnt/data/missing.py", "oss://my-oss/app/")
+    status, answer, _ = send(stand_in, "POST", API, body, signed(stand_in, "POST", API, body))
+    assert (status, answer["Code"]) == (400, "InvalidParameter")
+    assert str(stand_in.oss_root / "my-oss" / "app") in answer["Message"], answer
+
+
 def test_a_failed_service_keeps_its_output_out_of_the_answers(stand_in: Any) -> None:
     plane = stand_in.control_plane()
     plane.deploy(json.loads(config("broken", "python /mnt/data/broken.py")))

@@ -262,7 +262,8 @@ class LocalEas:
                     folder = self._folder(oss)
                     file = _inside(folder, word[len(mount):], word)
                     if file.suffix != ".py" or not file.is_file():
-                        raise ApiError(400, "InvalidParameter", f"{word} is not a Python file in {oss}")
+                        raise ApiError(400, "InvalidParameter", f"{word} is not a Python file in {oss} (this stand-in"
+                                       f" reads {oss} from the folder {folder}: put the script there)")
                     return file, file.parent
         raise ApiError(400, "InvalidParameter", "the stand-in runs a script under a mounted OSS folder, e.g. python /mnt/data/server.py")
 
