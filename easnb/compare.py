@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .display import frame_html
 from .errors import EasnbError, scrub
 from .markup import Markup, escape
 
@@ -92,14 +93,13 @@ class Comparison:
             f"<div><small>A: {escape(self.name_a)} · B: {escape(self.name_b)} · {self.rows:,} rows · "
             f"rtol {self.rtol:g}, atol {self.atol:g}</small></div>",
         ]
+        # display.frame_html: spaced cells (headers ran together) and a wide table scrolls instead of being cut off
         if self.outputs:
-            parts.append(self.frame.to_html(border=0, float_format=lambda v: f"{v:.3g}"))
+            parts.append(frame_html(self.frame, float_format=lambda v: f"{v:.3g}"))
         if len(self.differing):
-            shown = self.differing.head(20)
-            more = f"<div><i>showing 20 of {len(self.differing):,} rows</i></div>" if len(self.differing) > 20 else ""
-            parts.append(f"<div><b>rows that differ</b></div>{shown.to_html(border=0)}{more}")
+            parts.append(f"<div><b>rows that differ</b></div>{frame_html(self.differing)}")
         if len(self.latency):
-            parts.append(f"<div><b>latency (ms)</b></div>{self.latency.to_html(border=0, float_format=lambda v: f'{v:.2f}')}")
+            parts.append(f"<div><b>latency (ms)</b></div>{frame_html(self.latency, float_format=lambda v: f'{v:.2f}')}")
         return Markup("".join(parts) + "</div>")
 
 

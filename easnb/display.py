@@ -143,13 +143,14 @@ def history_html(history: History) -> Markup:
     return frame_html(frame.iloc[::-1], max_rows=50) + note + latency_html(latencies)
 
 
-def frame_html(frame: Any, max_rows: int = MAX_ROWS) -> Markup:
-    """A DataFrame's first rows as HTML (pandas escapes every label and value), with the full size stated when cut."""
+def frame_html(frame: Any, max_rows: int = MAX_ROWS, float_format: Any = None) -> Markup:
+    """A DataFrame's first rows as HTML (pandas escapes every label and value), with the full size stated when cut;
+    ``float_format`` (a callable, as pandas takes it) formats the floats."""
     note = Markup()
     if len(frame) > max_rows:
         note = html("<div><i>showing {} of {:,} rows x {} columns</i></div>", max_rows, len(frame), frame.shape[1])
         frame = frame.head(max_rows)
-    table = frame.to_html(border=0, max_cols=30, escape=True)
+    table = frame.to_html(border=0, max_cols=30, escape=True, float_format=float_format)
     # inline cell spacing: inside a widget JupyterLab's table styles do not reach, and headers ran together
     table = re.sub(r"<(th|td)(?=[ >])", lambda m: f"<{m.group(1)} style='{_FRAME_CELL}'", table)
     table = table.replace("<table ", f"<table style='{_STYLE}' ", 1)

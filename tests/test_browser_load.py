@@ -10,7 +10,7 @@ import pytest
 from easnb.demo import DemoServer
 
 from .conftest import TOKEN
-from .test_browser import ARTIFACTS, field, lab, lab_page, new_notebook, open_lab_notebook, run_all, save  # noqa: F401 - lab is a fixture
+from .test_browser import ARTIFACTS, field, shot, lab, lab_page, new_notebook, open_lab_notebook, run_all, save  # noqa: F401 - lab is a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -27,6 +27,7 @@ def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
     ])
     with lab_page("load", 1600) as page:
         open_lab_notebook(page, url, notebook)
+        bench = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea")
         run_all(page)
         expect(page.get_by_text("Not connected yet: press Connect")).to_be_visible(timeout=90_000)
         field(page, "Endpoint").fill(demo.endpoint)
@@ -51,6 +52,7 @@ def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
         expect(chart.locator("rect.easnb-split").first).to_be_attached()  # the demo's own split
         expect(report.get_by_text("server_compute_infer_ms")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "browser-load-chart.png"), full_page=True)
+        shot(bench, "workbench-7-load")
         # Compare: iris against iris_v2 on the notebook's DataFrame
         page.get_by_role("tab", name="Compare", exact=True).click()
         model = field(page, "Model A")
@@ -63,6 +65,12 @@ def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
         verdict = page.locator(".easnb-verdict:visible")
         expect(verdict).to_have_text("differs on 6 of 150 rows", timeout=60_000)
         expect(page.get_by_text("rows that differ")).to_be_visible()
+        shot(bench, "workbench-8-compare")
+        # nothing a newcomer reads is cut off: the button's label, the tables (which scroll instead)
+        other = page.locator("button:visible", has_text="B on another endpoint")
+        assert other.evaluate("b => b.scrollWidth <= b.clientWidth"), "the button's label is cut off"
+        for table in page.locator(".easnb-compare table:visible").all():
+            assert table.evaluate("t => getComputedStyle(t.parentElement).overflowX") == "auto"
         # History has both
         page.get_by_role("tab", name="History", exact=True).click()
         options = [" ".join(o.split()) for o in field(page, "Call", "select").locator("option").all_inner_texts()]

@@ -41,6 +41,17 @@ def test_two_models_differ_on_the_known_rows(conn: easnb.Connection, frame: pd.D
     assert html.index("differs on 6 of 150 rows") < html.index("<table")
 
 
+def test_report_tables_are_spaced_and_scroll(conn: easnb.Connection, frame: pd.DataFrame) -> None:
+    """In the Compare tab the headers ran together ("kind max_abs") and the wide table of differing
+    rows was cut off at the tab's edge: every table has padded cells and scrolls sideways."""
+    report = easnb.compare(conn, None, "iris", frame, model_b="iris_v2", latency_samples=3)
+    html = str(report._repr_html_())
+    tables = html.count("<table")
+    assert tables == 3
+    assert html.count("<div style='overflow-x:auto'><table") == tables
+    assert "<th>" not in html and "<td>" not in html and html.count("padding:") >= 3 * 4
+
+
 def test_float32_differences_are_within_tolerance(conn: easnb.Connection, frame: pd.DataFrame) -> None:
     calm = frame[frame["sepal_length"] < IRIS_V2_CHANGED_FROM]
     report = easnb.compare(conn, None, "iris", calm, model_b="iris_v2", latency_samples=0)
