@@ -1,6 +1,6 @@
 """The ``load`` and ``compare`` commands: a load sweep's table, and an A/B comparison whose exit code says the verdict.
 
-    easnb load ENDPOINT MODEL --concurrency 1,2,4,8 --seconds 10 [--rate 100,200] [--inputs JSON | --csv FILE] [--json]
+    easnb load ENDPOINT MODEL --concurrency 1,2,4,8 --seconds 10 [--rate 100,200] [--inputs JSON | --csv FILE] [--json]   # exit 1 if it stopped on errors
     easnb load ENDPOINT helloworld.GreeterService/SayHello --inputs '{"name": "x"}' --concurrency 1,4
     easnb load ENDPOINT textgen --prompt "Tell me a story" --max-tokens 64 --concurrency 1,4      # a streaming model
     easnb compare ENDPOINT_A ENDPOINT_B MODEL (--inputs JSON | --csv FILE) [--model-b M]   # exit 1 when they differ, 2 when it cannot compare
@@ -82,7 +82,7 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
                                     batch_size=args.batch_size, progress=progress, **levels)
     if args.json:
         print(report.to_json())
-        return 0
+        return _status(report)
     import pandas as pd
 
     with pd.option_context("display.max_columns", None, "display.width", 200):
@@ -94,7 +94,12 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
         print("note: the server reports no split of its time (Triton's statistics extension)")
     if report.interrupted or report.stopped:
         show(f"note: {report.stopped or 'interrupted'}; the levels that finished are shown")
-    return 0
+    return _status(report)
+
+
+def _status(report: Any) -> int:
+    """0 for a sweep that ran every level; 1 when it stopped early (the error rate, a closed connection); 130 on Ctrl-C."""
+    return 130 if report.interrupted else 1 if report.stopped else 0
 
 
 def show(text: str) -> None:
@@ -132,7 +137,7 @@ def compare(args: argparse.Namespace, connection: Callable[[argparse.Namespace],
 def add_commands(sub: Any, client: Callable[[str, str], argparse.ArgumentParser], connection: Callable[..., Any],
                  read_token: Callable[..., Any], token_options: Callable[..., None]) -> None:
     """Add ``load`` and ``compare`` to the command line's subcommands."""
-    p = client("load", "throughput and latency at each level of load (a table, or --json)")
+    p = client("load", "throughput and latency at each level of load (a table, or --json); exit 1 when it stopped on errors")
     p.add_argument("model", metavar="MODEL", help="a V2 model, or SERVICE/METHOD for any unary method")
     p.add_argument("--concurrency", metavar="N,N", help="callers in a closed loop, e.g. 1,2,4,8")
     p.add_argument("--rate", metavar="R,R", help="requests per second, open loop, e.g. 100,200")

@@ -97,3 +97,32 @@ def test_show_makes_control_characters_visible(capsys: pytest.CaptureFixture[str
     show("label \x1b[2Jcleared\u202e\nnext line")
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\u202e" not in printed and printed.splitlines()[1] == "next line"
+
+
+def test_load_exit_code_says_a_sweep_stopped_on_errors() -> None:
+    """A model that fails every request after the first: the sweep stops on the error rate, prints what it
+    measured, and exits 1 (it exited 0, so a script could not tell a failed sweep from a good one)."""
+    from concurrent import futures
+
+    import grpc
+
+    from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
+
+    from .test_loadtest import Slow
+
+    model = Slow()
+    model.fail_after = 1
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=SERVER_OPTIONS,
+                         handlers=[v2_handler(V2Service({"slow": model.model()}))])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        common = ("load", f"127.0.0.1:{port}", "slow", "--concurrency", "2,4", "--seconds", "1", "--warmup", "0",
+                  "--inputs", json.dumps({"x": [1.0]}))
+        table = run(*common, token="")
+        model.durations.clear()  # the first call of the next sweep passes again
+        kept = run(*common, "--json", token="")
+    finally:
+        server.stop(None).wait()
+    assert table.returncode == 1 and "INVALID_ARGUMENT" in table.stdout and "failed (more than 50%)" in table.stdout, table
+    assert kept.returncode == 1 and json.loads(kept.stdout)["stopped"].startswith("stopped: "), kept
