@@ -16,7 +16,6 @@ Hint: For example timeout=5 or timeout=0.5.
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,26 +25,10 @@ import numpy as np
 from .channel import Keepalive
 from .endpoint import Endpoint
 from .errors import ArgumentError
+from .refusals import flag, refuse as _refuse, shown as _shown  # noqa: F401 - flag is part of this module's surface
 
-_SHORT = reprlib.Repr()  # values are shown only when they are numbers: text may be a token
-_SHORT.maxstring = _SHORT.maxother = 60
 #: The longest timeout taken (about 31 years): gRPC's deadline arithmetic overflows on longer ones.
 LONGEST = 1e9
-
-
-def _shown(value: Any) -> str:
-    """`` (value)`` for a number, bool or None; nothing for text and containers, which may hold a token."""
-    if value is None or isinstance(value, (bool, int, float, np.number, np.bool_)):
-        return f" ({_SHORT.repr(value)})"
-    return ""
-
-
-def _refuse(argument: str, wants: str, value: Any, example: str) -> ArgumentError:
-    return ArgumentError(
-        f"{argument} must be {wants}, not {type(value).__name__}{_shown(value)}.",
-        hint=f"For example {example}.",
-        argument=argument,
-    )
 
 
 def text(value: Any, argument: str, example: str = "") -> str:
@@ -105,15 +88,6 @@ def count(value: Any, argument: str, minimum: int = 0) -> int:
     if value < minimum:
         raise ArgumentError(f"{argument}={value} is below {minimum}, the least it can be.", argument=argument, hint="")
     return value
-
-
-def flag(value: Any, argument: str) -> bool:
-    """True or False (numpy's bools and the ints 0 and 1 too)."""
-    if value is True or value is False:
-        return value
-    if isinstance(value, np.bool_) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return bool(value)
-    raise _refuse(argument, "True or False", value, f"{argument}=True")
 
 
 def choice(value: Any, argument: str, options: tuple[str, ...]) -> str:

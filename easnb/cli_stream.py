@@ -76,7 +76,7 @@ def _interruptible(run: Callable[[], int]) -> int:
 
 
 def stream(args: argparse.Namespace) -> int:
-    from .__main__ import _connection
+    from .cli_connect import _connection
 
     def run() -> int:
         with _connection(args) as conn:
@@ -100,7 +100,7 @@ def stream(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from .__main__ import _connection
+    from .cli_connect import _connection
 
     sampling = dict(_param(p) for p in args.param or ())
     from .generate import STREAM_OPTIONS  # generate's own flags and stream options: a --param would collide

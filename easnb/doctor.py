@@ -31,7 +31,8 @@ from .errors import (
     EasnbError,
     UnimplementedError,
 )
-from .proxy import bypass, ignored_variables, proxy_for, tunnel
+from .proxy import bypass, ignored_variables, proxy_for
+from .proxy_tunnel import tunnel
 from .redaction import redact
 from .settings import Settings, make_settings
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,38 @@ _HINTS = {
     "M": _DATES,
     "m": "V2 has no duration datatype: send a number of a unit, e.g. x / np.timedelta64(1, 's') for FP64 seconds.",
     "c": "V2 has no complex datatype: send the real and imaginary parts (x.real, x.imag) as two tensors.",
+}
+
+
+
+@dataclass(frozen=True)
+class Datatype:
+    """A V2 datatype: its name, the numpy dtype on the wire, and its typed-contents field."""
+
+    name: str
+    dtype: np.dtype
+    contents: str | None
+
+
+DATATYPES: dict[str, Datatype] = {
+    d.name: d
+    for d in (
+        Datatype("BOOL", np.dtype("?"), "bool_contents"),
+        Datatype("UINT8", np.dtype("u1"), "uint_contents"),
+        Datatype("UINT16", np.dtype("<u2"), "uint_contents"),
+        Datatype("UINT32", np.dtype("<u4"), "uint_contents"),
+        Datatype("UINT64", np.dtype("<u8"), "uint64_contents"),
+        Datatype("INT8", np.dtype("i1"), "int_contents"),
+        Datatype("INT16", np.dtype("<i2"), "int_contents"),
+        Datatype("INT32", np.dtype("<i4"), "int_contents"),
+        Datatype("INT64", np.dtype("<i8"), "int64_contents"),
+        Datatype("FP16", np.dtype("<f2"), None),
+        Datatype("FP32", np.dtype("<f4"), "fp32_contents"),
+        Datatype("FP64", np.dtype("<f8"), "fp64_contents"),
+        # BF16 travels as raw 16-bit words; easnb hands back float32 (or ml_dtypes.bfloat16).
+        Datatype("BF16", np.dtype("<u2"), None),
+        Datatype("BYTES", np.dtype(object), "bytes_contents"),
+    )
 }
 
 
@@ -114,8 +147,6 @@ def _categorical(value: Any, name: str, datatype: str, what: str) -> np.ndarray:
 
 def refusal(dtype: Any, name: str, what: str = "Tensor") -> TensorError:
     """The error for a dtype no V2 datatype carries, with the hint that fits it."""
-    from .tensors import DATATYPES
-
     kind = getattr(dtype, "kind", "")
     if _named(dtype, "Period"):
         hint = "V2 has no period datatype: send x.dt.to_timestamp().astype('int64') or text (x.astype(str))."

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .errors import EndpointError
+from .refusals import flag
 
 #: The port EAS's gateway listens on, and so the one used when none is given.
 DEFAULT_PORT = 80
@@ -75,8 +76,6 @@ def parse_endpoint(text: str, tls: bool | None = None) -> Endpoint:
     if not isinstance(text, str):
         raise EndpointError(f"The endpoint must be a string, not {type(text).__name__}.")
     if tls is not None:
-        from .arguments import flag  # it imports this module
-
         tls = flag(tls, "tls")
     original = text
     text = text.strip()

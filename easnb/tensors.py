@@ -20,39 +20,10 @@ from google.protobuf.message import Message
 
 from ._proto import ModelInferRequest  # noqa: F401  (used by the doctest)
 from .bytes_wire import as_bytes_list, decode_bytes, encode_bytes
-from .dtypes import bytes_refusal, from_pandas, from_string_dtype, object_numbers, refusal
+from .dtypes import DATATYPES, Datatype, bytes_refusal, from_pandas, from_string_dtype, object_numbers, refusal  # noqa: F401 - Datatype re-exported
 from .errors import FrameInput, TensorError
 
 
-@dataclass(frozen=True)
-class Datatype:
-    """A V2 datatype: its name, the numpy dtype on the wire, and its typed-contents field."""
-
-    name: str
-    dtype: np.dtype
-    contents: str | None
-
-
-DATATYPES: dict[str, Datatype] = {
-    d.name: d
-    for d in (
-        Datatype("BOOL", np.dtype("?"), "bool_contents"),
-        Datatype("UINT8", np.dtype("u1"), "uint_contents"),
-        Datatype("UINT16", np.dtype("<u2"), "uint_contents"),
-        Datatype("UINT32", np.dtype("<u4"), "uint_contents"),
-        Datatype("UINT64", np.dtype("<u8"), "uint64_contents"),
-        Datatype("INT8", np.dtype("i1"), "int_contents"),
-        Datatype("INT16", np.dtype("<i2"), "int_contents"),
-        Datatype("INT32", np.dtype("<i4"), "int_contents"),
-        Datatype("INT64", np.dtype("<i8"), "int64_contents"),
-        Datatype("FP16", np.dtype("<f2"), None),
-        Datatype("FP32", np.dtype("<f4"), "fp32_contents"),
-        Datatype("FP64", np.dtype("<f8"), "fp64_contents"),
-        # BF16 travels as raw 16-bit words; easnb hands back float32 (or ml_dtypes.bfloat16).
-        Datatype("BF16", np.dtype("<u2"), None),
-        Datatype("BYTES", np.dtype(object), "bytes_contents"),
-    )
-}
 _BY_DTYPE = {d.dtype: d.name for d in DATATYPES.values() if d.name not in ("BF16", "BYTES")}
 #: numpy dtypes sent as they are: little-endian (or byte-order-free) numbers and bools
 PLAIN_DTYPES = {dtype: name for dtype, name in _BY_DTYPE.items() if dtype.byteorder in "<|="}

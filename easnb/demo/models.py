@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from importlib.resources import files
 
 import numpy as np
 
 from ..results import ModelMetadata, TensorMetadata
-
-Arrays = Mapping[str, np.ndarray]
-Outputs = dict[str, tuple[str, np.ndarray]]  # name -> (datatype, array)
+from .model import Arrays, Model, Outputs  # noqa: F401 - re-exported
+from .textgen import textgen
 
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 IRIS_SPECIES = ("setosa", "versicolor", "virginica")
-
-
-@dataclass(frozen=True)
-class Model:
-    """A demo model: its metadata and a function from named arrays to named outputs."""
-
-    metadata: ModelMetadata
-    run: Callable[[Arrays, Mapping[str, str]], Outputs]  # (arrays, their datatypes) -> outputs
-    any_inputs: bool = False
-    instances: int = 0  # how many requests it runs at once (0: as many as the server's threads)
-    #: a decoupled model's responses, one by one: (arrays, datatypes, request parameters) -> outputs...
-    #: (or ``(outputs, True)`` for a response that is the request's last)
-    stream: Callable[[Arrays, Mapping[str, str], Mapping[str, object]], Iterator[Outputs | tuple[Outputs, bool]]] | None = None
-    optional: frozenset[str] = frozenset()  # inputs a request may leave out
 
 
 def _meta(name: str, inputs: list[TensorMetadata], outputs: list[TensorMetadata], **properties: str) -> ModelMetadata:
@@ -141,6 +125,4 @@ def echo() -> Model:
 
 def all_models() -> dict[str, Model]:
     """The demo's models by name."""
-    from .textgen import textgen
-
     return {m.metadata.name: m for m in (add_sub(), iris(), iris_v2(), text(), echo(), textgen())}

@@ -27,7 +27,7 @@ from ..inference import decode_request
 from ..parameters import set_parameters, to_python
 from ..stream_wire import ENABLE_EMPTY_FINAL, FINAL, GRPC_ERROR_HEADER, encode_stream_response
 from ..tensors import Tensor, encode_tensor
-from .server import Abort, V2Service
+from .service import Abort, V2Service
 
 _DONE, _STARTED, _READ_ALL = object(), object(), object()
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from ..results import ModelMetadata, TensorMetadata
-from .models import Arrays, Model, Outputs
+from .model import Arrays, Model, Outputs
 
 DEFAULT_MAX_TOKENS = 16  # vLLM's default
 DELAY_MS = 5.0
