@@ -32,7 +32,11 @@ def from_python(value: Any) -> Message:
     if isinstance(value, (float, np.floating)):
         return InferParameter(double_param=float(value))
     if isinstance(value, str):
-        return InferParameter(string_param=value)
+        try:
+            return InferParameter(string_param=value)
+        except (UnicodeEncodeError, ValueError):  # a lone surrogate (from JSON's "\ud800"): protobuf strings are UTF-8
+            raise InvalidArgumentError(f"Parameter value {value!r} is not valid Unicode text (it holds a lone surrogate).",
+                                       hint="Send it as text without lone surrogates, or as bytes encoded in a string.") from None
     raise InvalidArgumentError(
         f"A parameter value must be bool, int, float or str, not {type(value).__name__}.",
         hint="V2 parameters carry only these; encode anything else as a string (e.g. JSON).",
