@@ -22,6 +22,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from ._proto import load_pool
+from .arguments import server_call
 from .calls import DEFAULT
 from .credentials import Headers
 from .errors import EasnbError, NotFoundError, RequestError, UnimplementedError, from_rpc_error
@@ -183,8 +184,10 @@ class Method:
         method takes an iterable of requests; a server-streaming one returns an iterator
         of replies (``.cancel()`` on it stops the stream). Every request is built and
         checked before the call opens (a generator's, as gRPC asks for them): a mistake is a
-        ``RequestError`` naming the field.
+        ``RequestError`` naming the field. A ``timeout`` or ``headers`` of the wrong type is an
+        ``ArgumentError``.
         """
+        timeout = server_call(timeout, headers)
         if self._aio:
             return self._acall(request, timeout, headers, fields)
         conn = self._connection

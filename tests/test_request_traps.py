@@ -69,3 +69,25 @@ def test_a_message_of_the_same_type_from_another_pool_is_taken(kitchen: Kitchen)
         echo = conn.service("kitchen.Kitchen").Echo
         assert echo(kitchen.Everything(f_int32=3, tags=["x"])).f_int32 == 3  # was a raw TypeError ('partial')
     assert kitchen.received[-1] == {"f_int32": 3, "tags": ["x"]}
+
+
+@pytest.mark.parametrize(("argument", "bad"), [("timeout", "5"), ("timeout", -1), ("timeout", float("nan")),
+                                               ("timeout", True), ("headers", [("a", "b")]), ("headers", "a=b")])
+def test_a_method_call_checks_its_own_arguments(kitchen: Kitchen, argument: str, bad: Any) -> None:
+    before = len(kitchen.received)
+    with easnb.connect(kitchen.endpoint) as conn:
+        service = conn.service("kitchen.Kitchen")
+        for call in (lambda: service.Echo({"f_int32": 1}, **{argument: bad}),  # was grpc's raw TypeError
+                     lambda: list(service.Count({"values": [1]}, **{argument: bad})),
+                     lambda: service.Sum([{"values": [1]}], **{argument: bad})):
+            with pytest.raises(easnb.ArgumentError) as caught:
+                call()
+            assert caught.value.argument == argument
+
+    async def aio() -> None:
+        async with easnb.aio.connect(kitchen.endpoint) as aconn:
+            await (await aconn.service("kitchen.Kitchen")).Echo({"f_int32": 1}, **{argument: bad})
+
+    with pytest.raises(easnb.ArgumentError):
+        asyncio.run(aio())
+    assert len(kitchen.received) == before
