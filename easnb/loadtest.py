@@ -30,6 +30,9 @@ from .statistics import ModelStatistics, model_statistics, total
 
 #: Below this many requests a level's error rate does not stop it.
 MIN_FOR_ERROR_RATE = 20
+#: A server split whose total exceeds the client's mean latency by more than this factor (plus 1 ms) is not
+#: believed: the server's part of a request lies inside the time the client measured around it.
+SPLIT_SLACK = 1.25
 #: The longest a statistics snapshot may take (seconds): a server that stalls it gets no split, not a stalled sweep.
 STATISTICS_WAIT = 5.0
 
@@ -246,7 +249,11 @@ def run_level(
     server = after.since(before) if before is not None and after is not None else None
     if server is not None and any(c < 0 or ns < 0 for c, ns in server.durations.values()):
         server = None  # counters went backwards (the server restarted): no split rather than a wrong one
-    return summarise(run, mode, level, measured, server, reason)
+    level = summarise(run, mode, level, measured, server, reason)
+    if level.server_ms and not sum(level.server_ms.values()) <= SPLIT_SLACK * level.mean_ms + 1.0:
+        level.server_ms = {}  # the server's time for a request is inside what the client measured around it
+        level.server_requests = 0
+    return level
 
 
 def summarise(run: _Level, mode: str, level: float, seconds: float, server: ModelStatistics | None, reason: str) -> Level:
