@@ -13,6 +13,7 @@ import base64
 import json
 import keyword
 import math
+import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ _CONTENTS = {
     "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
 _TOKEN_HEADER = 'f"Bearer {token}"'
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CLIENT_ATTRIBUTES = {"methods", "descriptor", "name"}  # a method with one of these names is reached by methods[...]
 
 
@@ -188,8 +190,12 @@ def grpcurl(call: Call) -> str:
         proto = str(r["proto"]) if r.get("proto") else ""
         data = " ".join(json.dumps(q) for q in r["requests"])
     headers = [(name, base64.b64encode(v).decode() if isinstance(v, bytes) else v) for name, v in _headers(call).items()]
-    if "\0" in "".join([target, data, call.target, proto, *(f"{k}{v}" for k, v in headers)]):
+    words_text = "".join([target, data, call.target, proto, *(f"{k}{v}" for k, v in headers)])
+    if "\0" in words_text:
         raise EasnbError("A name or value of this call holds a NUL character, which no shell command can carry.",
+                         hint="Copy it as easnb code instead.")
+    if _SURROGATE.search(words_text):
+        raise EasnbError("A name or value of this call holds a lone surrogate, which no shell command can carry as text.",
                          hint="Copy it as easnb code instead.")
     words = ["grpcurl", "-insecure" if call.tls else "-plaintext"]
     if proto:
