@@ -76,7 +76,7 @@ class Reader:
     def read(self, data: bytes) -> tuple[InferResult | None, bool, str]:
         """``(result or None for a flags-only response, final, error message)``."""
         if self.flavour == "mlserver":
-            return decode_response(data, copy=self.copy, bytes_as_str=self.bytes_as_str), False, ""
+            return not_triton(decode_response(data, copy=self.copy, bytes_as_str=self.bytes_as_str)), False, ""
         inner = inner_reply(data)  # the usual reply: no error message, a layout seen before
         result = None if inner is None else self.plans.decode(inner, self.copy, self.bytes_as_str)
         if result is not None:
@@ -177,6 +177,8 @@ class Stream:
         except EasnbError as exc:
             self.finished = True
             self._cancel_call()  # a reply easnb could not read leaves the call open: end it too
+            if isinstance(exc, ServerError) and "not a valid" in exc.message and self.reader.flavour == "triton":
+                exc.hint = f"{exc.hint} {MAYBE_MLSERVER}"
             scrub(exc, token_of(self))  # a reply's names and ids may quote the token
             if not hasattr(exc, "received"):
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
@@ -215,6 +217,19 @@ class Stream:
     def __repr__(self) -> str:
         state = "cancelled" if self.cancelled else "finished" if self.finished else "open"
         return f"<{type(self).__name__} {self.model} id={self.request_id!r}: {len(self.responses)} responses, {state}>"
+
+
+MAYBE_MLSERVER = ("If the server is MLServer (whatever its server metadata says), its replies are plain "
+                  "ModelInferResponses: pass flavour='mlserver'.")
+
+
+def not_triton(result: InferResult) -> InferResult:
+    """An MLServer reply, refused when it is Triton's ModelStreamInferResponse read as one: no model name and
+    no outputs, and a model version that is the inner response's bytes (a server whose metadata misleads)."""
+    if not result.outputs and not result.model_name and not result.model_version.isprintable():
+        raise ServerError("The server's stream replies are Triton's ModelStreamInferResponses, not MLServer's.",
+                          hint="Its server metadata says MLServer: pass flavour='triton'.")
+    return result
 
 
 def token_of(stream: Any) -> Any:

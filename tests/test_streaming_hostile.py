@@ -154,3 +154,27 @@ def test_text_output_that_is_not_text_is_a_clear_error() -> None:
             assert g.pieces == []
     finally:
         server.stop(None)
+
+
+def test_a_server_of_the_other_flavour_is_named_not_read_as_garbage(conn: easnb.Connection) -> None:
+    from easnb.generate import build_inputs
+
+    inputs = build_inputs(conn.cached_model_metadata("textgen"), "a b c", {})
+    with pytest.raises(easnb.ServerError, match="Triton's ModelStreamInferResponses, not MLServer's") as caught:
+        conn.stream("textgen", inputs, flavour="mlserver").collect()  # was: five empty results, garbage versions
+    assert "flavour='triton'" in caught.value.hint
+
+    def mlserver(data: bytes) -> Iterator[bytes]:
+        r = _proto.ModelInferResponse(model_name="m", model_version="1", id="x")
+        r.outputs.add(name="text_output", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"a")
+        yield r.SerializeToString()
+
+    server, endpoint = serve(mlserver)
+    try:
+        with easnb.connect(endpoint) as other, pytest.raises(easnb.ServerError) as caught:
+            other.stream("m", INPUTS, flavour="triton").collect()
+        assert "flavour='mlserver'" in caught.value.hint
+        with easnb.connect(endpoint) as other:
+            assert [r["text_output"][0] for r in other.stream("m", INPUTS, flavour="mlserver")] == [b"a"]
+    finally:
+        server.stop(None)
