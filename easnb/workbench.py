@@ -22,7 +22,7 @@ from .history import History
 from .markup import html, text
 from .inspectors import InferInspector, ModelInspector, ServerInspector
 from .results import InferResult
-from .widget_status import STYLE
+from .widget_status import STYLE, Follow
 from .widgets import ConnectionWidget, connection_of
 
 
@@ -170,9 +170,17 @@ class Workbench(w.VBox):
             self.tabs.set_title(i, title)
         self.builds += 1
         when = time.strftime("%H:%M:%S")
-        self.status.value = html(
+        header = html(
             "<small>{} <span class='easnb-built'>built {} (#{})</span></small>", found._repr_html_(), when, self.builds
         )
+        self.status.value = header
+        if isinstance(self.source, ConnectionWidget):  # the header follows the connection, as the widget's lights do
+            build = self.builds  # (it said "live · ready" after the server had gone)
+
+            def show(line: Any) -> None:
+                if self.builds == build:  # a later Connect's header is not overwritten by an old connection's news
+                    self.status.value = line if line is header else html("<small>{}</small>", line) + header
+            Follow(conn, header, show)
 
 
 class ServicesPage(w.VBox):

@@ -67,13 +67,21 @@ def test_the_widget_says_when_the_server_is_gone_and_when_it_is_back() -> None:
     widget = easnb.ConnectionWidget(endpoint=first.endpoint, token=TOKEN)
     widget.connect(wait=True)
     assert lights_of(widget.status.value) == [GREEN, GREEN]
+    bench = easnb.inspect(widget)
     first.stop()
     eventually(lambda: "stopped answering" in widget.status.value)
     assert lights_of(widget.status.value) == [GREY, GREY] and "press Connect" in widget.status.value
+    # the workbench's header said "live · ready" still: it says the same as the widget
+    eventually(lambda: "stopped answering" in bench.status.value)
+    assert "press Connect" in bench.status.value
     with DemoServer(token=TOKEN, port=port):
         eventually(lambda: _live(widget.connection))  # any call reconnects the same connection
         eventually(lambda: lights_of(widget.status.value) == [GREEN, GREEN])
         assert "easnb-demo" in widget.status.value
+        eventually(lambda: "stopped answering" not in bench.status.value)
+        assert "easnb-built" in bench.status.value
+    widget.connection.close()
+    eventually(lambda: "connection closed" in bench.status.value)
 
 
 def _live(conn: easnb.Connection) -> bool:
