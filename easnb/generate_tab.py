@@ -114,6 +114,7 @@ class GenerateInspector(w.VBox):
                 self._background.wait()
             return
         self.button.disabled, self.stop_button.disabled, self._stopped = True, False, False
+        self.generation = None  # an error before this run's start must not show (or Stop cancel) the last run's
         self.text.value = self.stats.value = self.chart.value = self.output.value = ""
         self._background.start(self._run, wait)
 

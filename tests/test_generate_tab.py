@@ -114,3 +114,18 @@ def test_latency_chart() -> None:
     assert latency_chart([]) == ""
     chart = latency_chart([1.0, 3.0, 2.0])
     assert chart.count("<rect") == 3 and "median 2.00 ms" in chart and "max 3.00 ms" in chart
+
+
+def test_a_run_that_fails_before_it_starts_does_not_show_the_last_one(conn: easnb.Connection) -> None:
+    tab = Workbench(conn).generate
+    tab.prompt.value = "first answer"
+    tab.generate(wait=True)
+    assert "first answer" in tab.text.value
+    tab.stop()
+    tab.stop()  # Stop after the end, twice: nothing to cancel, nothing changes
+    assert tab.generation.finished and not tab.generation.stream.cancelled and tab.output.value == ""
+    tab.model_field.value = ""
+    tab.generate(wait=True)
+    assert "Pick or type a model name" in tab.output.value
+    assert tab.text.value == "" and tab.stats.value == ""  # was: the last run's text and stats shown again
+    assert not tab.button.disabled and tab.stop_button.disabled
