@@ -25,7 +25,8 @@ import numpy as np
 from .channel import Keepalive
 from .endpoint import Endpoint
 from .errors import ArgumentError
-from .refusals import flag, refuse as _refuse, shown as _shown  # noqa: F401 - flag is part of this module's surface
+from .refusals import flag as flag  # re-exported: part of this module's surface
+from .refusals import refuse as _refuse, shown as _shown
 
 #: The longest timeout taken (about 31 years): gRPC's deadline arithmetic overflows on longer ones.
 LONGEST = 1e9

@@ -24,7 +24,7 @@ from .tensors import Tensor
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .connection import Connection
+    from .link import Link
     from .results import InferResult, ModelMetadata
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -86,7 +86,7 @@ class _Shape:
         return None
 
 
-def infer_frame(conn: Connection, model: str, frame: pd.DataFrame, *args: Any, **options: Any) -> pd.DataFrame:
+def infer_frame(conn: Link, model: str, frame: pd.DataFrame, *args: Any, **options: Any) -> pd.DataFrame:
     """``frame_plan`` on a sync connection (see it for the arguments)."""
     return run_plan(conn, frame_plan(conn, model, frame, *args, **options))
 

@@ -22,7 +22,7 @@ from .markup import Markup, escape
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .connection import Connection
+    from .link import Link
 
 
 @dataclass
@@ -136,7 +136,7 @@ def _numeric(values: np.ndarray) -> bool:
     return values.dtype.kind in "biuf"
 
 
-def _latency(conn: Connection, model: str, data: Any, version: str, samples: int) -> list[float]:
+def _latency(conn: Link, model: str, data: Any, version: str, samples: int) -> list[float]:
     """``samples`` single calls of the first rows, in milliseconds."""
     request = conn.encode_infer(model, data, version=version)
     stub = conn.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
@@ -150,8 +150,8 @@ def _latency(conn: Connection, model: str, data: Any, version: str, samples: int
 
 
 def _compare(
-    conn_a: Connection,
-    conn_b: Connection | None,
+    conn_a: Link,
+    conn_b: Link | None,
     model: str,
     data: pd.DataFrame | dict[str, Any],
     model_b: str | None = None,
@@ -245,7 +245,7 @@ def _compare(
 
 
 @functools.wraps(_compare)
-def compare(conn_a: Connection, conn_b: Connection | None, *args: Any, **kwargs: Any) -> Comparison:
+def compare(conn_a: Link, conn_b: Link | None, *args: Any, **kwargs: Any) -> Comparison:
     # the frames' checks name what each server's metadata says: either token redacted from any error
     try:
         return _compare(conn_a, conn_b, *args, **kwargs)

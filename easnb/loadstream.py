@@ -20,7 +20,7 @@ from .errors import EasnbError
 from .loadreport import Level
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .link import Link
 
 
 class _Caller:
@@ -36,7 +36,7 @@ class _Caller:
         self.seen = self.failed = 0
 
 
-def _caller(conn: Connection, model: str, prompt: str, options: dict[str, Any], window: tuple[float, float],
+def _caller(conn: Link, model: str, prompt: str, options: dict[str, Any], window: tuple[float, float],
             stop: threading.Event, record: _Caller) -> None:
     while not stop.is_set():
         start = time.perf_counter()
@@ -62,7 +62,7 @@ def _caller(conn: Connection, model: str, prompt: str, options: dict[str, Any], 
 
 
 def run_stream_level(
-    conn: Connection, model: str, prompt: str, level: int, seconds: float, warmup: float,
+    conn: Link, model: str, prompt: str, level: int, seconds: float, warmup: float,
     stop_error_rate: float | None, tick: Callable[[float], None], cancel: threading.Event, options: dict[str, Any],
 ) -> Level:
     """One closed-loop level of ``level`` callers, each generating one answer after another."""

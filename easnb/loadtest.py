@@ -37,7 +37,7 @@ SPLIT_SLACK = 1.25
 STATISTICS_WAIT = 5.0
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .link import Link
 
 class _Thread:
     """What one thread saw inside the measured window (closed loop: answered in it; open loop: due in it):
@@ -179,7 +179,7 @@ def _statistics_wait(timeout: float | None) -> float:
     return min(timeout, STATISTICS_WAIT) if timeout else STATISTICS_WAIT
 
 
-def _snapshot(conn: Connection, work: Workload, timeout: float | None) -> ModelStatistics | None:
+def _snapshot(conn: Link, work: Workload, timeout: float | None) -> ModelStatistics | None:
     try:
         return total(model_statistics(conn, work.model, work.version, timeout=_statistics_wait(timeout)))
     except EasnbError:
@@ -187,7 +187,7 @@ def _snapshot(conn: Connection, work: Workload, timeout: float | None) -> ModelS
 
 
 def run_level(
-    conn: Connection, work: Workload, mode: str, level: float, seconds: float, warmup: float,
+    conn: Link, work: Workload, mode: str, level: float, seconds: float, warmup: float,
     stop_error_rate: float | None, tick: Callable[[float], None], timeout: float | None, max_in_flight: int,
     split: bool, cancel: threading.Event,
 ) -> Level:
@@ -296,7 +296,7 @@ def _load() -> float:
 
 
 def load_test(
-    conn: Connection,
+    conn: Link,
     target: Any,
     inputs: Any = None,
     concurrency: Sequence[int] | None = None,
@@ -418,7 +418,7 @@ def _sweep(report: LoadReport, levels: list[Any], run: Callable[[float, Callable
     return report
 
 
-def _first_call(conn: Connection, work: Workload, seconds: float | None) -> None:
+def _first_call(conn: Link, work: Workload, seconds: float | None) -> None:
     """Send one request first, so a wrong model, input or token fails at once with its usual error."""
     stub = conn.channel.unary_unary(work.path)
     metadata = conn.metadata

@@ -15,7 +15,7 @@ from ._proto import V2_SERVICE, method_path
 from .errors import EasnbError, LoadTestError  # noqa: F401 - LoadTestError importable from here
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .link import Link
 
 #: How many distinct requests a DataFrame's rows are encoded into, at most (then cycled).
 RING = 256
@@ -32,7 +32,7 @@ class Workload:
     version: str = ""
 
 
-def workload(conn: Connection, target: Any, inputs: Any, batch_size: int = 1, version: str = "", **options: Any) -> Workload:
+def workload(conn: Link, target: Any, inputs: Any, batch_size: int = 1, version: str = "", **options: Any) -> Workload:
     """The requests for ``target``: a V2 model name with arrays or a DataFrame, or a unary method with its fields."""
     from .frames import is_frame
 

@@ -30,7 +30,7 @@ from .errors import EasnbError, NotFoundError, ReflectionError, ResourceExhauste
 from .redaction import redact
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .link import Link
 
 V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -85,7 +85,7 @@ class _Session:
 
 
 @contextmanager
-def _channel(conn: Connection, limit: int) -> Iterator[Any]:
+def _channel(conn: Link, limit: int) -> Iterator[Any]:
     """A channel of its own, whose receive limit bounds what one answer can cost; the
     connection's when the user handed it a channel (its own limits then apply)."""
     settings = getattr(conn, "settings", None)
@@ -113,7 +113,7 @@ class Reflection:
     ``limits`` bounds each look-up (see ``Limits``). Thread-safe: look-ups are serialized.
     """
 
-    def __init__(self, conn: Connection, limits: Limits = Limits()) -> None:
+    def __init__(self, conn: Link, limits: Limits = Limits()) -> None:
         self._conn = conn
         self.limits = limits
         self.pool = descriptor_pool.DescriptorPool()
@@ -287,7 +287,7 @@ def _shown(name: str) -> str:
     return name if _PLAIN.fullmatch(name) else repr(name)
 
 
-def reflect(conn: Connection, limits: Limits = Limits()) -> Reflection:
+def reflect(conn: Link, limits: Limits = Limits()) -> Reflection:
     """Ask ``conn``'s server what it offers (raises ``UnimplementedError`` without reflection)."""
     return Reflection(conn, limits)
 

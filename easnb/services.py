@@ -36,8 +36,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .aio import AsyncConnection
-    from .connection import Connection
+    from .link import AsyncLink, Link
 
 
 def descriptor_from_proto(proto: str | Path, name: str, include: Sequence[str | Path] = ()) -> Any:
@@ -56,7 +55,7 @@ def descriptor_from_proto(proto: str | Path, name: str, include: Sequence[str | 
         ) from None
 
 
-def descriptor_from_server(conn: Connection, name: str) -> Any:
+def descriptor_from_server(conn: Link, name: str) -> Any:
     """The ServiceDescriptor of ``name``, asked of the server's reflection."""
     try:
         reflection = conn.reflection()
@@ -69,7 +68,7 @@ def descriptor_from_server(conn: Connection, name: str) -> Any:
     return reflection.service(name)
 
 
-def resolve(conn: Connection, proto_or_name: str | Path, name: str | None, include: Sequence[str | Path]) -> Any:
+def resolve(conn: Link, proto_or_name: str | Path, name: str | None, include: Sequence[str | Path]) -> Any:
     """``service("pkg.Service")`` (reflection) or ``service("file.proto", "pkg.Service")``."""
     if name is not None:
         return descriptor_from_proto(proto_or_name, name, include)
@@ -85,7 +84,7 @@ def resolve(conn: Connection, proto_or_name: str | Path, name: str | None, inclu
 class ServiceClient:
     """Methods of one service; each takes a message, a dict or keyword fields and returns the reply."""
 
-    def __init__(self, connection: Connection | AsyncConnection, descriptor: Any, aio: bool = False) -> None:
+    def __init__(self, connection: Link | AsyncLink, descriptor: Any, aio: bool = False) -> None:
         self._connection = connection
         self.descriptor = descriptor
         self.name = descriptor.full_name
@@ -212,7 +211,7 @@ class Method:
         return Replies(answer, self, conn.deadline(timeout), stream)
 
     async def _acall(self, request: Any, timeout: Any, headers: Headers | None, fields: dict[str, Any]) -> Any:
-        conn: AsyncConnection = self._connection
+        conn: AsyncLink = self._connection
         messages = self._requests(request, fields)
         stream = messages if isinstance(messages, RequestStream) else None
 
@@ -266,7 +265,7 @@ class Replies:
 
 
 async def _aiter(
-    conn: AsyncConnection, method: Method, messages: Any, timeout: Any, headers: Headers | None, make: Any, stream: RequestStream | None
+    conn: AsyncLink, method: Method, messages: Any, timeout: Any, headers: Headers | None, make: Any, stream: RequestStream | None
 ) -> AsyncIterator[Message]:
     call = conn.open_stub(method.path, make, messages, timeout, headers)
     seconds = conn.timeout if timeout is DEFAULT else timeout

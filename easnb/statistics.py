@@ -22,7 +22,7 @@ from ._proto import V2_SERVICE, method_path
 from .errors import NotFoundError, UnimplementedError
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .link import Link
 
 PATH = method_path(V2_SERVICE, "ModelStatistics")
 #: The stages of a successful request, in the order they happen.
@@ -84,7 +84,7 @@ def _read(message: object) -> ModelStatistics:
     )
 
 
-def model_statistics(conn: Connection, model: str = "", version: str = "", timeout: float | None = None) -> list[ModelStatistics]:
+def model_statistics(conn: Link, model: str = "", version: str = "", timeout: float | None = None) -> list[ModelStatistics]:
     """Every matching model version's statistics (all models when ``model`` is empty); entries a
     server sends for other models or versions than those asked for are dropped.
 
