@@ -61,15 +61,24 @@ def infer(args: argparse.Namespace) -> int:
         given = json.loads(args.inputs)
     except json.JSONDecodeError as exc:
         raise EasnbError(f"--inputs is not JSON: {exc}.", hint='Give e.g. \'{"TEXT": ["hello"]}\'.') from None
+    if not isinstance(given, dict):
+        raise EasnbError(f"--inputs must be a JSON object of input name -> values, not a JSON {type(given).__name__}.",
+                         hint='Give e.g. \'{"TEXT": ["hello"]}\'.')
     with _connection(args) as conn:
         meta = conn.cached_model_metadata(args.model, args.version)
         inputs = {}
         for name, value in given.items():
-            from .tensors import DATATYPES, Tensor
+            from .tensors import Tensor
 
             datatype = meta.input(name).datatype
-            dtype = DATATYPES[datatype].dtype if datatype not in ("BF16", "BYTES") else None
-            inputs[name] = Tensor(np.asarray(value, dtype=dtype) if dtype else value, datatype)
+            try:  # numpy's own type; the encoder converts it to the datatype without loss, or says why not
+                array = np.asarray(value) if datatype != "BYTES" else value
+                if datatype not in ("BYTES", "BOOL") and array.dtype.kind == "U":  # JSON numbers in quotes
+                    array = np.asarray(value, dtype=np.float64)
+            except ValueError as exc:
+                raise EasnbError(f"--inputs: input {name!r} is not a rectangular array of {datatype} values: {exc}",
+                                 hint="Give every row the same length, e.g. [[1, 2], [3, 4]].") from None
+            inputs[name] = Tensor(array, datatype)
         result = conn.infer(args.model, inputs, version=args.version, bytes_as_str=True)
     for name, array in result.items():
         print(visible(f"{name} {result.datatypes[name]} {list(array.shape)}"))

@@ -122,6 +122,9 @@ def _refuse_what_the_constructor_bends(data: Any, descriptor: Any, path: list[An
                 for k, v in value.items():
                     _refuse_what_the_constructor_bends(v, inner, [*path, key, k], where)
             continue
+        if field.enum_type is not None:
+            for item in (value if is_repeated(field) and isinstance(value, (list, tuple)) else [value]):
+                _refuse_bent_enum(item, field, here, where)
         if is_repeated(field):
             if isinstance(value, (str, bytes, bytearray, dict)):
                 raise RequestError(
@@ -142,6 +145,25 @@ def _refuse_what_the_constructor_bends(data: Any, descriptor: Any, path: list[An
                     hint="Scale the value, or send inf explicitly if that is what you mean.",
                     field=here,
                 )
+
+
+def _refuse_bent_enum(value: Any, field: Any, here: str, where: str) -> None:
+    """An enum takes a value's name or its number (a whole number in int32); protobuf truncated
+    1.5 to 1, took True as 1 and dropped 2**40 without a word."""
+    if isinstance(value, (str, np.str_)) or value is None:
+        return
+    number = value.item() if isinstance(value, np.generic) else value
+    whole = isinstance(number, int) and not isinstance(number, bool)
+    if isinstance(number, float) and number.is_integer():
+        number, whole = int(number), True
+    if not whole or not -(2**31) <= number < 2**31:
+        names = ", ".join(v.name for v in field.enum_type.values[:8])
+        raise RequestError(
+            f"{where}: field {here!r} is the enum {field.enum_type.full_name}, which takes a name or a whole "
+            f"number (int32), not {value!r}.",
+            hint=f"Its values: {names}{', ...' if len(field.enum_type.values) > 8 else ''}.",
+            field=here,
+        )
 
 
 def check_required(message: Message, where: str) -> Message:

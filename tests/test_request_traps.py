@@ -91,3 +91,13 @@ def test_a_method_call_checks_its_own_arguments(kitchen: Kitchen, argument: str,
     with pytest.raises(easnb.ArgumentError):
         asyncio.run(aio())
     assert len(kitchen.received) == before
+
+
+@pytest.mark.parametrize("bad", [1.5, True, 2**40, -(2**31) - 1, [1]])
+def test_an_enum_takes_a_name_or_a_whole_int32(kitchen: Kitchen, bad: Any) -> None:
+    with easnb.connect(kitchen.endpoint) as conn:
+        echo = conn.service("kitchen.Kitchen").Echo
+        with pytest.raises(easnb.RequestError, match="is the enum kitchen.Colour, which takes a name or a whole number") as caught:
+            echo({"colour": bad})  # 1.5 and True were sent as RED, 2**40 as nothing
+        assert caught.value.field == "colour" and "RED" in caught.value.hint
+        assert [echo({"colour": ok}).colour for ok in ("GREEN", 2, 1.0, -1)] == [2, 2, 1, -1]
