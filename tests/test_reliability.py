@@ -107,7 +107,9 @@ def test_header_only_calls_cannot_freeze_the_demo() -> None:
         stuck = channel.stream_unary("/inference.GRPCInferenceService/ServerLive")
         calls = [stuck.future(no_messages(), timeout=20) for _ in range(40)]  # no token, headers only
         try:
-            time.sleep(0.5)
+            # every header-only call has reached the demo and been refused at its headers, while the
+            # clients still hold their request streams open
+            eventually(lambda: all(c.done() for c in calls))
             with easnb.connect(server.endpoint, token=TOKEN, timeout=3) as conn:
                 assert conn.live() and conn.model_metadata("iris").name == "iris"
             assert all(c.exception(timeout=5).code() == grpc.StatusCode.UNAUTHENTICATED for c in calls)
