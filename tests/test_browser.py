@@ -380,3 +380,18 @@ def test_quickstart_run_all_leaves_a_working_workbench(lab: tuple[str, Path]) ->
         expect(page.locator("textarea:visible").last).to_have_value(re.compile(r"conn\.infer\("))
         shot(bench, "quickstart-workbench-after-run-all")
         assert page.get_by_text("connection is closed").count() == 0
+        # the demo stopped, as the last line suggests: the widget and the workbench's header both say so
+        last = page.locator(".jp-Notebook .jp-Cell").last
+        last.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")
+        page.keyboard.press("Enter")
+        page.keyboard.type("server.stop()")
+        page.keyboard.press("Shift+Enter")
+        expect(widget.get_by_text("stopped answering")).to_be_visible(timeout=60_000)
+        expect(bench.get_by_text("stopped answering")).to_be_visible(timeout=60_000)
+        shot(widget, "widget-6-server-stopped")
+        bench.get_by_role("tab", name="Server").click()
+        bench.locator("button.widget-button:visible", has_text="Refresh").click()
+        expect(bench.get_by_text("UnavailableError")).to_be_visible()
+        shot(bench, "workbench-9-server-stopped")
