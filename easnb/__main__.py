@@ -11,6 +11,7 @@ A token is never printed, except by ``demo`` and ``gateway`` when they made one 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import shlex
@@ -127,7 +128,10 @@ def _call(args: argparse.Namespace) -> int:
     with _connection(args) as conn:
         client = ServiceClient(conn, _descriptor(conn, service_name, args))
         if method_name not in client.methods:
-            raise NotFoundError(f"{service_name} has no method {method_name!r}. Methods: {', '.join(client.methods)}.")
+            near = difflib.get_close_matches(method_name, list(client.methods), n=1)
+            raise NotFoundError(f"{service_name} has no method {method_name!r}. Methods: {', '.join(client.methods)}.",
+                                hint=f"Did you mean {service_name}/{near[0]}?" if near else
+                                f"easnb list {shlex.quote(args.endpoint)} {shlex.quote(service_name)} shows its methods.")
         method = client.methods[method_name]
         if method.client_streaming:
             answer = method(requests)

@@ -40,3 +40,17 @@ def test_numbers_reach_the_model_as_they_are(demo: DemoServer) -> None:
     quoted = infer(demo, "iris", {"features": [["5.1", 3.5, 1.4, 0.2]]})
     plain = infer(demo, "iris", {"features": [[5.1, 3.5, 1.4, 0.2]]})
     assert quoted[0] == 0 and quoted[1] == plain[1] and "setosa" in plain[1]
+
+
+def test_a_misspelt_method_gets_the_nearest_not_a_model_hint() -> None:
+    from .kitchen import Kitchen
+
+    kitchen = Kitchen()
+    try:
+        done = run("call", kitchen.endpoint, "kitchen.Kitchen/Ecoh", "-d", "{}")
+        other = run("call", kitchen.endpoint, "kitchen.Kitchen/Zzz", "-d", "{}")
+    finally:
+        kitchen.server.stop(None)
+    assert done.returncode == 1 and "has no method 'Ecoh'" in done.stderr
+    assert "Did you mean kitchen.Kitchen/Echo?" in done.stderr and "ModelMetadata" not in done.stderr
+    assert f"easnb list {kitchen.endpoint} kitchen.Kitchen shows its methods" in other.stderr
