@@ -314,7 +314,13 @@ class CallStream(Stream):
         self._call.cancel()
 
     def _release(self) -> None:
-        self._ended.set()  # the watcher thread ends now, not a between_responses_timeout later (or never)
+        # the watcher thread ends with the call, not a between_responses_timeout later (or never); a call still
+        # open after the final response keeps it until the call ends, so a server that never ends the call is
+        # still cancelled by between_responses_timeout
+        if self.finished and not self.cancelled:
+            self._call.add_done_callback(lambda _: self._ended.set())  # at once if the call has ended
+        else:
+            self._ended.set()
 
 
 class QueuedStream(Stream):

@@ -178,3 +178,29 @@ def test_a_server_of_the_other_flavour_is_named_not_read_as_garbage(conn: easnb.
             assert [r["text_output"][0] for r in other.stream("m", INPUTS, flavour="mlserver")] == [b"a"]
     finally:
         server.stop(None)
+
+
+def test_a_call_left_open_after_the_final_response_is_still_cancelled() -> None:
+    cancelled = threading.Event()
+
+    def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        next(requests)
+        context.add_callback(cancelled.set)  # runs when the call ends: here only by the client's cancel
+        yield encode_stream_response(reply("r", b"done", final=True))
+        while context.is_active():  # the final response sent, the call never ended
+            time.sleep(0.05)
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(handle)})
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with easnb.connect(f"127.0.0.1:{port}") as conn:
+            stream = conn.stream("m", INPUTS, flavour="triton", between_responses_timeout=0.5)
+            assert [r["text_output"][0] for r in stream] == [b"done"] and stream.finished
+            assert cancelled.wait(5)  # the watcher still cancels the call the server left open
+            time.sleep(0.2)
+            assert not any(t.name == "easnb-stream-watch" for t in threading.enumerate())
+    finally:
+        server.stop(None)
