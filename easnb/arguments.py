@@ -183,6 +183,16 @@ def inputs(value: Any) -> Any:
         return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(p, tuple) and len(p) == 2 for p in value):
         return [(text(n, "inputs"), v) for n, v in value]
+    if hasattr(value, "to_frame") and hasattr(value, "iloc"):  # a pandas Series: a row or a column?
+        raise ArgumentError(
+            "inputs must be a dict of input name -> array, or a DataFrame, not a Series (one row, or one column?).",
+            hint="One row (df.iloc[0]): pass s.to_frame().T, or df.iloc[[0]]; one column named after an input: "
+            "pass s.to_frame(), or {s.name: s.to_numpy()}.",
+            argument="inputs",
+        )
+    if isinstance(value, np.ndarray):
+        raise _refuse("inputs", "a dict of input name -> array, or a DataFrame", value,
+                      "inputs={'INPUT0': x} (the model's metadata names its inputs: conn.model_metadata(model))")
     raise _refuse("inputs", "a dict of input name -> array, or a DataFrame", value, "inputs={'INPUT0': x}")
 
 

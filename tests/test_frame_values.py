@@ -87,3 +87,13 @@ def test_names_that_differ_only_in_case_or_spaces_get_the_rename(conn: easnb.Con
     assert f"df.rename(columns={fix!r})" in caught.value.hint
     fixed = loose.rename(columns=fix)
     np.testing.assert_array_equal(conn.infer("iris", fixed)["probabilities"], conn.infer("iris", iris)["probabilities"])
+
+
+def test_a_series_is_refused_with_both_readings(conn: easnb.Connection, iris: pd.DataFrame) -> None:
+    with pytest.raises(easnb.ArgumentError, match=r"not a Series \(one row, or one column\?\)") as caught:
+        conn.infer("iris", iris.iloc[0])
+    assert "s.to_frame().T" in caught.value.hint and "s.to_frame()" in caught.value.hint
+    row = iris.iloc[0]
+    assert conn.infer("iris", row.to_frame().T)["label"].tolist() == conn.infer("iris", iris.iloc[[0]])["label"].tolist()
+    text = pd.Series(["ab"], name="TEXT")
+    assert conn.infer("text", text.to_frame()).to_frame()["UPPER"].tolist() == ["AB"]
