@@ -152,6 +152,13 @@ class Method:
         where = where or f"The request to {self.path}"
         return serialize(build(self.request_class, value, fields, where, self._find), where)
 
+    def encode_streamed(self, value: Any, where: str) -> bytes:
+        """One request of a client stream: as ``encode``, but ``None`` (a list comprehension's
+        forgotten return) is refused, not sent as an empty request."""
+        if value is None:
+            raise RequestError(f"{where} is None.", hint="Each request of a stream is a dict or a message; {} is an empty one.")
+        return self.encode(value, where=where)
+
     def to_json(self, message: Message) -> Any:
         """A reply as JSON, ``Any`` unpacked with this service's descriptors (see ``messages.to_json``)."""
         return to_json(message, find=self._find)
@@ -169,7 +176,7 @@ class Method:
             return iter(())
         if isinstance(request, Collection) and not isinstance(request, Iterator):
             count = len(request)
-            return iter([self.encode(r, where=f"Request {i} of {count} to {self.path}") for i, r in enumerate(request, 1)])
+            return iter([self.encode_streamed(r, f"Request {i} of {count} to {self.path}") for i, r in enumerate(request, 1)])
         if not self._aio and not hasattr(request, "__iter__"):
             raise RequestError(f"{self.path} takes an iterable of requests; {type(request).__name__} is not one.")
         return RequestStream(self, request)
@@ -335,7 +342,7 @@ class RequestStream:
 
     def _next(self, item: Any) -> bytes:
         self._count += 1
-        return self._method.encode(item, where=f"Request {self._count} to {self._method.path}")
+        return self._method.encode_streamed(item, f"Request {self._count} to {self._method.path}")
 
     def _fail(self, exc: Exception, wait: bool) -> None:
         if not isinstance(exc, RequestError):

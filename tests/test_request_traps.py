@@ -101,3 +101,20 @@ def test_an_enum_takes_a_name_or_a_whole_int32(kitchen: Kitchen, bad: Any) -> No
             echo({"colour": bad})  # 1.5 and True were sent as RED, 2**40 as nothing
         assert caught.value.field == "colour" and "RED" in caught.value.hint
         assert [echo({"colour": ok}).colour for ok in ("GREEN", 2, 1.0, -1)] == [2, 2, 1, -1]
+
+
+def test_none_in_a_client_stream_is_refused_not_sent_empty(kitchen: Kitchen) -> None:
+    before = len(kitchen.received)
+
+    def gen() -> Iterator[Any]:
+        yield {"values": [1]}
+        yield None
+
+    with easnb.connect(kitchen.endpoint) as conn:
+        service = conn.service("kitchen.Kitchen")
+        with pytest.raises(easnb.RequestError, match="Request 2 of 2 to /kitchen.Kitchen/Sum is None"):
+            service.Sum([{"values": [1]}, None])  # was sent as an empty second request
+        with pytest.raises(easnb.RequestError, match="Request 2 to /kitchen.Kitchen/Chat is None"):
+            list(service.Chat(gen()))
+        assert service.Sum([{"values": [1]}, {}]).values == [1]
+    assert all(r != {} for r in kitchen.received[before:-1])
