@@ -316,7 +316,8 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         assert TOKEN not in saved
         # the old quickstart clean-up: the widget greys out and says what to press, the workbench names Connect
         run_cell(page, 3)
-        expect(page.get_by_text("connection closed")).to_be_visible()
+        expect(widget.get_by_text("connection closed")).to_be_visible()
+        expect(bench.get_by_text("connection closed")).to_be_visible()  # the header says it too
         shot(widget, "widget-5-closed")
         page.get_by_role("tab", name="Server").click()
         page.locator("button.widget-button:visible", has_text="Refresh").click()
