@@ -81,6 +81,7 @@ class AsyncConnection:
         self._closed = False
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
+        self.stream_flavour: str | None = None  # the server's streaming flavour (easnb.streaming asks once)
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}  # for DataFrames: asked once per model
         self.error_context = settings.error_context()
 
@@ -90,6 +91,11 @@ class AsyncConnection:
     def metadata_for(self, headers: Headers | None = None) -> Any:
         """The metadata of one call: the connection's, with that call's ``headers`` on top."""
         return self.settings.metadata_with(headers)
+
+    def ensure_open(self) -> None:
+        """Refuse when closed (``ClosedError``); otherwise open the channel in the running loop if not yet."""
+        self.check_open()
+        self._open()
 
     def _open(self) -> None:
         """Open the channel in the running loop: grpc.aio channels belong to one loop."""

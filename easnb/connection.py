@@ -21,7 +21,7 @@ from .credentials import CallMetadata, Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, run_plan  # noqa: F401 - re-exported
 from .errors import ClosedError, EasnbError, FrameInput, NotFoundError, from_rpc_error, scrub
-from .fork import watch
+from .fork import BoundedChannel, watch
 from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
@@ -88,6 +88,7 @@ class Connection:
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
+        self.stream_flavour: str | None = None  # the server's streaming flavour (easnb.streaming asks once)
         self.open_stubs()
         watch(self)  # a child forked from here rebuilds the channel and background loop
 
@@ -463,6 +464,25 @@ class Connection:
         loop.run(run.score(concurrency, loop.stub(CALLS["ModelInfer"].path)))
 
     # -- lifecycle ----------------------------------------------------------------------
+
+    def after_fork(self) -> tuple[Any, ...]:
+        """In a forked child (``easnb.fork`` calls it): a fresh lock, no background loop, and a channel
+        of this process's own. Returns what was inherited (to be kept alive, never used)."""
+        self._background_lock = threading.Lock()
+        old = (self._background, self.channel, self._reflection)
+        self._background = None
+        self._reflection = None
+        if self._closed:
+            return old
+        if self._owns_channel:
+            options = (*[o for o in self.settings.options if o[0] != "easnb.process"], ("easnb.process", os.getpid()))
+            self.settings = self.settings.replace(options=options)
+            self.channel = BoundedChannel(self.settings.open_channel())
+        else:  # the caller's own channel cannot be opened again: its calls are bounded at least
+            channel = self.channel
+            self.channel = channel if isinstance(channel, BoundedChannel) else BoundedChannel(channel)
+        self.open_stubs()
+        return old
 
     def background(self) -> Any:
         """This connection's background event loop with its own grpc.aio channel (made on first use)."""

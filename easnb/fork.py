@@ -30,14 +30,17 @@ True
 from __future__ import annotations
 
 import os
-import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
-if TYPE_CHECKING:
-    from .connection import Connection
+
+class Forkable(Protocol):
+    """What ``watch`` needs of a connection: a way to rebuild its per-process state in a child."""
+
+    def after_fork(self) -> tuple[Any, ...]: ...
+
 
 #: Seconds a call may wait past its deadline before easnb gives up on gRPC's own timer.
 MARGIN = 1.0
@@ -49,7 +52,7 @@ class _Process:
     def __init__(self) -> None:
         self.aio_started = False  # easnb opened a grpc.aio channel in this process
         self.aio_broken = False  # forked from a process where grpc.aio ran: it cannot start here
-        self.connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.connections: weakref.WeakSet[Forkable] = weakref.WeakSet()
         self.inherited: list[Any] = []  # the parent's channels and loops, kept alive and untouched
 
     def after_fork_in_child(self) -> None:
@@ -66,7 +69,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=PROCESS.after_fork_in_child)
 
 
-def watch(conn: Connection) -> None:
+def watch(conn: Forkable) -> None:
     """Have ``conn`` rebuild its per-process state in every child forked from here."""
     PROCESS.connections.add(conn)
 
@@ -81,26 +84,10 @@ def aio_usable() -> bool:
     return not PROCESS.aio_broken
 
 
-def rebuild(conn: Connection) -> tuple[Any, ...]:
-    """In a forked child: a fresh lock, no background loop, and a channel of this process's own.
-
-    Returns what was inherited (to be kept alive, never used).
-    """
-    conn._background_lock = threading.Lock()
-    old = (conn._background, conn.channel, conn._reflection)
-    conn._background = None
-    conn._reflection = None
-    if conn._closed:
-        return old
-    if conn._owns_channel:
-        options = (*[o for o in conn.settings.options if o[0] != "easnb.process"], ("easnb.process", os.getpid()))
-        conn.settings = conn.settings.replace(options=options)
-        conn.channel = BoundedChannel(conn.settings.open_channel())
-    else:  # the caller's own channel cannot be opened again: its calls are bounded at least
-        channel = conn.channel
-        conn.channel = channel if isinstance(channel, BoundedChannel) else BoundedChannel(channel)
-    conn.open_stubs()
-    return old
+def rebuild(conn: Forkable) -> tuple[Any, ...]:
+    """In a forked child: ``conn.after_fork()`` (a fresh lock, no background loop, a channel of this
+    process's own). Returns what was inherited (to be kept alive, never used)."""
+    return conn.after_fork()
 
 
 class Unanswered(grpc.RpcError):

@@ -14,7 +14,10 @@ connection hands itself to a feature). The members are public and documented her
 - ``call(method, invoke, timeout, retries)``: run ``invoke(seconds)`` with the connection's error
   mapping, logging and retries within one deadline;
 - ``request_heads`` / ``reply_plans``: the codec's caches of request heads and reply layouts;
-- ``background()``: the sync connection's background event loop (``infer_frame``, load tests).
+- ``background()``: the sync connection's background event loop (``infer_frame``, load tests);
+- ``stream_flavour``: the server's streaming flavour once ``easnb.streaming`` has asked (None before);
+- ``AsyncConnection.ensure_open()``: refuse when closed, else open the channel in the running loop;
+- ``Connection.after_fork()``: what ``easnb.fork`` calls in a forked child.
 """
 
 from __future__ import annotations

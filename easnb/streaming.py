@@ -514,9 +514,9 @@ def flavour_of(conn: Any, flavour: str | None) -> str:
     check_flavour(flavour)
     if flavour is not None:
         return flavour
-    known = getattr(conn, "_stream_flavour", None)
+    known = getattr(conn, "stream_flavour", None)
     if known is None:
-        known = conn._stream_flavour = server_flavour(conn.server_metadata().name)
+        known = conn.stream_flavour = server_flavour(conn.server_metadata().name)
     return known
 
 

@@ -168,9 +168,9 @@ async def _flavour(aconn: Any, flavour: str | None) -> str:
     check_flavour(flavour)
     if flavour is not None:
         return flavour
-    known = getattr(aconn, "_stream_flavour", None)
+    known = getattr(aconn, "stream_flavour", None)
     if known is None:
-        known = aconn._stream_flavour = server_flavour((await aconn.server_metadata()).name)
+        known = aconn.stream_flavour = server_flavour((await aconn.server_metadata()).name)
     return known
 
 
@@ -186,9 +186,7 @@ async def open_call(aconn: Any, model: str, inputs: Any, *, outputs: Any = None,
     if is_frame(inputs):
         inputs = frame_to_inputs(inputs, await aconn.model_metadata(model, version, headers=headers))
     data = encode_request(model, inputs, outputs, version, request_parameters(flavour, parameters), request_id, raw)
-    if aconn._closed:
-        raise EasnbError("This connection is closed.", hint="Open a new one with easnb.aio.connect(...).")
-    aconn._open()
+    aconn.ensure_open()
     call = aconn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=aconn.metadata_for(headers))
     return AsyncStream(call, Reader(flavour, model, copy, bytes_as_str), request_id, first, between,
                        {**aconn.error_context, "timeout": timeout})

@@ -72,7 +72,7 @@ def test_tokens_as_text_and_the_end_of_the_call(conn: easnb.Connection) -> None:
     stream = conn.stream("gen", prompt("hello mlserver"), request_id="m-1")
     texts = [r["text_output"].reshape(-1)[0] for r in stream]
     assert texts == [" You", " said:", " hello", " mlserver."]  # content_type: str decodes without bytes_as_str
-    assert stream.finished and len(stream.arrivals) == 4 and conn._stream_flavour == "mlserver"
+    assert stream.finished and len(stream.arrivals) == 4 and conn.stream_flavour == "mlserver"
     assert all(r.id == "m-1" for r in stream.responses)
 
 

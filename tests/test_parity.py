@@ -23,6 +23,7 @@ from .conftest import TOKEN
 pytestmark = pytest.mark.core
 
 SYNC_ONLY = {
+    "after_fork": "rebuilds the channel in a forked child (easnb.fork calls it); grpc.aio cannot run there",
     "background": "the event loop a sync connection keeps for infer_frame; an AsyncConnection runs in the caller's loop",
     "call": "the sync executor's primitive (invoke a callable with retries); AsyncConnection's are call_stub and unary",
     "encode_infer": "a helper for tools that build a request without sending it (codegen, load tests); it does no I/O",
@@ -35,6 +36,7 @@ SYNC_ONLY = {
 ASYNC_ONLY = {
     "call_stub": "the asyncio executor's primitive for one unary-reply call of any method (service clients)",
     "open_stub": "the asyncio executor's primitive for a streaming-reply call (service clients)",
+    "ensure_open": "opens the grpc.aio channel in the running loop (a sync connection opens its channel when made)",
 }
 NOT_COROUTINES = {  # no I/O, so plain methods in both; generate is an async iterator
     "check_open", "deadline", "metadata_for", "generate",
