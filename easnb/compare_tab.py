@@ -40,7 +40,7 @@ class CompareTab(w.VBox):
         self.version_b = w.Text(description="Version B", placeholder="latest")
         self.other: ConnectionWidget | None = None  # made when asked for: one connection form at a time on the page
         self.other_button = w.Button(description="B on another endpoint\u2026", tooltip="connect B with its own endpoint and token",
-                                     layout=w.Layout(width="auto"))  # the default width cut its label off
+                                     layout=w.Layout(width="fit-content"))  # the default width cut its label off
         self.other_button.on_click(lambda _: self.other_widget())
         self.where = w.VBox([self.other_button])
         self.rtol = w.FloatText(value=1e-5, description="rtol")
