@@ -165,12 +165,8 @@ class Stream:
                     self.finished = not self.cancelled  # a cancelled request ends without its final response
                     return
                 self.arrivals.append(self._arrival())
-                result, final, error = self.reader.read(data)
-                if error:
-                    self.finished = True
-                    raise in_stream_error(self, result, final, error)
+                result, final = received(self, data)
                 if result is not None:
-                    self.responses.append(result)
                     yield result
                 if final:
                     self.finished = True
@@ -238,6 +234,18 @@ def token_of(stream: Any) -> Any:
     if context is None:  # one request's share of a shared stream: its owner's connection
         context = getattr(getattr(getattr(stream, "_owner", None), "conn", None), "error_context", None) or {}
     return context.get("token")
+
+
+def received(stream: Any, data: bytes) -> tuple[InferResult | None, bool]:
+    """One message of ``stream`` (sync or asyncio) read: (its response, kept in ``stream.responses``, or
+    None; whether it is the request's final one). An error the server put in the stream is raised."""
+    result, final, error = stream.reader.read(data)
+    if error:
+        stream.finished = True
+        raise in_stream_error(stream, result, final, error)
+    if result is not None:
+        stream.responses.append(result)
+    return result, final
 
 
 def in_stream_error(stream: Any, result: InferResult | None, final: bool, error: str) -> StreamError:

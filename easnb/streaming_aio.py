@@ -24,7 +24,7 @@ from .frames import frame_to_inputs, is_frame
 from .generate import Generation, build_inputs, split_options
 from .inference import encode_request
 from .results import InferResult
-from .streaming import PATH, Reader, check_flavour, checked, idle_limits, in_stream_error, request_parameters, server_flavour, token_of
+from .streaming import PATH, Reader, check_flavour, checked, idle_limits, received, request_parameters, server_flavour, token_of
 
 
 def _task_cancelling() -> bool:
@@ -92,12 +92,8 @@ class AsyncStream:
                 if len(self.arrivals) == 1:  # from now on the limit between responses counts
                     self._unwatch()
                     self._watch()
-                result, final, error = self.reader.read(data)
-                if error:
-                    self.finished = True
-                    raise in_stream_error(self, result, final, error)
+                result, final = received(self, data)
                 if result is not None:
-                    self.responses.append(result)
                     yield result
                 if final:
                     self.finished = True
