@@ -30,7 +30,7 @@ from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
-from .settings import Settings, check_options, make_settings
+from .settings import Settings, check_options, make_settings, settings_of
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -58,16 +58,11 @@ class AsyncConnection:
     ) -> None:
         """``AsyncConnection(settings)``, or the arguments of ``easnb.aio.connect()``; ``channel=`` a ready
         ``grpc.aio`` channel to use instead of opening one (it is not closed with the connection)."""
-        if isinstance(endpoint, Settings):
-            if token is not None or options:
-                raise EasnbError("AsyncConnection(settings) takes no other settings.", hint="Use settings.replace(...) first.")
-            settings = endpoint
-        else:
+        if not isinstance(endpoint, Settings):
             token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
             if problem is not None:
                 raise problem
-            check_options(options)
-            settings = make_settings(endpoint, token, timeout, **options)
+        settings = settings_of("AsyncConnection", endpoint, token, timeout, options)
         #: everything this connection was made with (frozen; the token masked in its repr)
         self.settings = settings
         self.endpoint = settings.endpoint

@@ -27,7 +27,7 @@ from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
-from .settings import Settings, check_options, make_settings
+from .settings import Settings, check_options, make_settings, settings_of
 
 __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
 
@@ -61,17 +61,11 @@ class Connection:
         **options: Any,
     ) -> None:
         """``Connection(settings)``, or the arguments of ``connect()``; ``channel=`` a ready channel to use."""
-        if isinstance(endpoint, Settings):
-            if token is not None or options:
-                raise EasnbError("Connection(settings) takes no other settings.", hint="Use settings.replace(...) first.")
-            settings = endpoint
-        else:
+        if not isinstance(endpoint, Settings):
             token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
             if problem is not None:
                 raise problem
-            arguments.keywords(make_settings, options, "connect")
-            check_options(options)
-            settings = make_settings(endpoint, token, timeout, **options)
+        settings = settings_of("Connection", endpoint, token, timeout, options)
         #: everything this connection was made with (frozen; the token masked in its repr)
         self.settings = settings
         self._owns_channel = channel is None

@@ -261,3 +261,17 @@ def make_settings(
         options=tuple((options or {}).items()),
         interceptors=_interceptors(interceptors),
     )
+
+
+def settings_of(kind: str, endpoint: Any, token: Token | str | None, timeout: Any, options: dict[str, Any]) -> Settings:
+    """The settings of a new ``kind`` (``Connection`` or ``AsyncConnection``): ``endpoint`` itself when it is
+    a ``Settings`` (nothing else may be given then: ``EasnbError``), else made from ``connect()``'s arguments
+    (``token`` already parsed by the caller, so its plain text is in no frame here); a misspelt or
+    unknown option is an ``ArgumentError``."""
+    if isinstance(endpoint, Settings):
+        if token is not None or options:
+            raise EasnbError(f"{kind}(settings) takes no other settings.", hint="Use settings.replace(...) first.")
+        return endpoint
+    arguments.keywords(make_settings, options, "connect")
+    check_options(options)
+    return make_settings(endpoint, token, timeout, **options)
