@@ -23,17 +23,11 @@ from typing import TYPE_CHECKING, Any
 from . import display
 from .markup import Markup, html
 from .endpoint import EAS_DOMAIN, Endpoint, parse_endpoint
-from .errors import (
-    TLS_HINT,
-    UNAVAILABLE_HINT,
-    VPC_HINT,
-    AuthenticationError,
-    EasnbError,
-    UnimplementedError,
-)
+from .errors import AuthenticationError, EasnbError, UnimplementedError
 from .proxy import bypass, ignored_variables, proxy_for
 from .proxy_tunnel import tunnel
 from .redaction import redact
+from .unreachable import TLS_HINT, UNAVAILABLE_HINT, VPC_HINT
 from .settings import Settings, make_settings
 
 if TYPE_CHECKING:

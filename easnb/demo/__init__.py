@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 from .gateway import Gateway
-from .models import Model, all_models
-from .server import DemoServer, V2Service
+from .model import Model
+from .models import all_models
+from .server import DemoServer
+from .service import V2Service
 
 __all__ = ["DemoServer", "Gateway", "Model", "V2Service", "all_models", "serve"]
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import HELLO_WORLD_IMAGE, ConfigError, OssMount, ServiceConfig, deploy_commands
-from .control import (
-    CallInfo,
-    ControlPlane,
+from ..errors import (
+    ConfigError,
     ControlPlaneError,
     CredentialsError,
     NameTakenError,
@@ -22,10 +20,9 @@ from .control import (
     NoSuchServiceError,
     QuotaError,
     RegionError,
-    ServiceStatus,
-    endpoint_from_console,
-    grpc_endpoint,
 )
+from .config import HELLO_WORLD_IMAGE, OssMount, ServiceConfig, deploy_commands
+from .control import CallInfo, ControlPlane, ServiceStatus, endpoint_from_console, grpc_endpoint
 
 __all__ = [
     "HELLO_WORLD_IMAGE", "CallInfo", "ConfigError", "ControlPlane", "ControlPlaneError", "CredentialsError",
