@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from .markup import Markup, html, join
 
 if TYPE_CHECKING:
-    from .history import History
     from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
 
+#: what a call's latency_ms covers
+LATENCY_MEANS = "encoding, the round trip to the server and back, decoding"
 MAX_ROWS = 20
 _STYLE = "border-collapse:collapse;margin:2px 0;font-size:0.92em"
 _CELL = "border:1px solid rgba(128,128,128,0.35);padding:2px 8px;text-align:left"
@@ -130,15 +131,13 @@ def latency_html(latencies_ms: Sequence[float]) -> Markup:
     )
 
 
-def history_html(history: History) -> Markup:
-    """The session's calls as a table, with latency percentiles and a histogram."""
+def history_html(history: Any) -> Markup:
+    """The session's calls (an ``easnb.history.History``) as a table, with latency percentiles and a histogram."""
     frame = history.to_frame()
     latencies = [c.latency_ms for c in history.calls if c.status == "OK"]
     if not len(frame):
         return Markup("<i>No calls yet.</i>")
     frame["latency_ms"] = [f"{c.latency_ms:.1f}" for c in history.calls[: len(frame)]]  # as the Infer tab shows it
-    from .history import LATENCY_MEANS
-
     note = html("<div><small>latency_ms of each call: {}, measured once (its tab shows the same)</small></div>", LATENCY_MEANS)
     return frame_html(frame.iloc[::-1], max_rows=50) + note + latency_html(latencies)
 

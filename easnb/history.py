@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 FLAVOURS = ("easnb", "tritonclient", "grpcurl")
-LATENCY_MEANS = "encoding, the round trip to the server and back, decoding"  # what a call's latency_ms covers
+LATENCY_MEANS = display.LATENCY_MEANS  # what a call's latency_ms covers
 
 
 @dataclass(frozen=True)
