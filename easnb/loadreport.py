@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,3 +287,11 @@ def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> Marku
                      f"<text x='{width - right + 24}' y='{top + i * 14 + 9}' fill='currentColor'>{escape(label)}</text>")
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def machine_load() -> float:
+    """The machine's load average over the last minute (0.0 where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return 0.0

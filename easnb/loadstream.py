@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import EasnbError
-from .loadreport import Level
+from .loadreport import Level, machine_load
 
 if TYPE_CHECKING:
     from .link import Link
@@ -101,8 +101,6 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def _summary(records: list[_Caller], level: int, seconds: float, reason: str, cpu: float) -> Level:
-    from .loadtest import _load
-
     codes = [c for r in records for c in r.codes]
     ok = [lat for r in records for lat, c in zip(r.latency, r.codes) if c == "OK"]
     errors: dict[str, int] = {}
@@ -123,7 +121,7 @@ def _summary(records: list[_Caller], level: int, seconds: float, reason: str, cp
         p50_ms=_ms(ok, 50), p90_ms=_ms(ok, 90), p95_ms=_ms(ok, 95), p99_ms=_ms(ok, 99),
         max_ms=max(ok) * 1000 if ok else float("nan"), mean_ms=float(np.mean(ok)) * 1000 if ok else float("nan"),
         server_ms={}, server_requests=0, client_cpu_us=cpu / max(1, len(codes)) * 1e6, client_busy=cpu / seconds,
-        stopped=reason, machine_load=_load(), cores=os.cpu_count() or 0,
+        stopped=reason, machine_load=machine_load(), cores=os.cpu_count() or 0,
         started_s=started[order], latency_ms=latency[order],
         stream={
             "ttft_p50_ms": _ms(first, 50), "ttft_p90_ms": _ms(first, 90), "ttft_p99_ms": _ms(first, 99),

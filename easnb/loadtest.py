@@ -24,7 +24,7 @@ import grpc
 import numpy as np
 
 from .errors import ClosedError, EasnbError
-from .loadreport import Level, LoadReport, client_limit
+from .loadreport import Level, LoadReport, client_limit, machine_load
 from .loadwork import LoadTestError, Workload, workload
 from .statistics import ModelStatistics, model_statistics, total
 
@@ -284,15 +284,8 @@ def summarise(run: _Level, mode: str, level: float, seconds: float, server: Mode
         server_requests=server.success if server is not None else 0,
         client_cpu_us=cpu / max(1, len(codes)) * 1e6, client_busy=cpu / seconds,
         late_p90_ms=float(np.percentile(late, 90)) if len(late) else 0.0, not_sent=run.not_sent,
-        stopped=reason, machine_load=_load(), cores=os.cpu_count() or 0, started_s=(finished - latency / 1000)[order], latency_ms=latency[order],
+        stopped=reason, machine_load=machine_load(), cores=os.cpu_count() or 0, started_s=(finished - latency / 1000)[order], latency_ms=latency[order],
     )
-
-
-def _load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return 0.0
 
 
 def load_test(
