@@ -471,10 +471,12 @@ class Connection:
         if self._owns_channel:
             options = (*[o for o in self.settings.options if o[0] != "easnb.process"], ("easnb.process", os.getpid()))
             self.settings = self.settings.replace(options=options)
-            self.channel = BoundedChannel(self.settings.open_channel())
+            self.channel = BoundedChannel(self.settings.open_channel)
+        elif isinstance(self.channel, BoundedChannel):  # forked again
+            self.channel.after_fork()
         else:  # the caller's own channel cannot be opened again: its calls are bounded at least
-            channel = self.channel
-            self.channel = channel if isinstance(channel, BoundedChannel) else BoundedChannel(channel)
+            given: grpc.Channel = self.channel
+            self.channel = BoundedChannel(lambda: given)
         self.open_stubs()
         return old
 

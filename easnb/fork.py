@@ -14,7 +14,8 @@ itself (``os.register_at_fork``, no cost on the hot path):
 - its background loop (``infer_frame``) is dropped, and made anew on first use; in a
   process whose parent had grpc.aio running, it sends over the sync channel's futures,
   since grpc.aio cannot start again there;
-- a channel it opened is opened again, with its own TCP connection (a channel argument
+- a channel it opened is opened again on its first call (never inside the fork handler, where
+  gRPC is not ready: opening one there crashed children now and then), with its own TCP connection (a channel argument
   naming the process keeps gRPC from sharing the parent's); on it, and on a channel the
   caller passed in, every call with one reply waits at most its deadline plus ``MARGIN``
   seconds, even if gRPC's inherited timers are dead (``GRPC_ENABLE_FORK_SUPPORT=0``): the
@@ -30,7 +31,9 @@ True
 from __future__ import annotations
 
 import os
+import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import grpc
@@ -131,32 +134,66 @@ class BoundedUnary:
         return self._stub.with_call(*args, **kwargs)
 
 
-class BoundedChannel(grpc.Channel):
-    """A sync channel opened in a forked child: its calls with one reply are ``BoundedUnary``."""
+class _Deferred:
+    """A multi-callable made on first use, so nothing calls into gRPC inside the fork handler."""
 
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._channel = channel
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make, self._made = make, None
+
+    def _get(self) -> Any:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._get()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+class BoundedChannel(grpc.Channel):
+    """A forked child's sync channel: opened on its first call, not inside the fork handler (gRPC's
+    state is not ready there: opening channels in ``after_in_child`` crashed the child now and then),
+    and its calls with one reply are ``BoundedUnary``."""
+
+    def __init__(self, open_channel: Callable[[], grpc.Channel]) -> None:
+        self._open, self._channel = open_channel, None
+        self._lock = threading.Lock()
+
+    def after_fork(self) -> None:
+        """In a child forked again: a fresh lock (the inherited one may have been held at fork time)."""
+        self._lock = threading.Lock()
+
+    def real(self) -> grpc.Channel:
+        """The channel itself, opened now if it was not yet."""
+        with self._lock:
+            if self._channel is None:
+                self._channel = self._open()
+            return self._channel
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return BoundedUnary(self._channel.unary_unary(method, *args, **kwargs))
+        return BoundedUnary(_Deferred(lambda: self.real().unary_unary(method, *args, **kwargs)))
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_stream(method, *args, **kwargs)
+        return _Deferred(lambda: self.real().unary_stream(method, *args, **kwargs))
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return BoundedUnary(self._channel.stream_unary(method, *args, **kwargs))
+        return BoundedUnary(_Deferred(lambda: self.real().stream_unary(method, *args, **kwargs)))
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.stream_stream(method, *args, **kwargs)
+        return _Deferred(lambda: self.real().stream_stream(method, *args, **kwargs))
 
     def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
-        self._channel.subscribe(callback, try_to_connect)
+        self.real().subscribe(callback, try_to_connect)
 
     def unsubscribe(self, callback: Any) -> None:
-        self._channel.unsubscribe(callback)
+        if self._channel is not None:
+            self._channel.unsubscribe(callback)
 
     def close(self) -> None:
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
 
     def __enter__(self) -> BoundedChannel:
         return self

@@ -52,6 +52,8 @@ def _in_child(what: str) -> Any:
             report = conn.load_test("iris", {"features": _iris().to_numpy(np.float32)[:4]}, concurrency=[2], seconds=0.5,
                                     warmup=0.1, progress=False)
             answer = int(report.frame.iloc[0]["requests"])
+        elif what == "opened in the handler":  # nothing may call into gRPC inside the fork handler
+            answer = (conn.channel._channel is not None, conn.live())
         elif what == "aio":
             async def ask() -> bool:
                 async with easnb.aio.connect(SHARED["endpoint"], token=SHARED["token"]) as aconn:
@@ -164,3 +166,14 @@ with DemoServer(token="t") as server, easnb.connect(server.endpoint, token="t") 
     assert seconds < 1 + 2  # the deadline plus the margin, never a hang
     if said != "ok":  # gRPC cannot work in this child: the error says why and what to do
         assert said.startswith("DeadlineError|GRPC_ENABLE_FORK_SUPPORT=0 turns off") and "spawn" in said
+
+
+def test_the_fork_handler_opens_no_channel(shared: easnb.Connection) -> None:
+    """Opening a channel inside ``after_in_child`` crashed children now and then (SIGSEGV in
+    ``insecure_channel`` seen in a full CI run, with many connections alive): the child's channel
+    is opened on its first call instead."""
+    shared.infer_frame("iris", _iris(), progress=False)
+    with easnb.connect(SHARED["endpoint"], token=SHARED["token"]) as other:  # more than one connection to rebuild
+        other.live()
+        ((answer, _),) = _pool_run("opened in the handler")
+    assert answer == (False, True)
