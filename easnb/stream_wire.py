@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 from .errors import ServerError
-from .wire import varint
+from .wire import read_varint, varint
 
 #: Response parameter: this is the request's last response.
 FINAL = "triton_final_response"
@@ -45,10 +45,10 @@ def decode_stream_response(data: bytes) -> tuple[str, bytes | memoryview]:
     view, pos, end = memoryview(data), 0, len(data)
     try:
         while pos < end:
-            key, pos = _varint(data, pos)
+            key, pos = read_varint(data, pos)
             kind = key & 7
             if kind == 2:
-                length, pos = _varint(data, pos)
+                length, pos = read_varint(data, pos)
                 if pos + length > end:
                     raise ValueError("truncated field")
                 if key >> 3 == 1:
@@ -57,7 +57,7 @@ def decode_stream_response(data: bytes) -> tuple[str, bytes | memoryview]:
                     inner = view[pos : pos + length]
                 pos += length
             elif kind == 0:
-                _, pos = _varint(data, pos)
+                _, pos = read_varint(data, pos)
             elif kind in (1, 5):
                 pos += 8 if kind == 1 else 4
             else:
@@ -68,16 +68,3 @@ def decode_stream_response(data: bytes) -> tuple[str, bytes | memoryview]:
             hint="The server, or something between it and you, sent a corrupt message.",
         ) from None
     return error, inner
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")

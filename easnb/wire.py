@@ -26,7 +26,7 @@ RAW_OUTPUT_FIELD = 6  # ModelInferResponse.raw_output_contents
 SMALL = 64 * 1024
 
 
-class _Unusual(Exception):
+class _Unusual(ValueError):
     """The scan met something it leaves to protobuf."""
 
 
@@ -48,7 +48,8 @@ def join(head: bytes, field: int, buffers: Iterable[Any]) -> bytes:
     return b"".join(parts)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it; ``ValueError`` past 64 bits, ``IndexError`` past the end."""
     result = shift = 0
     while True:
         byte = data[pos]
@@ -69,18 +70,18 @@ def _scan(data: bytes, field: int) -> tuple[bytes, list[memoryview]]:
     end = len(data)
     while pos < end:
         start = pos
-        key, pos = _read_varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, kind = key >> 3, key & 7
         if number == 0:
             raise _Unusual
         if kind == 0:
-            _, pos = _read_varint(data, pos)
+            _, pos = read_varint(data, pos)
         elif kind == 1:
             pos += 8
         elif kind == 5:
             pos += 4
         elif kind == 2:
-            length, pos = _read_varint(data, pos)
+            length, pos = read_varint(data, pos)
             if number == field:
                 if pos + length > end:
                     raise _Unusual

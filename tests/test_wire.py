@@ -85,7 +85,7 @@ def test_corrupt_reply_is_a_server_error(payload: bytes) -> None:
 
 def test_varint_lengths() -> None:
     for n in (0, 1, 127, 128, 300, 2**21, 2**28 + 5):
-        assert wire._read_varint(wire.varint(n), 0) == (n, len(wire.varint(n)))
+        assert wire.read_varint(wire.varint(n), 0) == (n, len(wire.varint(n)))
 
 
 numeric = st.sampled_from(["<f4", "<f8", "<f2", "<i1", "<i2", "<i4", "<i8", "<u1", "<u2", "<u4", "<u8", "?"])
