@@ -6,6 +6,7 @@ MLServer lives in its own venv (it pins protobuf 6): EASNB_MLSERVER_VENV, or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,11 +44,11 @@ def mlserver_venv() -> Path:
     return venv
 
 
-@pytest.fixture(scope="module")
-def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(folder: Path, model_dir: str, name: str) -> Iterator[str]:
+    """MLServer (its own venv) on 127.0.0.1 serving ``tests/<model_dir>`` as ``name``; yields its gRPC endpoint."""
     venv = mlserver_venv()
-    folder = tmp_path_factory.mktemp("mlserver")
-    shutil.copytree(ROOT / "tests" / "mlserver_model", folder / "echo")
+    shutil.copytree(ROOT / "tests" / model_dir, folder / name)
     grpc_port, http_port = free_port(), free_port()
     (folder / "settings.json").write_text(json.dumps({
         "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port,
@@ -62,7 +63,7 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with easnb.connect(endpoint, timeout=2, retries=0) as conn:
             while True:
                 try:
-                    if conn.model_ready("echo"):
+                    if conn.model_ready(name):
                         break
                 except easnb.EasnbError:
                     pass
@@ -74,6 +75,11 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop(proc, timeout=20)
         log.close()
 
+
+@pytest.fixture(scope="module")
+def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving(tmp_path_factory.mktemp("mlserver"), "mlserver_model", "echo") as endpoint:
+        yield endpoint
 
 CASES = {
     "FP32": np.array([[1.5, -2.0, 3.25]], np.float32),

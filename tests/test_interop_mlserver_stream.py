@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,44 +14,16 @@ import pytest
 import easnb
 import easnb.aio
 
-from .conftest import free_port
-from .seedparts import stop
-from .test_interop_mlserver import ROOT, mlserver_venv
+from .test_interop_mlserver import serving
 
 pytestmark = [pytest.mark.mlserver, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    venv = mlserver_venv()
     folder = tmp_path_factory.mktemp("mlserver-stream")
-    shutil.copytree(ROOT / "tests" / "mlserver_stream_model", folder / "gen")
-    grpc_port, http_port = free_port(), free_port()
-    (folder / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port,
-        "metrics_endpoint": None, "parallel_workers": 0, "debug": False,
-    }))
-    log = open(folder / "mlserver.log", "w")
-    proc = subprocess.Popen([str(venv / "bin" / "mlserver"), "start", str(folder)], cwd=folder,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"127.0.0.1:{grpc_port}"
-    try:
-        deadline = time.monotonic() + 90
-        with easnb.connect(endpoint, timeout=2, retries=0) as conn:
-            while True:
-                try:
-                    if conn.model_ready("gen"):
-                        break
-                except easnb.EasnbError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("MLServer did not start:\n" + (folder / "mlserver.log").read_text()[-3000:])
-                time.sleep(0.5)
+    with serving(folder, "mlserver_stream_model", "gen") as endpoint:
         yield endpoint, folder / "gen" / "cancelled.log"
-    finally:
-        stop(proc, timeout=20)
-        log.close()
-
 
 @pytest.fixture()
 def conn(mlserver: tuple[str, Path]) -> Iterator[easnb.Connection]:
