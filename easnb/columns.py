@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import TensorError
-from .results import ModelMetadata, TensorMetadata
+from .metadata import ModelMetadata, TensorMetadata
 
 #: The longest property value read as feature names (a server's metadata is data: bound it).
 MAX_TEXT = 1 << 20

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .markup import Markup, html, join
-
-if TYPE_CHECKING:
-    from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
+from .shapes import ModelInfo, ResultInfo, ServerInfo, TensorInfo
 
 #: what a call's latency_ms covers
 LATENCY_MEANS = "encoding, the round trip to the server and back, decoding"
@@ -36,16 +34,16 @@ def shape_text(shape: Sequence[int]) -> str:
     return "[" + ", ".join("variable" if d < 0 else str(d) for d in shape) + "]"
 
 
-def server_html(meta: ServerMetadata) -> Markup:
+def server_html(meta: ServerInfo) -> Markup:
     rows = [("name", meta.name), ("version", meta.version), ("extensions", ", ".join(meta.extensions) or "none")]
     return table(("field", "value"), rows, caption="server")
 
 
-def tensors_html(tensors: Sequence[TensorMetadata], caption: str) -> Markup:
+def tensors_html(tensors: Sequence[TensorInfo], caption: str) -> Markup:
     return table(("name", "datatype", "shape"), ((t.name, t.datatype, shape_text(t.shape)) for t in tensors), caption)
 
 
-def model_html(meta: ModelMetadata) -> Markup:
+def model_html(meta: ModelInfo) -> Markup:
     rows = [("name", meta.name), ("versions", ", ".join(meta.versions) or "-"), ("platform", meta.platform or "-")]
     rows += [(f"property {k}", v) for k, v in meta.properties.items()]
     return (
@@ -55,7 +53,7 @@ def model_html(meta: ModelMetadata) -> Markup:
     )
 
 
-def result_html(result: InferResult, max_rows: int = MAX_ROWS) -> Markup:
+def result_html(result: ResultInfo, max_rows: int = MAX_ROWS) -> Markup:
     """The result as a table when it makes one (else one line per output), its id and parameters,
     and bars for outputs that look like probabilities."""
     title = html("<b>{}</b>", f"{result.model_name} {result.model_version}".strip())

@@ -19,7 +19,8 @@ from .columns import declared_features, mismatch, named, warn_positional
 from .display import shape_text
 from .dtypes import from_pandas
 from .errors import TensorError
-from .results import ModelMetadata, TensorMetadata
+from .metadata import ModelMetadata, TensorMetadata
+from .shapes import Outputs
 from .tensors import Tensor
 
 #: The widest an output declared in metadata becomes in a frame of no rows (wider: one column).
@@ -27,8 +28,6 @@ MAX_COLUMNS = 4096
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from .results import InferResult
 
 
 def is_frame(value: Any) -> bool:
@@ -235,7 +234,7 @@ def _text_column(array: np.ndarray) -> np.ndarray:
         return array
 
 
-def result_to_frame(result: InferResult, long: bool = False, arrays: bool = False, share: bool = False) -> pd.DataFrame:
+def result_to_frame(result: Outputs, long: bool = False, arrays: bool = False, share: bool = False) -> pd.DataFrame:
     """The outputs of ``result`` as a DataFrame.
 
     An output of shape ``[n]`` is one column; ``[n, k, ...]`` becomes columns
