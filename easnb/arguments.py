@@ -78,7 +78,7 @@ def _bad_seconds(argument: str, value: float) -> ArgumentError:
     )
 
 
-def count(value: Any, argument: str, minimum: int = 0) -> int:
+def count(value: object, argument: str, minimum: int = 0) -> int:
     """A whole number >= ``minimum``; a float that is whole (``2.0``) becomes an int."""
     if type(value) is not int:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):

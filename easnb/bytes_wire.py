@@ -19,6 +19,7 @@ from __future__ import annotations
 import marshal
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,11 +36,11 @@ def encode_bytes(items: Sequence[object], name: str = "tensor") -> bytes:
         return b""
     items = items if isinstance(items, list) else list(items)
     encoded = _encode_with_marshal(items)
-    if encoded is None:
-        exact = as_bytes_list(items, name)
-        encoded = _encode_with_marshal(exact) if exact is not items else None  # str elements, now bytes
-        items = exact
-    return encoded if encoded is not None else _encode_with_numpy(items, name)
+    if encoded is not None:
+        return encoded
+    exact = as_bytes_list(items, name)
+    encoded = _encode_with_marshal(exact) if exact is not items else None  # str elements, now bytes
+    return encoded if encoded is not None else _encode_with_numpy(exact, name)
 
 
 def as_bytes_list(items: list[object], name: str = "tensor") -> list[bytes]:
@@ -61,7 +62,7 @@ def as_bytes_list(items: list[object], name: str = "tensor") -> list[bytes]:
     return out  # type: ignore[return-value]
 
 
-def _encode_with_marshal(items: list[bytes]) -> bytes | None:
+def _encode_with_marshal(items: list[Any]) -> bytes | None:
     """marshal's list of bytes without its type bytes, or None when it is not exactly that."""
     try:
         lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
@@ -131,7 +132,7 @@ def _split_text(data: bytes, count: int) -> list[bytes] | None:
     for offset in range(3):
         if prefixes[:, offset].any():  # lengths under 256 have zeros there already
             marked[heads + offset] = 0  # every length becomes the separator b"\0\0\0\0"
-    pieces = marked.tobytes().split(b"\0\0\0\0")
+    pieces: list[bytes] = marked.tobytes().split(b"\0\0\0\0")
     if len(pieces) != count + 1:
         return None
     del pieces[0]  # the empty piece before the first separator

@@ -18,7 +18,7 @@ from .errors import EasnbError
 def read_token(args: argparse.Namespace, prefix: str = "", env: str = "EASNB_TOKEN") -> str | None:
     """The token from ``--{prefix}token-file``, ``${env}`` or (with a warning) ``--{prefix}token``."""
     option = f"--{prefix}token"
-    given = getattr(args, f"{prefix.replace('-', '_')}token", None)
+    given: str | None = getattr(args, f"{prefix.replace('-', '_')}token", None)
     path = getattr(args, f"{prefix.replace('-', '_')}token_file", None)
     if given is not None:
         print(

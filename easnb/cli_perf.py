@@ -49,7 +49,8 @@ def read_data(conn: Any, model: str, args: argparse.Namespace) -> Any:
         return given
     import numpy as np
 
-    from .tensors import DATATYPES, Tensor
+    from .dtypes import DATATYPES
+    from .tensors import Tensor
 
     meta = conn.cached_model_metadata(model, getattr(args, "version", ""))
     inputs = {}

@@ -34,7 +34,8 @@ def typed_inputs(conn: Any, model: str, version: str, text: str) -> dict[str, An
     """``--inputs`` JSON as tensors typed by the model's metadata."""
     import numpy as np
 
-    from .tensors import DATATYPES, Tensor
+    from .dtypes import DATATYPES
+    from .tensors import Tensor
 
     try:
         given = json.loads(text)

@@ -25,6 +25,7 @@ import reprlib
 import sys
 import warnings
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 from .errors import TensorError
@@ -136,7 +137,8 @@ def warn_positional(meta: ModelMetadata, tensor: TensorMetadata, columns: list[A
 
 def _user_level() -> int:
     """The ``stacklevel`` of the first frame outside easnb, so the warning points at the user's line."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "easnb":
         frame, level = frame.f_back, level + 1
     return level

@@ -121,7 +121,7 @@ def _diff(name: str, a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> 
             # NaN on one side only, or infinities of other signs: an unbounded difference, not a missing one
             gap = np.where(same, 0.0, np.nan_to_num(np.abs(x - y), nan=np.inf, posinf=np.inf))
             rel = np.where(same, 0.0, np.nan_to_num(gap / np.maximum(np.abs(y), np.finfo(np.float64).tiny), nan=np.inf, posinf=np.inf))
-        rows = ~np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True).all(axis=1)
+        rows = np.asarray(~np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True).all(axis=1))
         scores = x.shape[1] > 1
         agreement = float(np.mean(x.argmax(axis=1) == y.argmax(axis=1))) if scores and len(x) else float("nan")
         max_abs = float(np.max(gap)) if gap.size else 0.0
@@ -192,7 +192,7 @@ def _compare(
     name_a = f"{model}{':' + version_a if version_a else ''} on {conn_a.endpoint.target}"
     name_b = f"{model_b}{':' + version_b if version_b else ''} on {conn_b.endpoint.target}"
     options = {"batch_size": batch_size, "progress": progress}
-    if arrays:  # one request of these arrays to each side
+    if isinstance(data, dict):  # one request of these arrays to each side
         a = conn_a.infer(model, data, version=version_a).to_frame()
         b = conn_b.infer(model_b, data, version=version_b).to_frame()
         data = pd.DataFrame(index=a.index)

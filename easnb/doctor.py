@@ -173,7 +173,7 @@ def doctor(
             return "left to the proxy"
         infos = socket.getaddrinfo(found.host, found.port, type=socket.SOCK_STREAM)
         state["address"] = infos[0][4]
-        return ", ".join(sorted({i[4][0] for i in infos}))
+        return ", ".join(sorted({str(i[4][0]) for i in infos}))
 
     def connect_tcp() -> str:
         dial().close()

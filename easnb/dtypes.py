@@ -142,7 +142,8 @@ def _categorical(value: Any, name: str, datatype: str, what: str) -> np.ndarray:
         if values.dtype.kind != "f":
             raise missing_error(what, name, int((codes < 0).sum()), datatype)
         return np.where(codes < 0, np.nan, values[np.maximum(codes, 0)]).astype(values.dtype)
-    return values[codes]
+    picked: np.ndarray = values[codes]
+    return picked
 
 
 def refusal(dtype: Any, name: str, what: str = "Tensor") -> TensorError:

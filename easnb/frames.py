@@ -50,7 +50,8 @@ def column_array(series: pd.Series, name: str, datatype: str = "") -> np.ndarray
     """A column as a plain numpy array; nullable, Arrow, categorical and numpy 2 string dtypes
     converted and missing values checked as ``easnb.dtypes`` says (refusals name the column)."""
     if type(series.dtype) is np.dtype and series.dtype.kind != "T":
-        return series.to_numpy()
+        plain: np.ndarray = series.to_numpy()
+        return plain
     return from_pandas(series, name, datatype, what="Column")
 
 
@@ -205,7 +206,7 @@ def empty_frame(meta: ModelMetadata, outputs: Any = None) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from .tensors import DATATYPES
+    from .dtypes import DATATYPES
 
     text = pd.Series(["text"]).dtype  # the dtype pandas gives a column of str (object, or str in pandas 3)
     declared = {t.name: t for t in meta.outputs}
@@ -249,7 +250,7 @@ def result_to_frame(result: Outputs, long: bool = False, arrays: bool = False, s
     if share and not long and not arrays and len(result.outputs) == 1:
         (name, array), = result.outputs.items()
         if array.ndim >= 2 and array.dtype != object:
-            flat = array.reshape(array.shape[0], -1)
+            flat: np.ndarray = array.reshape(array.shape[0], -1)
             return pd.DataFrame(flat, columns=[f"{name}_{i}" for i in range(flat.shape[1])], copy=False)
 
     if long:

@@ -28,8 +28,9 @@ import numpy as np
 
 from . import arguments
 from .errors import ArgumentError, InvalidArgumentError, TensorError
+from .dtypes import DATATYPES
 from .results import InferResult, ModelMetadata
-from .tensors import DATATYPES, Tensor
+from .tensors import Tensor
 
 TEXT_IN, TEXT_OUT = "text_input", "text_output"
 #: Keyword arguments of ``generate`` that are stream options, not sampling settings.
@@ -193,7 +194,8 @@ class Generation:
         """Tokens over the time from sending to the last response."""
         if self.stream is None or not self.stream.arrivals or not self._counted:
             return None
-        return self._counted / max(self.stream.arrivals[-1] - self.stream.sent_at, 1e-9)
+        elapsed: float = self.stream.arrivals[-1] - self.stream.sent_at
+        return self._counted / max(elapsed, 1e-9)
 
     def __str__(self) -> str:
         return self.text

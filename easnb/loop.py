@@ -131,12 +131,14 @@ class _FutureStub:
 
         call.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
         if timeout is not None:
-            watchdog = loop.call_later(timeout + MARGIN, lambda: waiter.done() or _give_up(waiter, call))
+            watchdog = loop.call_later(timeout + MARGIN, _give_up, waiter, call)
             waiter.add_done_callback(lambda _: watchdog.cancel())
         waiter.add_done_callback(lambda w: w.cancelled() and call.cancel())
         return waiter
 
 
 def _give_up(waiter: asyncio.Future[Any], call: Any) -> None:
+    if waiter.done():
+        return
     waiter.set_exception(Unanswered(MARGIN))
     call.cancel()

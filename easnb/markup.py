@@ -33,10 +33,10 @@ class Markup(str):
     def __radd__(self, other: Any) -> Markup:
         return Markup(str.__add__(escape(other), self))
 
-    def join(self, parts: Iterable[Any]) -> Markup:  # type: ignore[override]
+    def join(self, parts: Iterable[Any]) -> Markup:
         return Markup(str.join(self, (escape(p) for p in parts)))
 
-    def format(self, *args: Any, **values: Any) -> Markup:  # type: ignore[override]
+    def format(self, *args: Any, **values: Any) -> Markup:
         return html(self, *args, **values)
 
     def __mod__(self, values: Any) -> Markup:

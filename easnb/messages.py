@@ -181,9 +181,10 @@ def check_required(message: Message, where: str) -> Message:
 def serialize(message: Message, where: str) -> bytes:
     """The wire bytes of a checked message (``RequestError`` if protobuf still refuses it)."""
     try:
-        return message.SerializeToString()
+        data: bytes = message.SerializeToString()
     except EncodeError as exc:
         raise RequestError(f"{where}: cannot serialize: {exc}.") from None
+    return data
 
 
 def field_list(descriptor: Any) -> str:

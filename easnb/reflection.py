@@ -310,9 +310,9 @@ def _field_type(field: Any, in_map: bool = False) -> str:
         parts = entry.fields_by_name
         if entry.GetOptions().map_entry and not in_map and "key" in parts and "value" in parts:  # one level: a server's
             return f"map<{_field_type(parts['key'], True)}, {_field_type(parts['value'], True)}>"  # entries may loop
-        return "." + entry.full_name
+        return f".{entry.full_name}"
     if field.enum_type is not None:
-        return "." + field.enum_type.full_name
+        return f".{field.enum_type.full_name}"
     return _TYPES.get(field.type, str(field.type))
 
 

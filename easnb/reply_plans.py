@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from . import wire
 from ._proto import ModelInferResponse
+from .dtypes import DATATYPES
 from .results import InferResult
-from .tensors import DATATYPES
 
 #: How many reply layouts a cache keeps before it starts again.
 PLANS = 64
@@ -53,11 +53,12 @@ class ReplyPlan:
         return InferResult(self.model_name, self.model_version, self.id, arrays, datatypes, {}, {})
 
 
-def learn(data: bytes, response: ModelInferResponse, raws: list[memoryview], result: InferResult) -> ReplyPlan | None:
+def learn(data: bytes, response: Message, raws: list[memoryview], result: InferResult) -> ReplyPlan | None:
     """The layout of ``data`` (already decoded in full as ``response``/``result``), if it is plain."""
     if not raws or len(raws) != len(result.outputs) or response.parameters:
         return None
-    outputs, tail = [], []
+    outputs: list[tuple[str, str, np.dtype, tuple[int, ...], int, bytes]] = []
+    tail: list[bytes | memoryview] = []
     for tensor, raw in zip(response.outputs, raws):
         dtype = _PLAIN.get(tensor.datatype)
         if dtype is None or tensor.parameters or tensor.HasField("contents"):

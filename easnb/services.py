@@ -96,7 +96,7 @@ class ServiceClient:
         return to_json(message, find=self._find)
 
     def __getattr__(self, name: str) -> Method:
-        methods = self.__dict__.get("methods", {})
+        methods: dict[str, Method] = self.__dict__.get("methods", {})
         if name in methods:
             return methods[name]
         raise AttributeError(

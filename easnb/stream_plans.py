@@ -22,8 +22,9 @@ from google.protobuf.message import DecodeError
 from . import wire
 from ._proto import ModelInferResponse
 from .bytes_wire import decode_bytes
+from .dtypes import DATATYPES
 from .results import InferResult
-from .tensors import DATATYPES, element_count
+from .tensors import element_count
 
 #: How many layouts one stream keeps (a token reply, the final one, an odd one or two).
 PLANS = 4
@@ -63,7 +64,7 @@ class StreamPlan:
                     if length < 4 or int.from_bytes(data[pos : pos + 4], "little") != length - 4:
                         return None
                     value = data[pos + 4 : stop]
-                    array = np.empty(1, dtype=object)
+                    array: np.ndarray = np.empty(1, dtype=object)
                     array[0] = value.decode("utf-8", "replace") if bytes_as_str else value
                     if shape != (1,):
                         array = array.reshape(shape)
@@ -133,7 +134,7 @@ class Plans:
         self.known: list[StreamPlan] = []
         self.misses = 0
 
-    def decode(self, data: bytes | memoryview, copy: bool, bytes_as_str: bool) -> InferResult | None:
+    def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
         for plan in self.known:
             try:
                 result = plan.decode(data, copy, bytes_as_str)

@@ -27,7 +27,7 @@ DECOUPLED_REFUSAL = "ModelInfer RPC doesn't support models with decoupled transa
 
 def encode_stream_response(infer_response: bytes, error_message: str = "") -> bytes:
     """A serialized ModelStreamInferResponse around an already serialized ModelInferResponse."""
-    parts = []
+    parts: list[bytes] = []
     if error_message:
         text = error_message.encode("utf-8")
         parts += (b"\x0a", varint(len(text)), text)
@@ -41,7 +41,8 @@ def decode_stream_response(data: bytes) -> tuple[str, bytes | memoryview]:
 
     Raises ``ServerError`` for bytes that are not such a message (a truncated or foreign reply).
     """
-    error, inner = "", b""
+    error = ""
+    inner: bytes | memoryview = b""
     view, pos, end = memoryview(data), 0, len(data)
     try:
         while pos < end:

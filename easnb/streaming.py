@@ -82,10 +82,10 @@ class Reader:
         if result is not None:
             final = result.parameters.get(FINAL) is True
             return (result if result.outputs or not final else None), final, ""
-        error, inner = decode_stream_response(data)
-        result = self.small(bytes(inner))
+        error, reply = decode_stream_response(data)
+        result = self.small(bytes(reply))
         if not error:
-            self.plans.learn(inner, result)
+            self.plans.learn(reply, result)
         final = result.parameters.get(FINAL) is True
         if error:
             return result, True if FINAL not in result.parameters else final, error
@@ -334,6 +334,8 @@ class CallStream(Stream):
 class QueuedStream(Stream):
     """One request's share of a shared stream: its messages arrive through a queue."""
 
+    _arrived: float  # perf_counter() when the reader thread took the latest message
+
     def __init__(self, owner: OpenStream, reader: Reader, request_id: str, first_timeout: float | None,
                  between_timeout: float | None) -> None:
         super().__init__(reader, request_id, first_timeout, between_timeout)
@@ -397,10 +399,10 @@ class OpenStream:
         shared_parameters = merged.pop("parameters", None)
         parameters = shared_parameters if parameters is None else parameters
         if self.flavour == "mlserver":
-            stream = open_call(self.conn, self.model, inputs, outputs=outputs, parameters=parameters,
-                               request_id=request_id, flavour="mlserver", **merged)
-            self._calls.append(stream)
-            return stream
+            call = open_call(self.conn, self.model, inputs, outputs=outputs, parameters=parameters,
+                             request_id=request_id, flavour="mlserver", **merged)
+            self._calls.append(call)
+            return call
         version, raw, copy, as_str = (merged.pop(k, d) for k, d in (("version", ""), ("raw", True), ("copy", False),
                                                                      ("bytes_as_str", False)))
         _, inputs, outputs, version, request_id, _ = checked(self.conn, self.model, inputs, outputs, version, parameters,

@@ -42,7 +42,8 @@ POOL = load_pool(
 
 def message_class(full_name: str, pool: descriptor_pool.DescriptorPool = POOL) -> type[Message]:
     """The message class for a full name such as ``inference.ModelInferRequest``."""
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+    cls: type[Message] = message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+    return cls
 
 
 ServerLiveRequest = message_class("inference.ServerLiveRequest")

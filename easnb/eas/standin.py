@@ -77,7 +77,8 @@ class _Service:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 ApiError = Refused  # an answer with an error: HTTP status, the service's error code, a message
@@ -116,7 +117,7 @@ class LocalEas:
     @property
     def endpoint(self) -> str:
         """``127.0.0.1:PORT``: the SDK's endpoint for this stand-in."""
-        host, port = self._http.server_address[:2]
+        host, port = self._http.socket.getsockname()[:2]  # what server_address holds, as (str, int) for IPv4
         return f"{host}:{port}"
 
     def start(self) -> LocalEas:

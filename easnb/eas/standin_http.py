@@ -135,7 +135,8 @@ def handler(stand_in: Any) -> type[BaseHTTPRequestHandler]:
                 raise Refused(400, "InvalidParameter", "the body is not JSON") from None
             stand_in.record(self.command, parts.path, self.headers.get("x-acs-action", ""), parse_qs(parts.query),
                             sorted(h.lower() for h in self.headers), body, key_id)
-            return stand_in.handle(self.command, parts.path, parse_qs(parts.query), body)
+            reply: tuple[int, dict[str, Any]] = stand_in.handle(self.command, parts.path, parse_qs(parts.query), body)
+            return reply
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding"):
