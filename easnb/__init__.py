@@ -104,7 +104,7 @@ __all__ = [
     "parse_endpoint",
 ]
 
-_LAZY = {"ConnectionWidget": "widgets", "inspect": "inspectors", "ServiceInspector": "service_inspector"}
+_LAZY = {"ConnectionWidget": "widgets", "inspect": "workbench", "ServiceInspector": "service_inspector"}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,71 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import perf_calls, stream_code
+from .code_literals import TOKEN_HEADER, array_literal, call_headers, connect_line, literal
 from .errors import EasnbError
 
 if TYPE_CHECKING:
-    from .history import Call
+    from .call_record import Call
 
-_NUMPY = {
-    "BOOL": "bool_", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64", "INT8": "int8",
-    "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
-    "BF16": "float32",
-}
 _CONTENTS = {
     "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
     "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
     "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
-_TOKEN_HEADER = 'f"Bearer {token}"'
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CLIENT_ATTRIBUTES = {"methods", "descriptor", "name"}  # a method with one of these names is reached by methods[...]
-
-
-def literal(value: Any) -> str:
-    """Python source for ``value`` (JSON-like data, bytes, numpy scalars) that evaluates to an equal value.
-
-    ``true``/``null`` from JSON become ``True``/``None``; NaN and infinities become ``float("nan")`` etc.
-    """
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 10_000:
-        return hex(value)  # repr refuses ints past 4300 digits (sys.int_info.default_max_str_digits); hex has no limit
-    if value is None or isinstance(value, (bool, int, bytes)):
-        return repr(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else f"float({repr(str(value))})"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
-    raise EasnbError(f"A {type(value).__name__} cannot be written as code.")
-
-
-def _string(text: str) -> str:
-    """``repr(text)``, in double quotes when ``text`` has none (repr then has no quote inside at all)."""
-    quoted = repr(text)
-    return f'"{quoted[1:-1]}"' if quoted[0] == "'" and '"' not in text else quoted
-
-
-def _array_literal(array: np.ndarray, datatype: str) -> str:
-    shape = literal(list(array.shape))
-    if datatype == "BYTES":
-        items = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1)]
-        return f"np.array({literal(items)}, dtype=object).reshape({shape})"
-    return f"np.array({literal(array.reshape(-1).tolist())}, dtype=np.{_NUMPY[datatype]}).reshape({shape})"
-
-
-def _headers(call: Call) -> dict[str, Any]:
-    return dict(getattr(call, "headers", None) or {})
-
-
-def _connect_line(call: Call) -> str:
-    scheme = "https://" if call.tls else ""
-    headers = _headers(call)
-    extra = f", headers={literal(headers)}" if headers else ""
-    return f'conn = easnb.connect({literal(scheme + call.target)}, token=os.environ.get("EASNB_TOKEN"){extra})'
 
 
 def _method(name: str) -> str:
@@ -98,21 +47,17 @@ def _method(name: str) -> str:
 def easnb(call: Call) -> str:
     """The call with easnb."""
     if call.kind == "generate":
-        from . import stream_code
-
         return stream_code.easnb(call)
     if call.kind in ("load", "compare"):
-        from .perf_calls import easnb_code
-
-        return easnb_code(call)
+        return perf_calls.easnb_code(call)
     r = call.request
-    lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call)]
+    lines = ["import os", "", "import numpy as np", "", "import easnb", "", connect_line(call)]
     if call.kind == "metadata":
         version = f", {literal(r['version'])}" if r.get("version") else ""
         return "\n".join([*lines, f"print(conn.model_metadata({literal(r['model'])}{version}))"]) + "\n"
     if call.kind == "infer":
         inputs = ",\n    ".join(
-            f"{literal(n)}: easnb.Tensor({_array_literal(t['array'], t['datatype'])}, {literal(t['datatype'])})"
+            f"{literal(n)}: easnb.Tensor({array_literal(t['array'], t['datatype'])}, {literal(t['datatype'])})"
             for n, t in r["inputs"].items()
         )
         extra = "".join(f", {key}={literal(r[key])}" for key in ("outputs", "version", "parameters") if r.get(key))
@@ -133,8 +78,6 @@ def easnb(call: Call) -> str:
 def tritonclient(call: Call) -> str:
     """The call with tritonclient's gRPC client (V2 calls only)."""
     if call.kind == "generate":
-        from . import stream_code
-
         return stream_code.tritonclient(call)
     if call.kind not in ("infer", "metadata"):
         raise EasnbError("tritonclient speaks only the V2 API: copy this call as easnb or grpcurl code.")
@@ -144,9 +87,9 @@ def tritonclient(call: Call) -> str:
         "import os", "", "import numpy as np", "import tritonclient.grpc as grpcclient", "",
         f"client = grpcclient.InferenceServerClient({literal(call.target)}{ssl})",
         'token = os.environ.get("EASNB_TOKEN")',
-        f"headers = {literal(_headers(call))}",
+        f"headers = {literal(call_headers(call))}",
         "if token:",
-        f'    headers["authorization"] = {_TOKEN_HEADER}',
+        f'    headers["authorization"] = {TOKEN_HEADER}',
     ]
     if call.kind == "metadata":
         version = f", model_version={literal(r['version'])}" if r.get("version") else ""
@@ -155,7 +98,7 @@ def tritonclient(call: Call) -> str:
     for name, t in r["inputs"].items():
         lines += [
             f"x = grpcclient.InferInput({literal(name)}, {literal(list(t['array'].shape))}, {literal(t['datatype'])})",
-            f"x.set_data_from_numpy({_array_literal(t['array'], t['datatype'])})",
+            f"x.set_data_from_numpy({array_literal(t['array'], t['datatype'])})",
             "inputs.append(x)",
         ]
     outputs = [r["outputs"]] if isinstance(r.get("outputs"), str) else list(r.get("outputs") or [])
@@ -175,9 +118,7 @@ def grpcurl(call: Call) -> str:
     from . import protos
 
     if call.kind in ("load", "compare"):
-        from .perf_calls import refuse
-
-        raise refuse(call, "grpcurl")
+        raise perf_calls.refuse(call, "grpcurl")
     r = call.request
     if call.kind == "generate":
         raise EasnbError("grpcurl has no .proto for Triton's ModelStreamInfer: copy this generation as easnb or tritonclient code.")
@@ -189,7 +130,7 @@ def grpcurl(call: Call) -> str:
         target = f'{r["service"]}/{r["method"]}'
         proto = str(r["proto"]) if r.get("proto") else ""
         data = " ".join(json.dumps(q) for q in r["requests"])
-    headers = [(name, base64.b64encode(v).decode() if isinstance(v, bytes) else v) for name, v in _headers(call).items()]
+    headers = [(name, base64.b64encode(v).decode() if isinstance(v, bytes) else v) for name, v in call_headers(call).items()]
     words_text = "".join([target, data, call.target, proto, *(f"{k}{v}" for k, v in headers)])
     if "\0" in words_text:
         raise EasnbError("A name or value of this call holds a NUL character, which no shell command can carry.",

@@ -19,7 +19,7 @@ from .compare import Comparison, compare
 from .display import error_html
 from .errors import EasnbError
 from .history import History
-from .inspectors import _model_box
+from .model_forms import model_box
 from .load_tab import DataPicker
 from .markup import Markup
 from .perf_calls import saved_data, summary
@@ -34,7 +34,7 @@ class CompareTab(w.VBox):
         self.source = source
         self.history = history if history is not None else History()
         self.report: Comparison | None = None
-        self.model_a = _model_box(source, "", models)
+        self.model_a = model_box(source, "", models)
         self.model_a.description = "Model A"
         self.model_b = w.Text(description="Model B", placeholder="default: model A")
         self.version_b = w.Text(description="Version B", placeholder="latest")

@@ -23,6 +23,7 @@ from .errors import EasnbError
 from .generate import Generation, build_inputs, convention
 from .history import Call, History, saved_inputs
 from .markup import Markup, html, join
+from .model_forms import model_box, model_names
 from .widgets import Background, connection_of
 
 #: How often the live text is sent to the browser at most (seconds): a fast model is not a message per token.
@@ -67,12 +68,11 @@ class GenerateInspector(w.VBox):
     """
 
     def __init__(self, source: Any, model: str = "", models: list[str] | None = None, history: History | None = None) -> None:
-        from .inspectors import _model_box
-
         self.source = source
         self.history = history if history is not None else History()
+        self.history.on_replay("generate", replay_generation)
         self.generation: Generation | None = None
-        self.model_field = _model_box(source, model, models)
+        self.model_field = model_box(source, model, models)
         self.prompt = w.Textarea(placeholder="Type a prompt", description="Prompt", layout=w.Layout(width="520px", height="80px"))
         self.max_tokens = w.BoundedIntText(value=64, min=0, max=32768, description="max_tokens")
         wide = {"description_width": "90px"}
@@ -207,8 +207,6 @@ PROBE = 24
 
 def add_generate_page(bench: Any, conn: Any) -> list[tuple[str, w.Widget]]:
     """The workbench's Generate page (as ``[(title, page)]``, or none), wired to the Infer tab's offer."""
-    from .inspectors import model_names
-
     wanted = getattr(bench, "show_generate", None)
     found = [] if wanted is False else [m for m in model_names(bench.source, bench.models)[:PROBE] if generative(conn, m)]
     if not (wanted or found):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import display
+from .call_record import Call, saved_inputs, summarize_inputs
 from .errors import EasnbError
 
 if TYPE_CHECKING:
@@ -27,33 +27,13 @@ FLAVOURS = ("easnb", "tritonclient", "grpcurl")
 LATENCY_MEANS = display.LATENCY_MEANS  # what a call's latency_ms covers
 
 
-@dataclass(frozen=True)
-class Call:
-    """One call made through an inspector, with what it takes to make it again."""
-
-    when: datetime
-    kind: str  # "infer", "metadata" (a model's, from the Model tab) or "service"
-    target: str
-    tls: bool
-    name: str  # the model, or the method's path
-    summary: str
-    status: str
-    latency_ms: float
-    request: dict[str, Any] = field(repr=False)
-    headers: dict[str, Any] = field(default_factory=dict, repr=False)  # the connection's own (never the token)
-
-
-def summarize_inputs(saved: dict[str, dict[str, Any]]) -> str:
-    """``features FP32 [1, 4]; mask BOOL [1]``, from what ``saved_inputs`` kept."""
-    return "; ".join(f"{name} {t['datatype']} {list(t['array'].shape)}" for name, t in saved.items())
-
-
 class History:
     """The session's calls; ``on_change(callback)`` hears of each new one."""
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self._listeners: list[Callable[[History], None]] = []
+        self._replayers: dict[str, Callable[[History, Call, Any], Any]] = {}
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -66,6 +46,11 @@ class History:
 
     def on_change(self, callback: Callable[[History], None]) -> None:
         self._listeners.append(callback)
+
+    def on_replay(self, kind: str, replayer: Callable[[History, Call, Any], Any]) -> None:
+        """Have ``replay`` make calls of ``kind`` with ``replayer(history, call, conn)`` (the tab that
+        records a kind of its own, as the Generate tab does, says how to make it again)."""
+        self._replayers[kind] = replayer
 
     def record(self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any]) -> Any:
         """Run ``run()``, keep the call (errors too, then re-raised), and return its answer."""
@@ -129,10 +114,8 @@ class History:
         r = call.request
         if call.kind == "metadata":
             return self.record(conn, "metadata", r["model"], call.summary, r, lambda: conn.model_metadata(r["model"], r.get("version", "")))
-        if call.kind == "generate":
-            from .generate_tab import replay_generation
-
-            return replay_generation(self, call, conn)
+        if call.kind in self._replayers:
+            return self._replayers[call.kind](self, call, conn)
         if call.kind in ("load", "compare"):
             raise EasnbError(f"A {call.kind} is not replayed from History.", hint=f"Run it again from the {call.kind.title()} tab.")
         if call.kind == "infer":
@@ -167,13 +150,4 @@ def _call_service(method: Any, requests: list[dict[str, Any]]) -> Any:
     return list(iter_replies(answer)) if method.server_streaming else answer
 
 
-def saved_inputs(inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Inputs as arrays (copies) with their datatypes, to replay or to write as code."""
-    from .tensors import Tensor, as_array, datatype_of
-
-    saved = {}
-    for name, value in inputs.items():
-        datatype = value.datatype if isinstance(value, Tensor) else None
-        array = np.array(as_array(value.data if isinstance(value, Tensor) else value, name), copy=True)
-        saved[name] = {"datatype": datatype or datatype_of(array, name), "array": array}
-    return saved
+__all__ = ["FLAVOURS", "LATENCY_MEANS", "Call", "History", "saved_inputs", "summarize_inputs"]

@@ -1,4 +1,5 @@
-"""The V2 inspectors: the server, a model, and an inference form; ``easnb.inspect`` puts them in a workbench.
+"""The V2 inspectors: the server, a model, and an inference form; ``easnb.inspect`` puts them in a workbench
+(``easnb.workbench``).
 
 Each takes a ``Connection`` or a ``ConnectionWidget``; given the widget, they use its
 current connection at every call, so a reconnect never leaves them broken.
@@ -9,7 +10,6 @@ current connection at every call, so a reconnect never leaves them broken.
 from __future__ import annotations
 
 import json
-from io import StringIO
 from typing import Any
 
 from . import widgets as _widgets  # noqa: F401, I001 - first, for its message when ipywidgets is missing
@@ -21,6 +21,7 @@ from .display import error_html
 from .errors import EasnbError
 from .history import LATENCY_MEANS, History, saved_inputs, summarize_inputs
 from .markup import Markup, html
+from .model_forms import example_text, model_box, model_names, parse_values
 from .results import InferResult, ModelMetadata
 from .tensors import Tensor
 from .widgets import Background, connection_of, light, lights
@@ -82,29 +83,13 @@ class ServerInspector(_Form):
         return html("<div>{}</div>{}", lights(c.live(), c.ready()), display.server_html(c.server_metadata()))
 
 
-def model_names(source: Any, models: list[str] | None = None) -> list[str]:
-    """Names to offer: the given ones, then the server's repository index (or the names used so far)."""
-    try:
-        known = connection_of(source).known_models()
-    except EasnbError:
-        known = []
-    return list(dict.fromkeys([*(models or []), *known]))
-
-
-def _model_box(source: Any, model: str, models: list[str] | None) -> w.Combobox:
-    return w.Combobox(
-        value=model, options=model_names(source, models), placeholder="model name", description="Model",
-        ensure_option=False, continuous_update=False,
-    )
-
-
 class ModelInspector(_Form):
     """A model's versions, platform, properties, inputs and outputs."""
 
     def __init__(self, source: Any, model: str = "", models: list[str] | None = None, history: History | None = None) -> None:
         self.source = source
         self.history = history if history is not None else History()
-        self.model_field = _model_box(source, model, models)
+        self.model_field = model_box(source, model, models)
         self.version_field = w.Text(placeholder="latest", description="Version")
         self.model_field.observe(lambda change: change["new"] and self.run(), names="value")
         super().__init__([self.model_field, self.version_field], "Show")
@@ -121,39 +106,6 @@ class ModelInspector(_Form):
                                    lambda: conn.model_metadata(name, version))
         ready = conn.model_ready(name, version)
         return html("<div>{}</div>{}", light("model ready", ready), display.model_html(meta))
-
-
-def parse_values(text: str, datatype: str) -> Any:
-    """JSON (a list, or one value) or CSV rows, as an array for ``datatype``."""
-    text = text.strip()
-    if not text:
-        raise EasnbError("An input box is empty.", hint="Type JSON like [[1, 2, 3, 4]] or CSV rows, or press Example.")
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError:
-        import pandas as pd
-
-        values = pd.read_csv(StringIO(text), header=None).to_numpy()
-        if values.shape[1] == 1:
-            values = values[:, 0]
-    if datatype == "BYTES":
-        return np.array(values, dtype=object)
-    return np.asarray(values)
-
-
-def example_text(meta: ModelMetadata) -> dict[str, str]:
-    """A valid sample per input as JSON text: variable dimensions as 1, the input's datatype."""
-    texts = {}
-    for name, array in meta.example_inputs(rows=1).items():
-        datatype = meta.input(name).datatype
-        if datatype == "BYTES":
-            values: Any = np.full(array.shape, "example", dtype=object).tolist()
-        elif datatype == "BOOL":
-            values = array.astype(bool).tolist()
-        else:
-            values = (array + 1).tolist()
-        texts[name] = json.dumps(values)
-    return texts
 
 
 class InferInspector(_Form):
@@ -177,7 +129,7 @@ class InferInspector(_Form):
         self.latency_ms: float | None = None
         self.meta: ModelMetadata | None = None
         self.boxes: dict[str, w.Textarea] = {}
-        self.model_field = _model_box(source, model, models)
+        self.model_field = model_box(source, model, models)
         self.model_field.observe(lambda change: change["new"] and self.load(), names="value")
         example = w.Button(description="Example", tooltip="fill every input with a valid sample")
         example.on_click(lambda _: self.fill_example())
@@ -308,14 +260,4 @@ class InferInspector(_Form):
         return None if self.result is None else self.result.to_frame()
 
 
-def inspect(source: Any, models: list[str] | None = None, generate: bool | None = None) -> Any:
-    """Server, model, infer, service and history tabs for a ``Connection`` or a ``ConnectionWidget``.
-
-    A Generate tab joins them when a model generates text (``generate=True`` always, ``False`` never).
-    """
-    from .workbench import Workbench
-
-    return Workbench(source, models, generate)
-
-
-__all__ = ["InferInspector", "ModelInspector", "ServerInspector", "example_text", "inspect", "model_names", "parse_values"]
+__all__ = ["InferInspector", "ModelInspector", "ServerInspector", "example_text", "model_names", "parse_values"]

@@ -15,7 +15,7 @@ import ipywidgets as w
 from .display import error_html
 from .errors import EasnbError
 from .history import History
-from .inspectors import _model_box, example_text, parse_values
+from .model_forms import example_text, model_box, parse_values
 from .loadreport import LoadReport, chart_svg, report_html
 from .markup import Markup, html
 from .perf_calls import saved_data, summary
@@ -91,7 +91,7 @@ class LoadTab(w.VBox):
         self.source = source
         self.history = history if history is not None else History()
         self.report: LoadReport | None = None
-        self.model_field = _model_box(source, "", models)
+        self.model_field = model_box(source, "", models)
         self.mode = w.Dropdown(description="Load", options=[("concurrency (callers)", "concurrency"),
                                                               ("rate (requests/s, open loop)", "rate")], layout=w.Layout(width="330px"))
         self.levels = w.Text(value="1,2,4,8", description="Levels")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .call_record import saved_inputs, summarize_inputs
+from .code_literals import array_literal, connect_line, literal
 from .errors import EasnbError
 
 if TYPE_CHECKING:
-    from .history import Call
+    from .call_record import Call
 
 KINDS = ("load", "compare")
 MODES = ("concurrency", "rate")
@@ -19,7 +21,6 @@ MODES = ("concurrency", "rate")
 
 def saved_data(data: Any, frame_name: str = "") -> dict[str, Any]:
     """The request's data: arrays with datatypes, or the DataFrame's variable name."""
-    from .history import saved_inputs
 
     if hasattr(data, "columns"):
         return {"frame": frame_name or "df", "rows": len(data)}
@@ -35,7 +36,6 @@ def summary(request: dict[str, Any]) -> str:
     elif "prompt" in request:
         data = f"prompt of {len(request['prompt'])} characters (streaming)"
     else:
-        from .history import summarize_inputs
 
         data = summarize_inputs(request["inputs"])
     if request.get("mode"):
@@ -46,7 +46,6 @@ def summary(request: dict[str, Any]) -> str:
 def _data_lines(r: dict[str, Any]) -> tuple[list[str], str]:
     import keyword
 
-    from .codegen import _array_literal, literal
 
     if "frame" in r:
         name = str(r["frame"])
@@ -55,7 +54,7 @@ def _data_lines(r: dict[str, Any]) -> tuple[list[str], str]:
     if "prompt" in r:
         return [f"prompt = {literal(r['prompt'])}"], "prompt"
     inputs = ",\n    ".join(
-        f"{literal(n)}: easnb.Tensor({_array_literal(t['array'], t['datatype'])}, {literal(t['datatype'])})" for n, t in r["inputs"].items()
+        f"{literal(n)}: easnb.Tensor({array_literal(t['array'], t['datatype'])}, {literal(t['datatype'])})" for n, t in r["inputs"].items()
     )
     return [f"inputs = {{\n    {inputs}\n}}"], "inputs"
 
@@ -63,14 +62,13 @@ def _data_lines(r: dict[str, Any]) -> tuple[list[str], str]:
 def easnb_code(call: Call) -> str:
     """A load test or comparison as easnb code to paste.
 
-    Every name and number enters the code as a literal (``codegen.literal``); the DataFrame's
+    Every name and number enters the code as a literal (``code_literals.literal``); the DataFrame's
     name becomes a bare name only when it is a plain identifier (else ``globals()[...]``).
     """
-    from .codegen import _connect_line, literal
 
     r = call.request
     data_lines, data = _data_lines(r)
-    lines = ["import os", "", "import numpy as np", "", "import easnb", "", _connect_line(call), *data_lines]
+    lines = ["import os", "", "import numpy as np", "", "import easnb", "", connect_line(call), *data_lines]
     if call.kind == "load":
         if r["mode"] not in MODES:
             raise EasnbError(f"A load test's mode is one of {', '.join(MODES)}, not {r['mode']!r}.")

@@ -1,7 +1,7 @@
 """A recorded generation (the workbench's Generate tab) as code: easnb or tritonclient.
 
 Both ask for the end-of-request marker (easnb always does; tritonclient with
-``enable_empty_final_response=True``), so the pasted code knows when the answer is over. Values enter the code only through ``codegen.literal`` (``repr``) and ``shlex.quote``;
+``enable_empty_final_response=True``), so the pasted code knows when the answer is over. Values enter the code only through ``code_literals.literal`` (``repr``) and ``shlex.quote``;
 the token stays in ``$EASNB_TOKEN``.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .codegen import _TOKEN_HEADER, _array_literal, _connect_line, _headers, literal
+from .code_literals import TOKEN_HEADER, array_literal, call_headers, connect_line, literal
 from .stream_wire import FINAL
 
 if TYPE_CHECKING:
-    from .history import Call
+    from .call_record import Call
 
 
 def easnb(call: Call) -> str:
@@ -21,7 +21,7 @@ def easnb(call: Call) -> str:
     r = call.request
     version = f", version={literal(r['version'])}" if r.get("version") else ""
     return "\n".join([
-        "import os", "", "import easnb", "", _connect_line(call),
+        "import os", "", "import easnb", "", connect_line(call),
         f"g = conn.generate({literal(r['model'])}, {literal(r['prompt'])}{version}, **{literal(r.get('sampling') or {})})",
         "for piece in g:",
         '    print(piece, end="", flush=True)',
@@ -38,15 +38,15 @@ def tritonclient(call: Call) -> str:
         "import os", "import queue", "", "import numpy as np", "import tritonclient.grpc as grpcclient", "",
         f"client = grpcclient.InferenceServerClient({literal(call.target)}{ssl})",
         'token = os.environ.get("EASNB_TOKEN")',
-        f"headers = {literal(_headers(call))}",
+        f"headers = {literal(call_headers(call))}",
         "if token:",
-        f'    headers["authorization"] = {_TOKEN_HEADER}',
+        f'    headers["authorization"] = {TOKEN_HEADER}',
         "inputs = []",
     ]
     for name, t in r["inputs"].items():
         lines += [
             f"x = grpcclient.InferInput({literal(name)}, {literal(list(t['array'].shape))}, {literal(t['datatype'])})",
-            f"x.set_data_from_numpy({_array_literal(t['array'], t['datatype'])})",
+            f"x.set_data_from_numpy({array_literal(t['array'], t['datatype'])})",
             "inputs.append(x)",
         ]
     version = f", model_version={literal(r['version'])}" if r.get("version") else ""

@@ -211,3 +211,11 @@ class ServicesPage(w.VBox):
             self.body.children = [self.inspector]
         except Exception as exc:
             self.body.children = [w.HTML(error_html(exc))]
+
+
+def inspect(source: Any, models: list[str] | None = None, generate: bool | None = None) -> Workbench:
+    """Server, model, infer, service and history tabs for a ``Connection`` or a ``ConnectionWidget``.
+
+    A Generate tab joins them when a model generates text (``generate=True`` always, ``False`` never).
+    """
+    return Workbench(source, models, generate)
