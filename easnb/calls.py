@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -211,39 +211,57 @@ class Executor(Protocol):
     def unary(self, step: Unary) -> Any: ...
 
 
+class PlanRun(Generic[T]):
+    """One plan being driven: iterate it for its steps; set ``answer`` (or ``error``) after each.
+
+    The executors below differ only in how a step's I/O is done (blocking, or awaited); how the
+    plan is advanced, and what an answer or an error does to it, is here once.
+    """
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self.plan = plan
+        self.answer: Any = None
+        self.error: EasnbError | None = None
+        self.result: T
+
+    def __iter__(self) -> Iterator[Step]:
+        while True:
+            try:
+                step = self.plan.send(self.answer) if self.error is None else self.plan.throw(self.error)
+            except StopIteration as stop:
+                self.result = stop.value
+                return
+            self.answer, self.error = None, None
+            yield step
+
+
+def perform(conn: Any, step: Step, sleep: Callable[[float], Any]) -> Any:
+    """A step's I/O on ``conn`` (for ``AsyncConnection``, an awaitable): a pause with ``sleep``,
+    a unary call, or the connection method an ``Ask`` names."""
+    if isinstance(step, Pause):
+        return sleep(step.seconds)
+    if isinstance(step, Unary):
+        return conn.unary(step)
+    return getattr(conn, step.method)(*step.args, **step.kwargs)
+
+
 def run_plan(conn: Any, plan: Plan[T]) -> T:
     """Drive ``plan`` with a sync ``Connection``."""
-    answer: Any = None
-    error: EasnbError | None = None
-    while True:
+    run = PlanRun(plan)
+    for step in run:
         try:
-            step = plan.send(answer) if error is None else plan.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        answer, error = None, None
-        try:
-            if isinstance(step, Pause):
-                time.sleep(step.seconds)
-            else:
-                answer = conn.unary(step) if isinstance(step, Unary) else getattr(conn, step.method)(*step.args, **step.kwargs)
+            run.answer = perform(conn, step, time.sleep)
         except EasnbError as exc:
-            error = exc
+            run.error = exc
+    return run.result
 
 
 async def arun_plan(conn: Any, plan: Plan[T]) -> T:
-    """Drive ``plan`` with an ``AsyncConnection``."""
-    answer: Any = None
-    error: EasnbError | None = None
-    while True:
+    """Drive ``plan`` with an ``AsyncConnection``: each step's I/O awaited."""
+    run = PlanRun(plan)
+    for step in run:
         try:
-            step = plan.send(answer) if error is None else plan.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        answer, error = None, None
-        try:
-            if isinstance(step, Pause):
-                await asyncio.sleep(step.seconds)
-            else:
-                answer = await (conn.unary(step) if isinstance(step, Unary) else getattr(conn, step.method)(*step.args, **step.kwargs))
+            run.answer = await perform(conn, step, asyncio.sleep)
         except EasnbError as exc:
-            error = exc
+            run.error = exc
+    return run.result
