@@ -19,16 +19,15 @@ import grpc
 import grpc.aio
 
 from . import _proto, arguments
-from .channel import refuse_pickle
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, arun_plan, is_unknown_model, model_metadata_from
+from .connection_base import BaseConnection
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
-from .errors import ClosedError, EasnbError, EndpointError, FrameInput
+from .errors import EasnbError, EndpointError, FrameInput
 from .fork import aio_usable, note_aio
 from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
-from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata
 from .settings import Settings, check_options, make_settings, settings_of
 
@@ -41,10 +40,11 @@ if TYPE_CHECKING:
 
 
 @scrubbing()
-class AsyncConnection:
+class AsyncConnection(BaseConnection):
     """One grpc.aio channel with the token, headers and timeout; the V2 calls as coroutines."""
 
-    _closed = True  # until __init__ has finished
+    kind = "AsyncConnection"
+    opener = "easnb.aio.connect"
     channel: grpc.aio.Channel | None = None
 
     def __init__(
@@ -62,30 +62,12 @@ class AsyncConnection:
             token, problem = parse_token(token)  # the plain text leaves this frame before anything can fail
             if problem is not None:
                 raise problem
-        settings = settings_of("AsyncConnection", endpoint, token, timeout, options)
-        #: everything this connection was made with (frozen; the token masked in its repr)
-        self.settings = settings
-        self.endpoint = settings.endpoint
-        self.timeout = settings.timeout
-        self.retries = settings.retries
-        self.headers = dict(settings.headers)
+        self._start(settings_of("AsyncConnection", endpoint, token, timeout, options))
         self.channel: grpc.aio.Channel | None = None
         self._given = channel
         self._twin: Connection | None = None  # a sync connection for blocking look-ups (reflection, .proto)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
-        self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
-        self.stream_flavour: str | None = None  # the server's streaming flavour (easnb.streaming asks once)
-        self._model_cache: dict[tuple[str, str], ModelMetadata] = {}  # for DataFrames: asked once per model
-        self.error_context = settings.error_context()
-
-    def __reduce__(self) -> Any:
-        raise refuse_pickle("An AsyncConnection")
-
-    def metadata_for(self, headers: Headers | None = None) -> Any:
-        """The metadata of one call: the connection's, with that call's ``headers`` on top."""
-        return self.settings.metadata_with(headers)
 
     def ensure_open(self) -> None:
         """Refuse when closed (``ClosedError``); otherwise open the channel in the running loop if not yet."""
@@ -120,13 +102,13 @@ class AsyncConnection:
     ) -> Any:
         """One call, retried on UNAVAILABLE within its one deadline (as ``Connection.call``)."""
         if self._closed:
-            raise _closed_error()
+            self.check_open()
         self._open()
         stub = self._infer if method == "ModelInfer" else self._stubs[method]
         return await self._send(method, stub, request, timeout, retries, self.metadata_for(headers))
 
     async def _send(self, method: str, stub: Any, request: Any, timeout: Any, retries: int, metadata: Any) -> Any:
-        seconds = self.timeout if timeout is DEFAULT else timeout
+        seconds = self.settings.timeout if timeout is DEFAULT else timeout
         plan = RetryPlan(method, seconds, retries, self.error_context)
         for attempt in plan.attempts():
             started = time.perf_counter()
@@ -220,30 +202,6 @@ class AsyncConnection:
 
     # -- as Connection: the plans of easnb.calls, run on this loop ------------------------------
 
-    @property
-    def has_token(self) -> bool:
-        return self.settings.token is not None
-
-    @property
-    def metadata(self) -> Any:
-        """The call metadata: the token and the connection's headers (its repr hides the token)."""
-        return self.settings.metadata
-
-    @property
-    def keepalive(self) -> Any:
-        return self.settings.keepalive
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def check_open(self) -> None:
-        if self._closed:
-            raise _closed_error()
-
-    def deadline(self, timeout: float | None = DEFAULT) -> float | None:
-        return self.timeout if timeout is DEFAULT else timeout
-
     async def unary(self, step: Unary) -> Any:
         """One ``Unary`` step of a plan, on this channel."""
         self.check_open()
@@ -336,10 +294,9 @@ class AsyncConnection:
         self, path: str, make_stub: Any, request: Any, timeout: float | None, headers: Headers | None
     ) -> Any:
         """One unary-reply call of any method on this channel, errors translated (no retries)."""
-        if self._closed:
-            raise _closed_error()
+        self.check_open()
         self._open()
-        seconds = self.timeout if timeout is DEFAULT else timeout
+        seconds = self.deadline(timeout)
         plan = RetryPlan(path, seconds, 0, self.error_context)
         started = time.perf_counter()
         try:
@@ -352,10 +309,9 @@ class AsyncConnection:
 
     def open_stub(self, path: str, make_stub: Any, request: Any, timeout: float | None, headers: Headers | None) -> Any:
         """A streaming-reply call of any method on this channel (read it with ``await call.read()``)."""
-        if self._closed:
-            raise _closed_error()
+        self.check_open()
         self._open()
-        seconds = self.timeout if timeout is DEFAULT else timeout
+        seconds = self.deadline(timeout)
         return make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
 
     async def close(self, replaced_by: str | None = None) -> None:
@@ -363,8 +319,7 @@ class AsyncConnection:
 
         ``replaced_by`` is accepted as ``Connection.close`` takes it; a later call raises ``ClosedError``.
         """
-        if not self._closed:
-            self._closed = True
+        if self._mark_closed(arguments.name_or_none(replaced_by, "replaced_by")):
             twin, self._twin = self._twin, None
             if twin is not None:
                 twin.close()
@@ -372,22 +327,11 @@ class AsyncConnection:
                 await self.channel.close()
 
     async def __aenter__(self) -> AsyncConnection:
-        if self._closed:
-            raise _closed_error()  # a closed connection is not entered again
+        self.check_open()  # a closed connection is not entered again
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    def __repr__(self) -> str:
-        if not hasattr(self, "timeout"):
-            return "<AsyncConnection (not opened)>"
-        token = "token set" if self.settings.token is not None else "no token"
-        return f"<AsyncConnection {self.endpoint.target} {'TLS' if self.endpoint.tls else 'plaintext'}, {token}, timeout {self.timeout}s>"
-
-
-def _closed_error() -> ClosedError:
-    return ClosedError("This connection is closed.", hint="Open a new one: easnb.aio.connect(conn.settings) makes one just like it.")
 
 
 def connect(

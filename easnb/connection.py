@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from . import _proto, arguments, log
-from .channel import Keepalive, refuse_pickle
-from .credentials import CallMetadata, Headers, Token, clean_token, parse_token
+from .channel import Keepalive
+from .credentials import Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
+from .connection_base import BaseConnection
+from .connection_features import Features
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, run_plan  # noqa: F401 - re-exported
-from .errors import ClosedError, EasnbError, FrameInput, NotFoundError, from_rpc_error, scrub
+from .errors import EasnbError, FrameInput, NotFoundError, from_rpc_error, scrub
 from .fork import BoundedChannel, watch
 from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
-from .reply_plans import ReplyPlan
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
 from .settings import Settings, check_options, make_settings, settings_of
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 @scrubbing("infer")  # infer scrubs inline: no wrapper on the hot path
-class Connection:
+class Connection(Features, BaseConnection):
     """One reusable, thread-safe channel to a service, with its token, headers and timeout.
 
     Use ``easnb.connect(...)``. Idempotent calls (live, ready, metadata) retry
@@ -47,7 +48,6 @@ class Connection:
     retries only when given ``retries=``.
     """
 
-    _closed = True  # until __init__ has opened the channel: repr and close work on a half-built one
     _owns_channel = False
     _connectivity: log.ConnectivityLog
 
@@ -66,23 +66,15 @@ class Connection:
             if problem is not None:
                 raise problem
         settings = settings_of("Connection", endpoint, token, timeout, options)
-        #: everything this connection was made with (frozen; the token masked in its repr)
-        self.settings = settings
+        self._start(settings)
         self._owns_channel = channel is None
         self.channel = settings.open_channel() if channel is None else channel
         self._connectivity = log.ConnectivityLog(self.channel, settings.endpoint.target)  # INFO: lost, connected again
         self._background: Any = None
         self._background_lock = threading.Lock()
         self._closed = False
-        self._replaced_by: str | None = None
         self._reflection: Any = None
-        # where calls happen, for errors: the token is a Token, whose repr is masked
-        self.error_context = settings.error_context()
         self._metadata = settings.metadata  # read on every infer: kept one lookup away
-        self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
-        self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
-        self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
-        self.stream_flavour: str | None = None  # the server's streaming flavour (easnb.streaming asks once)
         self.open_stubs()
         watch(self)  # a child forked from here rebuilds the channel and background loop
 
@@ -93,58 +85,6 @@ class Connection:
         self._path_stubs: dict[str, Any] = {}  # plans' unary calls, by method path
         # bytes in, bytes out: easnb's codec writes and reads the wire format itself.
         self._infer = CALLS["ModelInfer"].stub(channel)
-
-    # -- the settings, by name ------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return self.settings.endpoint
-
-    @property
-    def timeout(self) -> float | None:
-        return self.settings.timeout
-
-    @property
-    def retries(self) -> int:
-        return self.settings.retries
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        return dict(self.settings.headers)
-
-    @property
-    def keepalive(self) -> Keepalive:
-        return self.settings.keepalive
-
-    # -- plumbing ---------------------------------------------------------------------
-
-    @property
-    def has_token(self) -> bool:
-        """Whether calls carry a token (the token itself is never shown)."""
-        return self.settings.token is not None
-
-    @property
-    def metadata(self) -> CallMetadata:
-        """The call metadata: the token and the connection's headers (its repr hides the token)."""
-        return self.settings.metadata
-
-    def metadata_for(self, headers: Headers | None = None) -> CallMetadata:
-        """The metadata of one call: the connection's, with that call's ``headers`` on top."""
-        return self.settings.metadata_with(headers)
-
-    def deadline(self, timeout: float | None = DEFAULT) -> float | None:
-        """The timeout of a call: its own, or the connection's for ``DEFAULT``."""
-        return self.settings.timeout if timeout is DEFAULT else timeout
-
-    def check_open(self) -> None:
-        """Raise a clear error when this connection is closed (or a widget replaced it)."""
-        if self._closed:
-            if self._replaced_by:
-                raise ClosedError(
-                    "This connection was closed because the widget connected again.",
-                    hint=f"Use {self._replaced_by}, which is always the widget's current connection.",
-                )
-            raise ClosedError("This connection is closed.", hint="Open a new one: easnb.connect(conn.settings) makes one just like it.")
 
     def call(
         self,
@@ -341,97 +281,6 @@ class Connection:
             inputs = frames_in(inputs, self.cached_model_metadata(model, version))
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
-    def stream(self, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",
-               parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> Any:
-        """Stream one request to a (decoupled) model: an iterator of ``InferResult``s, one per response.
-
-        Takes what ``infer`` takes. It ends at the request's final response; ``break``, ``.cancel()``
-        and Ctrl-C cancel it. ``timeout`` (seconds, default none) bounds the whole stream;
-        ``first_response_timeout`` and ``between_responses_timeout`` (default: the connection's timeout)
-        bound each wait. Raises ``StreamError`` for a failure inside the stream, ``DeadlineError`` for
-        a timeout; both carry ``received`` and ``request_id``. See ``easnb.streaming``.
-        """
-        from .streaming import open_call
-
-        return open_call(self, model, inputs, outputs=outputs, version=version, parameters=parameters,
-                         request_id=request_id, **options)
-
-    def open_stream(self, model: str, **options: Any) -> Any:
-        """Several requests on one stream: ``s.submit(inputs)`` returns each request's own stream.
-
-        ``options`` are ``stream``'s (``timeout`` and ``headers`` apply to the shared call);
-        use it as a context manager, leaving it cancels what is still running.
-        """
-        from .streaming import open_shared
-
-        return open_shared(self, model, **options)
-
-    def generate(self, model: str, prompt: str, **sampling: Any) -> Any:
-        """Generate text from a model that follows the vLLM or TensorRT-LLM conventions (``easnb.generate``).
-
-        Iterate the returned ``Generation`` for text pieces as they arrive; then ``.text``,
-        ``.finish_reason``, ``.tokens``, ``.time_to_first_token`` (s) and ``.inter_token_latencies`` (s).
-        """
-        from .generate import generate
-
-        return generate(self, model, prompt, **sampling)
-
-    def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:
-        """Score a whole DataFrame; the result is aligned with ``frame.index``.
-
-        Batches of ``batch_size`` rows, up to ``concurrency`` in flight on this one
-        channel, answers put back in order. See ``easnb.batch.infer_frame`` for
-        ``outputs``, ``retries``, ``retry_deadline``, ``progress``, ``errors``,
-        ``version``, ``timeout``, ``parameters``, ``headers`` and ``columns``.
-        Batches that fail raise ``BatchError`` (with ``.partial`` and ``.failures``),
-        or with ``errors="keep"`` come back as rows with an ``error`` column.
-        Ctrl-C cancels what is in flight.
-        """
-        from .batch import frame_plan, infer_frame
-
-        arguments.keywords(frame_plan, options, "infer_frame")
-        return infer_frame(self, model, frame, batch_size, concurrency, **options)
-
-    def model_statistics(self, model: str = "", version: str = "", timeout: float | None = None) -> Any:
-        """A list of ``ModelStatistics``, one per model version (all models when ``model`` is empty): counts
-        and cumulative nanoseconds per stage, as Triton's statistics extension reports them.
-
-        Raises ``UnimplementedError`` when the server does not offer it (KServe, MLServer),
-        ``NotFoundError`` for an unknown model. See ``easnb.statistics``.
-        """
-        from .statistics import model_statistics
-
-        return model_statistics(self, *arguments.model_call(model, version, timeout, None, "model"))
-
-    def load_test(self, target: Any, inputs: Any = None, **options: Any) -> Any:
-        """Throughput and latency at each level of load: a ``LoadReport`` with one row per level.
-
-        ``target`` is a model name or a unary method of ``conn.service(...)``; give ``concurrency=[...]``
-        (callers, closed loop) or ``rate=[...]`` (requests per second, open loop), ``seconds`` per level.
-        Raises ``LoadTestError`` for a sweep that cannot start. See ``easnb.loadtest.load_test``.
-
-        >>> conn.load_test("iris", {"features": x}, concurrency=[1, 4, 16], seconds=10).frame   # doctest: +SKIP
-        """
-        from .loadtest import load_test
-
-        return load_test(self, target, inputs, **options)
-
-    # -- any other service ----------------------------------------------------------------
-
-    def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> ServiceClient:
-        """A client for any gRPC service, with this connection's token, headers and errors.
-
-        ``service("pkg.Service")`` asks the server's reflection for it (no ``.proto``
-        needed); ``service("file.proto", "pkg.Service")`` compiles the file.
-
-        >>> greeter = conn.service("helloworld.GreeterService")   # doctest: +SKIP
-        >>> greeter.SayHello(name="World").message                # doctest: +SKIP
-        'Hello, World!'
-        """
-        from .services import ServiceClient, resolve
-
-        return ServiceClient(self, resolve(self, *arguments.service_call(proto_or_name, name, include)))
-
     def reflection(self) -> Reflection:
         """The server's reflection (asked once per connection); raises ``UnimplementedError`` without it."""
         if self._reflection is None:
@@ -498,9 +347,7 @@ class Connection:
         ``replaced_by`` names what to use instead, for the error a later call raises.
         """
         replaced_by = arguments.name_or_none(replaced_by, "replaced_by")
-        if not self._closed:
-            self._closed = True
-            self._replaced_by = replaced_by
+        if self._mark_closed(replaced_by):
             self._connectivity.close()
             if self._owns_channel:
                 self.channel.close()
@@ -516,29 +363,12 @@ class Connection:
         """Call ``callback()`` when this connection closes (a widget's status follows it that way)."""
         self._on_close = (*self._on_close, callback)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def __enter__(self) -> Connection:
         self.check_open()  # a closed connection is not entered again
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __reduce__(self) -> Any:
-        raise refuse_pickle("A Connection")
-
-    def __repr__(self) -> str:
-        settings = self.__dict__.get("settings")
-        if settings is None:
-            return "<Connection (not opened)>"
-        security = "TLS" if settings.endpoint.tls else "plaintext"
-        token = "token set" if settings.token is not None else "no token"
-        state = ", closed" if self._closed else ""
-        return f"<Connection {settings.endpoint.target} {security}, {token}, timeout {settings.timeout}s{state}>"
-
 
 def connect(
     endpoint: str | Endpoint | Settings | None = None,
