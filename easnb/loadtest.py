@@ -12,9 +12,7 @@ it was due, so a slow server cannot hide its queue by slowing the client down.
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +22,8 @@ import grpc
 import numpy as np
 
 from .errors import ClosedError, EasnbError
-from .loadreport import Level, LoadReport, client_limit, machine_load
+from .loadreport import Level, LoadReport, client_limit
+from .loadrun import HUNG_S, LevelRun, Record, closed_callers, code_of, summarise
 from .loadwork import LoadTestError, Workload, workload
 from .statistics import ModelStatistics, model_statistics, total
 
@@ -39,91 +38,38 @@ STATISTICS_WAIT = 5.0
 if TYPE_CHECKING:
     from .link import Link
 
-class _Thread:
-    """What one thread saw inside the measured window (closed loop: answered in it; open loop: due in it):
-    finish times, latencies, codes, how late open-loop requests left; answers and rows counted for throughput."""
-
-    __slots__ = ("finished", "latency", "codes", "late", "seen", "failed", "due", "answered", "answered_rows")
-
-    def __init__(self, due: bool = False) -> None:
-        self.due = due  # open loop: every request due inside the window counts, however late it ends
-        self.finished: list[float] = []
-        self.latency: list[float] = []
-        self.codes: list[str] = []
-        self.late: list[float] = []
-        self.seen = self.failed = 0  # every answer of the level, warm-up included: for the error rate
-        self.answered = self.answered_rows = 0  # successful answers inside the window, whenever sent: throughput
-
-    def keep(self, start: float, end: float, code: str, rows: int, window: tuple[float, float]) -> None:
-        self.seen += 1
-        if code != "OK":
-            self.failed += 1
-        elif window[0] <= end <= window[1]:
-            self.answered += 1
-            self.answered_rows += rows
-        # closed loop: the requests answered inside the window, however early they started (as perf_analyzer
-        # counts; those started in it alone would miss the ones in flight when it opened, which at high
-        # concurrency is most of them); open loop: the requests due inside it, however late they end
-        if (start >= window[0]) if self.due else (window[0] <= end <= window[1]):
-            self.finished.append(end)
-            self.latency.append(end - start)
-            self.codes.append(code)
+#: Up to this many callers a closed loop runs a thread each on the connection's sync channel, the cheapest
+#: per request in Python (a bare stub's path); above it, coroutines on the background grpc.aio loop, cheaper
+#: per request once many calls are in flight and without a thread per caller.
+THREADED_UP_TO = 8
 
 
-class _Level:
-    """One level's run: its threads' records, the stop flag, and the window that is measured."""
-
-    def __init__(self, window: tuple[float, float], due: bool = False) -> None:
-        self.window = window
-        self.due = due
-        self.stop = threading.Event()
-        self.threads: dict[int, _Thread] = {}
-        self.not_sent = 0
-        self.cpu = [0.0, 0.0]  # the process's CPU seconds when the window opened and closed
-
-    def mine(self) -> _Thread:
-        ident = threading.get_ident()
-        record = self.threads.get(ident)
-        if record is None:
-            record = self.threads.setdefault(ident, _Thread(self.due))
-        return record
-
-    def counts(self) -> tuple[int, int]:
-        records = list(self.threads.values())
-        return sum(r.seen for r in records), sum(r.failed for r in records)
-
-
-def _code(exc: grpc.RpcError) -> str:
-    code = exc.code() if hasattr(exc, "code") else None
-    return code.name if code is not None else "UNKNOWN"
-
-
-async def _closed_callers(run: _Level, stub: Any, work: Workload, callers: int, seconds: float | None, metadata: Any) -> None:
+async def _closed_callers(run: LevelRun, stub: Any, work: Workload, callers: int, seconds: float | None, metadata: Any) -> None:
     """``callers`` coroutines on the background loop, each sending its next request when the last is answered."""
     import asyncio
 
-    record = run.mine()
     n = len(work.requests)
-    turn = itertools.count()
 
-    async def caller() -> None:
+    async def caller(record: Record) -> None:
+        i = record.slot
         while not run.stop.is_set():
-            i = next(turn) % n
             start = time.perf_counter()
             if start >= run.window[1]:
                 return
             try:
-                await stub(work.requests[i], timeout=seconds, metadata=metadata)
-                code = "OK"
+                await stub(work.requests[i % n], timeout=seconds, metadata=metadata)
             except grpc.RpcError as exc:
-                code = _code(exc)
-            record.keep(start, time.perf_counter(), code, work.rows[i], run.window)
+                record.failures.append((len(record.starts), code_of(exc)))
+            record.ends.append(time.perf_counter())
+            record.starts.append(start)
+            i += callers
 
     # calls still in flight a second after the window (a hung server, no deadline) are cancelled
-    await _settle([asyncio.ensure_future(caller()) for _ in range(callers)], run.window[1] + 1.0, run)
+    tasks = [asyncio.ensure_future(caller(run.record(slot, callers))) for slot in range(callers)]
+    await _settle(tasks, run.window[1] + HUNG_S, run)
 
 
-async def _settle(tasks: Any, until: float, run: _Level) -> None:
+async def _settle(tasks: Any, until: float, run: LevelRun) -> None:
     """Wait for ``tasks`` until ``until`` (``perf_counter``) or the stop flag; cancel what is left."""
     import asyncio
 
@@ -136,22 +82,23 @@ async def _settle(tasks: Any, until: float, run: _Level) -> None:
         await asyncio.wait(pending, timeout=1.0)
 
 
-async def _open_sender(run: _Level, stub: Any, work: Workload, rate: float, begin: float, seconds: float | None,
+async def _open_sender(run: LevelRun, stub: Any, work: Workload, rate: float, begin: float, seconds: float | None,
                        metadata: Any, max_in_flight: int) -> None:
     """Send on schedule from the background loop (grpc.aio: cheap to start a call, so the schedule holds)."""
     import asyncio
 
-    record = run.mine()
+    record = run.record(indexed=True)
     n = len(work.requests)
     in_flight: set[Any] = set()
 
     async def one(due: float, i: int) -> None:
         try:
             await stub(work.requests[i], timeout=seconds, metadata=metadata)
-            code = "OK"
         except grpc.RpcError as exc:
-            code = _code(exc)
-        record.keep(due, time.perf_counter(), code, work.rows[i], run.window)
+            record.failures.append((len(record.starts), code_of(exc)))
+        record.ends.append(time.perf_counter())
+        record.index.append(i)  # type: ignore[union-attr]
+        record.starts.append(due)
 
     first, last = math.ceil((run.window[0] - begin) * rate), math.ceil((run.window[1] - begin) * rate)  # due in the window
     k = 0
@@ -194,31 +141,17 @@ def run_level(
     """One level: warm up, measure for ``seconds``, and summarise (``tick(elapsed)`` reports progress)."""
     metadata = conn.metadata
     begin = time.perf_counter()
-    run = _Level((begin + warmup, begin + warmup + seconds), due=mode == "rate")
-    # every call from the connection's background loop (grpc.aio): one thread, however many callers,
-    # so high concurrency costs no thread switching and the open loop's schedule holds
-    background = conn.background()
-    stub = background.stub(work.path)
-    if mode == "concurrency":
-        sender = _closed_callers(run, stub, work, int(level), timeout, metadata)
+    run = LevelRun((begin + warmup, begin + warmup + seconds), work.rows, due=mode == "rate")
+    if mode == "concurrency" and level <= THREADED_UP_TO:
+        # a thread per caller on the connection's sync channel: a bare stub's path, one timestamp pair a request
+        threads = closed_callers(run, conn.channel.unary_unary(work.path), work, int(level), timeout, metadata,
+                                 lambda: conn.closed)
     else:
-        sender = _open_sender(run, stub, work, float(level), begin, timeout, metadata, max_in_flight)
-    ended: list[BaseException] = []
-
-    def drive() -> None:  # the connection closed mid-level ends its loop: a stopped level, not a thread's traceback
-        try:
-            background.run(sender)
-        except Exception as exc:
-            ended.append(exc)
-            run.stop.set()
-
-    threads = [threading.Thread(target=drive, daemon=True)]
-    for thread in threads:
-        thread.start()
+        threads = [_on_background(conn, run, work, mode, level, begin, timeout, metadata, max_in_flight)]
     before = after = None
     reason = ""
     try:
-        while time.perf_counter() < run.window[1] and not cancel.is_set() and not ended:
+        while time.perf_counter() < run.window[1] and not cancel.is_set() and not run.ended:
             now = time.perf_counter()
             if not run.cpu[0] and now >= run.window[0]:
                 run.cpu[0] = time.process_time()
@@ -240,52 +173,50 @@ def run_level(
         run.stop.set()
         raise
     finally:
-        for thread in threads:  # callers stop at the window's end; the open loop's sender once the
-            thread.join()  # requests due in the window are answered
-    if ended:
-        reason = "stopped: the connection was closed" if conn.closed else f"stopped: {ended[0]}"
+        _join(threads, run, mode)
+    if run.ended:
+        reason = "stopped: the connection was closed" if conn.closed else f"stopped: {run.ended[0]}"
     if split and before is not None and mode == "rate":
         after = _snapshot(conn, work, timeout)
     server = after.since(before) if before is not None and after is not None else None
     if server is not None and any(c < 0 or ns < 0 for c, ns in server.durations.values()):
         server = None  # counters went backwards (the server restarted): no split rather than a wrong one
-    level = summarise(run, mode, level, measured, server, reason)
-    if level.server_ms and not sum(level.server_ms.values()) <= SPLIT_SLACK * level.mean_ms + 1.0:
-        level.server_ms = {}  # the server's time for a request is inside what the client measured around it
-        level.server_requests = 0
-    return level
+    result = summarise(run, mode, level, measured, server, reason)
+    if result.server_ms and not sum(result.server_ms.values()) <= SPLIT_SLACK * result.mean_ms + 1.0:
+        result.server_ms = {}  # the server's time for a request is inside what the client measured around it
+        result.server_requests = 0
+    return result
 
 
-def summarise(run: _Level, mode: str, level: float, seconds: float, server: ModelStatistics | None, reason: str) -> Level:
-    """A ``Level`` from what the threads recorded inside the window."""
-    records = list(run.threads.values())
-    codes = [c for r in records for c in r.codes]
-    latency = np.array([x for r in records for x in r.latency]) * 1000
-    finished = np.array([x for r in records for x in r.finished]) - run.window[0]
-    ok = np.array([c == "OK" for c in codes], dtype=bool)
-    errors: dict[str, int] = {}
-    for code in codes:
-        if code != "OK":
-            errors[code] = errors.get(code, 0) + 1
-    good = latency[ok] if len(latency) else latency
-    cpu = run.cpu[1] - run.cpu[0] if run.cpu[0] else 0.0
-    late = np.array([x for r in records for x in r.late]) * 1000
-    p = np.percentile(good, [50, 90, 95, 99]) if len(good) else [np.nan] * 4
-    order = np.argsort(finished - latency / 1000, kind="stable")  # by when each request started (or was due)
-    # throughput: the answers inside the window, whenever their requests were sent or due (open loop above
-    # capacity: answers to requests due in the warm-up fill the window; counting only those due in it said 1/s)
-    answered, answered_rows = sum(r.answered for r in records), sum(r.answered_rows for r in records)
-    return Level(
-        mode=mode, level=level, seconds=seconds, requests=len(codes), errors=errors,
-        infer_per_s=answered / seconds, rows_per_s=float(answered_rows) / seconds,
-        p50_ms=float(p[0]), p90_ms=float(p[1]), p95_ms=float(p[2]), p99_ms=float(p[3]),
-        max_ms=float(good.max()) if len(good) else float("nan"), mean_ms=float(good.mean()) if len(good) else float("nan"),
-        server_ms=server.per_request_ms() if server is not None else {},
-        server_requests=server.success if server is not None else 0,
-        client_cpu_us=cpu / max(1, len(codes)) * 1e6, client_busy=cpu / seconds,
-        late_p90_ms=float(np.percentile(late, 90)) if len(late) else 0.0, not_sent=run.not_sent,
-        stopped=reason, machine_load=machine_load(), cores=os.cpu_count() or 0, started_s=(finished - latency / 1000)[order], latency_ms=latency[order],
-    )
+def _on_background(conn: Link, run: LevelRun, work: Workload, mode: str, level: float, begin: float,
+                   timeout: float | None, metadata: Any, max_in_flight: int) -> threading.Thread:
+    """A thread driving the level's senders on the connection's background loop (grpc.aio: one thread however
+    many callers, so high concurrency costs no thread switching and the open loop's schedule holds)."""
+    background = conn.background()
+    stub = background.stub(work.path)
+    if mode == "concurrency":
+        sender = _closed_callers(run, stub, work, int(level), timeout, metadata)
+    else:
+        sender = _open_sender(run, stub, work, float(level), begin, timeout, metadata, max_in_flight)
+
+    def drive() -> None:  # the connection closed mid-level ends its loop: a stopped level, not a thread's traceback
+        try:
+            background.run(sender)
+        except Exception as exc:
+            run.end(exc)
+
+    thread = threading.Thread(target=drive, name="easnb-load", daemon=True)
+    thread.start()
+    return thread
+
+
+def _join(threads: list[threading.Thread], run: LevelRun, mode: str) -> None:
+    """Wait for the senders: closed-loop callers end at the window's end (their calls within ``HUNG_S`` of it),
+    the open loop's sender once the requests due in the window are answered. After a stop (Ctrl-C, Stop, the
+    error rate) a caller stuck in a call to a hung server is left to its deadline after a second."""
+    until = time.perf_counter() + 1.0 if run.stop.is_set() and mode == "concurrency" else None
+    for thread in threads:
+        thread.join(None if until is None else max(0.0, until - time.perf_counter()))
 
 
 def load_test(
