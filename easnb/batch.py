@@ -17,7 +17,8 @@ import numpy as np
 from . import log
 from .calls import DEFAULT, Ask, Plan, run_plan
 from .credentials import Headers
-from .errors import BatchError, EasnbError, TensorError, from_rpc_error, scrub  # noqa: F401 - BatchError importable from here
+from .errors import BatchError, EasnbError, TensorError, scrub  # noqa: F401 - BatchError importable from here
+from .rpc_errors import from_rpc_error
 from .inference import decode_response, encode_request
 from .tensors import Tensor
 

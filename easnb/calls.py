@@ -19,7 +19,8 @@ import grpc
 
 from . import _proto, log
 from ._proto import V2_SERVICE, method_path
-from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError, from_rpc_error
+from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError
+from .rpc_errors import from_rpc_error
 from .results import ModelMetadata, ServerMetadata, TensorMetadata
 
 

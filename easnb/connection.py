@@ -22,7 +22,8 @@ from .endpoint import Endpoint
 from .connection_base import BaseConnection
 from .connection_features import Features
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, run_plan  # noqa: F401 - re-exported
-from .errors import EasnbError, FrameInput, NotFoundError, from_rpc_error, scrub
+from .errors import EasnbError, FrameInput, NotFoundError, scrub
+from .rpc_errors import from_rpc_error
 from .fork import BoundedChannel, watch
 from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame

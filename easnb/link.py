@@ -7,7 +7,7 @@ connection hands itself to a feature). The members are public and documented her
 
 - ``settings``: the frozen ``Settings`` every channel is built from;
 - ``channel``: the connection's one gRPC channel (sync ``grpc.Channel`` or ``grpc.aio.Channel``);
-- ``error_context``: the keyword arguments ``errors.from_rpc_error`` takes to explain a failure here
+- ``error_context``: the keyword arguments ``rpc_errors.from_rpc_error`` takes to explain a failure here
   (target, TLS, VPC, token to redact, message limit, proxy);
 - ``metadata`` / ``metadata_for(headers)``: the call metadata (token and headers; its repr masks the token);
 - ``deadline(timeout)``: a call's timeout in seconds (the connection's for ``DEFAULT``);

@@ -25,7 +25,8 @@ from ._proto import load_pool
 from .arguments import server_call
 from .calls import DEFAULT
 from .credentials import Headers
-from .errors import EasnbError, NotFoundError, RequestError, UnimplementedError, from_rpc_error
+from .errors import EasnbError, NotFoundError, RequestError, UnimplementedError
+from .rpc_errors import from_rpc_error
 from .fork import MARGIN, Unanswered
 from .messages import build, serialize, to_json
 from .protoc import compile_descriptor_set

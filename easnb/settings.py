@@ -27,7 +27,8 @@ from . import arguments
 from .channel import Keepalive, channel_options
 from .credentials import CallMetadata, HeaderValue, Headers, Token, call_metadata, check_headers, parse_token
 from .endpoint import Endpoint, parse_endpoint
-from .errors import ArgumentError, EasnbError, error_context
+from .errors import ArgumentError, EasnbError
+from .rpc_errors import error_context
 from .redaction import redact
 
 __all__ = ["OPTIONS", "PrivateKey", "Settings", "check_options", "make_settings"]
@@ -111,7 +112,7 @@ class Settings:
         return tuple(i for i in self.interceptors if isinstance(i, grpc.aio.ClientInterceptor))
 
     def error_context(self) -> dict[str, Any]:
-        """Where calls happen, for ``errors.from_rpc_error`` (a fresh dict each time: callers add to it)."""
+        """Where calls happen, for ``rpc_errors.from_rpc_error`` (a fresh dict each time: callers add to it)."""
         return error_context(self.endpoint, self.token, self.max_message_bytes, self.channel_args)
 
     def credentials(self) -> grpc.ChannelCredentials | None:

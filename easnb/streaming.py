@@ -32,7 +32,8 @@ from google.protobuf.message import DecodeError
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
 from . import arguments
 from .calls import DEFAULT
-from .errors import DeadlineError, EasnbError, ServerError, StreamError, from_rpc_error, scrub
+from .errors import DeadlineError, EasnbError, ServerError, StreamError, scrub
+from .rpc_errors import from_rpc_error
 from . import wire
 from .inference import decode_response
 from .parameters import to_python

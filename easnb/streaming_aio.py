@@ -19,7 +19,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from .errors import DeadlineError, EasnbError, from_rpc_error, scrub
+from .errors import DeadlineError, EasnbError, scrub
+from .rpc_errors import from_rpc_error
 from .frames import frame_to_inputs, is_frame
 from .generate import Generation, build_inputs, split_options
 from .inference import encode_request

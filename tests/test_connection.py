@@ -189,7 +189,7 @@ def test_no_token_in_logs(demo: DemoServer, caplog: pytest.LogCaptureFixture) ->
 def test_server_that_echoes_the_token_is_redacted() -> None:
     import grpc
 
-    from easnb.errors import from_rpc_error
+    from easnb.rpc_errors import from_rpc_error
 
     class Fake(grpc.RpcError):
         def code(self) -> grpc.StatusCode:

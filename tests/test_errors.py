@@ -2,7 +2,7 @@ import grpc
 import pytest
 
 from easnb import errors
-from easnb.errors import from_rpc_error
+from easnb.rpc_errors import from_rpc_error
 
 pytestmark = pytest.mark.core
 

@@ -17,7 +17,7 @@ MAX_LINES = 420
 CIRCLE_BEING_REMOVED: frozenset[str] = frozenset()
 #: Modules still over the limit, to be split (others grow them as this is written, so their size is not
 #: pinned); a module split below the limit must leave this list.
-OVER_THE_LIMIT = frozenset({"easnb.errors", "easnb.streaming"})
+OVER_THE_LIMIT = frozenset({"easnb.streaming"})
 
 
 def modules() -> dict[str, Path]:
