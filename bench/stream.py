@@ -3,15 +3,22 @@
     python bench/stream.py            # NVIDIA Triton (PyTriton's tritonserver) with a decoupled model
     python bench/stream.py --quick    # a few requests each: only checks that it runs
 
-Run it with the Python that has tritonclient (``.cache/triton-venv/bin/python``, which .ci/run makes):
-the bare stub is tritonclient's generated ``GRPCInferenceServiceStub`` (grpc and protobuf classes,
-nothing else), and tritonclient's own ``start_stream`` callback API is a contender. The server is
-bench/stream_server.py's ``gen`` model, answering ``TOKENS`` one-word responses with no delay.
+Run it with the Python that has tritonclient (``.cache/triton-venv/bin/python``, which .ci/run makes).
+The server is bench/stream_server.py's ``gen`` model, answering ``TOKENS`` one-word responses with
+no delay. Contenders come in three groups, each measured against its own bare baseline, like for like:
 
-Per contender: the median time to first token (from the call to the first response with text) and
-its ratio to the bare stub's in the same rounds; the wall time per token after the first; and the
-client's CPU time per token (this process's, all threads), whose excess over the bare stub's is
-what the client adds to every token.
+- one call per request, sync: the bare stub is tritonclient's generated ``GRPCInferenceServiceStub``
+  (grpc and protobuf classes, nothing else) opening a ``ModelStreamInfer`` call per request, against
+  ``conn.stream`` and ``conn.generate``;
+- one call per request, asyncio: the same generated stub on a ``grpc.aio`` channel, against
+  ``easnb.aio``'s ``stream`` and ``generate``;
+- one long-lived stream, every request sent on it: the bare stub on one call fed from a queue,
+  against ``conn.open_stream(...).submit`` and tritonclient's ``start_stream`` callback API.
+
+Per contender: the median time to first token (from sending to the first response with text, so
+a long-lived stream's set-up is not counted) and its ratio to its baseline's in the same rounds;
+the wall time per token after the first; and the client's CPU time per token (this process's, all
+threads), whose excess over the baseline's is what the client adds to every token.
 """
 
 from __future__ import annotations
@@ -38,63 +45,114 @@ TOKENS = 64
 PROMPT = " ".join(f"w{i}" for i in range(TOKENS - 2))  # " You said: w0 ... w61." is TOKENS words
 SAMPLING = json.dumps({"max_tokens": TOKENS})
 Timing = tuple[float, float, int]  # (seconds to the first token, seconds for the whole request, tokens)
+SYNC, AIO, LONG = "one call per request", "one call per request, asyncio", "one long-lived stream"
+#: group -> its baseline, then the contenders measured against it
+GROUPS = {
+    SYNC: ("bare stub, call per request", "easnb conn.stream", "easnb conn.generate"),
+    AIO: ("bare grpc.aio stub, call per request", "easnb.aio stream", "easnb.aio generate"),
+    LONG: ("bare stub, one long-lived call", "easnb open_stream", "tritonclient start_stream"),
+}
 
 
 def machine() -> str:
     return f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
 
 
-def contenders(endpoint: str) -> dict[str, Callable[[], Timing]]:
-    """Each contender makes one request and returns its timing."""
+def counted(replies: Any, start: float) -> Timing:
+    """Time a request's replies (anything with a length counts as a token; the caller stops at the final one)."""
+    first, tokens = 0.0, 0
+    for _ in replies:
+        tokens += 1
+        first = first or time.perf_counter()
+    return first - start, time.perf_counter() - start, tokens
+
+
+def contenders(endpoint: str, loop: asyncio.AbstractEventLoop) -> tuple[dict[str, Callable[[], Timing]], Callable[[], None]]:
+    """Each contender makes one request and returns its timing; the second item closes what they opened."""
     import grpc
     import tritonclient.grpc as grpcclient
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    channel = grpc.insecure_channel(endpoint)
-    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
     bare_request = service_pb2.ModelInferRequest(model_name="gen")
     for name, value in (("text_input", PROMPT), ("sampling_parameters", SAMPLING)):
         tensor = bare_request.inputs.add(name=name, datatype="BYTES", shape=[1])
         tensor.contents.bytes_contents.append(value.encode())
     bare_request.parameters["triton_enable_empty_final_response"].bool_param = True
 
-    def bare() -> Timing:
-        start, first, tokens = time.perf_counter(), 0.0, 0
-        for reply in stub.ModelStreamInfer(iter((bare_request,))):
+    def tokens_of(replies: Any) -> Any:  # the bare contenders' reading: a token per reply with outputs, up to the final one
+        for reply in replies:
             response = reply.infer_response
             if response.outputs:
-                tokens += 1
-                first = first or time.perf_counter()
+                yield reply
             if response.parameters["triton_final_response"].bool_param:
-                break
-        return first - start, time.perf_counter() - start, tokens
+                return
+
+    channel = grpc.insecure_channel(endpoint)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+    def bare() -> Timing:
+        start = time.perf_counter()
+        return counted(tokens_of(stub.ModelStreamInfer(iter((bare_request,)))), start)
 
     conn = easnb.connect(endpoint, timeout=30)
     inputs = {"text_input": np.array([PROMPT.encode()], dtype=object), "sampling_parameters": np.array([SAMPLING.encode()], dtype=object)}
 
     def stream() -> Timing:
-        start, first, tokens = time.perf_counter(), 0.0, 0
-        for _ in conn.stream("gen", inputs):
-            tokens += 1
-            first = first or time.perf_counter()
-        return first - start, time.perf_counter() - start, tokens
+        start = time.perf_counter()
+        return counted(conn.stream("gen", inputs), start)
 
     def generate() -> Timing:
-        start, first, tokens = time.perf_counter(), 0.0, 0
-        for _ in conn.generate("gen", PROMPT, max_tokens=TOKENS):
+        start = time.perf_counter()
+        return counted(conn.generate("gen", PROMPT, max_tokens=TOKENS), start)
+
+    # asyncio: channels belong to the loop they are made in
+    async def aio_open() -> tuple[Any, Any, Any]:
+        achannel = grpc.aio.insecure_channel(endpoint)
+        return achannel, service_pb2_grpc.GRPCInferenceServiceStub(achannel), easnb.aio.connect(endpoint, timeout=30)
+
+    achannel, astub, aconn = loop.run_until_complete(aio_open())
+
+    async def a_counted(replies: Any, start: float) -> Timing:
+        first, tokens = 0.0, 0
+        async for _ in replies:
             tokens += 1
             first = first or time.perf_counter()
         return first - start, time.perf_counter() - start, tokens
 
-    loop = asyncio.new_event_loop()
-    aconn = easnb.aio.connect(endpoint, timeout=30)
+    async def a_tokens_of(call: Any) -> Any:
+        async for reply in call:
+            response = reply.infer_response
+            if response.outputs:
+                yield reply
+            if response.parameters["triton_final_response"].bool_param:
+                return
+
+    async def a_bare() -> Timing:
+        start = time.perf_counter()
+        return await a_counted(a_tokens_of(astub.ModelStreamInfer(iter((bare_request,)))), start)
 
     async def a_stream() -> Timing:
-        start, first, tokens = time.perf_counter(), 0.0, 0
-        async for _ in await aconn.stream("gen", inputs):
-            tokens += 1
-            first = first or time.perf_counter()
-        return first - start, time.perf_counter() - start, tokens
+        start = time.perf_counter()
+        return await a_counted(await aconn.stream("gen", inputs), start)
+
+    async def a_generate() -> Timing:
+        start = time.perf_counter()
+        return await a_counted(aconn.generate("gen", PROMPT, max_tokens=TOKENS), start)
+
+    # one long-lived stream each, opened before the rounds
+    sends: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    long_call = stub.ModelStreamInfer(iter(sends.get, None))
+
+    def bare_long() -> Timing:
+        start = time.perf_counter()
+        sends.put(bare_request)
+        return counted(tokens_of(long_call), start)  # the call is its own iterator: each request reads on from it
+
+    shared = conn.open_stream("gen", timeout=None)
+
+    def open_stream() -> Timing:
+        start = time.perf_counter()
+        return counted(shared.submit(inputs), start)
 
     client = grpcclient.InferenceServerClient(endpoint)
     arrivals: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -119,13 +177,25 @@ def contenders(endpoint: str) -> dict[str, Callable[[], Timing]]:
             if response.parameters["triton_final_response"].bool_param:
                 return first - start, when - start, tokens
 
-    return {
-        "bare generated stub": bare,
-        "easnb conn.stream": stream,
-        "easnb conn.generate": generate,
-        "easnb.aio stream": lambda: loop.run_until_complete(a_stream()),
-        "tritonclient start_stream": tritonclient_callback,
-    }
+    def close() -> None:
+        sends.put(None)
+        long_call.cancel()
+        shared.close()
+        client.stop_stream()
+        client.close()
+        conn.close()
+        channel.close()
+
+        async def aio_close() -> None:
+            await aconn.close()
+            await achannel.close()
+
+        loop.run_until_complete(aio_close())
+
+    calls = [bare, stream, generate, lambda: loop.run_until_complete(a_bare()), lambda: loop.run_until_complete(a_stream()),
+             lambda: loop.run_until_complete(a_generate()), bare_long, open_stream, tritonclient_callback]
+    names = [name for group in GROUPS.values() for name in group]
+    return dict(zip(names, calls)), close
 
 
 def run(contenders: dict[str, Callable[[], Timing]], rounds: int, warmup: int = 3) -> dict[str, dict[str, list[float]]]:
@@ -133,7 +203,7 @@ def run(contenders: dict[str, Callable[[], Timing]], rounds: int, warmup: int = 
     for call in contenders.values():
         for _ in range(warmup):
             call()
-    out = {name: {"ttft": [], "per_token": [], "cpu_per_token": []} for name in contenders}
+    out: dict[str, dict[str, list[float]]] = {name: {"ttft": [], "per_token": [], "cpu_per_token": []} for name in contenders}
     for i in range(rounds):
         names = list(contenders)
         names = names[i % len(names):] + names[: i % len(names)]  # a different one goes first each round
@@ -148,28 +218,49 @@ def run(contenders: dict[str, Callable[[], Timing]], rounds: int, warmup: int = 
     return out
 
 
-def report(results: dict[str, dict[str, list[float]]]) -> None:
-    base = {k: statistics.median(v) for k, v in results["bare generated stub"].items()}
-    print(f"{'contender':28} {'TTFT us':>9} {'x bare':>7} {'wall/token us':>14} {'client CPU/token us':>20} {'over bare':>10}")
-    for name, figures in results.items():
-        m = {k: statistics.median(v) for k, v in figures.items()}
-        print(f"{name:28} {m['ttft']:9.0f} {m['ttft'] / base['ttft']:7.3f} {m['per_token']:14.1f} "
-              f"{m['cpu_per_token']:20.1f} {m['cpu_per_token'] - base['cpu_per_token']:+10.1f}")
+def medians(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per contender: its medians, and its TTFT ratio to and CPU per token over its group's baseline."""
+    m = {name: {k: statistics.median(v) for k, v in figures.items()} for name, figures in results.items()}
+    for base, *others in GROUPS.values():
+        for name in (base, *others):
+            m[name]["x_base"] = m[name]["ttft"] / m[base]["ttft"]
+            m[name]["cpu_over_base"] = m[name]["cpu_per_token"] - m[base]["cpu_per_token"]
+    return m
+
+
+def report(m: dict[str, dict[str, float]]) -> None:
+    for group, names in GROUPS.items():
+        print(f"\n{group} (each against {names[0]!r})")
+        print(f"{'contender':38} {'TTFT us':>9} {'x base':>7} {'wall/token us':>14} {'client CPU/token us':>20} {'over base':>10}")
+        for name in names:
+            f = m[name]
+            print(f"{name:38} {f['ttft']:9.0f} {f['x_base']:7.3f} {f['per_token']:14.1f} {f['cpu_per_token']:20.1f} "
+                  f"{f['cpu_over_base']:+10.1f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few requests each: only checks that it runs")
     parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--json", type=Path, help="also write the medians to this file")
     args = parser.parse_args()
     from stream_server import stream_server
 
     with stream_server() as (endpoint, _):
         print(f"Triton (PyTriton) decoupled model on {endpoint}: {TOKENS} tokens a request, no delay")
         print(machine())
-        results = run(contenders(endpoint), 2 if args.quick else args.rounds, 1 if args.quick else 3)
-        report(results)
+        loop = asyncio.new_event_loop()
+        calls, close = contenders(endpoint, loop)
+        try:
+            results = run(calls, 2 if args.quick else args.rounds, 1 if args.quick else 3)
+        finally:
+            close()
+            loop.close()
+        m = medians(results)
+        report(m)
         print(machine())
+        if args.json:
+            args.json.write_text(json.dumps({"load": os.getloadavg(), "rounds": args.rounds, "medians": m}, indent=1))
     return 0
 
 

@@ -12,6 +12,13 @@ pytestmark = pytest.mark.timeout(600)
 def test_stream_bench_runs_against_triton() -> None:
     pytriton_ready()
     out = run_bench("bench/stream.py", "--quick")
-    for contender in ("bare generated stub", "easnb conn.stream", "easnb conn.generate", "easnb.aio stream", "tritonclient start_stream"):
-        assert contender in out
+    groups = out.split("\n\n")[1:]  # one table per group, each contender against its own baseline
+    assert [g.splitlines()[0].split(" (")[0] for g in groups] == ["one call per request", "one call per request, asyncio",
+                                                                  "one long-lived stream"]
+    for group, contenders in zip(groups, (("bare stub, call per request", "easnb conn.stream", "easnb conn.generate"),
+                                          ("bare grpc.aio stub, call per request", "easnb.aio stream", "easnb.aio generate"),
+                                          ("bare stub, one long-lived call", "easnb open_stream", "tritonclient start_stream"))):
+        rows = group.splitlines()[2:5]
+        assert [r[:38].strip() for r in rows] == list(contenders)
+        assert rows[0].split()[-4] == "1.000" and rows[0].split()[-1] == "+0.0"  # the baseline against itself
     assert "TTFT us" in out and "client CPU/token us" in out and "machine:" in out
