@@ -45,7 +45,7 @@ class Features:
         ``options`` are ``stream``'s (``timeout`` and ``headers`` apply to the shared call);
         use it as a context manager, leaving it cancels what is still running.
         """
-        from .streaming import open_shared
+        from .shared_stream import open_shared
 
         return open_shared(self, model, **options)
 

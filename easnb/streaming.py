@@ -3,7 +3,7 @@
 >>> for result in conn.stream("textgen", {"text_input": np.array([b"hi"], object)}):  # doctest: +SKIP
 ...     print(result["text_output"])
 >>> with conn.open_stream("textgen") as s:                     # doctest: +SKIP
-...     a, b = s.submit(inputs_a), s.submit(inputs_b)          # each iterates its own responses
+...     a, b = s.submit(inputs_a), s.submit(inputs_b)          # each its own responses (easnb.shared_stream)
 
 Two servers speak it differently, told apart by their server metadata (``flavour=`` overrides):
 
@@ -19,8 +19,6 @@ A stream keeps ``responses`` and their ``arrivals`` (``time.perf_counter()`` sec
 
 from __future__ import annotations
 
-import itertools
-import queue
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -46,7 +44,7 @@ from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 PATH = method_path(V2_SERVICE, "ModelStreamInfer")
 SHOWN, DETAILS = 2000, 65536  # an in-stream error's characters in the message, and kept in details
 FLAVOURS = ("triton", "mlserver")
-_END = object()
+END = object()  # what a stream's next message is when the call ended cleanly
 
 
 def server_flavour(name: str) -> str:
@@ -139,9 +137,10 @@ class Stream:
         self.finished = False  # the final response (or the end of the call) arrived
         self.cancelled = False
         self._started = False
+        self.token: Any = None  # the token the request was sent with (a ``Token``: its repr is masked), to redact
 
     # -- what a subclass provides --------------------------------------------------------
-    def _next_message(self) -> Any:  # bytes, or _END when the call ended cleanly
+    def _next_message(self) -> Any:  # bytes, or END when the call ended cleanly
         raise NotImplementedError
 
     def _cancel_call(self) -> None:
@@ -162,7 +161,7 @@ class Stream:
         try:
             while not self.finished:
                 data = self._next_message()
-                if data is _END:
+                if data is END:
                     self.finished = not self.cancelled  # a cancelled request ends without its final response
                     return
                 self.arrivals.append(self._arrival())
@@ -176,7 +175,7 @@ class Stream:
             self._cancel_call()  # a reply easnb could not read leaves the call open: end it too
             if isinstance(exc, ServerError) and "not a valid" in exc.message and self.reader.flavour == "triton":
                 exc.hint = f"{exc.hint} {MAYBE_MLSERVER}"
-            scrub(exc, token_of(self))  # a reply's names and ids may quote the token
+            scrub(exc, self.token)  # a reply's names and ids may quote the token
             if not hasattr(exc, "received"):
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise
@@ -229,14 +228,6 @@ def not_triton(result: InferResult) -> InferResult:
     return result
 
 
-def token_of(stream: Any) -> Any:
-    """The token a stream (or one request's share of a shared stream) was sent with, or None."""
-    context = getattr(stream, "_context", None)
-    if context is None:  # one request's share of a shared stream: its owner's connection
-        context = getattr(getattr(getattr(stream, "_owner", None), "conn", None), "error_context", None) or {}
-    return context.get("token")
-
-
 def received(stream: Any, data: bytes) -> tuple[InferResult | None, bool]:
     """One message of ``stream`` (sync or asyncio) read: (its response, kept in ``stream.responses``, or
     None; whether it is the request's final one). An error the server put in the stream is raised."""
@@ -251,7 +242,7 @@ def received(stream: Any, data: bytes) -> tuple[InferResult | None, bool]:
 
 def in_stream_error(stream: Any, result: InferResult | None, final: bool, error: str) -> StreamError:
     """The ``StreamError`` for an ``error_message`` reply (the token redacted): the id on the wire, and what came before."""
-    error = redact(error, token_of(stream))[:DETAILS]
+    error = redact(error, stream.token)[:DETAILS]
     shown = error if len(error) <= SHOWN else f"{error[:SHOWN]}... ({len(error)} characters: see error.details)"
     return StreamError(
         f"{stream.model} failed inside the stream (request id {stream.request_id!r}) after "
@@ -269,6 +260,7 @@ class CallStream(Stream):
         super().__init__(reader, request_id, first_timeout, between_timeout)
         conn.check_open()
         self._context = {**conn.error_context, "timeout": timeout}
+        self.token = self._context.get("token")
         # unary-stream on the bidirectional method: one message, then the half-close, with no sending thread
         self.sent_at = time.perf_counter()  # time to first response counts the sending too
         self._call = conn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=metadata)
@@ -302,7 +294,7 @@ class CallStream(Stream):
             return next(self._call)
         except StopIteration:
             self._ended.set()
-            return _END
+            return END
         except grpc.RpcError as exc:
             self._ended.set()
             if self._timed_out:
@@ -313,7 +305,7 @@ class CallStream(Stream):
                     code=grpc.StatusCode.DEADLINE_EXCEEDED,
                 )
             elif self.cancelled and exc.code() == grpc.StatusCode.CANCELLED:
-                return _END
+                return END
             else:
                 error = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
         raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
@@ -330,174 +322,6 @@ class CallStream(Stream):
             self._call.add_done_callback(lambda _: self._ended.set())  # at once if the call has ended
         else:
             self._ended.set()
-
-
-class QueuedStream(Stream):
-    """One request's share of a shared stream: its messages arrive through a queue."""
-
-    _arrived: float  # perf_counter() when the reader thread took the latest message
-
-    def __init__(self, owner: OpenStream, reader: Reader, request_id: str, first_timeout: float | None,
-                 between_timeout: float | None) -> None:
-        super().__init__(reader, request_id, first_timeout, between_timeout)
-        self._owner = owner
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-    def _next_message(self) -> Any:
-        limit, name = (
-            (self.between_responses_timeout, "between_responses_timeout") if self.arrivals
-            else (self.first_response_timeout, "first_response_timeout")
-        )
-        try:
-            item = self.queue.get(timeout=limit)
-        except queue.Empty:
-            self._owner.forget(self.request_id)
-            raise DeadlineError(
-                f"{self.model} sent no response within {name}={limit:g} s (request id {self.request_id!r}).",
-                code=grpc.StatusCode.DEADLINE_EXCEEDED,
-            ) from None
-        if isinstance(item, EasnbError):
-            raise item
-        if item is _END:
-            return item
-        data, self._arrived = item
-        return data
-
-    def _arrival(self) -> float:
-        return self._arrived  # stamped by the reader thread, not when this request's reader got to it
-
-    def _cancel_call(self) -> None:
-        # Triton has no per-request cancel on a shared stream: stop listening; cancel() the whole stream to stop it
-        self._owner.forget(self.request_id)
-
-
-class OpenStream:
-    """Several requests on one stream, each caller reading only its own responses (by request id).
-
-    ``submit(...)`` takes what ``conn.stream`` takes and returns a ``Stream``. Against MLServer,
-    whose calls carry one request each, every ``submit`` opens its own call behind the same API.
-    Close it (``with``, or ``close()``) to cancel what is still running.
-    """
-
-    def __init__(self, conn: Any, model: str, flavour: str, options: dict[str, Any]) -> None:
-        self.conn, self.model, self.flavour, self.options = conn, model, flavour, options
-        self._ids = itertools.count()
-        self._waiting: dict[str, QueuedStream] = {}
-        self._lock = threading.Lock()
-        self._calls: list[Stream] = []
-        self._closed = False
-        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._call: Any = None
-        self._failure: EasnbError | None = None
-
-    def submit(self, inputs: Any, outputs: Any = None, parameters: Mapping[str, Any] | None = None,
-               request_id: str = "", **options: Any) -> Stream:
-        """Send one request on this stream; its own responses come from the returned ``Stream``."""
-        if self._closed:
-            raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
-        merged = {**self.options, **options}
-        request_id = request_id or f"easnb-{next(self._ids)}"
-        shared_parameters = merged.pop("parameters", None)
-        parameters = shared_parameters if parameters is None else parameters
-        if self.flavour == "mlserver":
-            call = open_call(self.conn, self.model, inputs, outputs=outputs, parameters=parameters,
-                             request_id=request_id, flavour="mlserver", **merged)
-            self._calls.append(call)
-            return call
-        version, raw, copy, as_str = (merged.pop(k, d) for k, d in (("version", ""), ("raw", True), ("copy", False),
-                                                                     ("bytes_as_str", False)))
-        _, inputs, outputs, version, request_id, _ = checked(self.conn, self.model, inputs, outputs, version, parameters,
-                                                             request_id, None, merged.pop("headers", None), raw, copy, as_str)
-        merged.pop("timeout", None)
-        first, between = idle_limits(self.conn, merged)
-        data = self.conn.encode_infer(self.model, inputs, outputs, version, request_parameters("triton", parameters),
-                                      request_id, raw)
-        reader = Reader("triton", self.model, copy, as_str)
-        stream = QueuedStream(self, reader, request_id, first, between)
-        with self._lock:
-            if request_id in self._waiting:
-                raise EasnbError(f"Request id {request_id!r} is already in flight on this stream.",
-                                 hint="Give each request its own id, or leave request_id empty for one to be made.")
-            if self._failure is not None:
-                raise self._failure
-            self._waiting[request_id] = stream
-        if self._call is None:
-            self._start(self.options)
-        stream.sent_at = time.perf_counter()
-        self._requests.put(data)
-        return stream
-
-    def _start(self, options: dict[str, Any]) -> None:
-        self.conn.check_open()
-        timeout = arguments.seconds(options.get("timeout"), "timeout")
-        timeout = self.conn.timeout if timeout is DEFAULT else timeout
-        metadata = self.conn.metadata_for(options.get("headers"))
-        context = {**self.conn.error_context, "timeout": timeout}
-        self._call = self.conn.channel.stream_stream(PATH)(iter(self._requests.get, _END), timeout=timeout, metadata=metadata)
-        threading.Thread(target=self._dispatch, args=(context,), name="easnb-stream-reader", daemon=True).start()
-
-    def _dispatch(self, context: dict[str, Any]) -> None:
-        try:
-            for data in self._call:
-                error, inner = decode_stream_response(data)
-                request_id, final = _id_and_final(inner)
-                with self._lock:
-                    stream = self._waiting.get(request_id)
-                    if stream is not None and (final or error):
-                        del self._waiting[request_id]
-                if stream is not None:
-                    stream.queue.put((data, time.perf_counter()))
-            failure: EasnbError = EasnbError("The server ended the stream before these requests' final responses.",
-                                             hint="The server's logs say why.")
-        except grpc.RpcError as exc:
-            failure = from_rpc_error(exc, method="ModelStreamInfer", **context)
-        except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
-            failure = exc
-            self._call.cancel()
-        with self._lock:
-            self._failure = failure if not self._closed else None
-            waiting, self._waiting = list(self._waiting.values()), {}
-        for stream in waiting:
-            if self._closed:  # close() cut these requests short: they end cancelled, not finished
-                stream.cancelled = True
-            stream.queue.put(_END if self._closed else failure)
-
-    def forget(self, request_id: str) -> None:
-        with self._lock:
-            self._waiting.pop(request_id, None)
-
-    def close(self) -> None:
-        """Cancel whatever is still in flight and end the stream."""
-        if self._closed:
-            return
-        self._closed = True
-        for stream in self._calls:
-            stream.cancel()
-        if self._call is not None:
-            self._requests.put(_END)
-            self._call.cancel()
-
-    cancel = close
-
-    def __enter__(self) -> OpenStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<OpenStream {self.model} ({self.flavour}), {len(self._waiting)} requests waiting{', closed' if self._closed else ''}>"
-
-
-def _id_and_final(inner: Any) -> tuple[str, bool]:
-    """A reply's request id and final flag (the tensors are read later, by the request's own stream)."""
-    try:
-        head = ModelInferResponse.FromString(bytes(inner))
-    except DecodeError:
-        raise ServerError("The server's stream reply holds no valid ModelInferResponse.",
-                          hint="The server, or something between it and you, sent a corrupt message.") from None
-    final = head.parameters.get(FINAL)
-    return head.id, final is not None and final.bool_param
 
 
 def idle_limits(conn: Any, options: Mapping[str, Any]) -> tuple[float | None, float | None]:
@@ -544,9 +368,3 @@ def open_call(conn: Any, model: str, inputs: Any, *, outputs: Any = None, versio
     metadata = conn.metadata_for(headers)
     return CallStream(conn, data, Reader(flavour, model, copy, bytes_as_str), request_id, timeout=timeout,
                       first_timeout=first, between_timeout=between, metadata=metadata)
-
-
-def open_shared(conn: Any, model: str, flavour: str | None = None, **options: Any) -> OpenStream:
-    """``Connection.open_stream``: see there."""
-    model = arguments.text(model, "model")
-    return OpenStream(conn, model, flavour_of(conn, flavour), options)

@@ -25,7 +25,7 @@ from .frames import frame_to_inputs, is_frame
 from .generate import Generation, build_inputs, split_options
 from .inference import encode_request
 from .results import InferResult
-from .streaming import PATH, Reader, check_flavour, checked, idle_limits, received, request_parameters, server_flavour, token_of
+from .streaming import PATH, Reader, check_flavour, checked, idle_limits, received, request_parameters, server_flavour
 
 
 def _task_cancelling() -> bool:
@@ -41,6 +41,7 @@ class AsyncStream:
         self._call, self.reader, self.model, self.request_id = call, reader, reader.model, request_id
         self.first_response_timeout, self.between_responses_timeout = first, between
         self._context = context
+        self.token = context.get("token")  # to redact (a ``Token``: its repr is masked)
         self.responses: list[InferResult] = []
         self.arrivals: list[float] = []
         self.sent_at = time.perf_counter()
@@ -101,7 +102,7 @@ class AsyncStream:
         except EasnbError as exc:
             self.finished = True
             self._call.cancel()  # a reply easnb could not read leaves the call open: end it too
-            scrub(exc, token_of(self))  # a reply's names and ids may quote the token
+            scrub(exc, self.token)  # a reply's names and ids may quote the token
             if not hasattr(exc, "received"):
                 exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise
