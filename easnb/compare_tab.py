@@ -26,7 +26,7 @@ from .perf_calls import saved_data, summary
 from .widgets import Background, ConnectionWidget, connection_of
 
 
-class CompareTab(w.VBox):
+class CompareTab(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Model A on this connection against model B (here, or on the endpoint connected below)."""
 
     def __init__(self, source: Any, models: list[str] | None = None, history: History | None = None,

@@ -46,7 +46,7 @@ def _worker_connection(settings: Settings, token_env: str) -> Connection:
         holder: Any = get_worker()
     except (ImportError, ValueError):  # not on a distributed worker: keep it on the thread
         holder = threading.current_thread()
-    cache = holder.__dict__.setdefault("_easnb_connections", {})
+    cache: dict[Any, Connection] = holder.__dict__.setdefault("_easnb_connections", {})
     try:
         key: Any = (hash(settings), settings, token_env)
     except TypeError:  # an unhashable raw option: one connection per settings object
@@ -99,4 +99,6 @@ def infer_partitions(
     if meta is None:
         sample = ddf.head(1, compute=True)
         meta = score_partition(sample, settings, model, token_env, timeout, **options).iloc[:0]
-    return ddf.map_partitions(score_partition, settings, model, token_env, timeout, meta=meta, **options)
+    scored: dd.DataFrame = ddf.map_partitions(  # type: ignore[no-untyped-call]  # dask leaves map_partitions unannotated
+        score_partition, settings, model, token_env, timeout, meta=meta, **options)
+    return scored

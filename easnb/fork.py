@@ -93,7 +93,7 @@ def rebuild(conn: Forkable) -> tuple[Any, ...]:
     return conn.after_fork()
 
 
-class Unanswered(grpc.RpcError):
+class Unanswered(grpc.RpcError):  # type: ignore[misc]  # grpcio ships no type hints
     """A call that gRPC did not end by its deadline (its timers did not survive the fork)."""
 
     def __init__(self, seconds: float) -> None:
@@ -152,7 +152,7 @@ class _Deferred:
         return getattr(self._get(), name)
 
 
-class BoundedChannel(grpc.Channel):
+class BoundedChannel(grpc.Channel):  # type: ignore[misc]  # grpcio ships no type hints
     """A forked child's sync channel: opened on its first call, not inside the fork handler (gRPC's
     state is not ready there: opening channels in ``after_in_child`` crashed the child now and then),
     and its calls with one reply are ``BoundedUnary``."""

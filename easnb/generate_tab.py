@@ -61,7 +61,7 @@ def stats_html(g: Generation, stopped: bool = False) -> Markup:
     )
 
 
-class GenerateInspector(w.VBox):
+class GenerateInspector(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Prompt, sampling controls, Generate and Stop; the text appears as it is generated.
 
     ``generation`` is the last ``Generation``; ``history`` holds every one made here.
@@ -144,7 +144,8 @@ class GenerateInspector(w.VBox):
             summary = f"prompt {prompt[:40]!r}" + ("\u2026" if len(prompt) > 40 else "")
 
             def run() -> Generation:
-                g = self.generation = conn.generate(model, prompt, **sampling)
+                g: Generation = conn.generate(model, prompt, **sampling)
+                self.generation = g
                 if self._stopped:
                     g.cancel()
                 shown = 0.0
@@ -168,8 +169,10 @@ class GenerateInspector(w.VBox):
 def replay_generation(history: History, call: Call, conn: Any) -> Generation:
     """A recorded generation made again on ``conn`` (recorded as a new call), waited for."""
     r = call.request
-    return history.record(conn, "generate", r["model"], call.summary, r,
-                          lambda: conn.generate(r["model"], r["prompt"], version=r.get("version", ""), **r["sampling"]).finish())
+    generation: Generation = history.record(
+        conn, "generate", r["model"], call.summary, r,
+        lambda: conn.generate(r["model"], r["prompt"], version=r.get("version", ""), **r["sampling"]).finish())
+    return generation
 
 
 def generative(conn: Any, model: str) -> bool:

@@ -134,7 +134,8 @@ class History:
 
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
-        return getattr(codegen, flavour)(self.calls[index])
+        text: str = getattr(codegen, flavour)(self.calls[index])
+        return text
 
 
 def _inputs_from(saved: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ current connection at every call, so a reconnect never leaves them broken.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from . import widgets as _widgets  # noqa: F401, I001 - first, for its message when ipywidgets is missing
@@ -24,11 +25,14 @@ from .markup import Markup, html
 from .model_forms import example_text, model_box, model_names, parse_values
 from .results import InferResult, ModelMetadata
 from .tensors import Tensor
-from .widgets import Background, connection_of, light, lights
+from .widget_status import light, lights
+from .widgets import Background, connection_of
 
 
-class _Form(w.VBox):
+class _Form(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """A form whose button runs work in the background and shows the answer or the error."""
+
+    children: Sequence[Any]  # the VBox's widgets (a tuple once set); ipywidgets ships no type hints
 
     def __init__(self, controls: list[w.Widget], label: str) -> None:
         self.button = w.Button(description=label, button_style="primary")
@@ -91,7 +95,7 @@ class ModelInspector(_Form):
         self.history = history if history is not None else History()
         self.model_field = model_box(source, model, models)
         self.version_field = w.Text(placeholder="latest", description="Version")
-        self.model_field.observe(lambda change: change["new"] and self.run(), names="value")
+        self.model_field.observe(lambda change: self.run() if change["new"] else None, names="value")
         super().__init__([self.model_field, self.version_field], "Show")
         if model:
             self.run()
@@ -130,7 +134,7 @@ class InferInspector(_Form):
         self.meta: ModelMetadata | None = None
         self.boxes: dict[str, w.Textarea] = {}
         self.model_field = model_box(source, model, models)
-        self.model_field.observe(lambda change: change["new"] and self.load(), names="value")
+        self.model_field.observe(lambda change: self.load() if change["new"] else None, names="value")
         example = w.Button(description="Example", tooltip="fill every input with a valid sample")
         example.on_click(lambda _: self.fill_example())
         self.version_field = w.Text(placeholder="latest", description="Version")

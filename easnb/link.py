@@ -69,6 +69,9 @@ class BaseLink(Protocol):
     def check_open(self) -> None: ...
 
     @property
+    def closed(self) -> bool: ...
+
+    @property
     def service(self) -> Callable[..., Any]: ...
 
 

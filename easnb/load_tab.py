@@ -25,7 +25,7 @@ from .widgets import Background, connection_of
 SOURCES = ("Example", "Infer form", "DataFrame", "Prompt (streaming model)")
 
 
-class DataPicker(w.HBox):
+class DataPicker(w.HBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Where a tab's data comes from: the model's Example, the Infer tab's form, or a DataFrame variable."""
 
     def __init__(self, source: Any, infer_form: Any = None, prompt: bool = True) -> None:
@@ -83,7 +83,7 @@ def levels_of(text: str) -> list[float]:
     return values
 
 
-class LoadTab(w.VBox):
+class LoadTab(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Sweep levels of load on a model; each finished level adds a row and a point to the chart."""
 
     def __init__(self, source: Any, models: list[str] | None = None, history: History | None = None,

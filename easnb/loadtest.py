@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from .errors import ClosedError, EasnbError
+from .errors import ClosedError, EasnbError, LoadTestError
 from .loadreport import Level, LoadReport, client_limit
 from .loadrun import HUNG_S, LevelRun, Record, closed_callers, code_of, summarise
-from .loadwork import LoadTestError, Workload, workload
+from .loadwork import Workload, workload
 from .statistics import ModelStatistics, model_statistics, total
 
 #: Below this many requests a level's error rate does not stop it.

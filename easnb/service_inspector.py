@@ -69,7 +69,7 @@ def value_of(field: Any, control: w.Widget) -> tuple[bool, Any]:
     return bool(value), value
 
 
-class ServiceInspector(w.VBox):
+class ServiceInspector(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Call any method of one service from a form; ``inspector.replies`` holds the last answer as JSON.
 
     ``source`` is a ``Connection`` or a ``ConnectionWidget`` (its current connection is
@@ -128,7 +128,8 @@ class ServiceInspector(w.VBox):
     def request(self) -> dict[str, Any]:
         """The request the form describes, as proto3 JSON (checked against the descriptor)."""
         fields = {f.name: f for f in self.method.request_class.DESCRIPTOR.fields}
-        data, oneofs = {}, {}
+        data: dict[str, Any] = {}
+        oneofs: dict[str, str] = {}
         for name, control in self.controls.items():
             is_set, value = value_of(fields[name], control)
             if not is_set:

@@ -139,7 +139,7 @@ def connection_of(source: Any) -> Connection:
     return source
 
 
-class ConnectionWidget(w.VBox):
+class ConnectionWidget(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Connect to a service from a form; ``widget.connection`` is the live ``Connection``.
 
     Fields prefill from ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``. Connect runs in the

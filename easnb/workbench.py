@@ -26,7 +26,7 @@ from .widget_status import STYLE, Follow
 from .widgets import ConnectionWidget, connection_of
 
 
-class HistoryView(w.VBox):
+class HistoryView(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """The session's calls: a table with latency percentiles; replay one, or copy it as code.
 
     The newest call is selected as calls arrive, unless you picked an older one (picking the
@@ -89,7 +89,8 @@ class HistoryView(w.VBox):
         except Exception as exc:
             self.code.value = ""  # never an older call's code beside this selection
             self.output.value = error_html(exc)
-        return self.code.value
+        code: str = self.code.value
+        return code
 
     def replay(self) -> None:
         try:
@@ -101,7 +102,7 @@ class HistoryView(w.VBox):
             self.output.value = error_html(exc)
 
 
-class Workbench(w.VBox):
+class Workbench(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """``inspect(...)``: Server, Model, Infer, Service and History tabs for what the endpoint speaks.
 
     Given a ``ConnectionWidget``, it says "press Connect" until the widget connects,
@@ -183,7 +184,7 @@ class Workbench(w.VBox):
             Follow(conn, header, show)
 
 
-class ServicesPage(w.VBox):
+class ServicesPage(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Pick one of the server's services (from reflection), or load one from a ``.proto``; its form below."""
 
     def __init__(self, source: Any, found: Any, history: History) -> None:
@@ -196,7 +197,7 @@ class ServicesPage(w.VBox):
         load = w.Button(description="Load")
         load.on_click(lambda _: self.show(self.name_field.value.strip(), self.proto_field.value.strip() or None))
         self.body = w.VBox()
-        self.picker.observe(lambda change: change["new"] and self.show(change["new"]), names="value")
+        self.picker.observe(lambda change: self.show(change["new"]) if change["new"] else None, names="value")
         manual = w.Accordion([w.VBox([self.proto_field, self.name_field, load])], selected_index=None if found.services else 0)
         manual.set_title(0, "From a .proto file")
         super().__init__([self.picker, manual, self.body] if found.services else [manual, self.body])

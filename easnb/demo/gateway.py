@@ -30,7 +30,7 @@ GATEWAY_REFUSED = "easnb gateway refused the call: "
 BACKEND_REFUSED = "the backend behind the easnb gateway refused the call: "
 
 
-class _Proxy(grpc.GenericRpcHandler):
+class _Proxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio ships no type hints
     def __init__(self, backend: grpc.Channel, token: str, backend_token: str) -> None:
         self._backend = backend
         self._token = token

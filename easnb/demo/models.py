@@ -58,7 +58,8 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, steps: int = 500, ra
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def iris() -> Model:

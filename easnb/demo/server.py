@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from concurrent import futures
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -78,7 +78,7 @@ def greeter_handler() -> grpc.GenericRpcHandler:
     )
 
 
-class TokenInterceptor(grpc.ServerInterceptor):
+class TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpcio ships no type hints
     """Refuses every call whose metadata lacks ``authorization: Bearer <token>``."""
 
     def __init__(self, token: str) -> None:
@@ -102,6 +102,9 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
 def format_endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+S = TypeVar("S", bound="Served")
 
 
 class Served:
@@ -129,7 +132,7 @@ class Served:
         """``host:port`` to give ``easnb.connect``."""
         return format_endpoint(self.host, self.port)
 
-    def start(self) -> Served:
+    def start(self: S) -> S:
         if not self._started:
             self._server.start()
             self._started = True
@@ -142,7 +145,7 @@ class Served:
         """Block until the server stops."""
         self._server.wait_for_termination()
 
-    def __enter__(self) -> Served:
+    def __enter__(self: S) -> S:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
