@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from triton import triton_server  # noqa: E402
 
+from easnb.loadreport import Level  # noqa: E402
+
 CACHE = ROOT / ".cache" / "perf_analyzer"
 WHEELS = {"tritonclient[all]==2.41.0": "tritonclient-2.41.0.data/data/bin/perf_analyzer",
           "nvidia-cuda-runtime-cu12": "nvidia/cuda_runtime/lib/libcudart.so.12"}
@@ -133,13 +135,13 @@ def bare_stub(endpoint: str, concurrency: int, seconds: float, warmup: float) ->
             "cpu_us": cpu / max(1, len(inside)) * 1e6, "cpu": cpu / seconds}
 
 
-def close_to(level: object, reference: dict[str, float]) -> bool:
+def close_to(level: Level, reference: dict[str, float]) -> bool:
     """load_test at most 10% behind ``reference``: infer/s at least 0.9 of it, p50 at most 1.1 times it
     (ahead of it is no sign of a bottleneck in the generator)."""
     return level.infer_per_s >= 0.9 * reference["infer_per_s"] and level.p50_ms <= 1.1 * reference["p50_ms"]
 
 
-def judge(pa: dict[str, float], stub: dict[str, float], level: object) -> str:
+def judge(pa: dict[str, float], stub: dict[str, float], level: Level) -> str:
     """The level's verdict: met beside perf_analyzer, or, where load_test flags its own client CPU as the
     limit (or perf_analyzer is saturated), beside the bare Python stub; "MISS" otherwise."""
     saturated = pa["cpu"] >= SATURATED

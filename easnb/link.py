@@ -83,6 +83,9 @@ class Link(BaseLink, Protocol):
     def background(self) -> Any: ...
 
     @property
+    def closed(self) -> bool: ...
+
+    @property
     def infer(self) -> Callable[..., Any]: ...
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,11 @@ class Record:
     __slots__ = ("starts", "ends", "failures", "index", "late", "slot", "step")
 
     def __init__(self, slot: int = 0, step: int = 1, indexed: bool = False) -> None:
-        self.starts: list[float] = []
-        self.ends: list[float] = []
+        self.starts = array("d")  # 8 bytes a request, no float object kept
+        self.ends = array("d")
         self.failures: list[tuple[int, str]] = []
-        self.index: list[int] | None = [] if indexed else None
-        self.late: list[float] = []
+        self.index = array("q") if indexed else None
+        self.late = array("d")
         self.slot, self.step = slot, step
 
 
@@ -130,9 +131,9 @@ def summarise(run: LevelRun, mode: str, level: float, seconds: float, server: Mo
     n = max(1, len(run.rows))
     for r in list(run.records):
         m = len(r.starts)  # appended last: senders still running (abandoned at a stop) add nothing seen here
-        starts.append(np.asarray(r.starts[:m], dtype=float))
-        ends.append(np.asarray(r.ends[:m], dtype=float))
-        index.append(np.asarray(r.index[:m], dtype=np.int64) if r.index is not None else (r.slot + r.step * np.arange(m)) % n)
+        starts.append(np.array(r.starts[:m], dtype=float))  # a slice is a copy: a sender still appending is not held
+        ends.append(np.array(r.ends[:m], dtype=float))
+        index.append(np.array(r.index[:m], dtype=np.int64) if r.index is not None else (r.slot + r.step * np.arange(m)) % n)
         failed = np.zeros(m, dtype=bool)
         code = np.full(m, "OK", dtype=object)
         for position, name in list(r.failures):
@@ -157,7 +158,7 @@ def summarise(run: LevelRun, mode: str, level: float, seconds: float, server: Mo
     order = np.argsort(started, kind="stable")
     requests = int(counted.sum())
     cpu = run.cpu[1] - run.cpu[0] if run.cpu[0] else 0.0
-    late = np.concatenate([np.asarray(r.late) for r in run.records]) * 1000 if run.records else np.zeros(0)
+    late = np.concatenate([np.array(r.late[:], dtype=float) for r in run.records]) * 1000 if run.records else np.zeros(0)
     p = np.percentile(good, [50, 90, 95, 99]) if len(good) else [np.nan] * 4
     return Level(
         mode=mode, level=level, seconds=seconds, requests=requests, errors=errors,
