@@ -19,20 +19,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_connect import _connection, read_headers, read_token  # noqa: F401 - read_* used by other commands
+from .cli_connect import connection_from, read_headers, read_token  # noqa: F401 - read_* used by other commands
 from .errors import EasnbError, NotFoundError, UsageError
 from .terminal import visible, visible_json
 
 
 def wait(args: argparse.Namespace) -> int:
-    with _connection(args) as conn:
+    with connection_from(args) as conn:
         state = conn.wait_until_ready(args.model, timeout=args.wait)  # a line per change on stderr when not a terminal
     print(visible(f"{conn.endpoint.target}: {state}"))
     return 0
 
 
 def ping(args: argparse.Namespace) -> int:
-    with _connection(args) as conn:
+    with connection_from(args) as conn:
         meta = conn.server_metadata()
         print(f"endpoint: {conn.endpoint.target}")
         print(f"live: {conn.live()}")
@@ -43,7 +43,7 @@ def ping(args: argparse.Namespace) -> int:
 
 
 def metadata(args: argparse.Namespace) -> int:
-    with _connection(args) as conn:
+    with connection_from(args) as conn:
         meta = conn.model_metadata(args.model, args.version)
         ready = conn.model_ready(args.model, args.version)
     print(visible(f"model: {meta.name}  versions: {', '.join(meta.versions) or '-'}  platform: {meta.platform or '-'}  ready: {ready}"))
@@ -65,7 +65,7 @@ def infer(args: argparse.Namespace) -> int:
     if not isinstance(given, dict):
         raise EasnbError(f"--inputs must be a JSON object of input name -> values, not a JSON {type(given).__name__}.",
                          hint='Give e.g. \'{"TEXT": ["hello"]}\'.')
-    with _connection(args) as conn:
+    with connection_from(args) as conn:
         meta = conn.cached_model_metadata(args.model, args.version)
         inputs = {}
         for name, value in given.items():
@@ -88,7 +88,7 @@ def infer(args: argparse.Namespace) -> int:
 
 
 def list_services(args: argparse.Namespace) -> int:
-    with _connection(args) as conn:
+    with connection_from(args) as conn:
         if not args.service:
             print("\n".join(visible(name) for name in conn.services()))  # as conn.services(): health listed, reflection itself not
             return 0
@@ -100,7 +100,7 @@ def list_services(args: argparse.Namespace) -> int:
 def describe(args: argparse.Namespace) -> int:
     from .reflection import describe as text
 
-    with _connection(args) as conn:
+    with connection_from(args) as conn:
         print("\n".join(visible(line) for line in text(conn.reflection().symbol(args.symbol)).splitlines()))
     return 0
 
@@ -125,7 +125,7 @@ def _call(args: argparse.Namespace) -> int:
     if not service_name:
         raise UsageError(f"{args.method!r} is not SERVICE/METHOD, e.g. helloworld.GreeterService/SayHello.")
     requests = read_requests(args.data)
-    with _connection(args) as conn:
+    with connection_from(args) as conn:
         client = ServiceClient(conn, _descriptor(conn, service_name, args))
         if method_name not in client.methods:
             near = difflib.get_close_matches(method_name, list(client.methods), n=1)
@@ -331,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=infer)
     from .cli_perf import add_commands  # load and compare
 
-    add_commands(sub, client, _connection, read_token, token_options)
+    add_commands(sub, client, connection_from, read_token, token_options)
     from .cli_stream import register
 
     register(client)

@@ -46,7 +46,8 @@ def read_headers(pairs: Sequence[str] | None) -> dict[str, str]:
     return headers
 
 
-def _connection(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def connection_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The connection a command's ``--endpoint``, token, ``--timeout``, ``--header`` and ``--keepalive`` ask for."""
     keepalive = Keepalive(time_s=args.keepalive) if args.keepalive else Keepalive()
     return connect(
         args.endpoint, token=read_token(args), timeout=args.timeout, headers=read_headers(args.header), keepalive=keepalive

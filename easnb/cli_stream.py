@@ -77,10 +77,10 @@ def _interruptible(run: Callable[[], int]) -> int:
 
 
 def stream(args: argparse.Namespace) -> int:
-    from .cli_connect import _connection
+    from .cli_connect import connection_from
 
     def run() -> int:
-        with _connection(args) as conn:
+        with connection_from(args) as conn:
             inputs = typed_inputs(conn, args.model, args.version, args.inputs)
             parameters = dict(_param(p) for p in args.parameter or ())
             responses = conn.stream(args.model, inputs, version=args.version, parameters=parameters,
@@ -101,7 +101,7 @@ def stream(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from .cli_connect import _connection
+    from .cli_connect import connection_from
 
     sampling = dict(_param(p) for p in args.param or ())
     from .generate import STREAM_OPTIONS  # generate's own flags and stream options: a --param would collide
@@ -112,7 +112,7 @@ def generate(args: argparse.Namespace) -> int:
                      "Use --max-tokens, --temperature, --version and --max-time for those.")
 
     def run() -> int:
-        with _connection(args) as conn:
+        with connection_from(args) as conn:
             g = conn.generate(args.model, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
                               version=args.version, timeout=args.max_time, **sampling)
             started = time.perf_counter()

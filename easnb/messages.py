@@ -189,9 +189,9 @@ def serialize(message: Message, where: str) -> bytes:
 
 def field_list(descriptor: Any) -> str:
     """``name (string), n (int32), ...``: the fields a message takes."""
-    from .reflection import _field_type
+    from .reflection import field_type
 
-    return ", ".join(f"{f.name} ({_field_type(f).lstrip('.')})" for f in descriptor.fields) or "none"
+    return ", ".join(f"{f.name} ({field_type(f).lstrip('.')})" for f in descriptor.fields) or "none"
 
 
 def _path_text(path: list[Any]) -> str:

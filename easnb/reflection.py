@@ -304,12 +304,13 @@ def is_repeated(field: Any) -> bool:
     return bool(flag) if flag is not None else field.label == 3
 
 
-def _field_type(field: Any, in_map: bool = False) -> str:
+def field_type(field: Any, in_map: bool = False) -> str:
+    """A field's type as a .proto file writes it (``map<k, v>`` for a map field)."""
     if field.message_type is not None:
         entry = field.message_type
         parts = entry.fields_by_name
         if entry.GetOptions().map_entry and not in_map and "key" in parts and "value" in parts:  # one level: a server's
-            return f"map<{_field_type(parts['key'], True)}, {_field_type(parts['value'], True)}>"  # entries may loop
+            return f"map<{field_type(parts['key'], True)}, {field_type(parts['value'], True)}>"  # entries may loop
         return f".{entry.full_name}"
     if field.enum_type is not None:
         return f".{field.enum_type.full_name}"
@@ -331,10 +332,10 @@ def describe(descriptor: Any) -> str:
     lines = [f"{descriptor.full_name} is a message:", f"message {descriptor.name} {{"]
     oneofs = {f.name: o.name for o in descriptor.oneofs for f in o.fields if not o.name.startswith("_")}
     for field in descriptor.fields:
-        repeated = is_repeated(field) and not _field_type(field).startswith("map<")
+        repeated = is_repeated(field) and not field_type(field).startswith("map<")
         prefix = "repeated " if repeated else ""
         where = f"  // oneof {oneofs[field.name]}" if field.name in oneofs else ""
-        lines.append(f"  {prefix}{_field_type(field)} {field.name} = {field.number};{where}")
+        lines.append(f"  {prefix}{field_type(field)} {field.name} = {field.number};{where}")
     return "\n".join([*lines, "}"])
 
 

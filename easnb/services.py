@@ -115,7 +115,7 @@ class Method:
     """One method: unary or streaming, called with a message, a dict, or keyword fields."""
 
     def __init__(self, connection: Any, descriptor: Any, aio: bool = False, find: Any = None) -> None:
-        self._connection = connection
+        self.connection = connection
         self._find = find
         self.descriptor = descriptor
         self.path = f"/{descriptor.containing_service.full_name}/{descriptor.name}"
@@ -197,7 +197,7 @@ class Method:
         timeout = server_call(timeout, headers)
         if self._aio:
             return self._acall(request, timeout, headers, fields)
-        conn = self._connection
+        conn = self.connection
         messages = self._requests(request, fields)
         stream = messages if isinstance(messages, RequestStream) else None
         metadata = conn.metadata_for(headers)
@@ -219,7 +219,7 @@ class Method:
         return Replies(answer, self, conn.deadline(timeout), stream)
 
     async def _acall(self, request: Any, timeout: Any, headers: Headers | None, fields: dict[str, Any]) -> Any:
-        conn: AsyncLink = self._connection
+        conn: AsyncLink = self.connection
         messages = self._requests(request, fields)
         stream = messages if isinstance(messages, RequestStream) else None
 
@@ -252,7 +252,7 @@ class Replies:
         self._call.cancel()
 
     def __iter__(self) -> Iterator[Message]:
-        conn = self._method._connection
+        conn = self._method.connection
         iterator = iter(self._call)
         while True:
             try:

@@ -1,6 +1,7 @@
 """The house has no circles and no oversized rooms: the import graph of easnb/ (every import,
 at module level, inside functions or under TYPE_CHECKING) is acyclic, and no module is much over
-the ~400 lines the style asks for."""
+the ~400 lines the style asks for; and no module reaches into another's underscored names or
+another object's underscored state."""
 
 from __future__ import annotations
 
@@ -122,3 +123,39 @@ def test_no_module_over_the_limit() -> None:
     assert not over, f"modules over {MAX_LINES} lines: {over}"
     split = {name for name in OVER_THE_LIMIT if sizes.get(name, 0) <= MAX_LINES}
     assert not split, f"no longer over the limit (take them off the list): {sorted(split)}"
+
+
+#: Underscored names reached from outside, each for a reason: IPython's display protocol, and the standard
+#: library's and grpc's own (easnb's rule is about easnb's modules, which never do it).
+FOREIGN_PRIVATE = {
+    "_repr_html_": "IPython's display protocol: a widget shows another value's HTML",
+    "_getframe": "sys._getframe: the caller's frame, for a warning's stack level",
+    "_server": "grpc's own: the demo's launcher gives its server's threads names",
+    "_Server": "grpc's own: the demo's launcher gives its server's threads names",
+}
+
+
+def reaches(text: str) -> list[tuple[int, str]]:
+    """Where ``text`` imports another module's underscored name, or reads an underscored attribute of
+    anything but ``self`` or ``cls`` (another object's internal state): (line, name)."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            names = [node.attr]
+        else:
+            continue
+        found += [(node.lineno, n) for n in names if n.startswith("_") and not n.startswith("__") and n not in {*FOREIGN_PRIVATE, "_proto"}]
+    return found
+
+
+def test_the_check_sees_reaches_of_every_kind() -> None:
+    text = "from .x import _y, z\nfrom . import _proto\nconn._cache.get(1)\nself._mine\nvalue._repr_html_()\n"
+    assert reaches(text) == [(1, "_y"), (3, "_cache")]
+
+
+def test_nothing_reaches_into_another_module_or_object() -> None:
+    found = [f"{path.name}:{line} {name}" for module, path in modules().items() if not module.startswith("easnb._proto")
+             for line, name in reaches(path.read_text(encoding="utf-8"))]
+    assert not found, "underscored state reached from outside: " + ", ".join(found)

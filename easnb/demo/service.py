@@ -121,7 +121,7 @@ class V2Service:
             self.stats[request.model_name].record(clock.stages, first[0] if first else 1, ok)
 
     def _infer(self, model: Model, request: Any, raws: list[memoryview], clock: Clock) -> bytes:
-        arrays, datatypes = self._inputs(model, request, raws)
+        arrays, datatypes = self.inputs_of(model, request, raws)
         clock.lap("compute_input")
         if "delay_ms" in request.parameters:  # for trying timeouts: wait before answering
             time.sleep(max(0.0, float(to_python(request.parameters["delay_ms"]) or 0)) / 1000)
@@ -150,7 +150,8 @@ class V2Service:
         head = reply.SerializeToString(deterministic=True)
         return wire.join(head, wire.RAW_OUTPUT_FIELD, buffers) if use_raw else head
 
-    def _inputs(self, model: Model, request: Any, raws: list[memoryview]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    def inputs_of(self, model: Model, request: Any, raws: list[memoryview]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """A request's inputs as arrays, with their datatypes, checked against ``model``."""
         name = model.metadata.name
         if raws and len(raws) != len(request.inputs):
             raise Abort(

@@ -60,7 +60,7 @@ def responses(service: V2Service, data: bytes, stop: threading.Event) -> Iterato
             set_parameters(reply.parameters, {FINAL: True})
             yield encode_stream_response(reply.SerializeToString())
             return
-        arrays, _ = service._inputs(model, request, raws)
+        arrays, _ = service.inputs_of(model, request, raws)
         datatypes = {t.name: t.datatype for t in request.inputs}
         parameters = {k: to_python(v) for k, v in request.parameters.items()}
         for item in model.stream(arrays, datatypes, parameters):

@@ -160,7 +160,7 @@ class ServiceConfig:
         config["metadata"] = metadata
         if self.mounts:
             config["storage"] = [m.to_dict() for m in self.mounts]
-        return _merge(config, self.extra)
+        return merge(config, self.extra)
 
     def to_json(self, indent: int = 4) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -274,11 +274,12 @@ def _difference(data: dict[str, Any], modelled: dict[str, Any]) -> dict[str, Any
     return extra
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, nested dicts key by key (a copy: neither is changed)."""
     merged = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged

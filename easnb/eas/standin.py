@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .config import ServiceConfig
-from .config import _merge as merge
+from .config import merge
 from .signature import AccessKey, Refused, Verifier
 from .standin_http import Server, handler
 
