@@ -83,9 +83,6 @@ class Link(BaseLink, Protocol):
     def background(self) -> Any: ...
 
     @property
-    def closed(self) -> bool: ...
-
-    @property
     def infer(self) -> Callable[..., Any]: ...
 
     @property
