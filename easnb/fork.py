@@ -24,6 +24,12 @@ itself (``os.register_at_fork``, no cost on the hot path):
 Objects inherited from the parent (old channels, loops) are kept, never closed nor
 collected: their clean-up would call into the parent's gRPC state.
 
+What no client can mend: a gRPC *server* in the forking process (the embedded demo started in the
+notebook itself) keeps threads inside gRPC at every fork, and then a child crashes now and then
+inside gRPC (measured: 2 of 12 runs of tests/test_fork.py, an abseil mutex check; none of 26 with
+the server in another process). There, use the ``spawn`` start method, or run the demo with
+``python -m easnb demo`` in a terminal.
+
 >>> isinstance(MARGIN, float)
 True
 """
