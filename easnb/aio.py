@@ -32,10 +32,14 @@ from .results import InferResult, ModelMetadata, ServerMetadata
 from .settings import Settings, check_options, make_settings, settings_of
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .connection import Connection
     from .discovery import Discovery
     from .reflection import Reflection
     from .repository import ModelIndex
+    from .services import ServiceClient
+    from .streaming_aio import AsyncGeneration, AsyncStream
 
 
 
@@ -187,14 +191,14 @@ class AsyncConnection(BaseConnection):
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
 
     async def stream(self, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",
-                     parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> Any:
+                     parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> AsyncStream:
         """As ``Connection.stream``: ``async for result in await conn.stream(...)`` (``easnb.streaming_aio``)."""
         from .streaming_aio import open_call
 
         return await open_call(self, model, inputs, outputs=outputs, version=version, parameters=parameters,
                                request_id=request_id, **options)
 
-    def generate(self, model: str, prompt: str, **sampling: Any) -> Any:
+    def generate(self, model: str, prompt: str, **sampling: Any) -> AsyncGeneration:
         """As ``Connection.generate``: ``async for piece in conn.generate(...)``; sent when the loop starts."""
         from .streaming_aio import generate
 
@@ -244,7 +248,7 @@ class AsyncConnection(BaseConnection):
 
         return await arun_plan(self, discover_plan(self.endpoint.target, self.has_token))
 
-    async def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:
+    async def infer_frame(self, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> pd.DataFrame:
         """As ``Connection.infer_frame``: the batches go on this connection's channel, in this loop."""
         from .batch import frame_plan
 
@@ -276,7 +280,7 @@ class AsyncConnection(BaseConnection):
 
     # -- any other service ----------------------------------------------------------------
 
-    async def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> Any:
+    async def service(self, proto_or_name: str | Path, name: str | None = None, include: tuple[str | Path, ...] = ()) -> ServiceClient:
         """As ``Connection.service``, with coroutine methods: ``await (await conn.service("pkg.Service")).Method(...)``.
 
         Server-streaming methods return an async iterator of replies.

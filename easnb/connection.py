@@ -35,6 +35,7 @@ __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
 
 if TYPE_CHECKING:
     from .discovery import Discovery
+    from .loop import BackgroundLoop
     from .reflection import Reflection
     from .repository import ModelIndex
     from .services import ServiceClient
@@ -71,7 +72,7 @@ class Connection(Features, BaseConnection):
         self._owns_channel = channel is None
         self.channel = settings.open_channel() if channel is None else channel
         self._connectivity = log.ConnectivityLog(self.channel, settings.endpoint.target)  # INFO: lost, connected again
-        self._background: Any = None
+        self._background: BackgroundLoop | None = None
         self._background_lock = threading.Lock()
         self._closed = False
         self._reflection: Any = None
@@ -330,7 +331,7 @@ class Connection(Features, BaseConnection):
         self.open_stubs()
         return old
 
-    def background(self) -> Any:
+    def background(self) -> BackgroundLoop:
         """This connection's background event loop with its own grpc.aio channel (made on first use)."""
         with self._background_lock:
             self.check_open()

@@ -17,7 +17,14 @@ from .link import Link
 from .scrubbing import scrubbing
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from .generate import Generation
+    from .loadreport import LoadReport
     from .services import ServiceClient
+    from .shared_stream import OpenStream
+    from .statistics import ModelStatistics
+    from .streaming import CallStream
 
 
 @scrubbing()
@@ -25,7 +32,7 @@ class Features:
     """``Connection``'s streams, generation, ``infer_frame``, statistics, load tests and ``service``."""
 
     def stream(self: Link, model: str, inputs: Inputs | Any, outputs: Outputs = None, version: str = "",
-               parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> Any:
+               parameters: Mapping[str, Any] | None = None, request_id: str = "", **options: Any) -> CallStream:
         """Stream one request to a (decoupled) model: an iterator of ``InferResult``s, one per response.
 
         Takes what ``infer`` takes. It ends at the request's final response; ``break``, ``.cancel()``
@@ -39,7 +46,7 @@ class Features:
         return open_call(self, model, inputs, outputs=outputs, version=version, parameters=parameters,
                          request_id=request_id, **options)
 
-    def open_stream(self: Link, model: str, **options: Any) -> Any:
+    def open_stream(self: Link, model: str, **options: Any) -> OpenStream:
         """Several requests on one stream: ``s.submit(inputs)`` returns each request's own stream.
 
         ``options`` are ``stream``'s (``timeout`` and ``headers`` apply to the shared call);
@@ -49,7 +56,7 @@ class Features:
 
         return open_shared(self, model, **options)
 
-    def generate(self: Link, model: str, prompt: str, **sampling: Any) -> Any:
+    def generate(self: Link, model: str, prompt: str, **sampling: Any) -> Generation:
         """Generate text from a model that follows the vLLM or TensorRT-LLM conventions (``easnb.generate``).
 
         Iterate the returned ``Generation`` for text pieces as they arrive; then ``.text``,
@@ -59,7 +66,7 @@ class Features:
 
         return generate(self, model, prompt, **sampling)
 
-    def infer_frame(self: Link, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> Any:
+    def infer_frame(self: Link, model: str, frame: Any, batch_size: int = 1024, concurrency: int = 8, **options: Any) -> pd.DataFrame:
         """Score a whole DataFrame; the result is aligned with ``frame.index``.
 
         Batches of ``batch_size`` rows, up to ``concurrency`` in flight on this one
@@ -75,7 +82,7 @@ class Features:
         arguments.keywords(frame_plan, options, "infer_frame")
         return infer_frame(self, model, frame, batch_size, concurrency, **options)
 
-    def model_statistics(self: Link, model: str = "", version: str = "", timeout: float | None = None) -> Any:
+    def model_statistics(self: Link, model: str = "", version: str = "", timeout: float | None = None) -> list[ModelStatistics]:
         """A list of ``ModelStatistics``, one per model version (all models when ``model`` is empty): counts
         and cumulative nanoseconds per stage, as Triton's statistics extension reports them.
 
@@ -86,7 +93,7 @@ class Features:
 
         return model_statistics(self, *arguments.model_call(model, version, timeout, None, "model"))
 
-    def load_test(self: Link, target: Any, inputs: Any = None, **options: Any) -> Any:
+    def load_test(self: Link, target: Any, inputs: Any = None, **options: Any) -> LoadReport:
         """Throughput and latency at each level of load: a ``LoadReport`` with one row per level.
 
         ``target`` is a model name or a unary method of ``conn.service(...)``; give ``concurrency=[...]``
