@@ -13,7 +13,7 @@ from typing import Any
 
 from .calls import DEFAULT
 from .channel import Keepalive, refuse_pickle
-from .credentials import CallMetadata, Headers
+from .credentials import CallMetadata, HeaderValue, Headers
 from .endpoint import Endpoint
 from .errors import ClosedError
 from .metadata import ModelMetadata
@@ -58,7 +58,7 @@ class BaseConnection:
         return self.settings.retries
 
     @property
-    def headers(self) -> dict[str, Any]:
+    def headers(self) -> dict[str, HeaderValue]:
         return dict(self.settings.headers)
 
     @property
