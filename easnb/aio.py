@@ -9,7 +9,6 @@ Jupyter already runs an event loop, so use ``await`` in a cell (never ``asyncio.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,16 +19,16 @@ import grpc.aio
 
 from . import _proto, arguments
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, arun_plan, is_unknown_model, model_metadata_from
-from .connection_base import BaseConnection
+from .connection_base import BaseConnection, connect_settings
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
-from .errors import EasnbError, EndpointError, FrameInput
+from .errors import EasnbError, FrameInput
 from .fork import aio_usable, note_aio
 from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata
-from .settings import Settings, check_options, make_settings, settings_of
+from .settings import Settings, settings_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -344,15 +343,4 @@ def connect(
     """As ``easnb.connect``, for ``await``: endpoint and token default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``;
     ``connect(settings)`` uses another connection's settings (``conn.settings``)."""
     channel = options.pop("channel", None)
-    if isinstance(endpoint, Settings):
-        return AsyncConnection(endpoint, token, channel=channel, **options)
-    endpoint = endpoint or os.environ.get("EASNB_ENDPOINT")
-    if not endpoint:
-        raise EndpointError("No endpoint was given and EASNB_ENDPOINT is not set.")
-    token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
-    if problem is not None:
-        raise problem
-    arguments.keywords(make_settings, options, "connect")
-    check_options(options)
-    settings = make_settings(endpoint, token, timeout, **options)
-    return AsyncConnection(settings, channel=channel)
+    return AsyncConnection(connect_settings("AsyncConnection", endpoint, token, timeout, options), channel=channel)

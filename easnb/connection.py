@@ -10,7 +10,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -19,7 +18,7 @@ from . import _proto, arguments, log
 from .channel import Keepalive
 from .credentials import Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
-from .connection_base import BaseConnection
+from .connection_base import BaseConnection, connect_settings
 from .connection_features import Features
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, run_plan  # noqa: F401 - re-exported
 from .errors import EasnbError, FrameInput, NotFoundError, scrub
@@ -29,7 +28,7 @@ from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
-from .settings import Settings, check_options, make_settings, settings_of
+from .settings import Settings, settings_of
 
 __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
 
@@ -391,22 +390,4 @@ def connect(
     >>> conn = connect("http://name.123.cn-hangzhou.pai-eas.aliyuncs.com/", token="...")  # doctest: +SKIP
     """
     channel = options.pop("channel", None)
-    if isinstance(endpoint, Settings):
-        return Connection(endpoint, token, channel=channel, **options)
-    if endpoint is None:
-        endpoint = os.environ.get("EASNB_ENDPOINT")
-        if not endpoint:
-            from .errors import EndpointError
-
-            raise EndpointError(
-                "No endpoint was given and EASNB_ENDPOINT is not set.",
-                hint="Pass connect('host:port', token=...) or set EASNB_ENDPOINT; "
-                "for a local try, start the demo: python -m easnb demo.",
-            )
-    token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
-    if problem is not None:
-        raise problem
-    arguments.keywords(make_settings, options, "connect")
-    check_options(options)
-    settings = make_settings(endpoint, token, timeout, **options)
-    return Connection(settings, channel=channel)
+    return Connection(connect_settings("Connection", endpoint, token, timeout, options), channel=channel)

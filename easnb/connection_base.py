@@ -9,16 +9,39 @@ executors add only their channel and the calls that send.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .calls import DEFAULT
 from .channel import Keepalive, refuse_pickle
-from .credentials import CallMetadata, HeaderValue, Headers
+from .credentials import CallMetadata, HeaderValue, Headers, Token, parse_token
 from .endpoint import Endpoint
-from .errors import ClosedError
+from .errors import ClosedError, EndpointError
 from .metadata import ModelMetadata
 from .reply_plans import ReplyPlan
-from .settings import Settings
+from .settings import Settings, settings_of
+
+
+def connect_settings(
+    kind: str, endpoint: str | Endpoint | Settings | None, token: str | Token | None, timeout: float | None, options: dict[str, Any]
+) -> Settings:
+    """The settings ``connect()`` (sync or ``easnb.aio``) opens a ``kind`` with: another connection's
+    ``Settings`` as they are, else made from the arguments, ``endpoint`` and ``token`` read from
+    ``EASNB_ENDPOINT`` / ``EASNB_TOKEN`` when not given. Raises ``EndpointError`` when there is no
+    endpoint, ``TokenError`` for a token that cannot be sent, ``ArgumentError`` for a bad option."""
+    if not isinstance(endpoint, Settings):
+        if endpoint is None:
+            endpoint = os.environ.get("EASNB_ENDPOINT")
+            if not endpoint:
+                raise EndpointError(
+                    "No endpoint was given and EASNB_ENDPOINT is not set.",
+                    hint="Pass connect('host:port', token=...) or set EASNB_ENDPOINT; "
+                    "for a local try, start the demo: python -m easnb demo.",
+                )
+        token, problem = parse_token(os.environ.get("EASNB_TOKEN") if token is None else token)
+        if problem is not None:  # the plain text left this frame above, before anything can fail
+            raise problem
+    return settings_of(kind, endpoint, token, timeout, options)
 
 
 class BaseConnection:

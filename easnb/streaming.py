@@ -165,19 +165,14 @@ class Stream:
                     self.finished = not self.cancelled  # a cancelled request ends without its final response
                     return
                 self.arrivals.append(self._arrival())
-                result, final = received(self, data)
+                result = received(self, data)
                 if result is not None:
                     yield result
-                if final:
-                    self.finished = True
         except EasnbError as exc:
-            self.finished = True
+            failed(self, exc)
             self._cancel_call()  # a reply easnb could not read leaves the call open: end it too
             if isinstance(exc, ServerError) and "not a valid" in exc.message and self.reader.flavour == "triton":
                 exc.hint = f"{exc.hint} {MAYBE_MLSERVER}"
-            scrub(exc, self.token)  # a reply's names and ids may quote the token
-            if not hasattr(exc, "received"):
-                exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise
         finally:
             if not self.finished:  # break, Ctrl-C, an exception in the caller's loop
@@ -228,16 +223,29 @@ def not_triton(result: InferResult) -> InferResult:
     return result
 
 
-def received(stream: Any, data: bytes) -> tuple[InferResult | None, bool]:
-    """One message of ``stream`` (sync or asyncio) read: (its response, kept in ``stream.responses``, or
-    None; whether it is the request's final one). An error the server put in the stream is raised."""
-    result, final, error = stream.reader.read(data)
+def received(stream: Any, data: bytes) -> InferResult | None:
+    """One message of ``stream`` (sync or asyncio) read: its response, kept in ``stream.responses``, or None
+    for a flags-only one; the stream is ``finished`` after the request's final one. An error the server put
+    in the stream is raised."""
+    reader: Reader = stream.reader
+    result, final, error = reader.read(data)
     if error:
         stream.finished = True
         raise in_stream_error(stream, result, final, error)
     if result is not None:
         stream.responses.append(result)
-    return result, final
+    if final:
+        stream.finished = True
+    return result
+
+
+def failed(stream: Any, exc: EasnbError) -> None:
+    """``exc`` made ``stream``'s (sync or asyncio) failure, in place: the stream finished, the token taken out
+    (a reply's names and ids may quote it), what arrived before and the request id attached."""
+    stream.finished = True
+    scrub(exc, stream.token)
+    if not hasattr(exc, "received"):
+        exc.received, exc.request_id = tuple(stream.responses), stream.request_id  # type: ignore[attr-defined]
 
 
 def in_stream_error(stream: Any, result: InferResult | None, final: bool, error: str) -> StreamError:
@@ -344,12 +352,15 @@ def checked(conn: Any, model: Any, inputs: Any, outputs: Any, version: Any, para
     return model, inputs, outputs, version, request_id, conn.timeout if timeout is DEFAULT else timeout
 
 
+def known_flavour(conn: Any, flavour: str | None) -> str | None:
+    """The flavour asked for (checked), else the one ``conn`` found before; None: ask the server's metadata."""
+    check_flavour(flavour)
+    return flavour if flavour is not None else getattr(conn, "stream_flavour", None)
+
+
 def flavour_of(conn: Any, flavour: str | None) -> str:
     """The server's streaming flavour, asked of its metadata once per connection."""
-    check_flavour(flavour)
-    if flavour is not None:
-        return flavour
-    known = getattr(conn, "stream_flavour", None)
+    known = known_flavour(conn, flavour)
     if known is None:
         known = conn.stream_flavour = server_flavour(conn.server_metadata().name)
     return known

@@ -25,7 +25,7 @@ from .frames import frame_to_inputs, is_frame
 from .generate import Generation, build_inputs, split_options
 from .inference import encode_request
 from .results import InferResult
-from .streaming import PATH, Reader, check_flavour, checked, idle_limits, received, request_parameters, server_flavour
+from .streaming import PATH, Reader, checked, failed, idle_limits, known_flavour, received, request_parameters, server_flavour
 
 
 def _task_cancelling() -> bool:
@@ -94,17 +94,12 @@ class AsyncStream:
                 if len(self.arrivals) == 1:  # from now on the limit between responses counts
                     self._unwatch()
                     self._watch()
-                result, final = received(self, data)
+                result = received(self, data)
                 if result is not None:
                     yield result
-                if final:
-                    self.finished = True
         except EasnbError as exc:
-            self.finished = True
+            failed(self, exc)
             self._call.cancel()  # a reply easnb could not read leaves the call open: end it too
-            scrub(exc, self.token)  # a reply's names and ids may quote the token
-            if not hasattr(exc, "received"):
-                exc.received, exc.request_id = tuple(self.responses), self.request_id  # type: ignore[attr-defined]
             raise
         finally:
             self._unwatch()
@@ -163,10 +158,7 @@ class AsyncStream:
 
 
 async def _flavour(aconn: Any, flavour: str | None) -> str:
-    check_flavour(flavour)
-    if flavour is not None:
-        return flavour
-    known = getattr(aconn, "stream_flavour", None)
+    known = known_flavour(aconn, flavour)
     if known is None:
         known = aconn.stream_flavour = server_flavour((await aconn.server_metadata()).name)
     return known
