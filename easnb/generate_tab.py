@@ -21,7 +21,7 @@ import ipywidgets as w
 from .display import error_html
 from .errors import EasnbError
 from .generate import Generation, build_inputs, convention
-from .history import Call, History, saved_inputs
+from .history import History, saved_inputs
 from .markup import Markup, html, join
 from .model_forms import model_box, model_names
 from .widgets import Background, connection_of
@@ -70,7 +70,6 @@ class GenerateInspector(w.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
     def __init__(self, source: Any, model: str = "", models: list[str] | None = None, history: History | None = None) -> None:
         self.source = source
         self.history = history if history is not None else History()
-        self.history.on_replay("generate", replay_generation)
         self.generation: Generation | None = None
         self.model_field = model_box(source, model, models)
         self.prompt = w.Textarea(placeholder="Type a prompt", description="Prompt", layout=w.Layout(width="520px", height="80px"))
@@ -164,15 +163,6 @@ class GenerateInspector(w.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             self.output.value = error_html(exc)
         finally:
             self.button.disabled, self.stop_button.disabled = False, True
-
-
-def replay_generation(history: History, call: Call, conn: Any) -> Generation:
-    """A recorded generation made again on ``conn`` (recorded as a new call), waited for."""
-    r = call.request
-    generation: Generation = history.record(
-        conn, "generate", r["model"], call.summary, r,
-        lambda: conn.generate(r["model"], r["prompt"], version=r.get("version", ""), **r["sampling"]).finish())
-    return generation
 
 
 def generative(conn: Any, model: str) -> bool:

@@ -33,7 +33,6 @@ class History:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self._listeners: list[Callable[[History], None]] = []
-        self._replayers: dict[str, Callable[[History, Call, Any], Any]] = {}
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -46,11 +45,6 @@ class History:
 
     def on_change(self, callback: Callable[[History], None]) -> None:
         self._listeners.append(callback)
-
-    def on_replay(self, kind: str, replayer: Callable[[History, Call, Any], Any]) -> None:
-        """Have ``replay`` make calls of ``kind`` with ``replayer(history, call, conn)`` (the tab that
-        records a kind of its own, as the Generate tab does, says how to make it again)."""
-        self._replayers[kind] = replayer
 
     def record(self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any]) -> Any:
         """Run ``run()``, keep the call (errors too, then re-raised), and return its answer."""
@@ -114,8 +108,9 @@ class History:
         r = call.request
         if call.kind == "metadata":
             return self.record(conn, "metadata", r["model"], call.summary, r, lambda: conn.model_metadata(r["model"], r.get("version", "")))
-        if call.kind in self._replayers:
-            return self._replayers[call.kind](self, call, conn)
+        if call.kind == "generate":  # waited for to the end
+            return self.record(conn, "generate", r["model"], call.summary, r, lambda: conn.generate(
+                r["model"], r["prompt"], version=r.get("version", ""), **r["sampling"]).finish())
         if call.kind in ("load", "compare"):
             raise EasnbError(f"A {call.kind} is not replayed from History.", hint=f"Run it again from the {call.kind.title()} tab.")
         if call.kind == "infer":
@@ -124,6 +119,8 @@ class History:
                 conn, "infer", r["model"], call.summary, r,
                 lambda: conn.infer(r["model"], inputs, r.get("outputs") or None, r.get("version", ""), r.get("parameters") or None),
             )
+        if call.kind != "service":
+            raise EasnbError(f"A {call.kind!r} call is not one History can make again.", hint="Make it again where it was made.")
         client = conn.service(r["proto"], r["service"]) if r.get("proto") else conn.service(r["service"])
         method = client.methods[r["method"]]
         return self.record(conn, "service", call.name, call.summary, r, lambda: _call_service(method, r["requests"]))

@@ -98,3 +98,13 @@ def test_load_tab_streaming_model(conn: easnb.Connection) -> None:
     assert "ttft_p50_ms" in tab.output.value and "<b>four" not in tab.output.value
     code = history.code(len(history) - 1)
     assert 'prompt = "one two three <b>four</b>"' in code and "stream=True" in code
+
+
+def test_history_refuses_to_replay_a_kind_it_does_not_know(conn: easnb.Connection) -> None:
+    from dataclasses import replace
+
+    history = History()
+    history.record(conn, "metadata", "iris", "", {"model": "iris"}, lambda: conn.model_metadata("iris"))
+    history.calls.append(replace(history[-1], kind="teleport"))
+    with pytest.raises(easnb.EasnbError, match="'teleport' call is not one History can make again"):
+        history.replay(len(history) - 1, conn)
