@@ -38,7 +38,10 @@ def test_repo2docker_would_install_requirements_and_run_post_build() -> None:
 def test_replay_in_a_fresh_venv_runs_the_quickstart(tmp_path: Path) -> None:
     venv = tmp_path / "binder-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    # Binder's `pip install -r binder/requirements.txt`, resolved and installed by uv (the dev extra's):
+    # the same requirements into the same fresh venv, in seconds where pip took minutes
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    pip = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
     install = subprocess.run([*pip, "-r", "binder/requirements.txt"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
     env = {**os.environ, "HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
