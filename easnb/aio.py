@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 class AsyncConnection(BaseConnection):
     """One grpc.aio channel with the token, headers and timeout; the V2 calls as coroutines."""
 
-    kind = "AsyncConnection"
-    opener = "easnb.aio.connect"
+    _kind = "AsyncConnection"
+    _opener = "easnb.aio.connect"
     channel: grpc.aio.Channel | None = None
 
     def __init__(

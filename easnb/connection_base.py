@@ -48,8 +48,8 @@ class BaseConnection:
     """Settings, shared caches and lifecycle state of a connection; no I/O."""
 
     #: how the class is named in messages, and the call that opens another one like it
-    kind = "Connection"
-    opener = "easnb.connect"
+    _kind = "Connection"
+    _opener = "easnb.connect"
 
     _closed = True  # until __init__ has opened the channel: repr and close work on a half-built one
     _replaced_by: str | None = None
@@ -120,7 +120,7 @@ class BaseConnection:
                     "This connection was closed because the widget connected again.",
                     hint=f"Use {self._replaced_by}, which is always the widget's current connection.",
                 )
-            raise ClosedError("This connection is closed.", hint=f"Open a new one: {self.opener}(conn.settings) makes one just like it.")
+            raise ClosedError("This connection is closed.", hint=f"Open a new one: {self._opener}(conn.settings) makes one just like it.")
 
     def _mark_closed(self, replaced_by: str | None) -> bool:
         """Mark the connection closed; whether it was open (``close()`` then releases what it holds)."""
@@ -131,13 +131,13 @@ class BaseConnection:
         return True
 
     def __reduce__(self) -> Any:
-        raise refuse_pickle(f"{'An' if self.kind[0] in 'AEIOU' else 'A'} {self.kind}")
+        raise refuse_pickle(f"{'An' if self._kind[0] in 'AEIOU' else 'A'} {self._kind}")
 
     def __repr__(self) -> str:
         settings = self.__dict__.get("settings")
         if settings is None:
-            return f"<{self.kind} (not opened)>"
+            return f"<{self._kind} (not opened)>"
         security = "TLS" if settings.endpoint.tls else "plaintext"
         token = "token set" if settings.token is not None else "no token"
         state = ", closed" if self._closed else ""
-        return f"<{self.kind} {settings.endpoint.target} {security}, {token}, timeout {settings.timeout}s{state}>"
+        return f"<{self._kind} {settings.endpoint.target} {security}, {token}, timeout {settings.timeout}s{state}>"

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .markup import Markup, html, join
-from .shapes import ModelInfo, ResultInfo, ServerInfo, TensorInfo
+from .value_protocols import ModelInfo, ResultInfo, ServerInfo, TensorInfo
 
 #: what a call's latency_ms covers
 LATENCY_MEANS = "encoding, the round trip to the server and back, decoding"

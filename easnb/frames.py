@@ -20,7 +20,7 @@ from .display import shape_text
 from .dtypes import from_pandas
 from .errors import TensorError
 from .metadata import ModelMetadata, TensorMetadata
-from .shapes import Outputs
+from .value_protocols import Outputs
 from .tensors import Tensor
 
 #: The widest an output declared in metadata becomes in a frame of no rows (wider: one column).

@@ -1,4 +1,4 @@
-"""The small interfaces that the display and frame helpers read values through.
+"""The small interfaces (typing Protocols) that the display and frame helpers read values through.
 
 ``easnb.display`` and ``easnb.frames`` sit below the value classes (``easnb.metadata``,
 ``easnb.results``) that call them for ``_repr_html_`` and ``to_frame``; they name what they read
