@@ -282,6 +282,18 @@ class Connection(Features, BaseConnection):
             inputs = frames_in(inputs, self.cached_model_metadata(model, version))
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
+    @property
+    def owns_channel(self) -> bool:
+        """Whether this connection opened its channel (else it was handed one with ``channel=``, whose own
+        limits apply and which it does not close)."""
+        return self._owns_channel
+
+    @property
+    def known_reflection(self) -> Reflection | None:
+        """The server's reflection if this connection has asked for it (``reflection()``), else ``None``."""
+        found: Reflection | None = self._reflection
+        return found
+
     def reflection(self) -> Reflection:
         """The server's reflection (asked once per connection); raises ``UnimplementedError`` without it."""
         if self._reflection is None:

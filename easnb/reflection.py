@@ -89,7 +89,7 @@ def _channel(conn: Link, limit: int) -> Iterator[Any]:
     """A channel of its own, whose receive limit bounds what one answer can cost; the
     connection's when the user handed it a channel (its own limits then apply)."""
     settings = getattr(conn, "settings", None)
-    if not getattr(conn, "_owns_channel", False) or settings is None:
+    if not getattr(conn, "owns_channel", False) or settings is None:
         yield conn.channel
         return
     options = [(k, v) for k, v in settings.options if k != "grpc.max_receive_message_length"]

@@ -389,7 +389,7 @@ class RequestStream:
 def _reflection_lookup(connection: Any, descriptor: Any) -> Any:
     """``find(full_name)`` asking the server's reflection, when the service came from it (else ``None``):
     an ``Any`` may hold a type from a file that none of the service's methods refers to."""
-    reflection = getattr(connection, "_reflection", None)
+    reflection = getattr(connection, "known_reflection", None)
     if reflection is None or getattr(reflection, "pool", None) is not descriptor.file.pool:
         return None
     return lambda name: reflection.symbol(name, kinds=("message",))

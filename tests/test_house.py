@@ -144,6 +144,10 @@ def reaches(text: str) -> list[tuple[int, str]]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
             names = [node.attr]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr", "setattr")
+              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+              and not (isinstance(node.args[0], ast.Name) and node.args[0].id in ("self", "cls"))):
+            names = [node.args[1].value]  # getattr(conn, "_state"): the same reach, spelt as a string
         else:
             continue
         found += [(node.lineno, n) for n in names if n.startswith("_") and not n.startswith("__") and n not in {*FOREIGN_PRIVATE, "_proto"}]
@@ -151,8 +155,9 @@ def reaches(text: str) -> list[tuple[int, str]]:
 
 
 def test_the_check_sees_reaches_of_every_kind() -> None:
-    text = "from .x import _y, z\nfrom . import _proto\nconn._cache.get(1)\nself._mine\nvalue._repr_html_()\n"
-    assert reaches(text) == [(1, "_y"), (3, "_cache")]
+    text = ("from .x import _y, z\nfrom . import _proto\nconn._cache.get(1)\nself._mine\nvalue._repr_html_()\n"
+            "getattr(conn, '_state', None)\ngetattr(self, '_own')\ngetattr(conn, 'public')\n")
+    assert sorted(reaches(text)) == [(1, "_y"), (3, "_cache"), (6, "_state")]
 
 
 def test_nothing_reaches_into_another_module_or_object() -> None:
