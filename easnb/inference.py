@@ -113,7 +113,6 @@ def decode_response(
     *,
     copy: bool = False,
     bytes_as_str: bool = False,
-    bf16_as_ml_dtypes: bool = False,
     plans: dict[int, ReplyPlan | None] | None = None,
 ) -> InferResult:
     """An ``InferResult`` from a serialized ModelInferResponse, every tensor validated.
@@ -153,7 +152,6 @@ def decode_response(
             copy=copy,
             # MLServer marks text outputs with the parameter content_type: str
             bytes_as_str=bytes_as_str or (bool(params) and datatype == "BYTES" and _says_text(params)),
-            bf16_as_ml_dtypes=bf16_as_ml_dtypes,
         )
         datatypes[name] = datatype
         if params:

@@ -251,11 +251,11 @@ def decode_tensor(
     *,
     copy: bool = False,
     bytes_as_str: bool = False,
-    bf16_as_ml_dtypes: bool = False,
 ) -> np.ndarray:
     """A numpy array from a V2 tensor's raw buffer or typed contents, validated.
 
-    Raw numeric data comes back as a read-only view of the buffer unless ``copy``.
+    Raw numeric data comes back as a read-only view of the buffer unless ``copy``; BF16 comes back
+    as float32 (exact: every bfloat16 is a float32), as tritonclient's ``as_numpy`` gives it.
     """
     dt = lookup(datatype, name)
     shape = tuple(shape)
@@ -306,12 +306,7 @@ def decode_tensor(
                 raise TensorError(f"Tensor {name!r} has typed values out of range for {dt.name}.")
             array = array.astype(dt.dtype)
     if dt.name == "BF16":
-        if bf16_as_ml_dtypes:
-            import ml_dtypes
-
-            array = array.view(ml_dtypes.bfloat16)
-        else:
-            array = _bf16_to_float32(array)
+        array = _bf16_to_float32(array)
     return _reshape(array, shape, name)
 
 

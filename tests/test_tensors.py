@@ -88,10 +88,10 @@ def test_bf16_edge_values_and_ml_dtypes() -> None:
     words = _bf16_words(x)
     np.testing.assert_array_equal(words, x.astype(ml_dtypes.bfloat16).view(np.uint16)[:6].tolist() + words[6:].tolist())
     assert np.isnan(round_trip(x, "BF16")[6])
-    b = x.astype(ml_dtypes.bfloat16)
-    out = round_trip(b, bf16_as_ml_dtypes=True)
-    assert out.dtype == ml_dtypes.bfloat16
-    np.testing.assert_array_equal(out[:6].astype(np.float32), b[:6].astype(np.float32))
+    b = x.astype(ml_dtypes.bfloat16)  # sent as it is (BF16 words), back as float32 holding the same values
+    out = round_trip(b)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[:6], b[:6].astype(np.float32))
 
 
 @pytest.mark.parametrize(
