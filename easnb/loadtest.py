@@ -244,7 +244,9 @@ def load_test(
     - ``target``: a V2 model name (``inputs`` a dict of arrays or a DataFrame, whose rows are
       cycled through ``batch_size`` at a time) or a unary method of ``conn.service(...)``
       (``inputs`` its fields as a dict or message, or a list of them to cycle).
-    - ``concurrency``: callers in a closed loop; ``rate``: requests per second, open loop.
+    - ``concurrency``: callers in a closed loop (up to 8: a thread each on the connection's sync
+      channel, its interceptors and headers applied; more: the background grpc.aio loop);
+      ``rate``: requests per second, open loop (the background loop).
     - ``seconds`` measured per level after ``warmup`` seconds that are not counted.
     - ``stop_error_rate``: a level whose failed share exceeds it (after 20 answers) stops the sweep.
     - ``timeout``: each request's deadline in seconds (``None``: the connection's).
