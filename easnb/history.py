@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import display
+from . import arguments, display
 from .call_record import Call, saved_inputs, summarize_inputs
 from .errors import EasnbError
 
@@ -129,8 +129,7 @@ class History:
         """Call ``index`` as code to paste: ``easnb``, ``tritonclient`` (V2 only) or ``grpcurl``."""
         from . import codegen
 
-        if flavour not in FLAVOURS:
-            raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
+        flavour = arguments.choice(flavour, "flavour", FLAVOURS)
         text: str = getattr(codegen, flavour)(self.calls[index])
         return text
 

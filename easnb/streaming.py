@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
 from . import arguments
 from .calls import DEFAULT
-from .errors import DeadlineError, EasnbError, ServerError, StreamError, scrub
+from .errors import ArgumentError, DeadlineError, EasnbError, ServerError, StreamError, scrub
 from .rpc_errors import from_rpc_error
 from . import wire
 from .inference import decode_response
@@ -53,8 +53,8 @@ def server_flavour(name: str) -> str:
 
 
 def check_flavour(flavour: str | None) -> None:
-    if flavour is not None and flavour not in FLAVOURS:
-        raise ValueError(f"flavour must be one of {FLAVOURS} or None (ask the server), not {flavour!r}")
+    if flavour is not None:
+        arguments.choice(flavour, "flavour", FLAVOURS)  # an ArgumentError naming the two (None: ask the server)
 
 
 def request_parameters(flavour: str, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -336,7 +336,10 @@ def idle_limits(conn: Any, options: Mapping[str, Any]) -> tuple[float | None, fl
     """``first_response_timeout`` and ``between_responses_timeout`` (checked), the connection's timeout when not given."""
     unknown = set(options) - {"first_response_timeout", "between_responses_timeout"}
     if unknown:
-        raise TypeError(f"stream() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        raise ArgumentError(
+            f"stream() takes no argument {sorted(unknown)[0]!r}.", argument=sorted(unknown)[0],
+            hint="Its idle limits are first_response_timeout= and between_responses_timeout= (seconds).",
+        )
     limits = []
     for name in ("first_response_timeout", "between_responses_timeout"):
         value = arguments.seconds(options.get(name, DEFAULT), name)

@@ -87,6 +87,12 @@ SYNC: dict[str, tuple[Callable[[DemoServer], Any], type[easnb.EasnbError]]] = {
     "closed": (lambda d: _closed(d).live(), easnb.ClosedError),
     "load_test: levels": (lambda d: easnb.connect(d.endpoint, token=TOKEN).load_test("iris", {"features": np.ones((1, 4), np.float32)},
                                                                                      concurrency=[1], rate=[1.0]), easnb.LoadTestError),
+    "stream: unknown option": (lambda d: easnb.connect(d.endpoint, token=TOKEN).stream("iris", {"features": np.ones((1, 4), np.float32)},
+                                                                                         first_timeout=1), easnb.ArgumentError),
+    "stream: flavour": (lambda d: list(easnb.connect(d.endpoint, token=TOKEN).generate("textgen", "hi", flavour="vllm")),
+                        easnb.ArgumentError),
+    "history: code flavour": (lambda d: __import__("easnb.history", fromlist=["History"]).History().code(0, flavour="curl"),
+                              easnb.ArgumentError),
     "eas config": (lambda d: __import__("easnb.eas", fromlist=["ServiceConfig"]).ServiceConfig.from_json("{"), easnb.ConfigError),
 }
 
@@ -111,6 +117,7 @@ ASYNC: dict[str, tuple[Callable[[Any], Any], type[easnb.EasnbError]]] = {
     "model_metadata: unknown": (lambda c: c.model_metadata("nope"), easnb.NotFoundError),
     "infer: deadline": (lambda c: c.infer("sleepy", {"x": np.zeros(1, np.float32)}, timeout=0.2), easnb.DeadlineError),
     "infer: argument": (lambda c: c.infer("iris", {"features": np.ones((1, 4), np.float32)}, timeout="soon"), easnb.ArgumentError),
+    "stream: unknown option": (lambda c: c.stream("iris", {"features": np.ones((1, 4), np.float32)}, first_timeout=1), easnb.ArgumentError),
 }
 
 
