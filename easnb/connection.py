@@ -296,6 +296,7 @@ class Connection(Features, BaseConnection):
 
     def reflection(self) -> Reflection:
         """The server's reflection (asked once per connection); raises ``UnimplementedError`` without it."""
+        self.check_open()  # a closed connection answers nothing, not even what it asked before
         if self._reflection is None:
             from .reflection import reflect
 

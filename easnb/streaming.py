@@ -276,6 +276,7 @@ class CallStream(Stream):
         self._ended = threading.Event()
         if first_timeout is not None or between_timeout is not None:
             threading.Thread(target=self._watch, name="easnb-stream-watch", daemon=True).start()
+            self._call.add_done_callback(lambda _: self._ended.set())  # the watcher ends with the call (a close ends it)
 
     def _limit(self) -> tuple[float | None, str, float]:
         if self.arrivals:

@@ -40,6 +40,9 @@ def test_a_closed_connection_refuses_every_use_and_a_second_with(demo: DemoServe
         "infer_frame": lambda: conn.infer_frame("iris", FRAME, progress=False),
         "service": lambda: conn.service("helloworld.GreeterService").SayHello(name="x"),
         "models": conn.models,
+        "reflection": conn.reflection,  # asked before the close: the answer is kept, but the connection is closed
+        "services": conn.services,
+        "service again": lambda: conn.service("helloworld.GreeterService"),
         "with": lambda: conn.__enter__(),
     }
     for name, use in uses.items():
@@ -66,6 +69,11 @@ def test_a_closed_async_connection_refuses_every_use_and_a_second_async_with(dem
     asyncio.run(main())
 
 
+def _threads() -> set[threading.Thread]:
+    """This process's threads but the in-process demo server's workers (its pool grows as calls come)."""
+    return {t for t in threading.enumerate() if not t.name.startswith("easnb-demo")}
+
+
 def _fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
@@ -74,7 +82,7 @@ def _fds() -> set[str]:
 def test_nothing_outlives_close(demo: DemoServer) -> None:
     with easnb.connect(demo.endpoint, token=TOKEN) as warm:  # gRPC's process-wide threads start once
         _use_everything(warm)
-    threads, fds = set(threading.enumerate()), _fds()
+    threads, fds = _threads(), _fds()
 
     conn = easnb.connect(demo.endpoint, token=TOKEN)
     _use_everything(conn)
@@ -83,18 +91,25 @@ def test_nothing_outlives_close(demo: DemoServer) -> None:
     assert len(_fds()) > len(fds)  # the connection holds sockets now
     conn.close()
     assert loop.is_closed()
-    eventually(lambda: set(threading.enumerate()) <= threads)
+    eventually(lambda: _threads() <= threads)
     # measured: grpcio 1.85 releases every descriptor at close; grpcio 1.63 (the lowest bound .ci/matrix
     # tests) keeps one after close, inside gRPC, with no thread or loop left; checked where gRPC allows it
     if tuple(int(part) for part in grpc.__version__.split(".")[:2]) >= (1, 85):
         eventually(lambda: len(_fds() - fds) == 0)
+
+    # a stream opened and never read: its idle-limit watcher ends with the connection, not a timeout later
+    conn = easnb.connect(demo.endpoint, token=TOKEN, timeout=60)
+    conn.stream("iris", {"features": np.ones((1, 4), np.float32)})
+    assert any(t.name == "easnb-stream-watch" for t in threading.enumerate())
+    conn.close()
+    eventually(lambda: _threads() <= threads, seconds=5)
 
     async def main() -> None:
         async with easnb.aio.connect(demo.endpoint, token=TOKEN) as aconn:
             await aconn.live()
 
     asyncio.run(main())
-    eventually(lambda: set(threading.enumerate()) <= threads)
+    eventually(lambda: _threads() <= threads)
     # measured: grpcio 1.85 releases every descriptor at close; grpcio 1.63 (the lowest bound .ci/matrix
     # tests) keeps one after close, inside gRPC, with no thread or loop left; checked where gRPC allows it
     if tuple(int(part) for part in grpc.__version__.split(".")[:2]) >= (1, 85):
