@@ -103,6 +103,8 @@ def test_the_graph_sees_imports_of_every_kind() -> None:
     graph = import_graph()
     assert "easnb.errors" in graph["easnb.endpoint"]  # module level
     assert "easnb._proto" in graph["easnb.readiness"]  # `from . import _proto`
+    assert "easnb.discovery" in graph["easnb.connection"]  # under `if TYPE_CHECKING:` (and inside a method)
+    assert "easnb.loop" in graph["easnb.connection"]  # inside a method: `from .loop import BackgroundLoop`
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
 
@@ -132,6 +134,7 @@ FOREIGN_PRIVATE = {
     "_getframe": "sys._getframe: the caller's frame, for a warning's stack level",
     "_server": "grpc's own: the demo's launcher gives its server's threads names",
     "_Server": "grpc's own: the demo's launcher gives its server's threads names",
+    "_easnb_connections": "easnb's own name, put on the Dask worker (or thread) a partition runs on: its connections, one per worker",
 }
 
 
@@ -148,16 +151,44 @@ def reaches(text: str) -> list[tuple[int, str]]:
               and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
               and not (isinstance(node.args[0], ast.Name) and node.args[0].id in ("self", "cls"))):
             names = [node.args[1].value]  # getattr(conn, "_state"): the same reach, spelt as a string
+        elif (key := _namespace_key(node)) is not None:
+            names = [key]  # conn.__dict__["_state"], vars(conn).get("_state"): the same reach, through its namespace
         else:
             continue
         found += [(node.lineno, n) for n in names if n.startswith("_") and not n.startswith("__") and n not in {*FOREIGN_PRIVATE, "_proto"}]
     return found
 
 
+def _is_own(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id in ("self", "cls")
+
+
+def _namespace(node: ast.expr) -> bool:
+    """Whether ``node`` is another object's namespace: ``x.__dict__`` or ``vars(x)`` with ``x`` not ``self``/``cls``."""
+    if isinstance(node, ast.Attribute) and node.attr == "__dict__":
+        return not _is_own(node.value)
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "vars"
+            and len(node.args) == 1 and not _is_own(node.args[0]))
+
+
+def _namespace_key(node: ast.AST) -> str | None:
+    """The text key of ``ns["k"]`` or ``ns.get/setdefault/pop("k", ...)`` where ``ns`` is another object's namespace."""
+    if isinstance(node, ast.Subscript) and _namespace(node.value):
+        key = node.slice
+    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "setdefault", "pop")
+          and _namespace(node.func.value) and node.args):
+        key = node.args[0]
+    else:
+        return None
+    return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+
+
 def test_the_check_sees_reaches_of_every_kind() -> None:
     text = ("from .x import _y, z\nfrom . import _proto\nconn._cache.get(1)\nself._mine\nvalue._repr_html_()\n"
-            "getattr(conn, '_state', None)\ngetattr(self, '_own')\ngetattr(conn, 'public')\n")
-    assert sorted(reaches(text)) == [(1, "_y"), (3, "_cache"), (6, "_state")]
+            "getattr(conn, '_state', None)\ngetattr(self, '_own')\ngetattr(conn, 'public')\n"
+            "worker.__dict__.setdefault('_kept', {})\nvars(conn)['_cache']\nself.__dict__.get('_mine')\nconn.__dict__['public']\n"
+            "def f():\n    from .y import _inner\nif TYPE_CHECKING:\n    from .z import _Kind\n")
+    assert sorted(reaches(text)) == [(1, "_y"), (3, "_cache"), (6, "_state"), (9, "_kept"), (10, "_cache"), (14, "_inner"), (16, "_Kind")]
 
 
 def test_nothing_reaches_into_another_module_or_object() -> None:
