@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -129,6 +130,8 @@ def doctor(
         # judge certificates as gRPC does: Python 3.13 made its default check stricter (RFC 5280 key usage
         # on CAs), which a private CA gRPC accepts may fail, and the doctor would blame a working setup
         context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+        if chosen.certificate_chain is not None and chosen.private_key is not None:
+            _load_client_certificate(context, chosen.certificate_chain, chosen.private_key.reveal())
         return context
 
     def run(name: str, check: Callable[[], str], hint: Callable[[Exception], str]) -> bool:
@@ -238,6 +241,16 @@ def doctor(
             result.steps += [Step(later, None) for later, _, _ in steps[index + 1 :]]
             break
     return result
+
+
+def _load_client_certificate(context: ssl.SSLContext, chain: bytes, key: bytes) -> None:
+    """Present the settings' client certificate, as gRPC does: ``ssl`` reads one only from a file, so it is
+    written to a private temporary folder (mode 0700, the file 0600) and removed at once."""
+    with tempfile.TemporaryDirectory(prefix="easnb-doctor-") as folder:
+        path = os.path.join(folder, "client.pem")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+            file.write(chain.rstrip(b"\n") + b"\n" + key)
+        context.load_cert_chain(path)
 
 
 def _network_hint(state: dict[str, Any], base: str) -> str:
