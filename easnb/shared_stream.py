@@ -5,6 +5,11 @@
 
 One reader thread takes the stream's replies and hands each to its request's ``QueuedStream`` by
 request id; against MLServer, whose calls carry one request each, every ``submit`` is a call of its own.
+
+The reader thread holds only the stream's shared state (``Dispatch``), never the ``OpenStream``:
+closing the stream, or dropping it (garbage collection), ends the call and with it the thread. A
+request's own stream keeps its ``OpenStream`` alive while the caller holds it; requests that are
+over, or that their caller dropped, are not kept.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import itertools
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +42,7 @@ class QueuedStream(Stream):
     def __init__(self, owner: OpenStream, reader: Reader, request_id: str, first_timeout: float | None,
                  between_timeout: float | None) -> None:
         super().__init__(reader, request_id, first_timeout, between_timeout)
-        self._owner = owner
+        self._owner = owner  # kept alive while this request is read
         self.token = owner.conn.error_context.get("token")
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
@@ -68,24 +74,82 @@ class QueuedStream(Stream):
         self._owner.forget(self.request_id)
 
 
+class Dispatch:
+    """A shared stream's state as its reader thread sees it: the call, the requests waiting, the failure."""
+
+    def __init__(self) -> None:
+        # weakly: a request its caller dropped unread is not waited for, nor keeps its OpenStream alive
+        self.waiting: weakref.WeakValueDictionary[str, QueuedStream] = weakref.WeakValueDictionary()
+        self.in_flight: set[str] = set()  # ids sent and not yet over (dropped or not): not to be sent again
+        self.lock = threading.Lock()
+        self.closed = False
+        self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.call: Any = None
+        self.failure: EasnbError | None = None
+
+    def start(self, channel: Any, timeout: float | None, metadata: Any, context: dict[str, Any]) -> None:
+        self.call = channel.stream_stream(PATH)(iter(self.requests.get, END), timeout=timeout, metadata=metadata)
+        threading.Thread(target=self.run, args=(context,), name="easnb-stream-reader", daemon=True).start()
+
+    def run(self, context: dict[str, Any]) -> None:
+        """The reader thread: each reply to its request's queue, until the call ends."""
+        try:
+            for data in self.call:
+                error, inner = decode_stream_response(data)
+                request_id, final = _id_and_final(inner)
+                with self.lock:
+                    stream = self.waiting.get(request_id)
+                    if final or error:
+                        self.in_flight.discard(request_id)
+                        if stream is not None:
+                            del self.waiting[request_id]
+                if stream is not None:
+                    stream.queue.put((data, time.perf_counter()))
+                    stream = None  # held here until the next reply, it would keep its OpenStream alive
+            failure: EasnbError = EasnbError("The server ended the stream before these requests' final responses.",
+                                             hint="The server's logs say why.")
+        except grpc.RpcError as exc:
+            failure = from_rpc_error(exc, method="ModelStreamInfer", **context)
+        except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
+            failure = exc
+            self.call.cancel()
+        with self.lock:
+            self.failure = failure if not self.closed else None
+            waiting = list(self.waiting.values())
+            self.waiting.clear()
+            self.in_flight.clear()
+        for stream in waiting:
+            if self.closed:  # close() cut these requests short: they end cancelled, not finished
+                stream.cancelled = True
+            stream.queue.put(END if self.closed else failure)
+
+    def shut(self) -> None:
+        """End the call (the server sees it cancelled) and so the reader thread; also when the stream is dropped."""
+        self.closed = True
+        if self.call is not None:
+            self.requests.put(END)  # ends gRPC's thread that sends the requests
+            self.call.cancel()
+
+
 class OpenStream:
     """Several requests on one stream, each caller reading only its own responses (by request id).
 
     ``submit(...)`` takes what ``conn.stream`` takes and returns a ``Stream``. Against MLServer,
     whose calls carry one request each, every ``submit`` opens its own call behind the same API.
-    Close it (``with``, or ``close()``) to cancel what is still running.
+    Close it (``with``, or ``close()``) to cancel what is still running; dropping it does the same.
     """
 
     def __init__(self, conn: Any, model: str, flavour: str, options: dict[str, Any]) -> None:
         self.conn, self.model, self.flavour, self.options = conn, model, flavour, options
         self._ids = itertools.count()
-        self._waiting: dict[str, QueuedStream] = {}
-        self._lock = threading.Lock()
-        self._calls: list[Stream] = []
-        self._closed = False
-        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._call: Any = None
-        self._failure: EasnbError | None = None
+        self._dispatch = Dispatch()
+        self._calls: weakref.WeakSet[Stream] = weakref.WeakSet()  # MLServer's call per request, while in use
+        self._shut = weakref.finalize(self, self._dispatch.shut)
+        self._shut.atexit = False
+
+    @property
+    def _closed(self) -> bool:
+        return self._dispatch.closed
 
     def submit(self, inputs: Any, outputs: Any = None, parameters: Mapping[str, Any] | None = None,
                request_id: str = "", **options: Any) -> Stream:
@@ -99,7 +163,7 @@ class OpenStream:
         if self.flavour == "mlserver":
             call = open_call(self.conn, self.model, inputs, outputs=outputs, parameters=parameters,
                              request_id=request_id, flavour="mlserver", **merged)
-            self._calls.append(call)
+            self._calls.add(call)
             return call
         version, raw, copy, as_str = (merged.pop(k, d) for k, d in (("version", ""), ("raw", True), ("copy", False),
                                                                      ("bytes_as_str", False)))
@@ -109,70 +173,42 @@ class OpenStream:
         first, between = idle_limits(self.conn, merged)
         data = self.conn.encode_infer(self.model, inputs, outputs, version, request_parameters("triton", parameters),
                                       request_id, raw)
-        reader = Reader("triton", self.model, copy, as_str)
-        stream = QueuedStream(self, reader, request_id, first, between)
-        with self._lock:
-            if request_id in self._waiting:
+        stream = QueuedStream(self, Reader("triton", self.model, copy, as_str), request_id, first, between)
+        dispatch = self._dispatch
+        with dispatch.lock:
+            if request_id in dispatch.in_flight:
                 raise EasnbError(f"Request id {request_id!r} is already in flight on this stream.",
                                  hint="Give each request its own id, or leave request_id empty for one to be made.")
-            if self._failure is not None:
-                raise self._failure
-            self._waiting[request_id] = stream
-        if self._call is None:
-            self._start(self.options)
+            if dispatch.failure is not None:
+                raise dispatch.failure
+            dispatch.waiting[request_id] = stream
+            dispatch.in_flight.add(request_id)
+        if dispatch.call is None:
+            self._start()
         stream.sent_at = time.perf_counter()
-        self._requests.put(data)
+        dispatch.requests.put(data)
         return stream
 
-    def _start(self, options: dict[str, Any]) -> None:
+    def _start(self) -> None:
         self.conn.check_open()
-        timeout = arguments.seconds(options.get("timeout"), "timeout")
+        timeout = arguments.seconds(self.options.get("timeout"), "timeout")
         timeout = self.conn.timeout if timeout is DEFAULT else timeout
-        metadata = self.conn.metadata_for(options.get("headers"))
-        context = {**self.conn.error_context, "timeout": timeout}
-        self._call = self.conn.channel.stream_stream(PATH)(iter(self._requests.get, END), timeout=timeout, metadata=metadata)
-        threading.Thread(target=self._dispatch, args=(context,), name="easnb-stream-reader", daemon=True).start()
-
-    def _dispatch(self, context: dict[str, Any]) -> None:
-        try:
-            for data in self._call:
-                error, inner = decode_stream_response(data)
-                request_id, final = _id_and_final(inner)
-                with self._lock:
-                    stream = self._waiting.get(request_id)
-                    if stream is not None and (final or error):
-                        del self._waiting[request_id]
-                if stream is not None:
-                    stream.queue.put((data, time.perf_counter()))
-            failure: EasnbError = EasnbError("The server ended the stream before these requests' final responses.",
-                                             hint="The server's logs say why.")
-        except grpc.RpcError as exc:
-            failure = from_rpc_error(exc, method="ModelStreamInfer", **context)
-        except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
-            failure = exc
-            self._call.cancel()
-        with self._lock:
-            self._failure = failure if not self._closed else None
-            waiting, self._waiting = list(self._waiting.values()), {}
-        for stream in waiting:
-            if self._closed:  # close() cut these requests short: they end cancelled, not finished
-                stream.cancelled = True
-            stream.queue.put(END if self._closed else failure)
+        metadata = self.conn.metadata_for(self.options.get("headers"))
+        self._dispatch.start(self.conn.channel, timeout, metadata, {**self.conn.error_context, "timeout": timeout})
 
     def forget(self, request_id: str) -> None:
-        with self._lock:
-            self._waiting.pop(request_id, None)
+        with self._dispatch.lock:
+            self._dispatch.waiting.pop(request_id, None)
+            self._dispatch.in_flight.discard(request_id)
 
     def close(self) -> None:
         """Cancel whatever is still in flight and end the stream."""
         if self._closed:
             return
-        self._closed = True
-        for stream in self._calls:
+        self._dispatch.closed = True
+        for stream in list(self._calls):
             stream.cancel()
-        if self._call is not None:
-            self._requests.put(END)
-            self._call.cancel()
+        self._shut()
 
     cancel = close
 
@@ -183,7 +219,8 @@ class OpenStream:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<OpenStream {self.model} ({self.flavour}), {len(self._waiting)} requests waiting{', closed' if self._closed else ''}>"
+        waiting = len(self._dispatch.waiting)
+        return f"<OpenStream {self.model} ({self.flavour}), {waiting} requests waiting{', closed' if self._closed else ''}>"
 
 
 def _id_and_final(inner: Any) -> tuple[str, bool]:
