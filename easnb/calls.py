@@ -19,7 +19,7 @@ import grpc
 
 from . import _proto, log
 from ._proto import V2_SERVICE, method_path
-from .errors import DeadlineError, EasnbError, NotFoundError, UnavailableError
+from .errors import DeadlineError, EasnbError, NotFoundError, ServerError, UnavailableError
 from .rpc_errors import from_rpc_error
 from .results import ModelMetadata, ServerMetadata, TensorMetadata
 
@@ -36,6 +36,15 @@ class _Default:
 
 #: Per-call timeout meaning "the connection's timeout"; ``None`` means no deadline.
 DEFAULT: Any = _Default()
+
+
+def unreadable_reply(method: str, target: str) -> ServerError:
+    """A reply gRPC could not parse as the method's message (grpc.aio hands it back as ``None``)."""
+    return ServerError(
+        f"{method} on {target}: the server's reply is not a valid message of that method.",
+        hint="The server, or something between it and you, sent a corrupt or foreign message.",
+        code=grpc.StatusCode.INTERNAL,
+    )
 
 
 class RetryPlan:
@@ -68,9 +77,17 @@ class RetryPlan:
         return self.seconds if self.ends is None or attempt == 0 else self.ends - time.monotonic()
 
     def done(self, reply: Any, started: float, attempt: int) -> Any:
+        if reply is None:  # grpc.aio's answer to a reply it cannot parse (sync gRPC raises INTERNAL)
+            raise self.unreadable(started, attempt)
         if self.debug:
             log.call_done(self.method, self.context["target"], "OK", started, attempt + 1)
         return reply
+
+    def unreadable(self, started: float, attempt: int) -> ServerError:
+        """The ``ServerError`` for a reply that is not the message it should be, logged."""
+        if self.debug:
+            log.call_done(self.method, self.context["target"], "INTERNAL", started, attempt + 1)
+        return unreadable_reply(self.method, self.context["target"])
 
     def failed(self, exc: grpc.RpcError, started: float, attempt: int) -> EasnbError:
         """The ``EasnbError`` for a failed attempt (the token redacted), logged."""

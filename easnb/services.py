@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 
 from ._proto import load_pool
 from .arguments import server_call
-from .calls import DEFAULT
+from .calls import DEFAULT, unreadable_reply
 from .credentials import Headers
 from .errors import EasnbError, NotFoundError, RequestError, UnimplementedError
 from .rpc_errors import from_rpc_error
@@ -290,8 +290,10 @@ async def _aiter(
         else:
             if item is grpc.aio.EOF:
                 return
-            yield item
-            continue
+            if item is not None:  # grpc.aio's answer to a reply it cannot parse
+                yield item
+                continue
+            error = unreadable_reply(method.path, conn.endpoint.target)
         raise error
 
 

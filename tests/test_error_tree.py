@@ -7,9 +7,12 @@ import asyncio
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,3 +139,64 @@ def test_each_async_surface_fails_with_its_class(surface: str, demo: DemoServer)
 
     error = asyncio.run(main())
     assert type(error) is expected, (surface, type(error), error)
+
+
+# -- a server whose every reply is bytes no message can be parsed from --------------------------------------
+
+UNREADABLE = bytes([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 1, 2])  # a field whose length runs past the end
+KITCHEN = str(Path(__file__).parent / "protos" / "kitchen.proto")
+
+
+class _Unreadable(grpc.GenericRpcHandler):
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        if details.method.endswith("/Count"):
+            return grpc.unary_stream_rpc_method_handler(lambda request, context: iter([UNREADABLE]))
+        return grpc.unary_unary_rpc_method_handler(lambda request, context: UNREADABLE)
+
+
+@pytest.fixture(scope="module")
+def unreadable() -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[_Unreadable()])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+async def _count(conn: Any) -> list[Any]:
+    kitchen = await conn.service(KITCHEN, "kitchen.Kitchen")
+    return [reply async for reply in await kitchen.Count(label="x")]
+
+
+UNREADABLE_ASYNC: dict[str, Callable[[Any], Any]] = {
+    "live": lambda c: c.live(),
+    "model_metadata": lambda c: c.model_metadata("m"),
+    "models": lambda c: c.models(),
+    "discover": lambda c: c.discover(),
+    "infer_frame": lambda c: c.infer_frame("m", pd.DataFrame({"a": [1.0]}), progress=False),
+    "service unary": lambda c: _then(c.service(KITCHEN, "kitchen.Kitchen"), lambda k: k.Echo()),
+    "service stream": _count,
+}
+
+
+async def _then(awaitable: Any, use: Callable[[Any], Any]) -> Any:
+    return await use(await awaitable)
+
+
+@pytest.mark.parametrize("surface", list(UNREADABLE_ASYNC))
+def test_an_unreadable_reply_is_a_server_error_in_asyncio_too(surface: str, unreadable: str) -> None:
+    """grpc.aio hands back None for a reply it cannot parse (sync gRPC raises INTERNAL): never a None, nor an AttributeError."""
+
+    async def main() -> BaseException:
+        async with easnb.aio.connect(unreadable, retries=0, timeout=3) as conn:
+            try:
+                got = await UNREADABLE_ASYNC[surface](conn)
+            except easnb.EasnbError as exc:
+                return exc
+        raise AssertionError(f"no error: {got!r}")
+
+    error = asyncio.run(main())
+    assert type(error) is easnb.ServerError, (surface, type(error), error)
+    with easnb.connect(unreadable, retries=0, timeout=3) as conn:  # as the sync connection says
+        with pytest.raises(easnb.ServerError):
+            conn.live()
