@@ -165,3 +165,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+from .alone import pytest_runtest_protocol  # noqa: E402,F401 - a hook: `alone` and `serial` tests under pytest-xdist

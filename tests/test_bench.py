@@ -16,7 +16,7 @@ import easnb
 from .conftest import python_with_tritonclient
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.serial("triton")]  # Triton's work folder (bench/triton.py)
 
 
 def pytriton_ready() -> None:

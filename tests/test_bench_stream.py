@@ -6,7 +6,7 @@ import pytest
 
 from .test_bench import pytriton_ready, run_bench
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.serial("triton")]  # PyTriton cleans /tmp/folder* it did not have
 
 
 def test_stream_bench_runs_against_triton() -> None:

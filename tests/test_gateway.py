@@ -120,12 +120,22 @@ def test_generic_proxy_forwards_every_kind_of_call() -> None:
 
 
 def test_gateway_under_concurrent_load_loses_and_mixes_nothing() -> None:
-    """20k calls, 64 in flight, through the gateway: every answer is its own request's."""
+    """5k calls, 64 in flight, through the gateway: every answer is its own request's."""
+    gateway_load(5_000)
+
+
+@pytest.mark.slow
+def test_gateway_under_long_concurrent_load_loses_and_mixes_nothing() -> None:
+    """The same with 20k calls (``--slow``)."""
+    gateway_load(20_000)
+
+
+def gateway_load(total: int) -> None:
     with DemoServer(token="") as backend, Gateway(backend.endpoint, token="load") as gateway, \
             easnb.connect(gateway.endpoint, token="load") as conn:
         stub = conn.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         md = (("authorization", "Bearer load"),)
-        total, depth = 20_000, 64
+        depth = 64
         from easnb.inference import decode_response, encode_request
 
         def request(i: int) -> bytes:

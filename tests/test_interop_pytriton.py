@@ -21,7 +21,7 @@ import easnb.aio
 from .test_bench import pytriton_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.serial("triton")]  # PyTriton cleans /tmp/folder* it did not have
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
 from .conftest import sleepy_model
 from .netparts import SilentDropProxy, serve
 
-pytestmark = pytest.mark.core
+pytestmark = [pytest.mark.core, pytest.mark.alone]  # timed waits for pings and drops
 
 
 def test_defaults_ping_idle_connections_at_an_interval_stock_servers_accept() -> None:

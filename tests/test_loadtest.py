@@ -29,6 +29,7 @@ from easnb.loadtest import LoadTestError
 from easnb.results import ModelMetadata, TensorMetadata
 
 SERVICE_S = 0.005
+pytestmark = pytest.mark.alone  # rates, latencies and windows: a busy neighbour moves them
 
 
 class Slow:

@@ -17,7 +17,7 @@ import pytest
 from .test_bench import pytriton_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.alone, pytest.mark.serial("triton")]  # it measures
 VERDICTS = ("met: within 10% of perf_analyzer", "met: client-limited (flagged); within 10% of the bare stub",
             "met: perf_analyzer saturated; within 10% of the bare stub",
             "MISS: client-limited (flagged) and behind the bare stub", "MISS")

@@ -22,6 +22,8 @@ def test_readme_gives_both_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "bash scripts/lab" in readme and "bash .ci/run" in readme
     assert ".venv/bin/python -m pytest" in (ROOT / ".ci" / "run").read_text()
+    suite = ".venv/bin/python -m pytest -n 3 --dist loadfile"  # the full suite: CI runs what the README gives
+    assert suite in readme and f"timeout 1500 {suite}" in (ROOT / ".ci" / "run").read_text()
 
 
 def test_readme_names_every_venv_ci_makes_and_where_its_time_comes_from() -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import easnb
 from easnb.demo import DemoServer
@@ -40,6 +41,7 @@ def test_tritonclient_reads_the_demo_statistics(conn: easnb.Connection, demo: De
     assert int(infer["queue"]["count"]) == int(infer["success"]["count"])
 
 
+@pytest.mark.serial("triton")  # Triton's work folder (bench/triton.py)
 def test_easnb_reads_triton_statistics() -> None:
     pytriton_ready()
     sys.path.insert(0, str(ROOT / "bench"))
