@@ -16,6 +16,8 @@ from easnb.loadtest import THREADED_UP_TO
 from .test_loadtest import ONE, Slow, slow  # noqa: F401 - the fixture
 from .test_loadtest_hostile import Hostile, hostile  # noqa: F401 - the fixture
 
+pytestmark = pytest.mark.alone  # windows and a time bound: a busy neighbour moves them
+
 
 class Counting(grpc.UnaryUnaryClientInterceptor):
     """Counts the ModelInfer calls that pass through the connection's sync channel, with their metadata."""
