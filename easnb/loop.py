@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from .errors import EasnbError
+from .errors import ClosedError, EasnbError
 from .fork import MARGIN, Unanswered, aio_usable, note_aio
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: How often a wait on the loop checks that its thread is still there.
 POLL_S = 0.5
+#: What a wait says when the connection was closed (from another thread) while its calls ran.
+CLOSED_UNDER = "The connection was closed while its calls ran."
 
 
 class BackgroundLoop:
@@ -75,10 +77,16 @@ class BackgroundLoop:
                     return future.result(timeout=POLL_S)
                 except concurrent.futures.TimeoutError:
                     if not self._thread.is_alive():
+                        if self.closing:
+                            raise ClosedError(CLOSED_UNDER) from None
                         raise EasnbError(
                             "The background event loop of this connection is gone.",
                             hint="Connect again: easnb.connect(...).",
                         ) from None
+        except concurrent.futures.CancelledError:
+            if self.closing:  # the connection closed under it (from another thread): say so, not a bare CancelledError
+                raise ClosedError(CLOSED_UNDER) from None
+            raise
         except BaseException:
             if not self.loop.is_closed():  # a closed loop (the connection closed) has nothing left to cancel
                 future.cancel()
@@ -88,7 +96,10 @@ class BackgroundLoop:
                     pass
             raise
 
+    closing = False
+
     def close(self) -> None:
+        self.closing = True
         if self.loop.is_closed():
             return
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
+from typing import Any
 
 import grpc
 import numpy as np
@@ -114,3 +116,35 @@ def test_nothing_outlives_close(demo: DemoServer) -> None:
     # tests) keeps one after close, inside gRPC, with no thread or loop left; checked where gRPC allows it
     if tuple(int(part) for part in grpc.__version__.split(".")[:2]) >= (1, 85):
         eventually(lambda: len(_fds() - fds) == 0)
+
+
+def test_a_close_while_infer_frame_or_load_test_runs_ends_them_with_closed_error(demo: DemoServer) -> None:
+    """Another thread closes the connection while its calls run: a ClosedError, not a bare CancelledError."""
+    sleepy = pd.DataFrame({"x": np.zeros(8, np.float32), "seconds": np.full(8, 1.0)})
+    uses: dict[str, Any] = {
+        "infer_frame": lambda conn: conn.infer_frame("sleepy", sleepy, batch_size=1, concurrency=2, timeout=30, progress=False),
+        "load_test": lambda conn: conn.load_test("sleepy", {"x": np.zeros(1, np.float32), "seconds": np.full(1, 0.2)},
+                                                 concurrency=[2], seconds=30, progress=False),  # a thread per caller
+        "load_test on the loop": lambda conn: conn.load_test("sleepy", {"x": np.zeros(1, np.float32), "seconds": np.full(1, 0.2)},
+                                                             concurrency=[12], seconds=30, progress=False),
+    }
+    for name, use in uses.items():
+        conn = easnb.connect(demo.endpoint, token=TOKEN, timeout=30)
+        found: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                use(conn)
+            except BaseException as exc:  # what the user would see
+                found.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        eventually(lambda: found or any(t.name in ("easnb-aio", "easnb-load") for t in threading.enumerate()))
+        assert not found, (name, found)
+        time.sleep(0.3)  # calls in flight: the loop is busy, not starting
+        conn.close()
+        worker.join(15)
+        assert not worker.is_alive(), name
+        # infer_frame fails; load_test returns the levels it measured (as after Stop), or says the connection closed
+        assert all(isinstance(e, easnb.ClosedError) for e in found) and (found or name != "infer_frame"), (name, found)
