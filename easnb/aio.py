@@ -119,6 +119,9 @@ class AsyncConnection(BaseConnection):
                 reply = await stub(request, timeout=plan.left(attempt), metadata=metadata)
             except grpc.RpcError as exc:
                 error = plan.failed(exc, started, attempt)
+            except asyncio.CancelledError:
+                self._closed_under()
+                raise
             else:
                 return plan.done(reply, started, attempt)
             await asyncio.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
@@ -258,7 +261,19 @@ class AsyncConnection(BaseConnection):
         """``infer_frame``'s batches on this channel."""
         self.check_open()
         self._open()
-        await run.score(concurrency, self._infer)
+        try:
+            await run.score(concurrency, self._infer)
+        except asyncio.CancelledError:
+            self._closed_under()
+            raise
+
+    def _closed_under(self) -> None:
+        """Raise ``ClosedError`` when a ``CancelledError`` came from this connection's close (its channel ends the
+        calls in flight) rather than from the task's own cancel (Python 3.11+ tells them apart; 3.10 cannot)."""
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)
+        if self._closed and not (cancelling is not None and cancelling()):
+            self.check_open()
 
     async def reflection(self) -> Reflection:
         """As ``Connection.reflection`` (asked off the event loop: reflection's client is blocking)."""
@@ -306,6 +321,9 @@ class AsyncConnection(BaseConnection):
             reply = await make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
         except grpc.RpcError as exc:
             error = plan.failed(exc, started, 0)
+        except asyncio.CancelledError:
+            self._closed_under()
+            raise
         else:
             return plan.done(reply, started, 0)
         raise error

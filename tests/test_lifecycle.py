@@ -148,3 +148,22 @@ def test_a_close_while_infer_frame_or_load_test_runs_ends_them_with_closed_error
         assert not worker.is_alive(), name
         # infer_frame fails; load_test returns the levels it measured (as after Stop), or says the connection closed
         assert all(isinstance(e, easnb.ClosedError) for e in found) and (found or name != "infer_frame"), (name, found)
+
+
+def test_an_async_connection_closed_under_its_calls_ends_them_with_closed_error(demo: DemoServer) -> None:
+    """A task closes the connection while others await its calls: ClosedError, not a CancelledError nobody asked for."""
+    sleepy = pd.DataFrame({"x": np.zeros(4, np.float32), "seconds": np.full(4, 1.0)})
+
+    async def main() -> list[BaseException]:
+        conn = easnb.aio.connect(demo.endpoint, token=TOKEN, timeout=30)
+        await conn.live()
+        calls = [
+            asyncio.ensure_future(conn.infer("sleepy", {"x": np.zeros(1, np.float32), "seconds": np.full(1, 1.0)})),
+            asyncio.ensure_future(conn.infer_frame("sleepy", sleepy, batch_size=1, progress=False)),
+        ]
+        await asyncio.sleep(0.3)  # both in flight
+        await conn.close()
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    found = asyncio.run(main())
+    assert all(isinstance(e, easnb.ClosedError) for e in found), found
