@@ -43,7 +43,7 @@ class QueuedStream(Stream):
                  between_timeout: float | None) -> None:
         super().__init__(reader, request_id, first_timeout, between_timeout)
         self._owner = owner  # kept alive while this request is read
-        self.token = owner.conn.error_context.get("token")
+        self.token, self.target = owner.conn.error_context.get("token"), owner.conn.error_context.get("target", "")
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def _next_message(self) -> Any:

@@ -28,7 +28,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
-from . import arguments
+from . import arguments, log
 from .calls import DEFAULT
 from .errors import ArgumentError, DeadlineError, EasnbError, ServerError, StreamError, scrub
 from .rpc_errors import from_rpc_error
@@ -138,6 +138,7 @@ class Stream:
         self.cancelled = False
         self._started = False
         self.token: Any = None  # the token the request was sent with (a ``Token``: its repr is masked), to redact
+        self.target = ""  # where it went, for the log
 
     # -- what a subclass provides --------------------------------------------------------
     def _next_message(self) -> Any:  # bytes, or END when the call ended cleanly
@@ -158,6 +159,7 @@ class Stream:
         return self._iterate()
 
     def _iterate(self) -> Iterator[InferResult]:
+        status = "OK"
         try:
             while not self.finished:
                 data = self._next_message()
@@ -169,7 +171,7 @@ class Stream:
                 if result is not None:
                     yield result
         except EasnbError as exc:
-            failed(self, exc)
+            status = failed(self, exc)
             self._cancel_call()  # a reply easnb could not read leaves the call open: end it too
             if isinstance(exc, ServerError) and "not a valid" in exc.message and self.reader.flavour == "triton":
                 exc.hint = f"{exc.hint} {MAYBE_MLSERVER}"
@@ -178,6 +180,7 @@ class Stream:
             if not self.finished:  # break, Ctrl-C, an exception in the caller's loop
                 self.cancel()
             self._release()
+            ended(self, status)
 
     def _release(self) -> None:
         """The reading is over (final response, error, end, or cancel): free what watched it."""
@@ -239,13 +242,20 @@ def received(stream: Any, data: bytes) -> InferResult | None:
     return result
 
 
-def failed(stream: Any, exc: EasnbError) -> None:
+def failed(stream: Any, exc: EasnbError) -> str:
     """``exc`` made ``stream``'s (sync or asyncio) failure, in place: the stream finished, the token taken out
-    (a reply's names and ids may quote it), what arrived before and the request id attached."""
+    (a reply's names and ids may quote it), what arrived before and the request id attached. Returns the status to log."""
     stream.finished = True
     scrub(exc, stream.token)
     if not hasattr(exc, "received"):
         exc.received, exc.request_id = tuple(stream.responses), stream.request_id  # type: ignore[attr-defined]
+    return exc.code.name if exc.code is not None else type(exc).__name__
+
+
+def ended(stream: Any, status: str) -> None:
+    """The DEBUG record of one streamed request (sync or asyncio) read to its end: OK, its error's code, or CANCELLED."""
+    if log.debugging():
+        log.call_done("ModelStreamInfer", stream.target, "CANCELLED" if stream.cancelled and status == "OK" else status, stream.sent_at)
 
 
 def in_stream_error(stream: Any, result: InferResult | None, final: bool, error: str) -> StreamError:
@@ -268,7 +278,7 @@ class CallStream(Stream):
         super().__init__(reader, request_id, first_timeout, between_timeout)
         conn.check_open()
         self._context = {**conn.error_context, "timeout": timeout}
-        self.token = self._context.get("token")
+        self.token, self.target = self._context.get("token"), self._context.get("target", "")
         # unary-stream on the bidirectional method: one message, then the half-close, with no sending thread
         self.sent_at = time.perf_counter()  # time to first response counts the sending too
         self._call = conn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=metadata)

@@ -25,7 +25,7 @@ from .frames import frame_to_inputs, is_frame
 from .generate import Generation, build_inputs, split_options
 from .inference import encode_request
 from .results import InferResult
-from .streaming import PATH, Reader, checked, failed, idle_limits, known_flavour, received, request_parameters, server_flavour
+from .streaming import PATH, Reader, checked, ended, failed, idle_limits, known_flavour, received, request_parameters, server_flavour
 
 
 def _task_cancelling() -> bool:
@@ -42,6 +42,7 @@ class AsyncStream:
         self.first_response_timeout, self.between_responses_timeout = first, between
         self._context = context
         self.token = context.get("token")  # to redact (a ``Token``: its repr is masked)
+        self.target = context.get("target", "")  # where it went, for the log
         self.responses: list[InferResult] = []
         self.arrivals: list[float] = []
         self.sent_at = time.perf_counter()
@@ -83,6 +84,7 @@ class AsyncStream:
             self._timer = None
 
     async def _iterate(self) -> AsyncIterator[InferResult]:
+        status = "OK"
         try:
             self._watch()
             while not self.finished:
@@ -98,13 +100,14 @@ class AsyncStream:
                 if result is not None:
                     yield result
         except EasnbError as exc:
-            failed(self, exc)
+            status = failed(self, exc)
             self._call.cancel()  # a reply easnb could not read leaves the call open: end it too
             raise
         finally:
             self._unwatch()
             if not self.finished:
                 self.cancel()
+            ended(self, status)
 
     async def _next(self) -> Any:
         error: EasnbError | None = None

@@ -55,6 +55,27 @@ def test_each_call_is_one_debug_record_sync_aio_batches_and_services(demo: DemoS
     assert f"ServerLive on {demo.endpoint}: OK in" in record.getMessage()
 
 
+def test_each_stream_is_one_debug_record_sync_shared_and_aio(demo: DemoServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="easnb")
+    x = {"a": np.arange(3.0)}
+    with easnb.connect(demo.endpoint, token=TOKEN) as conn:
+        assert list(conn.generate("textgen", "hi", max_tokens=3))
+        conn.stream("echo", x).collect()
+        with pytest.raises(easnb.StreamError):
+            conn.stream("textgen", x).collect()  # refused inside the stream
+        with conn.open_stream("echo") as shared:
+            shared.submit(x).collect()
+
+    async def main() -> None:
+        async with easnb.aio.connect(demo.endpoint, token=TOKEN) as aconn:
+            assert [piece async for piece in aconn.generate("textgen", "hi", max_tokens=3)]
+
+    asyncio.run(main())
+    streams = [(r.status, r.target) for r in _records(caplog) if getattr(r, "method", "") == "ModelStreamInfer"]
+    assert streams.count(("OK", demo.endpoint)) == 4, streams
+    assert len(streams) == 5 and streams[2][0] != "OK", streams
+
+
 def test_retries_are_info_records(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="easnb")
     port = free_port()
