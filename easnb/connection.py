@@ -252,7 +252,7 @@ class Connection(Features, BaseConnection):
         """
         model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
         try:
-            data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw, columns)
+            data = self.encode_infer(model, inputs, outputs, version, parameters, request_id, raw, columns, headers)
             metadata = self._metadata if headers is None else self.settings.metadata_with(headers)
             stub = self._infer
             reply = self.call("ModelInfer", lambda seconds: stub(data, timeout=seconds, metadata=metadata), timeout, retries)
@@ -271,15 +271,16 @@ class Connection(Features, BaseConnection):
         request_id: str = "",
         raw: bool = True,
         columns: Mapping[str, list[str]] | None = None,
+        headers: Headers | None = None,
     ) -> bytes:
-        """The serialized request ``infer`` would send (DataFrames matched to the model's inputs)."""
+        """The serialized request ``infer`` would send (DataFrames matched to the model's inputs, asked with ``headers``)."""
         model, inputs, outputs, version, request_id, _, _ = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, None, None, raw, 0, False, False, columns)
         if type(inputs) is not dict and is_frame(inputs):
-            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version), None if columns is None else dict(columns))
+            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version, headers), None if columns is None else dict(columns))
         try:
             return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         except FrameInput:  # a DataFrame as one input's value: its columns matched to that input's features
-            inputs = frames_in(inputs, self.cached_model_metadata(model, version))
+            inputs = frames_in(inputs, self.cached_model_metadata(model, version, headers))
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
     @property

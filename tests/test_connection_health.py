@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import pandas as pd
 import pytest
 
 import easnb
@@ -338,3 +339,23 @@ def test_retries_never_outlast_the_timeout() -> None:
         assert time.monotonic() - started <= 1.7
     finally:
         server.stop(None)
+
+
+def test_a_calls_headers_reach_the_model_lookup_a_dataframe_needs_sync_and_aio(recording_server) -> None:  # type: ignore[no-untyped-def]
+    """infer(DataFrame, headers=...) asks for the model's inputs with the call's headers (a gateway routes by them)."""
+    import asyncio
+
+    import easnb.aio
+
+    endpoint, recorder = recording_server
+    frame = pd.DataFrame(np.ones((2, 4), np.float32), columns=["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    with easnb.connect(endpoint) as conn:
+        conn.infer("iris", frame, headers={"mm-vmodel-id": "sync"})
+
+    async def run() -> None:
+        async with easnb.aio.connect(endpoint) as aconn:
+            await aconn.infer("iris", frame, headers={"mm-vmodel-id": "aio"})
+
+    asyncio.run(run())
+    lookups = [md.get("mm-vmodel-id") for m, md in recorder.calls if m.endswith("/ModelMetadata")]
+    assert lookups == ["sync", "aio"], lookups
