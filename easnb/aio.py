@@ -223,6 +223,7 @@ class AsyncConnection(BaseConnection):
 
     async def cached_model_metadata(self, name: str, version: str = "", headers: Headers | None = None) -> ModelMetadata:
         """As ``Connection.cached_model_metadata``."""
+        name, version, _ = arguments.model_call(name, version, None, headers)
         cached = self._model_cache.get((name, version))
         return cached if cached is not None else await self.model_metadata(name, version, headers=headers)
 

@@ -359,3 +359,22 @@ def test_a_calls_headers_reach_the_model_lookup_a_dataframe_needs_sync_and_aio(r
     asyncio.run(run())
     lookups = [md.get("mm-vmodel-id") for m, md in recorder.calls if m.endswith("/ModelMetadata")]
     assert lookups == ["sync", "aio"], lookups
+
+
+def test_cached_model_metadata_asks_once_for_a_version_given_as_a_number_sync_and_aio(recording_server) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import easnb.aio
+
+    endpoint, recorder = recording_server
+    with easnb.connect(endpoint) as conn:
+        assert conn.cached_model_metadata("iris", 1) == conn.cached_model_metadata("iris", "1")
+
+    async def run() -> None:
+        async with easnb.aio.connect(endpoint) as aconn:
+            assert await aconn.cached_model_metadata("iris", 1) == await aconn.cached_model_metadata("iris", 1)
+            with pytest.raises(easnb.ArgumentError):
+                await aconn.cached_model_metadata(None)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    assert [m.rsplit("/", 1)[-1] for m, _ in recorder.calls] == ["ModelMetadata", "ModelMetadata"]
