@@ -66,6 +66,7 @@ class AsyncConnection(BaseConnection):
             if problem is not None:
                 raise problem
         self._start(settings_of("AsyncConnection", endpoint, token, timeout, options))
+        channel = arguments.channel(channel, aio=True)
         self.channel: grpc.aio.Channel | None = None
         self._given = channel
         self._twin: Connection | None = None  # a sync connection for blocking look-ups (reflection, .proto)

@@ -217,6 +217,20 @@ def paths(value: Any, argument: str) -> tuple[str | Path, ...]:
 # -- one line per public method: the usual call passes on the first test ---------------------------
 
 
+def channel(value: Any, aio: bool) -> Any:
+    """A channel handed to a connection: ``None`` (open one), else a ``grpc.Channel`` for ``easnb.connect`` or
+    a ``grpc.aio.Channel`` for ``easnb.aio.connect`` (the other kind fails at its first call, far from here)."""
+    import grpc
+    import grpc.aio
+
+    kind = grpc.aio.Channel if aio else grpc.Channel
+    if value is None or isinstance(value, kind):
+        return value
+    wants, example = ("a grpc.aio.Channel", "channel=grpc.aio.insecure_channel(...)") if aio else (
+        "a grpc.Channel (sync; easnb.aio.connect takes grpc.aio ones)", "channel=grpc.insecure_channel(...)")
+    raise _refuse("channel", wants, value, example)
+
+
 def model_call(name: Any, version: Any, timeout: Any, headers: Any, argument: str = "name") -> tuple[str, str, Any]:
     """``model_ready``, ``model_metadata``, ``model_statistics``: (name, version, timeout)."""
     if type(name) is str and type(version) is str and headers is None:

@@ -67,6 +67,7 @@ class Connection(Features, BaseConnection):
             if problem is not None:
                 raise problem
         settings = settings_of("Connection", endpoint, token, timeout, options)
+        channel = arguments.channel(channel, aio=False)
         self._start(settings)
         self._owns_channel = channel is None
         self.channel = settings.open_channel() if channel is None else channel

@@ -96,6 +96,10 @@ SYNC: dict[str, tuple[Callable[[DemoServer], Any], type[easnb.EasnbError]]] = {
                         easnb.ArgumentError),
     "history: code flavour": (lambda d: __import__("easnb.history", fromlist=["History"]).History().code(0, flavour="curl"),
                               easnb.ArgumentError),
+    "connect: channel of the asyncio kind": (lambda d: easnb.connect(d.endpoint, channel=grpc.aio.insecure_channel(d.endpoint)),
+                                             easnb.ArgumentError),
+    "connect: channel as text": (lambda d: easnb.connect(d.endpoint, channel=d.endpoint), easnb.ArgumentError),
+    "aio connect: a sync channel": (lambda d: easnb.aio.connect(d.endpoint, channel=grpc.insecure_channel(d.endpoint)), easnb.ArgumentError),
     "eas config": (lambda d: __import__("easnb.eas", fromlist=["ServiceConfig"]).ServiceConfig.from_json("{"), easnb.ConfigError),
 }
 
