@@ -18,7 +18,7 @@ import grpc
 import grpc.aio
 
 from . import _proto, arguments
-from .calls import CALLS, DEFAULT, RetryPlan, Unary, arun_plan, is_unknown_model, model_metadata_from
+from .calls import CALLS, DEFAULT, RetryPlan, Unary, arun_plan, is_unknown_model, model_metadata_from, quiet
 from .connection_base import BaseConnection, connect_settings
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
@@ -217,7 +217,7 @@ class AsyncConnection(BaseConnection):
         if stub is None:
             assert self.channel is not None
             stub = self._path_stubs[step.path] = self.channel.unary_unary(
-                step.path, request_serializer=type(step.request).SerializeToString, response_deserializer=step.reply.FromString
+                step.path, request_serializer=type(step.request).SerializeToString, response_deserializer=quiet(step.reply.FromString)
             )
         return await self._send(step.path, stub, step.request, step.timeout, self.retries if step.idempotent else 0,
                                 self.settings.metadata)

@@ -38,6 +38,19 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
+def quiet(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """A reply reader answering ``None`` for bytes it cannot parse, where gRPC would log a traceback of its own:
+    gRPC then fails a sync call with INTERNAL and hands grpc.aio's reply back as ``None`` (``unreadable_reply``)."""
+
+    def reading(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception:  # DecodeError, or a foreign message
+            return None
+
+    return reading
+
+
 def unreadable_reply(method: str, target: str) -> ServerError:
     """A reply gRPC could not parse as the method's message (grpc.aio hands it back as ``None``)."""
     return ServerError(
@@ -139,7 +152,7 @@ class Call:
         if self.request is None:
             return channel.unary_unary(self.path)
         return channel.unary_unary(self.path, request_serializer=self.request.SerializeToString,
-                                   response_deserializer=self.reply.FromString)
+                                   response_deserializer=quiet(self.reply.FromString))
 
 
 def model_metadata_from(reply: Any) -> ModelMetadata:

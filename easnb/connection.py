@@ -20,7 +20,7 @@ from .credentials import Headers, Token, clean_token, parse_token
 from .endpoint import Endpoint
 from .connection_base import BaseConnection, connect_settings
 from .connection_features import Features
-from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, run_plan  # noqa: F401 - re-exported
+from .calls import CALLS, DEFAULT, RetryPlan, Unary, is_unknown_model, model_metadata_from, quiet, run_plan  # noqa: F401 - re-exported
 from .errors import EasnbError, FrameInput, NotFoundError, scrub
 from .rpc_errors import from_rpc_error
 from .fork import BoundedChannel, watch
@@ -127,7 +127,7 @@ class Connection(Features, BaseConnection):
         stub = self._path_stubs.get(step.path)
         if stub is None:
             stub = self._path_stubs[step.path] = self.channel.unary_unary(
-                step.path, request_serializer=type(step.request).SerializeToString, response_deserializer=step.reply.FromString
+                step.path, request_serializer=type(step.request).SerializeToString, response_deserializer=quiet(step.reply.FromString)
             )
         request, metadata = step.request, self.metadata
         return self.call(

@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 
 from ._proto import load_pool
 from .arguments import server_call
-from .calls import DEFAULT, unreadable_reply
+from .calls import DEFAULT, quiet, unreadable_reply
 from .credentials import Headers
 from .errors import EasnbError, NotFoundError, RequestError, UnimplementedError
 from .rpc_errors import from_rpc_error
@@ -136,7 +136,7 @@ class Method:
         made = self._stub
         if made is None or made[0] is not channel:  # a connection's channel is new after a fork
             made = self._stub = (channel, getattr(channel, self.kind)(
-                self.path, request_serializer=None, response_deserializer=self.response_class.FromString
+                self.path, request_serializer=None, response_deserializer=quiet(self.response_class.FromString)
             ))
         return made[1]
 

@@ -19,6 +19,7 @@ import grpc
 
 from . import _proto
 from ._proto import V2_SERVICE, method_path
+from .calls import quiet
 from .errors import NotFoundError, UnimplementedError
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def model_statistics(conn: Link, model: str = "", version: str = "", timeout: fl
     stub = conn.channel.unary_unary(
         PATH,
         request_serializer=_proto.ModelStatisticsRequest.SerializeToString,
-        response_deserializer=_proto.ModelStatisticsResponse.FromString,
+        response_deserializer=quiet(_proto.ModelStatisticsResponse.FromString),
     )
     request = _proto.ModelStatisticsRequest(name=model, version=version)
     metadata = conn.metadata

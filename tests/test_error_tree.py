@@ -188,8 +188,9 @@ async def _then(awaitable: Any, use: Callable[[Any], Any]) -> Any:
 
 
 @pytest.mark.parametrize("surface", list(UNREADABLE_ASYNC))
-def test_an_unreadable_reply_is_a_server_error_in_asyncio_too(surface: str, unreadable: str) -> None:
-    """grpc.aio hands back None for a reply it cannot parse (sync gRPC raises INTERNAL): never a None, nor an AttributeError."""
+def test_an_unreadable_reply_is_a_server_error_in_asyncio_too(surface: str, unreadable: str, caplog: pytest.LogCaptureFixture) -> None:
+    """grpc.aio hands back None for a reply it cannot parse (sync gRPC raises INTERNAL): never a None, nor an AttributeError,
+    and no traceback logged by gRPC (a notebook shows it in red under the cell)."""
 
     async def main() -> BaseException:
         async with easnb.aio.connect(unreadable, retries=0, timeout=3) as conn:
@@ -204,3 +205,4 @@ def test_an_unreadable_reply_is_a_server_error_in_asyncio_too(surface: str, unre
     with easnb.connect(unreadable, retries=0, timeout=3) as conn:  # as the sync connection says
         with pytest.raises(easnb.ServerError):
             conn.live()
+    assert not [r for r in caplog.records if r.name.startswith("grpc") and r.exc_info], "gRPC logged a traceback"
