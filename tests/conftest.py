@@ -159,6 +159,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    heavy_first(config, items)  # under pytest-xdist only
     if config.getoption("--slow"):
         return
     skip = pytest.mark.skip(reason="long run: use --slow")
@@ -167,4 +168,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-from .alone import pytest_runtest_protocol  # noqa: E402,F401 - a hook: `alone` and `serial` tests under pytest-xdist
+from .alone import heavy_first, pytest_runtest_protocol  # noqa: E402,F401 - a hook: `alone` and `serial` tests under pytest-xdist

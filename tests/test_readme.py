@@ -22,7 +22,7 @@ def test_readme_gives_both_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "bash scripts/lab" in readme and "bash .ci/run" in readme
     assert ".venv/bin/python -m pytest" in (ROOT / ".ci" / "run").read_text()
-    suite = ".venv/bin/python -m pytest -n 3 --dist loadfile"  # the full suite: CI runs what the README gives
+    suite = ".venv/bin/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder"  # the full suite: CI runs what the README gives
     assert suite in readme and f"timeout 1500 {suite}" in (ROOT / ".ci" / "run").read_text()
 
 
