@@ -96,12 +96,21 @@ SYNC: dict[str, tuple[Callable[[DemoServer], Any], type[easnb.EasnbError]]] = {
                         easnb.ArgumentError),
     "history: code flavour": (lambda d: __import__("easnb.history", fromlist=["History"]).History().code(0, flavour="curl"),
                               easnb.ArgumentError),
-    "connect: channel of the asyncio kind": (lambda d: easnb.connect(d.endpoint, channel=grpc.aio.insecure_channel(d.endpoint)),
+    "connect: channel of the asyncio kind": (lambda d: easnb.connect(d.endpoint, channel=_aio_channel(d.endpoint)),
                                              easnb.ArgumentError),
     "connect: channel as text": (lambda d: easnb.connect(d.endpoint, channel=d.endpoint), easnb.ArgumentError),
     "aio connect: a sync channel": (lambda d: easnb.aio.connect(d.endpoint, channel=grpc.insecure_channel(d.endpoint)), easnb.ArgumentError),
     "eas config": (lambda d: __import__("easnb.eas", fromlist=["ServiceConfig"]).ServiceConfig.from_json("{"), easnb.ConfigError),
 }
+
+
+def _aio_channel(endpoint: str) -> Any:
+    """A grpc.aio channel (made in an event loop: outside one, grpc.aio refuses on some versions)."""
+
+    async def make() -> Any:
+        return grpc.aio.insecure_channel(endpoint)
+
+    return asyncio.run(make())
 
 
 def _closed(demo: DemoServer) -> easnb.Connection:
