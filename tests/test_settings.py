@@ -60,20 +60,6 @@ class AioCounter(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-class Recorder(grpc.ServerInterceptor):
-    """Keeps each call's method and metadata; sleeps in each call when asked (for the keepalive row)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.sleep = 0.0
-
-    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        self.calls.append((details.method, dict(details.invocation_metadata)))
-        if self.sleep:
-            time.sleep(self.sleep)
-        return continuation(details)
-
-
 def _private_ca(folder: Path) -> tuple[bytes, bytes, bytes]:
     """A private certificate authority and a 127.0.0.1 certificate it signed: (ca, key, cert) as PEM."""
     if not shutil.which("openssl"):
