@@ -13,7 +13,8 @@ goes to the full decoder, which says what is wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ from .tensors import element_count
 PLANS = 4
 _RAW_TAG = wire.RAW_OUTPUT_FIELD << 3 | 2
 _new = object.__new__
+_u32 = struct.Struct("<I").unpack_from
+_OBJECT = np.dtype(object)
 _NUMERIC = {d.name: d.dtype for d in DATATYPES.values() if d.name not in ("BYTES", "BF16")}
 
 
@@ -44,6 +47,11 @@ class StreamPlan:
     parameters: dict[str, Any]
     outputs: tuple[tuple[str, str, Any, tuple[int, ...], int], ...]  # name, datatype, numpy dtype or None (BYTES), shape, count
     datatypes: dict[str, str]
+    #: the fields every result of this layout shares as they are (strings), set once
+    names: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", {"model_name": self.model_name, "model_version": self.model_version, "id": self.id})
 
     def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
         """The result, or None when ``data`` does not have this layout (the caller decodes it in full)."""
@@ -53,18 +61,22 @@ class StreamPlan:
         pos, end = len(head), len(data)
         arrays = {}
         for name, _, dtype, shape, count in self.outputs:
-            if pos >= end or data[pos] != _RAW_TAG:
+            if pos + 1 >= end or data[pos] != _RAW_TAG:
                 return None
-            length, pos = _varint(data, pos + 1)
+            length = data[pos + 1]
+            if length < 0x80:  # a one-byte length, as a token's is
+                pos += 2
+            else:
+                length, pos = _varint(data, pos + 1)
             stop = pos + length
             if length < 0 or stop > end:
                 return None
             if dtype is None:  # BYTES
                 if count == 1:  # the usual token: one length prefix, then exactly that many bytes
-                    if length < 4 or int.from_bytes(data[pos : pos + 4], "little") != length - 4:
+                    if length < 4 or _u32(data, pos)[0] != length - 4:
                         return None
                     value = data[pos + 4 : stop]
-                    array: np.ndarray = np.empty(1, dtype=object)
+                    array: np.ndarray = np.empty(1, _OBJECT)
                     array[0] = value.decode("utf-8", "replace") if bytes_as_str else value
                     if shape != (1,):
                         array = array.reshape(shape)
@@ -87,8 +99,10 @@ class StreamPlan:
         if pos != end:
             return None
         result = _new(InferResult)  # the frozen dataclass's __init__ sets each field through object.__setattr__
-        result.__dict__.update(model_name=self.model_name, model_version=self.model_version, id=self.id, outputs=arrays,
-                               datatypes=dict(self.datatypes), parameters=dict(self.parameters), output_parameters={})
+        fields = result.__dict__
+        fields.update(self.names)
+        fields["outputs"], fields["datatypes"] = arrays, self.datatypes.copy()
+        fields["parameters"], fields["output_parameters"] = self.parameters.copy(), {}
         return result
 
 

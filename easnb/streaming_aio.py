@@ -28,6 +28,9 @@ from .results import InferResult
 from .streaming import PATH, Reader, checked, ended, failed, idle_limits, known_flavour, received, request_parameters, server_flavour
 
 
+_EOF = grpc.aio.EOF
+
+
 def _task_cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and getattr(task, "cancelling", lambda: 0)() > 0
@@ -49,6 +52,7 @@ class AsyncStream:
         self.finished = self.cancelled = self._started = False
         self._timer: asyncio.TimerHandle | None = None  # one timer for the idle limits, moved only when it fires
         self._timed_out = ""
+        self._failure: EasnbError | None = None  # what a failed read meant, raised once out of its except block
 
     def __aiter__(self) -> AsyncIterator[InferResult]:
         if self._started:
@@ -84,16 +88,21 @@ class AsyncStream:
             self._timer = None
 
     async def _iterate(self) -> AsyncIterator[InferResult]:
+        # per response, only what must be done: the read awaited here (not through a helper coroutine), names local
+        read, arrivals, clock = self._call.read, self.arrivals, time.perf_counter
         status = "OK"
         try:
             self._watch()
             while not self.finished:
-                data = await self._next()
-                if data is grpc.aio.EOF:
-                    self.finished = not self.cancelled  # a cancelled request ends without its final response
+                try:
+                    data = await read()
+                except (asyncio.CancelledError, grpc.RpcError) as exc:
+                    data = self._read_failed(exc)
+                if data is _EOF:
+                    self._end()
                     return
-                self.arrivals.append(time.perf_counter())
-                if len(self.arrivals) == 1:  # from now on the limit between responses counts
+                arrivals.append(clock())
+                if len(arrivals) == 1:  # from now on the limit between responses counts
                     self._unwatch()
                     self._watch()
                 result = received(self, data)
@@ -109,23 +118,24 @@ class AsyncStream:
                 self.cancel()
             ended(self, status)
 
-    async def _next(self) -> Any:
-        error: EasnbError | None = None
-        try:
-            data = await self._call.read()
-        except asyncio.CancelledError:
+    def _read_failed(self, exc: BaseException) -> Any:
+        """A read that raised: EOF when it was our own cancel (or the idle timer's), else what it means is kept
+        for ``_end`` to raise (raising here would chain the grpc.RpcError, whose text may hold the token)."""
+        if isinstance(exc, asyncio.CancelledError):
             if _task_cancelling() or not self.cancelled:  # the task's own cancellation, not ours
-                raise
-            data = grpc.aio.EOF  # our cancel(), or the idle timer's
-        except grpc.RpcError as exc:
-            if not self.cancelled or exc.code() != grpc.StatusCode.CANCELLED:
-                error = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
-            data = grpc.aio.EOF
-        if error is not None:
-            raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
-        if self._timed_out and data is grpc.aio.EOF:
+                raise exc
+        elif not self.cancelled or exc.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+            self._failure = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
+        return _EOF
+
+    def _end(self) -> None:
+        """The call is over: raise what ended it, if anything; else the stream ends (finished unless cancelled)."""
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        if self._timed_out:
             self._deadline()
-        return data
+        self.finished = not self.cancelled  # a cancelled request ends without its final response
 
     def _deadline(self) -> None:
         raise DeadlineError(
