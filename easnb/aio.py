@@ -362,5 +362,9 @@ def connect(
 ) -> AsyncConnection:
     """As ``easnb.connect``, for ``await``: endpoint and token default to ``EASNB_ENDPOINT`` / ``EASNB_TOKEN``;
     ``connect(settings)`` uses another connection's settings (``conn.settings``)."""
+    if token is not None:  # this frame keeps no plain token for a traceback's locals (%xmode Verbose)
+        token, problem = parse_token(token)
+        if problem is not None:
+            raise problem
     channel = options.pop("channel", None)
     return AsyncConnection(connect_settings("AsyncConnection", endpoint, token, timeout, options), channel=channel)

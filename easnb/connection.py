@@ -404,5 +404,9 @@ def connect(
 
     >>> conn = connect("http://name.123.cn-hangzhou.pai-eas.aliyuncs.com/", token="...")  # doctest: +SKIP
     """
+    if token is not None:  # this frame keeps no plain token for a traceback's locals (%xmode Verbose)
+        token, problem = parse_token(token)
+        if problem is not None:
+            raise problem
     channel = options.pop("channel", None)
     return Connection(connect_settings("Connection", endpoint, token, timeout, options), channel=channel)
