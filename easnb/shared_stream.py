@@ -30,7 +30,8 @@ from ._proto import ModelInferResponse
 from .calls import DEFAULT
 from .errors import DeadlineError, EasnbError, ServerError
 from .rpc_errors import from_rpc_error
-from .stream_wire import FINAL, decode_stream_response
+from .stream_plans import inner_reply
+from .stream_wire import FINAL, decode_stream_response, id_and_final
 from .streaming import END, PATH, Reader, Stream, checked, flavour_of, idle_limits, open_call, request_parameters
 
 
@@ -94,9 +95,9 @@ class Dispatch:
     def run(self, context: dict[str, Any]) -> None:
         """The reader thread: each reply to its request's queue, until the call ends."""
         try:
+            heads = Heads()
             for data in self.call:
-                error, inner = decode_stream_response(data)
-                request_id, final = _id_and_final(inner)
+                request_id, final, error = heads.read(data)
                 with self.lock:
                     stream = self.waiting.get(request_id)
                     if final or error:
@@ -223,10 +224,69 @@ class OpenStream:
         return f"<OpenStream {self.model} ({self.flavour}), {waiting} requests waiting{', closed' if self._closed else ''}>"
 
 
-def _id_and_final(inner: Any) -> tuple[str, bool]:
-    """A reply's request id and final flag (the tensors are read later, by the request's own stream)."""
+class Heads:
+    """The reader thread's view of replies: each request's id and final flag, from the bytes before a
+    reply's tensors (its head) seen before, so a token costs a comparison and a walk over its raw fields."""
+
+    def __init__(self) -> None:
+        self.known: list[tuple[bytes, str, bool]] = []  # the latest first
+
+    def read(self, data: bytes) -> tuple[str, bool, str]:
+        """A reply's ``(request id, final flag, error message)``; ``ServerError`` for one easnb cannot read."""
+        inner = inner_reply(data)  # the usual reply: no error message
+        if inner is None:
+            error, inner = decode_stream_response(data)
+            inner = bytes(inner)
+            return (*_id_and_final(inner), error)
+        for head, request_id, final in self.known:
+            if inner.startswith(head) and raw_tail(inner, len(head)):
+                return request_id, final, ""
+        found = id_and_final(inner)
+        if found is None:
+            return (*_id_and_final(inner), "")
+        start = raw_start(inner)
+        if start is not None:
+            del self.known[HEADS - 1 :]
+            self.known.insert(0, (inner[:start], *found))
+        return (*found, "")
+
+
+#: How many reply heads the reader thread keeps (a token's and a final one's for a few interleaved requests).
+HEADS = 16
+
+
+def raw_start(inner: bytes) -> int | None:
+    """Where a plainly written ModelInferResponse's raw output fields (field 6) begin, if only they follow."""
+    pos, end, start = 0, len(inner), None
+    while pos < end:
+        tag, length = inner[pos], inner[pos + 1]
+        if length > 0x7F:
+            return None
+        if tag == _RAW_TAG:
+            start = pos if start is None else start
+        else:
+            start = None
+        pos += 2 + length
+    return start if pos == end else None
+
+
+def raw_tail(inner: bytes, pos: int) -> bool:
+    """Whether ``inner`` from ``pos`` on is raw output fields (field 6) with one-byte lengths, and nothing else."""
+    end = len(inner)
+    while pos < end:
+        if inner[pos] != _RAW_TAG or pos + 1 == end or inner[pos + 1] > 0x7F:
+            return False
+        pos += 2 + inner[pos + 1]
+    return pos == end
+
+
+_RAW_TAG = 0x32  # ModelInferResponse.raw_output_contents, length-delimited
+
+
+def _id_and_final(inner: bytes) -> tuple[str, bool]:
+    """A reply's request id and final flag, parsed in full (what ``id_and_final`` leaves)."""
     try:
-        head = ModelInferResponse.FromString(bytes(inner))
+        head = ModelInferResponse.FromString(inner)
     except DecodeError:
         raise ServerError("The server's stream reply holds no valid ModelInferResponse.",
                           hint="The server, or something between it and you, sent a corrupt message.") from None

@@ -69,3 +69,44 @@ def decode_stream_response(data: bytes) -> tuple[str, bytes | memoryview]:
             hint="The server, or something between it and you, sent a corrupt message.",
         ) from None
     return error, inner
+
+
+_FINAL_ENTRY = b"\x0a\x15" + FINAL.encode()  # a parameters entry's key field: triton_final_response
+_FINAL_VALUES = {_FINAL_ENTRY + b"\x12\x02\x08\x01": True, _FINAL_ENTRY + b"\x12\x02\x08\x00": False}
+
+
+def id_and_final(inner: bytes) -> tuple[str, bool] | None:
+    """A ModelInferResponse's ``(id, final flag)`` read off its bytes, skipping the tensors; None for a
+    reply not written plainly (a field other than length-delimited ones, an unusual parameters entry,
+    a truncated field), which the caller parses in full.
+
+    >>> id_and_final(b"\\x1a\\x01r\\x22\\x1b" + _FINAL_ENTRY + b"\\x12\\x02\\x08\\x01")
+    ('r', True)
+    """
+    pos, end = 0, len(inner)
+    request_id, final = "", False
+    try:
+        while pos < end:
+            tag, length = inner[pos], inner[pos + 1]
+            if tag & 7 != 2 or tag > 0x7F:
+                return None
+            if length < 0x80:
+                start = pos + 2
+            else:
+                length, start = read_varint(inner, pos + 1)
+            pos = start + length
+            if pos > end:
+                return None
+            if tag == 0x1A:  # id
+                request_id = inner[start:pos].decode()
+            elif tag == 0x22:  # a parameters entry: key (field 1) first, as protobuf writes it
+                if length == 0 or inner[start] != 0x0A:
+                    return None
+                if inner.startswith(_FINAL_ENTRY, start):
+                    value = _FINAL_VALUES.get(inner[start:pos])
+                    if value is None:
+                        return None
+                    final = value
+    except (IndexError, ValueError):  # ValueError covers UnicodeDecodeError
+        return None
+    return request_id, final
