@@ -186,6 +186,7 @@ class _Run:
         self.failures: dict[int, BatchFailure] = {}
         self.shape: _Shape | None = None
         self.gone_streak = 0
+        self.server_gone = False  # decided once, for good: a reply decoded later does not undo it
         self.bar: Any = None
         self.few = False  # few calls in flight: overlap each call with the handling of the last reply
         self.debug = log.debugging()
@@ -206,7 +207,7 @@ class _Run:
             for worker in workers:
                 worker.cancel()
             raise
-        if self.gone_streak >= GONE_AFTER:
+        if self.server_gone:
             self._take()  # reports every batch not taken yet as not sent
 
     def _take(self) -> tuple[int, bytes] | None:
@@ -214,7 +215,7 @@ class _Run:
         while self._next < len(self.ranges):
             batch = self._next
             self._next += 1
-            if self.gone_streak >= GONE_AFTER:  # the server is gone: report the rest, send nothing more
+            if self.server_gone:  # the server is gone: report the rest, send nothing more
                 self._fail(batch, _not_sent(list(self.failures.values())[-1].error))
                 continue
             start, stop = self.ranges[batch]
@@ -262,9 +263,10 @@ class _Run:
             if error is not None:
                 code = error.code()
                 self.gone_streak = self.gone_streak + 1 if code in SERVER_GONE else 0
-                if self.gone_streak == GONE_AFTER:
+                if self.gone_streak >= GONE_AFTER and not self.server_gone:
+                    self.server_gone = True
                     log.gone(self.target, self.model, GONE_AFTER, len(self.ranges) - self._next + (upcoming is not None))
-                if self.gone_streak >= GONE_AFTER and upcoming is not None:
+                if self.server_gone and upcoming is not None:
                     self._fail(upcoming[0], _not_sent(from_rpc_error(error, method="ModelInfer", **self.conn.error_context)))
                     upcoming = None
             finished, attempt = current, 0
