@@ -235,9 +235,8 @@ class Heads:
         """A reply's ``(request id, final flag, error message)``; ``ServerError`` for one easnb cannot read."""
         inner = inner_reply(data)  # the usual reply: no error message
         if inner is None:
-            error, inner = decode_stream_response(data)
-            inner = bytes(inner)
-            return (*_id_and_final(inner), error)
+            error, message = decode_stream_response(data)
+            return (*_id_and_final(bytes(message)), error)
         for head, request_id, final in self.known:
             if inner.startswith(head) and raw_tail(inner, len(head)):
                 return request_id, final, ""
