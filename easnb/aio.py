@@ -184,12 +184,12 @@ class AsyncConnection(BaseConnection):
         model, inputs, outputs, version, request_id, timeout, retries = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, timeout, headers, raw, retries, copy, bytes_as_str, columns)
         if is_frame(inputs):
             meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
-            inputs = frame_to_inputs(inputs, meta, None if columns is None else dict(columns))
+            inputs = frame_to_inputs(inputs, meta, None if columns is None else dict(columns), token=self.settings.token)
         try:
             data = encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         except FrameInput:  # a DataFrame as one input's value: its columns matched to that input's features
             meta = self._model_cache.get((model, version)) or await self.model_metadata(model, version, headers=headers)
-            data = encode_request(model, frames_in(inputs, meta), outputs, version, parameters, request_id, raw, self.request_heads)
+            data = encode_request(model, frames_in(inputs, meta, token=self.settings.token), outputs, version, parameters, request_id, raw, self.request_heads)
         reply = await self._call("ModelInfer", data, timeout, retries, headers)
         return decode_response(reply, copy=copy, bytes_as_str=bytes_as_str, plans=self.reply_plans)
 

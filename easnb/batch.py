@@ -150,7 +150,7 @@ def frame_plan(
             )
         batch_size = fixed
     # columns are matched once; each batch is then a slice of the same arrays
-    tensors = frame_to_inputs(frame, meta, columns)
+    tensors = frame_to_inputs(frame, meta, columns, token=conn.settings.token)
     ranges = [(start, min(start + batch_size, len(frame))) for start in range(0, len(frame), batch_size)]
     run = _Run(conn, model, tensors, ranges, outputs, version, parameters, seconds, metadata, retries, retry_deadline)
     run.bar = _progress(len(frame), progress)

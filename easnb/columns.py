@@ -13,6 +13,10 @@ models) names its features by its inputs, which are matched by name. Where the m
 nothing, position decides and ``ColumnOrderWarning`` says which column went where, once per
 connection (which keeps the model's metadata) and order of columns.
 
+Names come from the server, which may quote the token it was sent: the functions that put them in
+a message take the connection's token and take it out (``easnb.redaction``) of a long name before
+cutting it short (which could keep a piece of it), and of the whole warning.
+
 >>> meta = ModelMetadata("m", (), "", (TensorMetadata("x", "FP32", (-1, 2)),), (), {"features": "a,b"})
 >>> declared_features(meta, meta.inputs[0])
 ['a', 'b']
@@ -30,6 +34,7 @@ from typing import Any
 
 from .errors import TensorError
 from .metadata import ModelMetadata, TensorMetadata
+from .redaction import redact
 
 #: The longest property value read as feature names (a server's metadata is data: bound it).
 MAX_TEXT = 1 << 20
@@ -79,8 +84,16 @@ def named(columns: Sequence[Any]) -> bool:
     return all(isinstance(c, str) for c in columns)
 
 
-def _listed(names: Sequence[Any]) -> str:
-    shown = ", ".join(_SHORT.repr(n) for n in names[:SHOWN])
+def _shown(value: Any, token: Any) -> str:
+    """``value``'s repr, cut short if long; a cut one loses the token first (a whole one the message's own redaction finds)."""
+    short = _SHORT.repr(value)
+    if token is None or not isinstance(value, str) or short == repr(value):
+        return short
+    return _SHORT.repr(redact(value, token))
+
+
+def _listed(names: Sequence[Any], token: Any) -> str:
+    shown = ", ".join(_shown(n, token) for n in names[:SHOWN])
     return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
@@ -89,11 +102,12 @@ def _loose(name: Any) -> str:
     return "".join(ch for ch in str(name).casefold() if ch not in " -_\t")
 
 
-def mismatch(meta: ModelMetadata, tensor: TensorMetadata, names: list[str], columns: list[Any]) -> TensorError:
-    """The error for a frame whose columns are not the features the model names."""
+def mismatch(meta: ModelMetadata, tensor: TensorMetadata, names: list[str], columns: list[Any], token: Any) -> TensorError:
+    """The error for a frame whose columns are not the features the model names; a long name is cut
+    without a piece of ``token`` (``frames`` scrubs the whole error of it)."""
     missing = [n for n in names if n not in columns]
     extra = [c for c in columns if c not in names]
-    parts = ([f"missing {_listed(missing)}"] if missing else []) + ([f"not features: {_listed(extra)}"] if extra else [])
+    parts = ([f"missing {_listed(missing, token)}"] if missing else []) + ([f"not features: {_listed(extra, token)}"] if extra else [])
     detail = "; ".join(parts) or "in another number"
     loose = {_loose(n): n for n in names}
     renames = {c: loose[_loose(c)] for c in extra if isinstance(c, str) and _loose(c) in loose and loose[_loose(c)] in missing}
@@ -107,32 +121,35 @@ def mismatch(meta: ModelMetadata, tensor: TensorMetadata, names: list[str], colu
     else:
         hint = f"Select the model's features: df[{names!r}]." if len(names) <= SHOWN else "Select the model's features."
     return TensorError(
-        f"Model {meta.name!r} names the features of input {tensor.name!r} as {_listed(names)}, "
-        f"but the DataFrame's columns are {_listed(columns)} ({detail}).",
+        f"Model {meta.name!r} names the features of input {tensor.name!r} as {_listed(names, token)}, "
+        f"but the DataFrame's columns are {_listed(columns, token)} ({detail}).",
         hint=hint,
     )
 
 
-def warn_positional(meta: ModelMetadata, tensor: TensorMetadata, columns: list[Any], names: list[str] | None) -> None:
-    """Say once which column went where, when columns fill an input by position."""
+def warn_positional(
+    meta: ModelMetadata, tensor: TensorMetadata, columns: list[Any], names: list[str] | None, token: Any
+) -> None:
+    """Say once which column went where, when columns fill an input by position (``token``: the
+    connection's ``Token`` or ``None``, never in the warning)."""
     if names is None and list(columns) == list(range(len(columns))):
         return  # neither side names anything: position is all there is
     if names is None:
         why = f"Model {meta.name!r} names no features for input {tensor.name!r}"
-        pairs = [f"{_SHORT.repr(c)} -> {tensor.name}[:, {i}]" for i, c in enumerate(columns)]
+        pairs = [f"{_shown(c, token)} -> {tensor.name}[:, {i}]" for i, c in enumerate(columns[:SHOWN])]
     else:
         why = f"The DataFrame's columns are not names, but model {meta.name!r} names its features"
-        pairs = [f"{_SHORT.repr(c)} -> {_SHORT.repr(n)}" for c, n in zip(columns, names)]
-    more = f", and {len(pairs) - SHOWN} more" if len(pairs) > SHOWN else ""
+        pairs = [f"{_shown(c, token)} -> {_shown(n, token)}" for c, n in zip(columns[:SHOWN], names)]
+    more = f", and {len(columns) - SHOWN} more" if len(columns) > SHOWN else ""
     message = (
-        f"{why}, so the DataFrame's columns fill it by position: {', '.join(pairs[:SHOWN])}{more}. "
+        f"{why}, so the DataFrame's columns fill it by position: {', '.join(pairs)}{more}. "
         f"Pass columns={{{tensor.name!r}: [...]}} to state the order (which also silences this warning)."
     )
     if message in meta.notes:  # said once per model and connection (which keeps one metadata per model)
         return
     if len(meta.notes) < 64:
         meta.notes.add(message)
-    warnings.warn(message, ColumnOrderWarning, stacklevel=_user_level())
+    warnings.warn(redact(message, token), ColumnOrderWarning, stacklevel=_user_level())
 
 
 def _user_level() -> int:

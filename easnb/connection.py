@@ -277,11 +277,12 @@ class Connection(Features, BaseConnection):
         """The serialized request ``infer`` would send (DataFrames matched to the model's inputs, asked with ``headers``)."""
         model, inputs, outputs, version, request_id, _, _ = arguments.infer_call(model, inputs, outputs, version, parameters, request_id, None, None, raw, 0, False, False, columns)
         if type(inputs) is not dict and is_frame(inputs):
-            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version, headers), None if columns is None else dict(columns))
+            inputs = frame_to_inputs(inputs, self.cached_model_metadata(model, version, headers), None if columns is None else dict(columns),
+                                     token=self.settings.token)
         try:
             return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
         except FrameInput:  # a DataFrame as one input's value: its columns matched to that input's features
-            inputs = frames_in(inputs, self.cached_model_metadata(model, version, headers))
+            inputs = frames_in(inputs, self.cached_model_metadata(model, version, headers), token=self.settings.token)
         return encode_request(model, inputs, outputs, version, parameters, request_id, raw, self.request_heads)
 
     @property

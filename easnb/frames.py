@@ -2,7 +2,7 @@
 
 >>> import pandas as pd
 >>> meta = ModelMetadata("m", (), "", (TensorMetadata("x", "FP32", (-1, 2)),), ())
->>> frame_to_inputs(pd.DataFrame({"x_0": [1.0], "x_1": [2.0]}), meta)["x"].data.tolist()
+>>> frame_to_inputs(pd.DataFrame({"x_0": [1.0], "x_1": [2.0]}), meta, token=None)["x"].data.tolist()
 [[1.0, 2.0]]
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from .columns import declared_features, mismatch, named, warn_positional
 from .display import shape_text
 from .dtypes import from_pandas
-from .errors import TensorError
+from .errors import EasnbError, TensorError, scrub
 from .metadata import ModelMetadata, TensorMetadata
 from .value_protocols import Outputs
 from .tensors import Tensor
@@ -79,7 +79,7 @@ def _is_sequence(value: Any) -> bool:
 
 
 def frame_to_inputs(
-    frame: pd.DataFrame, meta: ModelMetadata, columns: dict[str, list[str]] | None = None
+    frame: pd.DataFrame, meta: ModelMetadata, columns: dict[str, list[str]] | None = None, *, token: Any
 ) -> dict[str, Tensor]:
     """One tensor per model input, from the frame's columns.
 
@@ -89,20 +89,36 @@ def frame_to_inputs(
     conversions. Missing and extra columns are reported by name. A model that declares
     no inputs gets one input per column, unless ``columns`` maps input names to the
     columns stacked into each (``{"predict": ["a", "b", "c", "d"]}`` makes one ``[-1, 4]`` input).
+
+    ``token`` is the connection's (a ``Token``, or ``None``): ``meta``'s names are the server's, which
+    may quote it, and no ``TensorError`` or ``ColumnOrderWarning`` from here holds it.
     """
-    if columns is not None:
-        return _mapped(frame, meta, columns)
-    names = [str(c) for c in frame.columns]
-    if len(set(names)) != len(names):
-        raise TensorError("The DataFrame has repeated column names; make them unique.")
-    if not meta.inputs:  # a model that declares no inputs (echo-like) takes each column as one
-        return {c: Tensor(column_array(frame[original], c)) for c, original in zip(names, frame.columns)}
-    return _matched(frame, meta, names)
+    try:
+        if columns is not None:
+            return _mapped(frame, meta, columns)
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) != len(names):
+            raise TensorError("The DataFrame has repeated column names; make them unique.")
+        if not meta.inputs:  # a model that declares no inputs (echo-like) takes each column as one
+            return {c: Tensor(column_array(frame[original], c)) for c, original in zip(names, frame.columns)}
+        return _matched(frame, meta, names, token)
+    except EasnbError as exc:
+        scrub(exc, token)
+        raise
 
 
-def frames_in(inputs: Any, meta: ModelMetadata) -> dict[str, Any]:
+def frames_in(inputs: Any, meta: ModelMetadata, *, token: Any) -> dict[str, Any]:
     """``inputs`` (name -> value) with each DataFrame value made one tensor, its columns matched to the
-    features the model names for that input (by position, said once, where it names none)."""
+    features the model names for that input (by position, said once, where it names none); ``token``
+    as for ``frame_to_inputs``."""
+    try:
+        return _frames_in(inputs, meta, token)
+    except EasnbError as exc:
+        scrub(exc, token)
+        raise
+
+
+def _frames_in(inputs: Any, meta: ModelMetadata, token: Any) -> dict[str, Any]:
     items = inputs.items() if hasattr(inputs, "items") else inputs
     declared = {t.name: t for t in meta.inputs}
     out: dict[str, Any] = {}
@@ -117,7 +133,7 @@ def frames_in(inputs: Any, meta: ModelMetadata) -> dict[str, Any]:
             one = ModelMetadata(meta.name, meta.versions, meta.platform, (tensor,), (),
                                 {f"{tensor.name}.features": json.dumps(names)} if names else {})
             object.__setattr__(one, "notes", meta.notes)  # said once per model, whichever way it came
-            out[name] = _matched(value, one, [str(c) for c in value.columns])[tensor.name]
+            out[name] = _matched(value, one, [str(c) for c in value.columns], token)[tensor.name]
     return out
 
 
@@ -136,7 +152,7 @@ def _mapped(frame: pd.DataFrame, meta: ModelMetadata, columns: dict[str, list[st
     return tensors
 
 
-def _matched(frame: pd.DataFrame, meta: ModelMetadata, columns: list[str]) -> dict[str, Tensor]:
+def _matched(frame: pd.DataFrame, meta: ModelMetadata, columns: list[str], token: Any) -> dict[str, Tensor]:
     used: set[str] = set()
     tensors: dict[str, Tensor] = {}
     missing = []
@@ -157,13 +173,13 @@ def _matched(frame: pd.DataFrame, meta: ModelMetadata, columns: list[str]) -> di
             used.update(group)
         elif names is not None and named(originals):  # both sides name the features: names decide
             if not set(names) <= set(columns) or (len(meta.inputs) == 1 and len(names) != len(columns)):
-                raise mismatch(meta, tensor, names, columns)
+                raise mismatch(meta, tensor, names, columns, token)
             values = _matrix(frame, [originals[columns.index(c)] for c in names], tensor.datatype)
             used.update(names)
         elif len(meta.inputs) == 1 and len(tensor.shape) == 2 and tensor.shape[1] in (len(columns), -1):
             if names is not None and len(names) != len(columns):
-                raise mismatch(meta, tensor, names, originals)
-            warn_positional(meta, tensor, originals, names)
+                raise mismatch(meta, tensor, names, originals, token)
+            warn_positional(meta, tensor, originals, names, token)
             values = _matrix(frame, originals, tensor.datatype)
             used.update(columns)
         else:

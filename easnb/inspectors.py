@@ -243,7 +243,7 @@ class InferInspector(_Form):
         if hasattr(inputs, "columns"):
             from .frames import frame_to_inputs
 
-            inputs = frame_to_inputs(inputs, conn.cached_model_metadata(model, options["version"]))
+            inputs = frame_to_inputs(inputs, conn.cached_model_metadata(model, options["version"]), token=conn.settings.token)
         request = {"model": model, "inputs": saved_inputs(inputs), **options}
         result, call = self.history.timed(
             conn, "infer", model, summarize_inputs(request["inputs"]), request,

@@ -187,7 +187,7 @@ async def open_call(aconn: Any, model: str, inputs: Any, *, outputs: Any = None,
     first, between = idle_limits(aconn, idle)
     flavour = await _flavour(aconn, flavour)
     if is_frame(inputs):
-        inputs = frame_to_inputs(inputs, await aconn.model_metadata(model, version, headers=headers))
+        inputs = frame_to_inputs(inputs, await aconn.model_metadata(model, version, headers=headers), token=aconn.settings.token)
     data = encode_request(model, inputs, outputs, version, request_parameters(flavour, parameters), request_id, raw)
     aconn.ensure_open()
     call = aconn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=aconn.metadata_for(headers))

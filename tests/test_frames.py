@@ -95,7 +95,7 @@ def test_stacked_columns_are_row_major_so_batches_use_the_cached_request_head(co
 
     frame, _ = iris_frame
     meta = conn.model_metadata("iris")
-    (tensor,) = frame_to_inputs(frame, meta).values()
+    (tensor,) = frame_to_inputs(frame, meta, token=None).values()
     assert tensor.data.shape == (150, 4) and tensor.data.flags.c_contiguous
     conn.request_heads.clear()
     conn.infer_frame("iris", frame, batch_size=50, progress=False)

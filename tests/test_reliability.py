@@ -394,14 +394,14 @@ def test_missing_values_into_integer_or_boolean_inputs_are_named() -> None:
     meta = ModelMetadata("m", (), "", (TensorMetadata("x", "INT64", (-1, 2)),), ())
     frame = pd.DataFrame({"x_0": pd.array([1, None], dtype="Int64"), "x_1": pd.array([1, 2], dtype="Int64")})
     with pytest.raises(easnb.TensorError, match="'x_0' has 1 missing"):
-        frame_to_inputs(frame, meta)
+        frame_to_inputs(frame, meta, token=None)
     with pytest.raises(easnb.TensorError, match="missing"):  # a float column with NaN into INT64
-        frame_to_inputs(pd.DataFrame({"x_0": [1.0, np.nan], "x_1": [1.0, 2.0]}).astype("Float64"), meta)
+        frame_to_inputs(pd.DataFrame({"x_0": [1.0, np.nan], "x_1": [1.0, 2.0]}).astype("Float64"), meta, token=None)
     no_inputs = ModelMetadata("m", (), "", (), ())
     with pytest.raises(easnb.TensorError, match="missing"):
-        frame_to_inputs(pd.DataFrame({"flag": pd.array([True, None], dtype="boolean")}), no_inputs)
-    assert frame_to_inputs(pd.DataFrame({"flag": pd.array([True, False], dtype="boolean")}), no_inputs)["flag"].data.dtype == bool
-    ints = frame_to_inputs(pd.DataFrame({"n": pd.array([1, 2], dtype="Int64")}), no_inputs)["n"].data
+        frame_to_inputs(pd.DataFrame({"flag": pd.array([True, None], dtype="boolean")}), no_inputs, token=None)
+    assert frame_to_inputs(pd.DataFrame({"flag": pd.array([True, False], dtype="boolean")}), no_inputs, token=None)["flag"].data.dtype == bool
+    ints = frame_to_inputs(pd.DataFrame({"n": pd.array([1, 2], dtype="Int64")}), no_inputs, token=None)["n"].data
     assert ints.dtype == np.int64
 
 
