@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
-from . import _proto, arguments
+from . import _proto, arguments, log
 from .calls import CALLS, DEFAULT, RetryPlan, Unary, arun_plan, is_unknown_model, model_metadata_from, quiet
 from .connection_base import BaseConnection, connect_settings
 from .credentials import Headers, Token, parse_token
@@ -331,11 +331,16 @@ class AsyncConnection(BaseConnection):
         raise error
 
     def open_stub(self, path: str, make_stub: Any, request: Any, timeout: float | None, headers: Headers | None) -> Any:
-        """A streaming-reply call of any method on this channel (read it with ``await call.read()``)."""
+        """A streaming-reply call of any method on this channel (read it with ``await call.read()``);
+        logged (DEBUG) when opened, as ``Connection.call`` logs a sync one."""
         self.check_open()
         self._open()
         seconds = self.deadline(timeout)
-        return make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
+        started = time.perf_counter()
+        call = make_stub(self.channel)(request, timeout=seconds, metadata=self.metadata_for(headers))
+        if log.debugging():
+            log.call_done(path, self.error_context["target"], "OK", started)
+        return call
 
     async def close(self, replaced_by: str | None = None) -> None:
         """Close the channel (unless it was handed in) and the sync twin, if made. Safe to call twice.

@@ -17,6 +17,7 @@ from easnb.demo import DemoServer
 from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
 
 from .conftest import TOKEN, DemoProcess, eventually, free_port
+from .kitchen import PROTO, Kitchen
 from .netparts import SilentDropProxy, serve
 
 pytestmark = pytest.mark.core
@@ -74,6 +75,41 @@ def test_each_stream_is_one_debug_record_sync_shared_and_aio(demo: DemoServer, c
     streams = [(r.status, r.target) for r in _records(caplog) if getattr(r, "method", "") == "ModelStreamInfer"]
     assert streams.count(("OK", demo.endpoint)) == 4, streams
     assert len(streams) == 5 and streams[2][0] != "OK", streams
+
+
+def test_each_service_call_is_one_debug_record_sync_and_aio_whatever_streams(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="easnb")
+    kitchen = Kitchen()  # a unary, a server-, a client- and a bidirectional-streaming method
+
+    def said() -> list[tuple[str, str, int]]:
+        return [(r.method, r.status, r.attempt) for r in _records(caplog) if getattr(r, "method", "").startswith("/kitchen.")]
+
+    try:
+        with easnb.connect(kitchen.endpoint, token=TOKEN) as conn:
+            service = conn.service(PROTO, "kitchen.Kitchen")
+            service.Echo(number=1)
+            assert [r.label for r in service.Count(label="a", values=[1, 2])] == ["a-0", "a-1"]
+            service.Sum([{"values": [1]}, {"values": [2]}])
+            assert [list(r.values) for r in service.Chat([{"values": [1]}])] == [[2]]
+        sync = said()
+
+        async def main() -> None:
+            async with easnb.aio.connect(kitchen.endpoint, token=TOKEN) as aconn:
+                aservice = await aconn.service(PROTO, "kitchen.Kitchen")
+                await aservice.Echo(number=1)
+                assert [r.label async for r in await aservice.Count(label="a", values=[1, 2])] == ["a-0", "a-1"]
+                await aservice.Sum([{"values": [1]}, {"values": [2]}])
+                assert [list(r.values) async for r in await aservice.Chat([{"values": [1]}])] == [[2]]
+
+        asyncio.run(main())
+    finally:
+        kitchen.stop()
+    expected = [(f"/kitchen.Kitchen/{name}", "OK", 1) for name in ("Echo", "Count", "Sum", "Chat")]
+    assert sync == expected and said()[len(sync):] == expected, said()
+    streamed = [r for r in _records(caplog) if getattr(r, "method", "") == "/kitchen.Kitchen/Count"]
+    assert all(r.target == kitchen.endpoint and r.latency_ms > 0 for r in streamed)
+    assert streamed[-1].getMessage().startswith(f"/kitchen.Kitchen/Count on {kitchen.endpoint}: OK in ")
+    assert not [r for r in caplog.records if TOKEN in r.getMessage() or TOKEN in repr(vars(r))]
 
 
 def test_retries_are_info_records(caplog: pytest.LogCaptureFixture) -> None:
