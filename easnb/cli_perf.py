@@ -86,8 +86,12 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
         return _status(report)
     import pandas as pd
 
+    from .loadreport import error_notes
+
     with pd.option_context("display.max_columns", None, "display.width", 200):
         show(report.frame.drop(columns=["client_limited"], errors="ignore").round(2).to_string())
+    for note in error_notes(report):  # replies easnb cannot read, levels where nothing succeeded
+        show(f"errors: {note}")
     for level in report.levels:
         if level.client_limited:
             show(f"note: {report.mode} {level.level:g} measured this client more than the server: {level.client_limited}")

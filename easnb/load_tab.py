@@ -147,6 +147,12 @@ class LoadTab(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
             def on_level(level: Any) -> None:
                 finished.append(level)
                 self.chart.value = chart_svg(finished)
+                failed = sum(level.errors.values())
+                if level.requests and failed >= level.requests:  # no latency to show: say so, not "p50 nan ms"
+                    self.progress.value = html("<small>{} of {} levels done; last: {} {:g}, every one of its {} requests "
+                                               "failed ({})</small>", len(finished), len(values), mode, level.level,
+                                               level.requests, ", ".join(f"{k} {v}" for k, v in sorted(level.errors.items())))
+                    return
                 self.progress.value = html("<small>{} of {} levels done; last: {} {:g}, {:.0f} infer/s, p50 {:.2f} ms</small>",
                                            len(finished), len(values), mode, level.level, level.infer_per_s, level.p50_ms)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .loadcheck import UNREADABLE
 from .markup import Markup, escape
 from .statistics import STAGES
 
@@ -64,6 +65,7 @@ class Level:
     stopped: str = ""
     client_limited: str = ""
     stream: dict[str, float] = field(default_factory=dict)  # streaming models: ttft_*, itl_*, tokens_per_s
+    error_messages: dict[str, str] = field(default_factory=dict)  # kind of error -> what the first one said, where kept
     machine_load: float = 0.0  # the 1-minute load average when the level ended, and the machine's cores
     cores: int = 0
     # each request's start (open loop: when it was due), seconds into the window, and its latency, in that order
@@ -140,10 +142,11 @@ class LoadReport:
         return frame.set_index(self.mode)
 
     def to_json(self) -> str:
-        """The report as JSON text (NaN as null), to keep or compare later."""
+        """The report as JSON text (NaN as null), to keep or compare later; ``notes`` are ``error_notes``."""
         return json.dumps(_clean({
             "name": self.name, "mode": self.mode, "server_split": self.split, "interrupted": self.interrupted,
-            "stopped": self.stopped, "levels": [level.summary() for level in self.levels],
+            "stopped": self.stopped, "notes": error_notes(self),
+            "levels": [{**level.summary(), "error_messages": level.error_messages} for level in self.levels],
         }), indent=1)
 
     def __repr__(self) -> str:
@@ -177,6 +180,28 @@ class LoadReport:
         return figure
 
 
+def error_notes(report: LoadReport) -> list[str]:
+    """The errors in words, a line per level that had them: every level whose requests all failed (nothing
+    was measured), and every level with a kind of error that kept what it said (replies easnb cannot read)."""
+    notes = []
+    for lv in report.levels:
+        failed = sum(lv.errors.values())
+        if not failed or (failed < lv.requests and not lv.error_messages):
+            continue
+        kinds = "; ".join(_kind(kind, count, lv.error_messages.get(kind, "")) for kind, count in sorted(lv.errors.items()))
+        if failed >= lv.requests:
+            notes.append(f"{lv.mode} {lv.level:g}: every request failed, so nothing was measured: {kinds}")
+        else:
+            notes.append(f"{lv.mode} {lv.level:g}: {failed} of {lv.requests} requests failed: {kinds}")
+    return notes
+
+
+def _kind(kind: str, count: int, message: str) -> str:
+    if kind == UNREADABLE:
+        return f"{count} {kind} (replies easnb cannot read; the first: {message})"
+    return f"{count} {kind} ({message})" if message else f"{count} {kind}"
+
+
 def _stacks(levels: list[Level]) -> dict[str, np.ndarray]:
     """Per part of the split, each level's mean milliseconds (empty when no level has a split)."""
     if not any(lv.server_ms for lv in levels):
@@ -207,6 +232,7 @@ def _number(value: Any) -> str:
 def report_html(report: LoadReport, chart: bool = True) -> Markup:
     """The table and (unless ``chart=False``) the chart, every value escaped."""
     head = f"<b>{escape(report.name)}</b>: {len(report.levels)} levels of {escape(report.mode)}"
+    errors = "".join(f"<div class='easnb-load-errors'><b>⚠ {escape(n)}</b></div>" for n in error_notes(report))
     notes = []
     if report.interrupted:
         notes.append("interrupted: the levels that finished are shown")
@@ -231,7 +257,7 @@ def report_html(report: LoadReport, chart: bool = True) -> Markup:
     else:
         table = "<i>No level finished.</i>"
     note = "".join(f"<div><small>{escape(n)}</small></div>" for n in notes)
-    return Markup(f"<div class='easnb-load-report'><div>{head}</div>{note}{table}{chart_svg(report.levels) if chart else ''}</div>")
+    return Markup(f"<div class='easnb-load-report'><div>{head}</div>{errors}{note}{table}{chart_svg(report.levels) if chart else ''}</div>")
 
 
 def chart_svg(levels: list[Level], width: int = 520, height: int = 260) -> Markup:

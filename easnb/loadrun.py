@@ -2,7 +2,8 @@
 
 The per-request path is kept as close to a bare stub call as it can be: a caller sends pre-encoded
 request bytes through the connection's sync channel (its interceptors and metadata included) and keeps
-one timestamp pair per request, plus the code of a failure; nothing else is made per request. What a
+one timestamp pair per request, plus the code of a failure; the reply is not decoded, only checked
+(``easnb.loadcheck``, after its end is timed): one easnb cannot read is a failure of its own kind. What a
 level measured (window, percentiles, errors by code, throughput) is worked out once it ends
 (``summarise``).
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
+from .loadcheck import UNREADABLE, reason
 from .loadreport import Level, machine_load
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ class LevelRun:
         self.not_sent = 0
         self.cpu = [0.0, 0.0]  # the process's CPU seconds when the window opened and closed
         self.ended: list[BaseException] = []  # the connection closed under the senders
+        self.messages: dict[str, str] = {}  # a reason for each kind of failure that has one (the first seen)
 
     def record(self, slot: int = 0, step: int = 1, indexed: bool = False) -> Record:
         made = Record(slot, step, indexed)
@@ -72,6 +75,12 @@ class LevelRun:
         """Answers so far (warm-up included) and how many of them failed: for the error rate."""
         records = list(self.records)
         return sum(len(r.ends) for r in records), sum(len(r.failures) for r in records)
+
+    def unreadable(self, record: Record, problem: str) -> None:
+        """The request ``record`` is about to add was answered with a reply easnb cannot read (``problem``)."""
+        record.failures.append((len(record.starts), UNREADABLE))
+        if UNREADABLE not in self.messages:
+            self.messages[UNREADABLE] = reason(problem)
 
     def end(self, exc: BaseException) -> None:
         self.ended.append(exc)
@@ -88,7 +97,7 @@ def closed_callers(run: LevelRun, call: Any, work: Workload, callers: int, deadl
     """``callers`` threads (started), each sending its next request on ``call`` (a sync bytes-in stub) as
     soon as the last is answered, until the window's end or the stop flag; ``closed()`` tells a failure
     of the connection closing under them (which ends the level) from the server's."""
-    requests, n = work.requests, len(work.requests)
+    requests, n, check = work.requests, len(work.requests), work.check
     last, cap = run.window[1], run.window[1] + HUNG_S
     metadata = metadata or None
 
@@ -102,16 +111,22 @@ def closed_callers(run: LevelRun, call: Any, work: Workload, callers: int, deadl
                 return
             left = cap - start
             try:
-                call(requests[i % n], timeout=left if deadline is None or deadline > left else deadline, metadata=metadata)
+                reply = call(requests[i % n], timeout=left if deadline is None or deadline > left else deadline,
+                             metadata=metadata)
             except grpc.RpcError as exc:
                 if closed():
                     run.end(exc)
                     return
                 failures.append((len(record.starts), code_of(exc)))
+                reply = None
             except Exception as exc:  # the channel closed under the call ("Cannot invoke RPC on closed channel")
                 run.end(exc)
                 return
             ends(clock())
+            if reply is not None:
+                problem = check(reply)
+                if problem:
+                    run.unreadable(record, problem)
             starts(start)
             i += callers
 
@@ -162,6 +177,7 @@ def summarise(run: LevelRun, mode: str, level: float, seconds: float, server: Mo
     p = np.percentile(good, [50, 90, 95, 99]) if len(good) else [np.nan] * 4
     return Level(
         mode=mode, level=level, seconds=seconds, requests=requests, errors=errors,
+        error_messages={k: v for k, v in run.messages.items() if k in errors},
         infer_per_s=int(answered.sum()) / seconds, rows_per_s=float(rows[answered].sum()) / seconds,
         p50_ms=float(p[0]), p90_ms=float(p[1]), p95_ms=float(p[2]), p99_ms=float(p[3]),
         max_ms=float(good.max()) if len(good) else float("nan"), mean_ms=float(good.mean()) if len(good) else float("nan"),

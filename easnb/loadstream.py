@@ -2,7 +2,9 @@
 
 Each caller (closed loop) runs one generation after another with ``conn.generate``; a level reports,
 as NVIDIA's genai-perf does, the time to first token and the inter-token latency percentiles, the
-output tokens per second of all callers together, and each request's whole latency.
+output tokens per second of all callers together, and each request's whole latency. A generation
+whose replies easnb cannot read fails as ``UNREADABLE_REPLY``, one that ends without any
+``text_output`` as ``NO_TEXT_OUTPUT`` (``easnb.loadcheck``); each kind keeps what its first failure said.
 
 >>> conn.load_test("textgen", "Tell me a story", concurrency=[1, 4], stream=True, max_tokens=32)   # doctest: +SKIP
 """
@@ -16,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EasnbError
+from .errors import EasnbError, ServerError, TensorError
+from .generate import TEXT_OUT
+from .loadcheck import NO_TEXT, UNREADABLE, reason
 from .loadreport import Level, machine_load
 
 if TYPE_CHECKING:
@@ -33,7 +37,15 @@ class _Caller:
         self.gaps: list[float] = []
         self.tokens = 0
         self.codes: list[str] = []
+        self.messages: dict[str, str] = {}
         self.seen = self.failed = 0
+
+
+def failure_kind(exc: EasnbError) -> str:
+    """A failed generation's kind: a reply easnb cannot read (``UNREADABLE_REPLY``), else the gRPC code or the error's class."""
+    if exc.code is None and (isinstance(exc, TensorError) or type(exc) is ServerError):
+        return UNREADABLE
+    return exc.code.name if exc.code is not None else type(exc).__name__
 
 
 def _caller(conn: Link, model: str, prompt: str, options: dict[str, Any], window: tuple[float, float],
@@ -42,12 +54,17 @@ def _caller(conn: Link, model: str, prompt: str, options: dict[str, Any], window
         start = time.perf_counter()
         if start >= window[1]:
             return
-        code, generation = "OK", None
+        code, generation, message = "OK", None, ""
         try:
             generation = conn.generate(model, prompt, **options).finish()
         except EasnbError as exc:
-            code = exc.code.name if exc.code is not None else type(exc).__name__
+            code, message = failure_kind(exc), exc.message
         end = time.perf_counter()
+        if generation is not None and not any(TEXT_OUT in r.outputs for r in generation.stream.responses):
+            code, generation = NO_TEXT, None
+            message = "The generation ended without any text_output: its replies do not follow the text generation conventions."
+        if message and code not in record.messages:
+            record.messages[code] = reason(message)
         record.seen += 1
         record.failed += code != "OK"
         if window[0] <= end <= window[1]:  # answered in the window, however early it started (see loadtest)
@@ -107,6 +124,11 @@ def _summary(records: list[_Caller], level: int, seconds: float, reason: str, cp
     for code in codes:
         if code != "OK":
             errors[code] = errors.get(code, 0) + 1
+    messages: dict[str, str] = {}
+    for r in records:
+        for code, message in r.messages.items():
+            if code in errors:
+                messages.setdefault(code, message)
     first = [x for r in records for x in r.first]
     gaps = [x for r in records for x in r.gaps]
     tokens = sum(r.tokens for r in records)
@@ -116,7 +138,7 @@ def _summary(records: list[_Caller], level: int, seconds: float, reason: str, cp
     import os
 
     return Level(
-        mode="concurrency", level=level, seconds=seconds, requests=len(codes), errors=errors,
+        mode="concurrency", level=level, seconds=seconds, requests=len(codes), errors=errors, error_messages=messages,
         infer_per_s=len(ok) / seconds, rows_per_s=len(ok) / seconds,
         p50_ms=_ms(ok, 50), p90_ms=_ms(ok, 90), p95_ms=_ms(ok, 95), p99_ms=_ms(ok, 99),
         max_ms=max(ok) * 1000 if ok else float("nan"), mean_ms=float(np.mean(ok)) * 1000 if ok else float("nan"),

@@ -6,6 +6,7 @@ unary method's messages; ``LoadTestError`` for a sweep that cannot start.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from ._proto import V2_SERVICE, method_path
 from .errors import EasnbError, LoadTestError  # noqa: F401 - LoadTestError importable from here
+from .loadcheck import InferReplies, message_problem
 
 if TYPE_CHECKING:
     from .link import Link
@@ -23,11 +25,13 @@ RING = 256
 
 @dataclass(frozen=True)
 class Workload:
-    """What a load test sends: serialized requests (cycled), their rows, and the method's path."""
+    """What a load test sends: serialized requests (cycled), their rows, and the method's path; ``check(reply)``
+    says why a reply cannot be read (``""`` when it can: see ``easnb.loadcheck``)."""
 
     path: str
     requests: list[bytes]
     rows: list[int]
+    check: Callable[[bytes], str]
     model: str = ""  # a V2 model, whose statistics can be asked for
     version: str = ""
 
@@ -45,7 +49,8 @@ def workload(conn: Link, target: Any, inputs: Any, batch_size: int = 1, version:
         else:
             chunks = [inputs]
         requests = [conn.encode_infer(target, chunk, version=version, **options) for chunk in chunks]
-        return Workload(method_path(V2_SERVICE, "ModelInfer"), requests, [_rows(c) for c in chunks], target, version)
+        return Workload(method_path(V2_SERVICE, "ModelInfer"), requests, [_rows(c) for c in chunks], InferReplies(), target,
+                        version)
     if not hasattr(target, "request_class") or not hasattr(target, "path"):
         raise LoadTestError(
             f"Cannot load-test {target!r}: give a model name or a method such as conn.service('pkg.Service').Method.",
@@ -54,7 +59,7 @@ def workload(conn: Link, target: Any, inputs: Any, batch_size: int = 1, version:
         raise LoadTestError(f"{target.path} streams; load_test sends unary calls only.", hint="Pick a unary method.")
     messages = inputs if isinstance(inputs, list) else [inputs]
     requests = [target.message(m).SerializeToString() for m in messages] or [target.message().SerializeToString()]
-    return Workload(target.path, requests, [1] * len(requests))
+    return Workload(target.path, requests, [1] * len(requests), message_problem(target.response_class))
 
 
 def _rows(chunk: Any) -> int:

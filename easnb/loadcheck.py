@@ -1,0 +1,136 @@
+"""Whether a load test's replies are replies at all: one easnb cannot read counts as an error, not a success.
+
+A load test does not decode its replies (that would measure numpy, not the server), but it checks each
+one's structure:
+
+- a V2 ``ModelInferResponse`` must parse, have one raw buffer per output (or none), known datatypes,
+  shapes without negative dimensions, and raw buffers or typed contents that hold as many elements as
+  the shape says (BYTES elements are not walked: a raw BYTES buffer must hold at least their 4-byte
+  lengths). A reply laid out as one already checked (the same length, the same bytes but for its raw
+  buffers' contents, which the check does not read) is known to pass after a few byte comparisons;
+- any other method's reply must parse as its response message (upb: about a microsecond).
+
+A reply that fails counts under the kind ``UNREADABLE_REPLY``, its reason kept for the report.
+
+>>> InferReplies()(b"\\xff\\xff")   # doctest: +ELLIPSIS
+"The server's reply is not a valid ModelInferResponse: ..."
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+
+from . import wire
+from ._proto import ModelInferResponse
+from .dtypes import DATATYPES
+from .errors import ServerError
+
+#: The error kind of a reply easnb cannot read (beside gRPC's codes in a level's errors).
+UNREADABLE = "UNREADABLE_REPLY"
+#: A streamed generation that ended without any ``text_output``: its replies do not follow the conventions.
+NO_TEXT = "NO_TEXT_OUTPUT"
+#: A reason is kept to this many characters (a server's text inside it is the server's).
+REASON = 300
+#: Reply layouts remembered (by length) at most; replies of other lengths are checked in full.
+LAYOUTS = 64
+_RAW_TAG = wire.varint(wire.RAW_OUTPUT_FIELD << 3 | 2)
+
+Layout = tuple[bytes, tuple[tuple[bytes, int], ...]]  # the bytes before the raw fields; each one's tag+length and size
+
+
+class InferReplies:
+    """A check of ``ModelInferResponse`` bytes: ``""``, or why easnb cannot read them (see the module)."""
+
+    def __init__(self) -> None:
+        self.layouts: dict[int, Layout | None] = {}  # by length; None: that length's replies are checked in full
+
+    def __call__(self, data: bytes) -> str:
+        layout = self.layouts.get(len(data))
+        if layout is not None and _fits(data, layout):
+            return ""
+        learn = len(data) not in self.layouts and len(self.layouts) < LAYOUTS
+        problem, learnt = _check(data, learn)
+        if learn and not problem:
+            self.layouts[len(data)] = learnt
+        return problem
+
+
+def _fits(data: bytes, layout: Layout) -> bool:
+    """Whether ``data`` (as long as the reply ``layout`` came from) has its bytes but for the raw contents."""
+    head, raws = layout
+    if not data.startswith(head):
+        return False
+    pos = len(head)
+    for prefix, size in raws:
+        if not data.startswith(prefix, pos):
+            return False
+        pos += len(prefix) + size
+    return True
+
+
+def _check(data: bytes, learn: bool = False) -> tuple[str, Layout | None]:
+    """Why ``data`` is not a readable reply (``""`` if it is) and, if it is and ``learn``, its layout when it has one."""
+    try:
+        response, raws = wire.split(data, ModelInferResponse, wire.RAW_OUTPUT_FIELD)
+    except ServerError as exc:
+        return exc.message, None
+    outputs = response.outputs
+    if raws and len(raws) != len(outputs):
+        return f"The reply has {len(outputs)} outputs but {len(raws)} raw buffers; V2 needs one per output.", None
+    for i, tensor in enumerate(outputs):
+        dt = DATATYPES.get(tensor.datatype)
+        if dt is None:
+            return f"Output {tensor.name!r} has datatype {tensor.datatype!r}, which V2 does not have.", None
+        count = 1
+        for dim in tensor.shape:
+            if dim < 0:
+                return f"Output {tensor.name!r} has shape {list(tensor.shape)} with a negative dimension.", None
+            count *= dim
+        if raws:
+            size = raws[i].nbytes
+            wrong = size < 4 * count if dt.name == "BYTES" else size != count * dt.dtype.itemsize
+            if wrong:
+                return (f"Output {tensor.name!r} ({dt.name}, shape {list(tensor.shape)}) cannot be held in "
+                        f"{size} bytes of raw contents."), None
+        elif count:
+            held = len(getattr(tensor.contents, dt.contents)) if dt.contents else 0
+            if held != count:
+                return f"Output {tensor.name!r} has shape {list(tensor.shape)} but {held} values.", None
+    return "", _layout(data, response, raws) if learn else None
+
+
+def _layout(data: bytes, response: Message, raws: list[memoryview]) -> Layout | None:
+    """The reply's layout if its raw fields come last, after bytes that parse to the rest of it."""
+    prefixes = [_RAW_TAG + wire.varint(raw.nbytes) for raw in raws]
+    tail = b"".join(part for prefix, raw in zip(prefixes, raws) for part in (prefix, bytes(raw)))
+    if not data.endswith(tail):
+        return None
+    head = data[: len(data) - len(tail)]
+    try:
+        if ModelInferResponse.FromString(head) != response:  # the head holds no raw field of its own
+            return None
+    except DecodeError:
+        return None
+    return head, tuple((prefix, raw.nbytes) for prefix, raw in zip(prefixes, raws))
+
+
+def message_problem(message_class: Any) -> Callable[[bytes], str]:
+    """A check that ``data`` parses as ``message_class`` (``""``, else why not)."""
+    parse, name = message_class.FromString, message_class.DESCRIPTOR.name
+
+    def problem(data: bytes) -> str:
+        try:
+            parse(data)
+        except DecodeError as exc:
+            return f"The server's reply is not a valid {name}: {exc}."
+        return ""
+
+    return problem
+
+
+def reason(problem: str) -> str:
+    """A reason as kept for the report: at most ``REASON`` characters."""
+    return problem if len(problem) <= REASON else problem[: REASON - 1] + "\u2026"
