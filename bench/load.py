@@ -3,6 +3,7 @@
     python bench/load.py --against /path/to/other/checkout     # this checkout and that one, interleaved
     python bench/load.py                                       # this checkout alone
     python bench/load.py --model iris --levels 1,4 --rounds 7 --seconds 3
+    python bench/load.py --quick                               # one short round: only checks that it runs
 
 The demo runs as its own process (this checkout's). Each round runs one sweep per checkout, each in a fresh
 Python with that checkout first on its path, the order alternating round by round (ABBA) so neither
@@ -62,8 +63,11 @@ def main() -> int:
     parser.add_argument("--levels", default="1,4", help="concurrency levels (default 1,4)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured per level (default 3)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one round of 0.3 s at concurrency 1")
     parser.add_argument("--one", metavar="ENDPOINT", help=argparse.SUPPRESS)  # a child: one sweep, JSON out
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.levels = 1, 0.3, "1"
     levels = [int(v) for v in args.levels.split(",")]
     if args.one:
         print(json.dumps(one_sweep(args.one, args.model, levels, args.seconds)))

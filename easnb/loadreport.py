@@ -98,7 +98,9 @@ class Level:
 
 
 def client_limit(level: Level) -> str:
-    """Why ``level`` measured the client rather than the server, or "" when it did not."""
+    """Why ``level`` measured the client rather than the server, or "" when it did not (or measured nothing)."""
+    if math.isnan(level.mean_ms):  # no request succeeded: there is nothing the client could have set
+        return ""
     reasons = []
     share = level.client_cpu_us / (level.mean_ms * 1000) if level.mean_ms > 0 else 0.0
     if share >= CLIENT_SHARE:
@@ -232,7 +234,9 @@ def _number(value: Any) -> str:
 def report_html(report: LoadReport, chart: bool = True) -> Markup:
     """The table and (unless ``chart=False``) the chart, every value escaped."""
     head = f"<b>{escape(report.name)}</b>: {len(report.levels)} levels of {escape(report.mode)}"
-    errors = "".join(f"<div class='easnb-load-errors'><b>⚠ {escape(n)}</b></div>" for n in error_notes(report))
+    # a wide table widens the report: the notes wrap at a width one can read without scrolling
+    errors = "".join(f"<div class='easnb-load-errors' style='max-width:60em;white-space:normal;overflow-wrap:anywhere'><b>⚠ {escape(n)}</b></div>"
+                     for n in error_notes(report))
     notes = []
     if report.interrupted:
         notes.append("interrupted: the levels that finished are shown")

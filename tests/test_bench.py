@@ -43,6 +43,11 @@ def test_throughput_bench_runs_against_the_demo() -> None:
     assert "bare stub" in out and "easnb conn.infer" in out and "easnb.aio" in out
 
 
+def test_load_bench_runs_against_the_demo() -> None:
+    out = run_bench("bench/load.py", "--quick", "--against", str(ROOT))
+    assert "against" in out and "concurrency 1:" in out and "infer/s" in out and "errors [0]" in out
+
+
 def test_benches_run_against_triton() -> None:
     pytriton_ready()
     out = run_bench("bench/throughput.py", "--server", "triton", "--quick")

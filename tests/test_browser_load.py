@@ -1,5 +1,6 @@
 """The workbench's Load and Compare tabs in a real JupyterLab (headless Chromium): a sweep whose chart
-fills in, a comparison of iris and iris_v2 led by its verdict, both in History; the token never saved."""
+fills in, a comparison of iris and iris_v2 led by its verdict, both in History; the token never saved;
+a sweep against a server answering garbage says that nothing was measured."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from easnb.demo import DemoServer
 
 from .conftest import TOKEN
 from .test_browser import ARTIFACTS, field, shot, lab, lab_page, new_notebook, open_lab_notebook, run_all, save  # noqa: F401 - lab is a fixture
+from .test_loadtest_garbage import Liar, liar  # noqa: F401 - liar is a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
-def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer) -> None:
+def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, liar: tuple[str, Liar]) -> None:
     from playwright.sync_api import expect
 
     url, work = lab
@@ -78,3 +80,23 @@ def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
         page.screenshot(path=str(ARTIFACTS / "browser-load.png"), full_page=True)
         saved = save(page, notebook)
         assert TOKEN not in saved
+        # a server answering garbage: the Load tab says nothing was measured, with the reason, and draws no chart
+        liar[1].mode = "garbage"
+        field(page, "Endpoint").fill(liar[0])
+        page.locator(".easnb-connect").click()
+        expect(bench).to_contain_text("(#2)", timeout=60_000)  # the workbench built again for the new connection
+        page.get_by_role("tab", name="Load", exact=True).click()
+        model = field(page, "Model")
+        model.fill("iris")
+        model.press("Enter")
+        for label, value in (("Levels", "1"), ("Seconds", "0.5"), ("Warm-up s", "0")):
+            box = field(page, label)
+            box.fill(value)
+            box.press("Tab")
+        page.locator("button:visible", has_text="Start").click()
+        errors = page.locator(".easnb-load-errors:visible")
+        expect(errors.first).to_contain_text("every request failed, so nothing was measured", timeout=60_000)
+        expect(errors.first).to_contain_text("UNREADABLE_REPLY (replies easnb cannot read")
+        expect(page.locator("svg.easnb-load-chart:visible")).to_have_count(0)
+        assert errors.first.evaluate("e => e.getBoundingClientRect().right <= e.closest('.widget-tab').getBoundingClientRect().right")
+        shot(bench, "workbench-7b-load-garbage")

@@ -102,7 +102,7 @@ def test_garbage_is_counted_as_errors_not_successes(liar: tuple[str, Liar], swee
     assert "not a valid ModelInferResponse" in level.error_messages[UNREADABLE]
     page = report._repr_html_()
     assert "every request failed, so nothing was measured" in page and "replies easnb cannot read" in page
-    assert "<svg" not in page  # no chart of nothing
+    assert "<svg" not in page and level.client_limited == ""  # no chart of nothing, nor a verdict on it
     kept = json.loads(report.to_json())
     assert kept["levels"][0]["errors"] == level.requests and kept["notes"][0].startswith(f"{report.mode} ")
 
