@@ -18,6 +18,7 @@ A reply that fails counts under the kind ``UNREADABLE_REPLY``, its reason kept f
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,8 @@ REASON = 300
 #: Reply layouts remembered (by length) at most; replies of other lengths are checked in full.
 LAYOUTS = 64
 _RAW_TAG = wire.varint(wire.RAW_OUTPUT_FIELD << 3 | 2)
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxlist = 80, 8
 
 Layout = tuple[bytes, tuple[tuple[bytes, int], ...]]  # the bytes before the raw fields; each one's tag+length and size
 
@@ -83,38 +86,47 @@ def _check(data: bytes, learn: bool = False) -> tuple[str, Layout | None]:
     for i, tensor in enumerate(outputs):
         dt = DATATYPES.get(tensor.datatype)
         if dt is None:
-            return f"Output {tensor.name!r} has datatype {tensor.datatype!r}, which V2 does not have.", None
+            return f"Output {_short(tensor.name)} has datatype {_short(tensor.datatype)}, which V2 does not have.", None
         count = 1
         for dim in tensor.shape:
             if dim < 0:
-                return f"Output {tensor.name!r} has shape {list(tensor.shape)} with a negative dimension.", None
+                return f"Output {_short(tensor.name)} has shape {_short(list(tensor.shape))} with a negative dimension.", None
             count *= dim
         if raws:
             size = raws[i].nbytes
             wrong = size < 4 * count if dt.name == "BYTES" else size != count * dt.dtype.itemsize
             if wrong:
-                return (f"Output {tensor.name!r} ({dt.name}, shape {list(tensor.shape)}) cannot be held in "
+                return (f"Output {_short(tensor.name)} ({dt.name}, shape {_short(list(tensor.shape))}) cannot be held in "
                         f"{size} bytes of raw contents."), None
         elif count:
             held = len(getattr(tensor.contents, dt.contents)) if dt.contents else 0
             if held != count:
-                return f"Output {tensor.name!r} has shape {list(tensor.shape)} but {held} values.", None
+                return f"Output {_short(tensor.name)} has shape {_short(list(tensor.shape))} but {held} values.", None
     return "", _layout(data, response, raws) if learn else None
 
 
 def _layout(data: bytes, response: Message, raws: list[memoryview]) -> Layout | None:
-    """The reply's layout if its raw fields come last, after bytes that parse to the rest of it."""
-    prefixes = [_RAW_TAG + wire.varint(raw.nbytes) for raw in raws]
-    tail = b"".join(part for prefix, raw in zip(prefixes, raws) for part in (prefix, bytes(raw)))
-    if not data.endswith(tail):
+    """The reply's layout if its raw fields come last, after bytes that parse to the rest of it.
+
+    The tail is not compared with the raw buffers (no copy of a large reply): a head that parses on its own
+    to the reply without raw fields holds none, so the raw fields whose tags and lengths follow it are the
+    reply's, in order, whatever their contents."""
+    layout = tuple((_RAW_TAG + wire.varint(raw.nbytes), raw.nbytes) for raw in raws)
+    start = len(data) - sum(len(prefix) + size for prefix, size in layout)
+    if start < 0 or not _fits(data, (data[:start], layout)):
         return None
-    head = data[: len(data) - len(tail)]
+    head = data[:start]
     try:
         if ModelInferResponse.FromString(head) != response:  # the head holds no raw field of its own
             return None
     except DecodeError:
         return None
-    return head, tuple((prefix, raw.nbytes) for prefix, raw in zip(prefixes, raws))
+    return head, layout
+
+
+def _short(value: Any) -> str:
+    """A server's name or shape in a reason: its repr, cut short (a huge one is not copied whole)."""
+    return _REPR.repr(value)
 
 
 def message_problem(message_class: Any) -> Callable[[bytes], str]:

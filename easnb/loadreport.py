@@ -41,6 +41,8 @@ class Level:
     ``client_busy`` the cores this process used while measuring (a server running in the same
     process, like a notebook's demo, counts too); ``client_limited``
     says why the numbers describe the client rather than the server ("" when they do not).
+    ``errors`` counts failed requests by kind: gRPC's codes, ``UNREADABLE_REPLY`` for replies easnb
+    cannot read (``NO_TEXT_OUTPUT``: a generation without text); ``error_messages`` what a kind's first said.
     """
 
     mode: str

@@ -267,6 +267,10 @@ def load_test(
       ``conn.generate`` (``options`` such as ``max_tokens`` go to it) and levels add time to first
       token, inter-token latency (p50/p90/p99, ms) and tokens/s (see ``easnb.loadstream``).
 
+    Replies are not decoded but checked (``easnb.loadcheck``): one easnb cannot read counts as an error of
+    kind ``UNREADABLE_REPLY`` (a generation without text, ``NO_TEXT_OUTPUT``), never as a success; each
+    level keeps its kinds' first reasons in ``error_messages``.
+
     Returns a ``LoadReport`` (``.frame``, HTML with a chart, ``.plot()``, ``.to_json()``);
     Ctrl-C returns the levels finished so far. Raises ``LoadTestError`` for a sweep that cannot
     start (no levels, a streaming method) and the usual ``EasnbError`` when the first request fails.

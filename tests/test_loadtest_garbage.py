@@ -249,3 +249,22 @@ def test_a_remembered_layout_is_not_trusted_beyond_the_raw_contents() -> None:
         assert says in check(bad), bad
         with pytest.raises(easnb.EasnbError):
             decode_response(bad)
+
+
+def test_large_replies_and_huge_names() -> None:
+    """A reply past wire.SMALL (scanned, not parsed whole) is learnt and its layout trusted no further than
+    its raw contents; a server's huge output name does not make a huge reason."""
+    from easnb.loadcheck import InferReplies
+
+    big = np.arange(100_000, dtype=np.float32)
+    good = _reply([("y", "FP32", big)], raw=True)
+    check = InferReplies()
+    assert len(good) > wire.SMALL and check(good) == "" and check.layouts[len(good)] is not None
+    assert check(_reply([("y", "FP32", big + 1)], raw=True)) == ""
+    assert "cannot be held" in check(good.replace(b"FP32", b"FP64", 1))  # same length, other head: checked in full
+    named = _reply([("n" * 100_000, "FP32", np.zeros(2, np.float32))], raw=True)
+    problem = check(named[:-1])  # truncated: not a message
+    assert "not a valid ModelInferResponse" in problem
+    problem = check(named.replace(b"FP32", b"FP99"))
+    assert "FP99" in problem and len(problem) < 300
+
