@@ -14,7 +14,7 @@ import numpy as np
 
 from ._proto import V2_SERVICE, method_path
 from .errors import EasnbError, LoadTestError  # noqa: F401 - LoadTestError importable from here
-from .loadcheck import InferReplies, message_problem
+from .loadcheck import infer_replies, message_problem
 
 if TYPE_CHECKING:
     from .link import Link
@@ -49,7 +49,7 @@ def workload(conn: Link, target: Any, inputs: Any, batch_size: int = 1, version:
         else:
             chunks = [inputs]
         requests = [conn.encode_infer(target, chunk, version=version, **options) for chunk in chunks]
-        return Workload(method_path(V2_SERVICE, "ModelInfer"), requests, [_rows(c) for c in chunks], InferReplies(), target,
+        return Workload(method_path(V2_SERVICE, "ModelInfer"), requests, [_rows(c) for c in chunks], infer_replies(), target,
                         version)
     if not hasattr(target, "request_class") or not hasattr(target, "path"):
         raise LoadTestError(

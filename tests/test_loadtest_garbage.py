@@ -216,7 +216,7 @@ ARRAYS = st.sampled_from([
 def test_a_reply_easnb_reads_is_never_counted_as_garbage(arrays: list[tuple[str, np.ndarray]], raw: bool,
                                                          flips: list[tuple[int, int]]) -> None:
     """Whatever conn.infer decodes, the check passes: first seen, and again through its remembered layout."""
-    from easnb.loadcheck import InferReplies
+    from easnb.loadcheck import infer_replies
 
     outputs = [(f"out{i}", datatype, array) for i, (datatype, array) in enumerate(arrays)]
     if not raw:
@@ -225,7 +225,7 @@ def test_a_reply_easnb_reads_is_never_counted_as_garbage(arrays: list[tuple[str,
     for at, value in flips:
         if data:
             data[at % len(data)] = value
-    check = InferReplies()
+    check = infer_replies()
     try:
         decode_response(bytes(data))
     except easnb.EasnbError:
@@ -234,11 +234,12 @@ def test_a_reply_easnb_reads_is_never_counted_as_garbage(arrays: list[tuple[str,
 
 
 def test_a_remembered_layout_is_not_trusted_beyond_the_raw_contents() -> None:
-    from easnb.loadcheck import InferReplies
+    from easnb.loadcheck import infer_replies
 
     good = _reply([("y", "FP32", np.arange(4, dtype=np.float32))], raw=True)
-    check = InferReplies()
-    assert check(good) == "" and check.layouts[len(good)] is not None
+    layouts: dict[int, Any] = {}
+    check = infer_replies(layouts)
+    assert check(good) == "" and layouts[len(good)] is not None
     other = _reply([("y", "FP32", np.full(4, 7, np.float32))], raw=True)
     assert len(other) == len(good) and check(other) == ""  # new tensor bytes: the same layout
     wrong = _reply([("y", "FP32", np.arange(4, dtype=np.float32))], raw=True).replace(b"\x1a\x01\x04", b"\x1a\x01\x05")
@@ -254,12 +255,13 @@ def test_a_remembered_layout_is_not_trusted_beyond_the_raw_contents() -> None:
 def test_large_replies_and_huge_names() -> None:
     """A reply past wire.SMALL (scanned, not parsed whole) is learnt and its layout trusted no further than
     its raw contents; a server's huge output name does not make a huge reason."""
-    from easnb.loadcheck import InferReplies
+    from easnb.loadcheck import infer_replies
 
     big = np.arange(100_000, dtype=np.float32)
     good = _reply([("y", "FP32", big)], raw=True)
-    check = InferReplies()
-    assert len(good) > wire.SMALL and check(good) == "" and check.layouts[len(good)] is not None
+    layouts: dict[int, Any] = {}
+    check = infer_replies(layouts)
+    assert len(good) > wire.SMALL and check(good) == "" and layouts[len(good)] is not None
     assert check(_reply([("y", "FP32", big + 1)], raw=True)) == ""
     assert "cannot be held" in check(good.replace(b"FP32", b"FP64", 1))  # same length, other head: checked in full
     named = _reply([("n" * 100_000, "FP32", np.zeros(2, np.float32))], raw=True)
