@@ -29,6 +29,7 @@ from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata, TensorMetadata
 from .settings import Settings, settings_of
+from .stream_watchdog import Watchdog
 
 __all__ = ["DEFAULT", "Connection", "Keepalive", "clean_token", "connect"]
 
@@ -74,6 +75,7 @@ class Connection(Features, BaseConnection):
         self._connectivity = log.ConnectivityLog(self.channel, settings.endpoint.target)  # INFO: lost, connected again
         self._background: BackgroundLoop | None = None
         self._background_lock = threading.Lock()
+        self.stream_watchdog = Watchdog()  # streams' idle limits: one thread for them all, while any is watched
         self._closed = False
         self._reflection: Any = None
         self._metadata = settings.metadata  # read on every infer: kept one lookup away
@@ -329,6 +331,7 @@ class Connection(Features, BaseConnection):
         """In a forked child (``easnb.fork`` calls it): a fresh lock, no background loop, and a channel
         of this process's own. Returns what was inherited (to be kept alive, never used)."""
         self._background_lock = threading.Lock()
+        self.stream_watchdog = Watchdog()  # the parent's thread is not in the child
         old = (self._background, self.channel, self._reflection)
         self._background = None
         self._reflection = None
@@ -366,6 +369,7 @@ class Connection(Features, BaseConnection):
         replaced_by = arguments.name_or_none(replaced_by, "replaced_by")
         if self._mark_closed(replaced_by):
             self._connectivity.close()
+            self.stream_watchdog.close()
             if self._owns_channel:
                 self.channel.close()
             background, self._background = getattr(self, "_background", None), None

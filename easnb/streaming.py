@@ -19,7 +19,6 @@ A stream keeps ``responses`` and their ``arrivals`` (``time.perf_counter()`` sec
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -283,39 +282,47 @@ class CallStream(Stream):
         self.sent_at = time.perf_counter()  # time to first response counts the sending too
         self._call = conn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=metadata)
         self._timed_out: str | None = None
-        self._ended = threading.Event()
+        self._ended = False  # the call is over (or no longer watched)
+        self._watchdog = None
         if first_timeout is not None or between_timeout is not None:
-            threading.Thread(target=self._watch, name="easnb-stream-watch", daemon=True).start()
-            self._call.add_done_callback(lambda _: self._ended.set())  # the watcher ends with the call (a close ends it)
+            self._watchdog = conn.stream_watchdog
+            self._call.add_done_callback(self._call_done)  # the watchdog lets go when the call ends (a close ends it)
+            self._watchdog.watch(self)
 
-    def _limit(self) -> tuple[float | None, str, float]:
+    def _call_done(self, _: object) -> None:
+        self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        if not self._ended:
+            self._ended = True
+            if self._watchdog is not None:
+                self._watchdog.unwatch(self)
+
+    # -- what the connection's watchdog asks (easnb.stream_watchdog) -----------------------
+    def idle_limits(self) -> tuple[float | None, float | None]:
+        return self.first_response_timeout, self.between_responses_timeout
+
+    def idle_limit(self) -> tuple[float | None, str, float]:
         if self.arrivals:
             return self.between_responses_timeout, "between_responses_timeout", self.arrivals[-1]
         return self.first_response_timeout, "first_response_timeout", self.sent_at
 
-    def _watch(self) -> None:
-        # an arrival moves the deadline without waking this thread (that would cost every response):
-        # it looks again at least four times per shortest limit, so a timeout fires within 1.25 limits
-        limits = [x for x in (self.first_response_timeout, self.between_responses_timeout) if x is not None]
-        poll = max(min(limits) / 4, 0.001)
-        while True:
-            limit, name, since = self._limit()
-            wait = poll if limit is None else min(poll, since + limit - time.perf_counter())
-            if self._ended.wait(max(wait, 0)):
-                return
-            if limit is not None and self._limit()[2] == since and time.perf_counter() >= since + limit:
-                self._timed_out = f"{name}={limit:g}"
-                self._call.cancel()
-                return
+    def watched(self) -> bool:
+        return not self._ended
+
+    def idle_expired(self, name: str, limit: float) -> None:
+        self._timed_out = f"{name}={limit:g}"
+        self._ended = True
+        self._call.cancel()
 
     def _next_message(self) -> Any:
         try:
             return next(self._call)
         except StopIteration:
-            self._ended.set()
+            self._stop_watching()
             return END
         except grpc.RpcError as exc:
-            self._ended.set()
+            self._stop_watching()
             if self._timed_out:
                 error: EasnbError = DeadlineError(
                     f"{self.model} sent no response within {self._timed_out} s "
@@ -330,17 +337,14 @@ class CallStream(Stream):
         raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
 
     def _cancel_call(self) -> None:
-        self._ended.set()
+        self._stop_watching()
         self._call.cancel()
 
     def _release(self) -> None:
-        # the watcher thread ends with the call, not a between_responses_timeout later (or never); a call still
-        # open after the final response keeps it until the call ends, so a server that never ends the call is
-        # still cancelled by between_responses_timeout
-        if self.finished and not self.cancelled:
-            self._call.add_done_callback(lambda _: self._ended.set())  # at once if the call has ended
-        else:
-            self._ended.set()
+        # a call still open after the final response stays watched until it ends (the done callback), so a
+        # server that never ends the call is still cancelled by between_responses_timeout
+        if not (self.finished and not self.cancelled):
+            self._stop_watching()
 
 
 def idle_limits(conn: Any, options: Mapping[str, Any]) -> tuple[float | None, float | None]:

@@ -99,10 +99,10 @@ def test_nothing_outlives_close(demo: DemoServer) -> None:
     if tuple(int(part) for part in grpc.__version__.split(".")[:2]) >= (1, 85):
         eventually(lambda: len(_fds() - fds) == 0)
 
-    # a stream opened and never read: its idle-limit watcher ends with the connection, not a timeout later
+    # a stream opened and never read: the watchdog of its idle limits ends with the connection, not a timeout later
     conn = easnb.connect(demo.endpoint, token=TOKEN, timeout=60)
     conn.stream("iris", {"features": np.ones((1, 4), np.float32)})
-    assert any(t.name == "easnb-stream-watch" for t in threading.enumerate())
+    assert any(t.name == "easnb-stream-watchdog" for t in threading.enumerate())
     conn.close()
     eventually(lambda: _threads() <= threads, seconds=5)
 

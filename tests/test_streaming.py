@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import easnb
+from easnb.stream_watchdog import LINGER
 from easnb.demo import DemoServer, Gateway
 from easnb.stream_wire import DECOUPLED_REFUSAL
 
@@ -253,13 +254,16 @@ def test_a_wrong_argument_is_named(conn: easnb.Connection, argument: str, bad: o
 @pytest.mark.parametrize("idle", [{}, {"between_responses_timeout": None, "first_response_timeout": 5}])
 def test_no_thread_outlives_its_stream(conn: easnb.Connection, idle: dict) -> None:
     conn.generate("textgen", "warm", max_tokens=2).finish()
-    before = {t.ident for t in threading.enumerate()}
+    before = {t.ident for t in threading.enumerate() if t.name != "easnb-stream-watchdog"}
+    watchdogs = set()
     for _ in range(3):
         conn.generate("textgen", "hi", max_tokens=3, **idle).finish()
         for _ in conn.generate("textgen", "a b c d e f", max_tokens=20, **idle):
             break
-    deadline = time.monotonic() + 2  # was: one watcher per stream, for the connection's timeout, or forever with None
-    while time.monotonic() < deadline and any(t.name == "easnb-stream-watch" for t in threading.enumerate()):
+        watchdogs |= {t.ident for t in threading.enumerate() if t.name == "easnb-stream-watchdog"}
+    assert len(watchdogs) == 1  # one thread watches every stream of the connection: not one a stream
+    deadline = time.monotonic() + LINGER + 3  # it ends a little after the last stream, not a timeout later (or never)
+    while time.monotonic() < deadline and any(t.name == "easnb-stream-watchdog" for t in threading.enumerate()):
         time.sleep(0.05)
-    assert [t.name for t in threading.enumerate() if t.ident not in before and t.name == "easnb-stream-watch"] == []
+    assert [t.name for t in threading.enumerate() if t.ident not in before and t.name.startswith("easnb-stream")] == []
     assert conn.generate("textgen", "again", max_tokens=3).finish().finished

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import easnb
+from easnb.stream_watchdog import LINGER
 from easnb import _proto
 from easnb.parameters import set_parameters
 from easnb.stream_wire import encode_stream_response
@@ -199,8 +200,10 @@ def test_a_call_left_open_after_the_final_response_is_still_cancelled() -> None:
         with easnb.connect(f"127.0.0.1:{port}") as conn:
             stream = conn.stream("m", INPUTS, flavour="triton", between_responses_timeout=0.5)
             assert [r["text_output"][0] for r in stream] == [b"done"] and stream.finished
-            assert cancelled.wait(5)  # the watcher still cancels the call the server left open
-            time.sleep(0.2)
-            assert not any(t.name == "easnb-stream-watch" for t in threading.enumerate())
+            assert cancelled.wait(5)  # the watchdog still cancels the call the server left open
+            watchdogs = [t for t in threading.enumerate() if t.name == "easnb-stream-watchdog"]
+            assert watchdogs  # it waits a little for the next stream, then ends with nothing to watch
+            watchdogs[0].join(LINGER + 2)
+            assert not watchdogs[0].is_alive()
     finally:
         server.stop(None)
