@@ -205,7 +205,7 @@ class AsyncGeneration(Generation):
     async def _open(self) -> AsyncStream:
         aconn, model, prompt, options = self._start
         stream_options, sampling = split_options(options)
-        meta = await aconn.model_metadata(model, stream_options.get("version", ""))
+        meta = await aconn.cached_model_metadata(model, stream_options.get("version", ""))
         try:
             inputs = build_inputs(meta, prompt, sampling)
         except EasnbError as exc:  # it names the server's tensors, which may quote the token
