@@ -3,13 +3,20 @@
 >>> with conn.open_stream("textgen") as s:                     # doctest: +SKIP
 ...     a, b = s.submit(inputs_a), s.submit(inputs_b)          # each iterates its own responses
 
-One reader thread takes the stream's replies and hands each to its request's ``QueuedStream`` by
-request id; against MLServer, whose calls carry one request each, every ``submit`` is a call of its own.
+The caller who wants a response reads the stream itself (no reader thread): while it holds the
+turn it takes replies off the call, keeps its own, and puts the others' in their inboxes; a caller
+whose inbox is empty while another reads waits for its reply or for the turn. So one caller reading
+its request pays what a bare stub on one call pays, with no reply crossing threads (a reader thread
+cost about 40 us of CPU a token more). Against MLServer, whose calls carry one request each, every
+``submit`` is a call of its own.
 
-The reader thread holds only the stream's shared state (``Dispatch``), never the ``OpenStream``:
-closing the stream, or dropping it (garbage collection), ends the call and with it the thread. A
-request's own stream keeps its ``OpenStream`` alive while the caller holds it; requests that are
-over, or that their caller dropped, are not kept.
+Idle limits: a waiting caller times out by itself. The caller holding the turn waits inside gRPC,
+so the connection's watchdog looks at the stream: once every caller waiting has passed its limit
+with nothing arriving, it ends the call (each gets ``DeadlineError``); a caller whose limit passed
+while others still wait learns it with the next reply on the stream.
+
+Nothing holds the ``OpenStream`` but its requests' own streams: closing it, or dropping it
+(garbage collection), ends the call. Requests that are over, or that their caller dropped, are not kept.
 """
 
 from __future__ import annotations
@@ -19,47 +26,50 @@ import queue
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from . import arguments
-from ._proto import ModelInferResponse
 from .calls import DEFAULT
-from .errors import DeadlineError, EasnbError, ServerError
+from .errors import DeadlineError, EasnbError
 from .rpc_errors import from_rpc_error
-from .stream_plans import inner_reply
-from .stream_wire import FINAL, decode_stream_response, id_and_final
+from .stream_wire import Heads
 from .streaming import END, PATH, Reader, Stream, checked, flavour_of, idle_limits, open_call, request_parameters
 
 
 class QueuedStream(Stream):
-    """One request's share of a shared stream: its messages arrive through a queue."""
+    """One request's share of a shared stream: its replies come off the call, or from its inbox."""
 
-    _arrived: float  # perf_counter() when the reader thread took the latest message
+    _arrived: float  # perf_counter() when the latest reply was taken off the call
 
-    def __init__(self, owner: OpenStream, reader: Reader, request_id: str, first_timeout: float | None,
-                 between_timeout: float | None) -> None:
+    def __init__(self, owner: OpenStream, dispatch: Dispatch, reader: Reader, request_id: str,
+                 first_timeout: float | None, between_timeout: float | None) -> None:
         super().__init__(reader, request_id, first_timeout, between_timeout)
-        self._owner = owner  # kept alive while this request is read
+        self._owner, self._dispatch = owner, dispatch  # the owner kept alive while this request is read
         self.token, self.target = owner.conn.error_context.get("token"), owner.conn.error_context.get("target", "")
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.inbox: deque[Any] = deque()  # (bytes, arrival), END or an EasnbError, put by whoever read them
+
+    def deadline(self) -> tuple[float | None, str]:
+        """When this request's current idle limit passes (perf_counter seconds; None: no limit), and its name."""
+        if self.arrivals:
+            limit, name, since = self.between_responses_timeout, "between_responses_timeout", self.arrivals[-1]
+        else:
+            limit, name, since = self.first_response_timeout, "first_response_timeout", self.sent_at
+        return (None if limit is None else since + limit), name
+
+    def timed_out(self, name: str) -> DeadlineError:
+        self._dispatch.forget(self.request_id)
+        limit = self.between_responses_timeout if name.startswith("between") else self.first_response_timeout
+        return DeadlineError(
+            f"{self.model} sent no response within {name}={limit:g} s (request id {self.request_id!r}).",
+            code=grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
 
     def _next_message(self) -> Any:
-        limit, name = (
-            (self.between_responses_timeout, "between_responses_timeout") if self.arrivals
-            else (self.first_response_timeout, "first_response_timeout")
-        )
-        try:
-            item = self.queue.get(timeout=limit)
-        except queue.Empty:
-            self._owner.forget(self.request_id)
-            raise DeadlineError(
-                f"{self.model} sent no response within {name}={limit:g} s (request id {self.request_id!r}).",
-                code=grpc.StatusCode.DEADLINE_EXCEEDED,
-            ) from None
+        item = self._dispatch.next_for(self)
         if isinstance(item, EasnbError):
             raise item
         if item is END:
@@ -68,68 +78,179 @@ class QueuedStream(Stream):
         return data
 
     def _arrival(self) -> float:
-        return self._arrived  # stamped by the reader thread, not when this request's reader got to it
+        return self._arrived  # when it was taken off the call, not when this request's loop got to it
 
     def _cancel_call(self) -> None:
         # Triton has no per-request cancel on a shared stream: stop listening; cancel() the whole stream to stop it
-        self._owner.forget(self.request_id)
+        self._dispatch.forget(self.request_id)
+        self._dispatch.deliver(self, END)
 
 
 class Dispatch:
-    """A shared stream's state as its reader thread sees it: the call, the requests waiting, the failure."""
+    """A shared stream's state: the call, the requests waiting, who reads the call, the failure."""
 
     def __init__(self) -> None:
         # weakly: a request its caller dropped unread is not waited for, nor keeps its OpenStream alive
-        self.waiting: weakref.WeakValueDictionary[str, QueuedStream] = weakref.WeakValueDictionary()
+        self.waiting: dict[str, weakref.ref[QueuedStream]] = {}
         self.in_flight: set[str] = set()  # ids sent and not yet over (dropped or not): not to be sent again
-        self.lock = threading.Lock()
+        self.changed = threading.Condition(threading.Lock())  # an inbox filled, the turn freed, the call ended
+        self.reading: QueuedStream | None = None  # whose caller is taking replies off the call
+        self.readers: set[QueuedStream] = set()  # callers waiting for a reply or the turn
         self.closed = False
         self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.call: Any = None
+        self.heads = Heads()
         self.failure: EasnbError | None = None
+        self.silent_for: str = ""  # the limit that ended a stream gone silent
+        self.last_read = 0.0  # perf_counter() of the latest reply taken off the call
+        self.on_watch = False  # the connection's watchdog looks at it (while requests are in flight)
+        self.context: dict[str, Any] = {}
 
     def start(self, channel: Any, timeout: float | None, metadata: Any, context: dict[str, Any]) -> None:
+        self.context = context
         self.call = channel.stream_stream(PATH)(iter(self.requests.get, END), timeout=timeout, metadata=metadata)
-        threading.Thread(target=self.run, args=(context,), name="easnb-stream-reader", daemon=True).start()
 
-    def run(self, context: dict[str, Any]) -> None:
-        """The reader thread: each reply to its request's queue, until the call ends."""
+    # -- reading ------------------------------------------------------------------------
+    def next_for(self, stream: QueuedStream) -> Any:
+        """``stream``'s next item: ``(bytes, arrival)``, ``END`` or an ``EasnbError``; ``DeadlineError`` on its idle limit."""
+        with self.changed:
+            while not stream.inbox:
+                if self.closed:  # close() cut it short: it ends cancelled, not finished
+                    stream.cancelled = True
+                    return END
+                if self.failure is not None:
+                    return self.failure
+                if self.reading is None and self.call is not None:
+                    self.reading = stream  # the turn: read the call below, outside the lock
+                    break
+                deadline, name = stream.deadline()
+                wait = None if deadline is None else deadline - time.perf_counter()
+                if wait is not None and wait <= 0:
+                    raise stream.timed_out(name)
+                self.readers.add(stream)
+                try:
+                    self.changed.wait(wait)
+                finally:
+                    self.readers.discard(stream)
+            else:
+                return stream.inbox.popleft()
         try:
-            heads = Heads()
+            return self._read_for(stream)
+        finally:
+            with self.changed:
+                self.reading = None
+                if self.readers:
+                    self.changed.notify_all()  # one of them takes the turn
+
+    def _read_for(self, stream: QueuedStream) -> Any:
+        """(Holding the turn.) Replies off the call until one for ``stream``; the others' to their inboxes."""
+        mine = stream.request_id
+        try:
             for data in self.call:
-                request_id, final, error = heads.read(data)
-                with self.lock:
-                    stream = self.waiting.get(request_id)
+                arrived = self.last_read = time.perf_counter()
+                request_id, final, error = self.heads.read(data)
+                if request_id == mine and not stream.cancelled:
+                    if final or error:
+                        self.forget(mine)
+                    return data, arrived
+                with self.changed:
+                    ref = self.waiting.get(request_id)
+                    other = None if ref is None else ref()
                     if final or error:
                         self.in_flight.discard(request_id)
-                        if stream is not None:
-                            del self.waiting[request_id]
-                if stream is not None:
-                    stream.queue.put((data, time.perf_counter()))
-                    stream = None  # held here until the next reply, it would keep its OpenStream alive
+                        self.waiting.pop(request_id, None)
+                    if other is not None:
+                        other.inbox.append((data, arrived))
+                        if other in self.readers:
+                            self.changed.notify_all()
+                    other = None  # held here, it would keep its OpenStream alive
+                deadline, name = stream.deadline()
+                if stream.cancelled:
+                    return END
+                if deadline is not None and arrived >= deadline:
+                    return stream.timed_out(name)
             failure: EasnbError = EasnbError("The server ended the stream before these requests' final responses.",
                                              hint="The server's logs say why.")
         except grpc.RpcError as exc:
-            failure = from_rpc_error(exc, method="ModelStreamInfer", **context)
+            failure = from_rpc_error(exc, method="ModelStreamInfer", **self.context)
         except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
             failure = exc
             self.call.cancel()
-        with self.lock:
+        return self._ended(stream, failure)
+
+    def _ended(self, stream: QueuedStream, failure: EasnbError) -> Any:
+        """The call is over: every request waiting gets ``END`` (closed), the silence's ``DeadlineError``, or the failure."""
+        with self.changed:
+            if self.silent_for:
+                failure = DeadlineError(
+                    f"The stream sent nothing for any request waiting within its idle limit ({self.silent_for}), "
+                    "so easnb ended it.", hint="Raise the limits, or check the server's load.",
+                    code=grpc.StatusCode.DEADLINE_EXCEEDED)
             self.failure = failure if not self.closed else None
-            waiting = list(self.waiting.values())
+            waiting = [s for s in (ref() for ref in self.waiting.values()) if s is not None]
             self.waiting.clear()
             self.in_flight.clear()
-        for stream in waiting:
-            if self.closed:  # close() cut these requests short: they end cancelled, not finished
-                stream.cancelled = True
-            stream.queue.put(END if self.closed else failure)
+            for other in waiting:
+                if self.closed:  # close() cut these requests short: they end cancelled, not finished
+                    other.cancelled = True
+                other.inbox.append(END if self.closed else failure)
+            self.changed.notify_all()
+        if stream.inbox:
+            return stream.inbox.popleft()
+        return END if self.closed or stream.cancelled else failure
+
+    def deliver(self, stream: QueuedStream, item: Any) -> None:
+        """Put ``item`` in ``stream``'s inbox and wake it (a cancel from another thread)."""
+        with self.changed:
+            stream.inbox.append(item)
+            self.changed.notify_all()
+
+    def forget(self, request_id: str) -> None:
+        with self.changed:
+            self.waiting.pop(request_id, None)
+            self.in_flight.discard(request_id)
+
+    # -- what the connection's watchdog asks (easnb.stream_watchdog) ----------------------
+    def idle_limits(self) -> tuple[float | None, float | None]:
+        return None, None
+
+    def idle_limit(self) -> tuple[float | None, str, float]:
+        """The last moment of the callers waiting (the turn's too): when it passes, the stream has gone silent."""
+        with self.changed:
+            waiting = [s for s in (self.reading, *self.readers) if s is not None]
+        if not waiting:
+            return 1.0, "", time.perf_counter()  # nobody waits: look again in a second
+        deadlines = [s.deadline() for s in waiting]
+        if any(d is None for d, _ in deadlines):
+            return 1.0, "", time.perf_counter()  # one waits without a limit: the stream may stay silent
+        latest, name = max(deadlines, key=lambda d: d[0] or 0.0)
+        now = time.perf_counter()
+        return (latest or now) - now, name, now  # passes at ``latest``
+
+    def watched(self) -> bool:
+        with self.changed:
+            self.on_watch = self.failure is None and not self.closed and bool(self.in_flight)
+            return self.on_watch
+
+    def idle_expired(self, name: str, limit: float) -> None:
+        with self.changed:
+            reading = self.reading
+            if reading is None:  # nobody waits inside gRPC: the callers time out by themselves
+                return
+            deadline, _ = reading.deadline()
+            if deadline is None or self.last_read >= deadline:  # a reply came after it: its caller sees for itself
+                return
+            self.silent_for = name
+        self.call.cancel()
 
     def shut(self) -> None:
-        """End the call (the server sees it cancelled) and so the reader thread; also when the stream is dropped."""
+        """End the call (the server sees it cancelled); also when the stream is dropped."""
         self.closed = True
         if self.call is not None:
             self.requests.put(END)  # ends gRPC's thread that sends the requests
             self.call.cancel()
+        with self.changed:
+            self.changed.notify_all()
 
 
 class OpenStream:
@@ -174,18 +295,21 @@ class OpenStream:
         first, between = idle_limits(self.conn, merged)
         data = self.conn.encode_infer(self.model, inputs, outputs, version, request_parameters("triton", parameters),
                                       request_id, raw)
-        stream = QueuedStream(self, Reader("triton", self.model, copy, as_str), request_id, first, between)
         dispatch = self._dispatch
-        with dispatch.lock:
+        stream = QueuedStream(self, dispatch, Reader("triton", self.model, copy, as_str), request_id, first, between)
+        with dispatch.changed:
             if request_id in dispatch.in_flight:
                 raise EasnbError(f"Request id {request_id!r} is already in flight on this stream.",
                                  hint="Give each request its own id, or leave request_id empty for one to be made.")
             if dispatch.failure is not None:
                 raise dispatch.failure
-            dispatch.waiting[request_id] = stream
+            dispatch.waiting[request_id] = weakref.ref(stream)
             dispatch.in_flight.add(request_id)
+            watch, dispatch.on_watch = not dispatch.on_watch, True
         if dispatch.call is None:
             self._start()
+        if watch:  # a caller waiting inside gRPC on a stream gone silent is ended by the watchdog
+            self.conn.stream_watchdog.watch(dispatch)
         stream.sent_at = time.perf_counter()
         dispatch.requests.put(data)
         return stream
@@ -196,11 +320,6 @@ class OpenStream:
         timeout = self.conn.timeout if timeout is DEFAULT else timeout
         metadata = self.conn.metadata_for(self.options.get("headers"))
         self._dispatch.start(self.conn.channel, timeout, metadata, {**self.conn.error_context, "timeout": timeout})
-
-    def forget(self, request_id: str) -> None:
-        with self._dispatch.lock:
-            self._dispatch.waiting.pop(request_id, None)
-            self._dispatch.in_flight.discard(request_id)
 
     def close(self) -> None:
         """Cancel whatever is still in flight and end the stream."""
@@ -222,75 +341,6 @@ class OpenStream:
     def __repr__(self) -> str:
         waiting = len(self._dispatch.waiting)
         return f"<OpenStream {self.model} ({self.flavour}), {waiting} requests waiting{', closed' if self._closed else ''}>"
-
-
-class Heads:
-    """The reader thread's view of replies: each request's id and final flag, from the bytes before a
-    reply's tensors (its head) seen before, so a token costs a comparison and a walk over its raw fields."""
-
-    def __init__(self) -> None:
-        self.known: list[tuple[bytes, str, bool]] = []  # the latest first
-
-    def read(self, data: bytes) -> tuple[str, bool, str]:
-        """A reply's ``(request id, final flag, error message)``; ``ServerError`` for one easnb cannot read."""
-        inner = inner_reply(data)  # the usual reply: no error message
-        if inner is None:
-            error, message = decode_stream_response(data)
-            return (*_id_and_final(bytes(message)), error)
-        for head, request_id, final in self.known:
-            if inner.startswith(head) and raw_tail(inner, len(head)):
-                return request_id, final, ""
-        found = id_and_final(inner)
-        if found is None:
-            return (*_id_and_final(inner), "")
-        start = raw_start(inner)
-        if start is not None:
-            del self.known[HEADS - 1 :]
-            self.known.insert(0, (inner[:start], *found))
-        return (*found, "")
-
-
-#: How many reply heads the reader thread keeps (a token's and a final one's for a few interleaved requests).
-HEADS = 16
-
-
-def raw_start(inner: bytes) -> int | None:
-    """Where a plainly written ModelInferResponse's raw output fields (field 6) begin, if only they follow."""
-    pos, end, start = 0, len(inner), None
-    while pos < end:
-        tag, length = inner[pos], inner[pos + 1]
-        if length > 0x7F:
-            return None
-        if tag == _RAW_TAG:
-            start = pos if start is None else start
-        else:
-            start = None
-        pos += 2 + length
-    return start if pos == end else None
-
-
-def raw_tail(inner: bytes, pos: int) -> bool:
-    """Whether ``inner`` from ``pos`` on is raw output fields (field 6) with one-byte lengths, and nothing else."""
-    end = len(inner)
-    while pos < end:
-        if inner[pos] != _RAW_TAG or pos + 1 == end or inner[pos + 1] > 0x7F:
-            return False
-        pos += 2 + inner[pos + 1]
-    return pos == end
-
-
-_RAW_TAG = 0x32  # ModelInferResponse.raw_output_contents, length-delimited
-
-
-def _id_and_final(inner: bytes) -> tuple[str, bool]:
-    """A reply's request id and final flag, parsed in full (what ``id_and_final`` leaves)."""
-    try:
-        head = ModelInferResponse.FromString(inner)
-    except DecodeError:
-        raise ServerError("The server's stream reply holds no valid ModelInferResponse.",
-                          hint="The server, or something between it and you, sent a corrupt message.") from None
-    final = head.parameters.get(FINAL)
-    return head.id, final is not None and final.bool_param
 
 
 def open_shared(conn: Any, model: str, flavour: str | None = None, **options: Any) -> OpenStream:

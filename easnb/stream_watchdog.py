@@ -21,6 +21,8 @@ from typing import Protocol
 
 #: Seconds the thread waits for another stream before it ends (a loop of requests keeps one thread).
 LINGER = 2.0
+#: Seconds before a stream whose limit passed, but which is still watched, is looked at again.
+MINIMUM = 0.01
 
 
 class Watched(Protocol):
@@ -120,7 +122,8 @@ class Watchdog:
         limit, name, since = stream.idle_limit()
         if limit is not None and now >= since + limit:
             stream.idle_expired(name, limit)
-            return
+            if not stream.watched():
+                return
         when = _next_look(stream, now)
         if when is not None:
             with self._lock:
@@ -128,9 +131,11 @@ class Watchdog:
 
 
 def _next_look(stream: Watched, now: float) -> float | None:
-    """When the current limit would pass; while the current wait has none, a poll at a quarter of the other."""
-    limit, _, since = stream.idle_limit()
-    if limit is not None:
-        return since + limit
-    other = [x for x in stream.idle_limits() if x is not None]
-    return now + max(min(other) / 4, 0.001) if other else None
+    """When the current limit would pass; while waiting for the first response, also when the limit
+    between responses could first pass (a response may arrive any moment). None: nothing to watch."""
+    limit, name, since = stream.idle_limit()
+    looks = [] if limit is None else [max(since + limit, now + MINIMUM) if since + limit <= now else since + limit]
+    between = stream.idle_limits()[1]
+    if name == "first_response_timeout" and between is not None:
+        looks.append(now + max(between, MINIMUM))
+    return min(looks) if looks else None

@@ -12,7 +12,11 @@ True
 
 from __future__ import annotations
 
+from google.protobuf.message import DecodeError
+
+from ._proto import ModelInferResponse
 from .errors import ServerError
+from .stream_plans import inner_reply
 from .wire import read_varint, varint
 
 #: Response parameter: this is the request's last response.
@@ -110,3 +114,72 @@ def id_and_final(inner: bytes) -> tuple[str, bool] | None:
     except (IndexError, ValueError):  # ValueError covers UnicodeDecodeError
         return None
     return request_id, final
+
+
+class Heads:
+    """A shared stream's view of replies (easnb.shared_stream): each request's id and final flag, from the bytes
+    before a reply's tensors (its head) seen before, so a token costs a comparison and a walk over its raw fields."""
+
+    def __init__(self) -> None:
+        self.known: list[tuple[bytes, str, bool]] = []  # the latest first
+
+    def read(self, data: bytes) -> tuple[str, bool, str]:
+        """A reply's ``(request id, final flag, error message)``; ``ServerError`` for one easnb cannot read."""
+        inner = inner_reply(data)  # the usual reply: no error message
+        if inner is None:
+            error, message = decode_stream_response(data)
+            return (*_id_and_final(bytes(message)), error)
+        for head, request_id, final in self.known:
+            if inner.startswith(head) and raw_tail(inner, len(head)):
+                return request_id, final, ""
+        found = id_and_final(inner)
+        if found is None:
+            return (*_id_and_final(inner), "")
+        start = raw_start(inner)
+        if start is not None:
+            del self.known[HEADS - 1 :]
+            self.known.insert(0, (inner[:start], *found))
+        return (*found, "")
+
+
+#: How many reply heads a shared stream keeps (a token's and a final one's for a few interleaved requests).
+HEADS = 16
+
+
+def raw_start(inner: bytes) -> int | None:
+    """Where a plainly written ModelInferResponse's raw output fields (field 6) begin, if only they follow."""
+    pos, end, start = 0, len(inner), None
+    while pos < end:
+        tag, length = inner[pos], inner[pos + 1]
+        if length > 0x7F:
+            return None
+        if tag == _RAW_TAG:
+            start = pos if start is None else start
+        else:
+            start = None
+        pos += 2 + length
+    return start if pos == end else None
+
+
+def raw_tail(inner: bytes, pos: int) -> bool:
+    """Whether ``inner`` from ``pos`` on is raw output fields (field 6) with one-byte lengths, and nothing else."""
+    end = len(inner)
+    while pos < end:
+        if inner[pos] != _RAW_TAG or pos + 1 == end or inner[pos + 1] > 0x7F:
+            return False
+        pos += 2 + inner[pos + 1]
+    return pos == end
+
+
+_RAW_TAG = 0x32  # ModelInferResponse.raw_output_contents, length-delimited
+
+
+def _id_and_final(inner: bytes) -> tuple[str, bool]:
+    """A reply's request id and final flag, parsed in full (what ``id_and_final`` leaves)."""
+    try:
+        head = ModelInferResponse.FromString(inner)
+    except DecodeError:
+        raise ServerError("The server's stream reply holds no valid ModelInferResponse.",
+                          hint="The server, or something between it and you, sent a corrupt message.") from None
+    final = head.parameters.get(FINAL)
+    return head.id, final is not None and final.bool_param

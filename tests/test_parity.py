@@ -30,7 +30,7 @@ SYNC_ONLY = {
     "load_test": "a sweep that runs its own background loop and progress display; from asyncio, run it in a thread",
     "model_statistics": "one Triton statistics call for load_test's report; asyncio code can call unary() with its path",
     "on_close": "the widget follows its sync connection's close",
-    "open_stream": "a shared stream served by a reader thread; asyncio code uses stream() and generate()",
+    "open_stream": "a shared stream its callers' threads read in turn; asyncio code uses stream() and generate()",
     "open_stubs": "rebuilds the stubs in a forked child; grpc.aio cannot run there, so an AsyncConnection refuses instead",
 }
 ASYNC_ONLY = {

@@ -1,4 +1,4 @@
-"""open_stream's reader thread (easnb.shared_stream.Heads): a reply's id and final flag read off its bytes
+"""open_stream's reading of replies (easnb.stream_wire.Heads): a reply's id and final flag read off its bytes
 are what protobuf reads, however the server writes the reply; a reply it cannot read is a ServerError."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from easnb import _proto
 from easnb.errors import ServerError
-from easnb.shared_stream import Heads
+from easnb.stream_wire import Heads
 from easnb.stream_wire import encode_stream_response, id_and_final
 
 
