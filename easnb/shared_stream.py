@@ -113,6 +113,7 @@ class Dispatch:
     # -- reading ------------------------------------------------------------------------
     def next_for(self, stream: QueuedStream) -> Any:
         """``stream``'s next item: ``(bytes, arrival)``, ``END`` or an ``EasnbError``; ``DeadlineError`` on its idle limit."""
+        late = ""  # the name of the limit that passed
         with self.changed:
             while not stream.inbox:
                 if self.closed:  # close() cut it short: it ends cancelled, not finished
@@ -126,7 +127,8 @@ class Dispatch:
                 deadline, name = stream.deadline()
                 wait = None if deadline is None else deadline - time.perf_counter()
                 if wait is not None and wait <= 0:
-                    raise stream.timed_out(name)
+                    late = name
+                    break
                 self.readers.add(stream)
                 try:
                     self.changed.wait(wait)
@@ -134,6 +136,8 @@ class Dispatch:
                     self.readers.discard(stream)
             else:
                 return stream.inbox.popleft()
+        if late:
+            raise stream.timed_out(late)  # out of the lock, which forgetting the request takes
         try:
             return self._read_for(stream)
         finally:
@@ -180,12 +184,15 @@ class Dispatch:
 
     def _ended(self, stream: QueuedStream, failure: EasnbError) -> Any:
         """The call is over: every request waiting gets ``END`` (closed), the silence's ``DeadlineError``, or the failure."""
+        mine: Any = None
+        if self.silent_for:  # the watchdog ended it: this caller's limit passed, and every other waiting one's
+            deadline, name = stream.deadline()
+            mine = stream.timed_out(name) if deadline is not None else None
+            failure = DeadlineError(
+                "The stream sent nothing within the idle limits of the requests waiting on it, so easnb ended it.",
+                hint="Open another stream; raise first_response_timeout or between_responses_timeout, or check the "
+                "server's load.", code=grpc.StatusCode.DEADLINE_EXCEEDED)
         with self.changed:
-            if self.silent_for:
-                failure = DeadlineError(
-                    f"The stream sent nothing for any request waiting within its idle limit ({self.silent_for}), "
-                    "so easnb ended it.", hint="Raise the limits, or check the server's load.",
-                    code=grpc.StatusCode.DEADLINE_EXCEEDED)
             self.failure = failure if not self.closed else None
             waiting = [s for s in (ref() for ref in self.waiting.values()) if s is not None]
             self.waiting.clear()
@@ -197,7 +204,7 @@ class Dispatch:
             self.changed.notify_all()
         if stream.inbox:
             return stream.inbox.popleft()
-        return END if self.closed or stream.cancelled else failure
+        return END if self.closed or stream.cancelled else mine or failure
 
     def deliver(self, stream: QueuedStream, item: Any) -> None:
         """Put ``item`` in ``stream``'s inbox and wake it (a cancel from another thread)."""

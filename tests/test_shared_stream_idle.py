@@ -1,0 +1,116 @@
+"""Idle limits on a shared stream (conn.open_stream), whose callers read the call in turn.
+
+The caller holding the turn waits inside gRPC; a limit of another caller's never ends a request before
+its own limit, and a stream silent past every waiting caller's limit is ended by the connection's watchdog.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+
+import easnb
+from easnb import _proto
+from easnb.stream_wire import encode_stream_response
+
+from .test_streaming_hostile import INPUTS, reply
+
+
+def serve(delays: dict[str, float]) -> tuple[grpc.Server, str]:
+    """A Triton-like stream: request ``id`` gets its final reply after ``delays[id]`` seconds; other ids nothing."""
+
+    def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        out: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+        def answer(request_id: str) -> None:
+            time.sleep(delays[request_id])
+            out.put(encode_stream_response(reply(request_id, b"done", final=True)))
+
+        def read() -> None:
+            for data in requests:
+                request_id = _proto.ModelInferRequest.FromString(data).id
+                if request_id in delays:
+                    threading.Thread(target=answer, args=(request_id,), daemon=True).start()
+
+        threading.Thread(target=read, daemon=True).start()
+        while context.is_active():
+            try:
+                item = out.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            yield item
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(handle)})
+    server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def read_in_thread(stream: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            outcome["texts"] = [r["text_output"][0] for r in stream]
+        except easnb.EasnbError as exc:
+            outcome["error"] = exc
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("first_reader", ["never", "late"])
+def test_a_short_limit_ends_only_its_own_request(first_reader: str) -> None:
+    server, endpoint = serve({"late": 1.5})
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            never = shared.submit(INPUTS, request_id="never", first_response_timeout=0.4)
+            late = shared.submit(INPUTS, request_id="late", first_response_timeout=10)
+            order = [never, late] if first_reader == "never" else [late, never]
+            first, first_outcome = read_in_thread(order[0])
+            time.sleep(0.1)  # the first reader holds the turn; the second waits for its reply or the turn
+            second, second_outcome = read_in_thread(order[1])
+            first.join(10)
+            second.join(10)
+            outcomes = dict(zip(("never", "late") if first_reader == "never" else ("late", "never"),
+                                (first_outcome, second_outcome)))
+            assert isinstance(outcomes["never"]["error"], easnb.DeadlineError)
+            assert "first_response_timeout=0.4" in str(outcomes["never"]["error"])
+            # the caller holding the turn learns of its limit at the next reply on the stream (late's, at 1.5 s)
+            assert 0.2 < outcomes["never"]["seconds"] < 4  # its limit counts from the submit, 0.1 s before some readers start
+            assert outcomes["late"] == {"texts": [b"done"], "seconds": outcomes["late"]["seconds"]}  # not cut short
+            assert late.finished and never.responses == []
+    finally:
+        server.stop(None)
+
+
+def test_a_stream_silent_past_every_waiting_limit_is_ended() -> None:
+    server, endpoint = serve({})
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            a = shared.submit(INPUTS, first_response_timeout=0.3)
+            b = shared.submit(INPUTS, first_response_timeout=0.8)
+            (ta, a_outcome), (tb, b_outcome) = read_in_thread(a), read_in_thread(b)
+            ta.join(10)
+            tb.join(10)
+            for stream, outcome in ((a, a_outcome), (b, b_outcome)):
+                assert isinstance(outcome["error"], easnb.DeadlineError), outcome
+                assert f"request id {stream.request_id!r}" in str(outcome["error"])  # each its own limit, named
+                assert outcome["seconds"] < 5  # not the call's deadline (none), nor forever
+            assert max(a_outcome["seconds"], b_outcome["seconds"]) > 0.7  # b was not ended before its own limit
+            with pytest.raises(easnb.EasnbError):  # the call is over: the stream takes no more requests
+                shared.submit(INPUTS).collect()
+    finally:
+        server.stop(None)
