@@ -21,6 +21,7 @@ Nothing holds the ``OpenStream`` but its requests' own streams: closing it, or d
 
 from __future__ import annotations
 
+import copy
 import itertools
 import queue
 import threading
@@ -120,7 +121,7 @@ class Dispatch:
                     stream.cancelled = True
                     return END
                 if self.failure is not None:
-                    return self.failure
+                    return self.failed()
                 if self.reading is None and self.call is not None:
                     self.reading = stream  # the turn: read the call below, outside the lock
                     break
@@ -178,7 +179,7 @@ class Dispatch:
         except grpc.RpcError as exc:
             failure = from_rpc_error(exc, method="ModelStreamInfer", **self.context)
         except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
-            failure = exc
+            failure = copy.copy(exc)  # without its traceback, which holds this frame and the request
             self.call.cancel()
         return self._ended(stream, failure)
 
@@ -200,11 +201,17 @@ class Dispatch:
             for other in waiting:
                 if self.closed:  # close() cut these requests short: they end cancelled, not finished
                     other.cancelled = True
-                other.inbox.append(END if self.closed else failure)
+                other.inbox.append(END if self.closed else copy.copy(failure))
             self.changed.notify_all()
         if stream.inbox:
             return stream.inbox.popleft()
-        return END if self.closed or stream.cancelled else mine or failure
+        return END if self.closed or stream.cancelled else mine or copy.copy(failure)
+
+    def failed(self) -> EasnbError:
+        """(Under the lock.) What ended the call, as an error of the asking request's own: each gets its
+        ``request_id`` and ``received`` attached, and is raised in its own thread."""
+        assert self.failure is not None
+        return copy.copy(self.failure)
 
     def deliver(self, stream: QueuedStream, item: Any) -> None:
         """Put ``item`` in ``stream``'s inbox and wake it (a cancel from another thread)."""
@@ -222,17 +229,28 @@ class Dispatch:
         return None, None
 
     def idle_limit(self) -> tuple[float | None, str, float]:
-        """The last moment of the callers waiting (the turn's too): when it passes, the stream has gone silent."""
+        """While a caller waits inside gRPC, the last moment of the requests in flight (read or not): when it
+        passes, the stream has gone silent. A request submitted and not yet read counts, so ending the call
+        for the waiting callers' limits never takes a request whose own limit has not passed."""
         with self.changed:
-            waiting = [s for s in (self.reading, *self.readers) if s is not None]
-        if not waiting:
-            return 1.0, "", time.perf_counter()  # nobody waits: look again in a second
-        deadlines = [s.deadline() for s in waiting]
-        if any(d is None for d, _ in deadlines):
-            return 1.0, "", time.perf_counter()  # one waits without a limit: the stream may stay silent
-        latest, name = max(deadlines, key=lambda d: d[0] or 0.0)
+            latest, name = self._latest()
         now = time.perf_counter()
-        return (latest or now) - now, name, now  # passes at ``latest``
+        if latest is None:
+            return 1.0, "", now  # nobody waits inside gRPC, or one without a limit: look again in a second
+        return latest - now, name, now  # passes at ``latest``
+
+    def _latest(self) -> tuple[float | None, str]:
+        """(Under the lock.) When the last idle limit of the requests in flight passes; None while no caller
+        holds the turn, or while one request has no limit."""
+        if self.reading is None:
+            return None, ""
+        streams = {s for s in (ref() for ref in self.waiting.values()) if s is not None}
+        streams.update(self.readers)
+        streams.add(self.reading)
+        deadlines = [_quiet_until(s) for s in streams]
+        if any(d is None for d, _ in deadlines):
+            return None, ""
+        return max(deadlines, key=lambda d: d[0] or 0.0)
 
     def watched(self) -> bool:
         with self.changed:
@@ -247,6 +265,9 @@ class Dispatch:
             deadline, _ = reading.deadline()
             if deadline is None or self.last_read >= deadline:  # a reply came after it: its caller sees for itself
                 return
+            latest, _ = self._latest()
+            if latest is None or latest > time.perf_counter():  # a request submitted since, or a reply queued
+                return
             self.silent_for = name
         self.call.cancel()
 
@@ -258,6 +279,15 @@ class Dispatch:
             self.call.cancel()
         with self.changed:
             self.changed.notify_all()
+
+
+def _quiet_until(stream: QueuedStream) -> tuple[float | None, str]:
+    """When ``stream``'s idle limit passes, counting replies waiting in its inbox as arrivals."""
+    last = stream.inbox[-1] if stream.inbox else None
+    if type(last) is tuple:
+        limit = stream.between_responses_timeout
+        return (None if limit is None else last[1] + limit), "between_responses_timeout"
+    return stream.deadline()
 
 
 class OpenStream:
@@ -309,7 +339,7 @@ class OpenStream:
                 raise EasnbError(f"Request id {request_id!r} is already in flight on this stream.",
                                  hint="Give each request its own id, or leave request_id empty for one to be made.")
             if dispatch.failure is not None:
-                raise dispatch.failure
+                raise dispatch.failed()
             dispatch.waiting[request_id] = weakref.ref(stream)
             dispatch.in_flight.add(request_id)
             watch, dispatch.on_watch = not dispatch.on_watch, True

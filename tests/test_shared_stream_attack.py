@@ -1,0 +1,113 @@
+"""conn.open_stream attacked from several threads against a scripted server: failures mid-way, requests
+submitted and never read, cancels from another thread, each caller's error naming its own request."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+
+import easnb
+from easnb import _proto
+from easnb.stream_wire import encode_stream_response
+
+from .test_shared_stream_idle import read_in_thread
+from .test_streaming_hostile import INPUTS, reply
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Scripted:
+    """A Triton-like ``ModelStreamInfer`` whose replies the test sends: ``seen`` gets each request's id as it
+    arrives, ``send(...)`` puts a reply on the stream, ``abort(code, details)`` ends the call with a status."""
+
+    def __init__(self) -> None:
+        self.seen: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.cancelled = threading.Event()
+        handler = grpc.method_handlers_generic_handler(
+            "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(self._handle)})
+        self.server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
+        self.endpoint = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def _handle(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        context.add_callback(lambda: None if context.is_active() else self.cancelled.set())
+
+        def read() -> None:
+            try:
+                for data in requests:
+                    self.seen.put(_proto.ModelInferRequest.FromString(data).id)
+            except grpc.RpcError:  # the call was cancelled
+                pass
+
+        threading.Thread(target=read, daemon=True).start()
+        while context.is_active():
+            try:
+                item = self.out.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if isinstance(item, tuple):
+                context.abort(*item)
+            yield item
+
+    def send(self, request_id: str, text: bytes | None = None, final: bool = False) -> None:
+        self.out.put(encode_stream_response(reply(request_id, text, final)))
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.out.put((code, details))
+
+    def wait_seen(self, count: int) -> list[str]:
+        return [self.seen.get(timeout=5) for _ in range(count)]
+
+    def stop(self) -> None:
+        self.server.stop(None)
+
+
+@pytest.fixture()
+def scripted() -> Iterator[Scripted]:
+    server = Scripted()
+    yield server
+    server.stop()
+
+
+def test_a_call_ended_by_a_status_gives_each_caller_an_error_of_its_own(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        a = shared.submit(INPUTS, request_id="a")
+        b = shared.submit(INPUTS, request_id="b")
+        scripted.wait_seen(2)
+        scripted.send("a", b"a1")
+        scripted.send("b", b"b1")
+        scripted.send("b", b"b2")
+        (ta, a_out), (tb, b_out) = read_in_thread(a), read_in_thread(b)
+        time.sleep(0.3)
+        scripted.abort(grpc.StatusCode.INTERNAL, "model crashed")
+        ta.join(10)
+        tb.join(10)
+        errors = {"a": a_out["error"], "b": b_out["error"]}
+        assert isinstance(errors["a"], easnb.EasnbError) and isinstance(errors["b"], easnb.EasnbError)
+        assert errors["a"] is not errors["b"]  # was: one exception object raised in both threads
+        assert errors["a"].request_id == "a" and errors["b"].request_id == "b"  # was: both named the first to raise
+        assert [r["text_output"][0] for r in errors["a"].received] == [b"a1"]
+        assert [r["text_output"][0] for r in errors["b"].received] == [b"b1", b"b2"]
+        assert "model crashed" in str(errors["a"]) and "model crashed" in str(errors["b"])
+
+
+def test_a_request_submitted_and_not_yet_read_is_not_lost_to_another_callers_short_limit(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        short = shared.submit(INPUTS, request_id="short", first_response_timeout=0.3)
+        long = shared.submit(INPUTS, request_id="long", first_response_timeout=20)
+        scripted.wait_seen(2)
+        started = time.monotonic()
+        threading.Timer(1.5, lambda: scripted.send("long", b"kept", final=True)).start()
+        with pytest.raises(easnb.DeadlineError, match="first_response_timeout=0.3"):
+            short.collect()  # nobody reads `long` yet: its limit (20 s) has not passed, so the call must stay
+        assert time.monotonic() - started < 5
+        assert [r["text_output"][0] for r in long] == [b"kept"] and long.finished  # was: DeadlineError, the call ended
+        assert not scripted.cancelled.is_set()
