@@ -340,11 +340,11 @@ class OpenStream:
                                  hint="Give each request its own id, or leave request_id empty for one to be made.")
             if dispatch.failure is not None:
                 raise dispatch.failed()
+            if dispatch.call is None:  # under the lock: first submits from two threads open one call, not two
+                self._start()
             dispatch.waiting[request_id] = weakref.ref(stream)
             dispatch.in_flight.add(request_id)
             watch, dispatch.on_watch = not dispatch.on_watch, True
-        if dispatch.call is None:
-            self._start()
         if watch:  # a caller waiting inside gRPC on a stream gone silent is ended by the watchdog
             self.conn.stream_watchdog.watch(dispatch)
         stream.sent_at = time.perf_counter()

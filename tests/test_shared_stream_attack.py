@@ -39,6 +39,7 @@ class Scripted:
 
     def _handle(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         context.add_callback(lambda: None if context.is_active() else self.cancelled.set())
+        out = self.out = queue.SimpleQueue()  # replies go to the newest call, never to one that ended
 
         def read() -> None:
             try:
@@ -50,7 +51,7 @@ class Scripted:
         threading.Thread(target=read, daemon=True).start()
         while context.is_active():
             try:
-                item = self.out.get(timeout=0.05)
+                item = out.get(timeout=0.05)
             except queue.Empty:
                 continue
             if isinstance(item, tuple):
@@ -111,3 +112,45 @@ def test_a_request_submitted_and_not_yet_read_is_not_lost_to_another_callers_sho
         assert time.monotonic() - started < 5
         assert [r["text_output"][0] for r in long] == [b"kept"] and long.finished  # was: DeadlineError, the call ended
         assert not scripted.cancelled.is_set()
+
+
+def echo_server() -> Scripted:
+    """A scripted server that answers each request with two tokens and its final reply as it arrives."""
+    server = Scripted()
+
+    def answer() -> None:
+        while True:
+            try:
+                request_id = server.seen.get(timeout=30)
+            except queue.Empty:
+                return
+            server.send(request_id, request_id.encode())
+            server.send(request_id, b"!")
+            server.send(request_id, final=True)
+
+    threading.Thread(target=answer, daemon=True).start()
+    return server
+
+
+def test_many_threads_submitting_at_once_on_a_fresh_stream_each_get_their_own_replies() -> None:
+    server = echo_server()
+    try:
+        with easnb.connect(server.endpoint, timeout=None) as conn:
+            for _ in range(3):
+                with conn.open_stream("m", flavour="triton") as shared:
+                    gate, outcomes = threading.Barrier(8), {}
+
+                    def run(i: int) -> None:
+                        gate.wait()
+                        stream = shared.submit(INPUTS, request_id=f"r{i}", first_response_timeout=10)
+                        outcomes[i] = [r["text_output"][0] for r in stream]
+
+                    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join(20)
+                    # was: two first submits each opened a call on one request queue; one call's replies went unread
+                    assert outcomes == {i: [f"r{i}".encode(), b"!"] for i in range(8)}
+    finally:
+        server.stop()
