@@ -24,6 +24,7 @@ import numpy as np
 
 from .loadcheck import UNREADABLE, reason
 from .loadreport import Level, machine_load
+from .redaction import redact
 
 if TYPE_CHECKING:
     from .loadwork import Workload
@@ -55,8 +56,9 @@ class LevelRun:
     """One level's run: its senders' records, the stop flag, the measured window (``perf_counter``
     seconds), the rows of each request of the workload, and what ended it early."""
 
-    def __init__(self, window: tuple[float, float], rows: Sequence[int], due: bool = False) -> None:
+    def __init__(self, window: tuple[float, float], rows: Sequence[int], due: bool = False, token: Any = None) -> None:
         self.window = window
+        self.token = token  # taken out of what a server's reply said before it is kept
         self.due = due  # open loop: every request due inside the window counts, however late it ends
         self.rows = np.asarray(rows, dtype=np.int64)
         self.stop = threading.Event()
@@ -80,7 +82,7 @@ class LevelRun:
         """The request ``record`` is about to add was answered with a reply easnb cannot read (``problem``)."""
         record.failures.append((len(record.starts), UNREADABLE))
         if UNREADABLE not in self.messages:
-            self.messages[UNREADABLE] = reason(problem)
+            self.messages[UNREADABLE] = reason(redact(problem, self.token))
 
     def end(self, exc: BaseException) -> None:
         self.ended.append(exc)

@@ -22,6 +22,7 @@ from .errors import EasnbError, ServerError, TensorError
 from .generate import TEXT_OUT
 from .loadcheck import NO_TEXT, UNREADABLE, reason
 from .loadreport import Level, machine_load
+from .redaction import redact
 
 if TYPE_CHECKING:
     from .link import Link
@@ -64,7 +65,7 @@ def _caller(conn: Link, model: str, prompt: str, options: dict[str, Any], window
             code, generation = NO_TEXT, None
             message = "The generation ended without any text_output: its replies do not follow the text generation conventions."
         if message and code not in record.messages:
-            record.messages[code] = reason(message)
+            record.messages[code] = reason(redact(message, conn.settings.token))
         record.seen += 1
         record.failed += code != "OK"
         if window[0] <= end <= window[1]:  # answered in the window, however early it started (see loadtest)

@@ -151,7 +151,7 @@ def run_level(
     """One level: warm up, measure for ``seconds``, and summarise (``tick(elapsed)`` reports progress)."""
     metadata = conn.metadata
     begin = time.perf_counter()
-    run = LevelRun((begin + warmup, begin + warmup + seconds), work.rows, due=mode == "rate")
+    run = LevelRun((begin + warmup, begin + warmup + seconds), work.rows, due=mode == "rate", token=conn.settings.token)
     if mode == "concurrency" and level <= THREADED_UP_TO:
         # a thread per caller on the connection's sync channel: a bare stub's path, one timestamp pair a request
         threads = closed_callers(run, conn.channel.unary_unary(work.path), work, int(level), timeout, metadata,

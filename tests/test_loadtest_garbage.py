@@ -53,6 +53,11 @@ class Liar:
         return self.mode == "garbage" or (self.mode == "mix" and n % 2 == 1)
 
     def infer(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        if self.mode == "leak":  # the token it was sent, in an output's name, in a reply easnb cannot read
+            sent = dict(context.invocation_metadata()).get("authorization", "")
+            reply = _proto.ModelInferResponse()
+            reply.outputs.add(name=f"y {sent}", datatype="FP99", shape=[1])
+            return reply.SerializeToString()
         if self.garbage():
             return GARBAGE
         time.sleep(GOOD_S)
@@ -269,4 +274,16 @@ def test_large_replies_and_huge_names() -> None:
     assert "not a valid ModelInferResponse" in problem
     problem = check(named.replace(b"FP32", b"FP99"))
     assert "FP99" in problem and len(problem) < 300
+
+
+def test_a_reason_never_shows_the_token(liar: tuple[str, Liar]) -> None:
+    endpoint, h = liar
+    token = "s3cret-load-token-0123456789"
+    with easnb.connect(endpoint, token=token, timeout=5) as conn:
+        h.mode = "leak"
+        report = conn.load_test("iris", ROW, concurrency=[1], seconds=0.3, warmup=0.0, progress=False)
+    level = report.levels[0]
+    assert level.errors == {UNREADABLE: level.requests} and "FP99" in level.error_messages[UNREADABLE], level
+    shown = level.error_messages[UNREADABLE] + report._repr_html_() + report.to_json() + repr(report)
+    assert "***" in level.error_messages[UNREADABLE] and token not in shown
 
