@@ -15,6 +15,10 @@ so the connection's watchdog looks at the stream: once every caller waiting has 
 with nothing arriving, it ends the call (each gets ``DeadlineError``); a caller whose limit passed
 while others still wait learns it with the next reply on the stream.
 
+Triton cancels a stream, not a request: a request's ``cancel()`` (``break``, Ctrl-C) stops its caller
+listening, and when no other request is in flight it ends the call (the server sees it; a caller
+blocked in gRPC for that request wakes) and the next ``submit`` opens another.
+
 Nothing holds the ``OpenStream`` but its requests' own streams: closing it, or dropping it
 (garbage collection), ends the call. Requests that are over, or that their caller dropped, are not kept.
 """
@@ -82,9 +86,10 @@ class QueuedStream(Stream):
         return self._arrived  # when it was taken off the call, not when this request's loop got to it
 
     def _cancel_call(self) -> None:
-        # Triton has no per-request cancel on a shared stream: stop listening; cancel() the whole stream to stop it
+        # Triton has no per-request cancel on a shared stream: stop listening, and end the call if nothing else is in it
         self._dispatch.forget(self.request_id)
         self._dispatch.deliver(self, END)
+        self._dispatch.retire()
 
 
 class Dispatch:
@@ -149,9 +154,9 @@ class Dispatch:
 
     def _read_for(self, stream: QueuedStream) -> Any:
         """(Holding the turn.) Replies off the call until one for ``stream``; the others' to their inboxes."""
-        mine = stream.request_id
+        mine, call = stream.request_id, self.call
         try:
-            for data in self.call:
+            for data in call:
                 arrived = self.last_read = time.perf_counter()
                 request_id, final, error = self.heads.read(data)
                 if request_id == mine and not stream.cancelled:
@@ -174,13 +179,17 @@ class Dispatch:
                     return END
                 if deadline is not None and arrived >= deadline:
                     return stream.timed_out(name)
+            if call is not self.call:  # retired (a cancel, nothing else in flight): this caller's request is over
+                return END
             failure: EasnbError = EasnbError("The server ended the stream before these requests' final responses.",
                                              hint="The server's logs say why.")
         except grpc.RpcError as exc:
+            if call is not self.call:
+                return END
             failure = from_rpc_error(exc, method="ModelStreamInfer", **self.context)
         except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
             failure = copy.copy(exc)  # without its traceback, which holds this frame and the request
-            self.call.cancel()
+            call.cancel()
         return self._ended(stream, failure)
 
     def _ended(self, stream: QueuedStream, failure: EasnbError) -> Any:
@@ -218,6 +227,17 @@ class Dispatch:
         with self.changed:
             stream.inbox.append(item)
             self.changed.notify_all()
+
+    def retire(self) -> None:
+        """A request was cancelled: when no other is in flight, end the call (the server sees the cancel, and a
+        caller blocked in gRPC for the cancelled request's reply wakes); the next ``submit`` opens another."""
+        with self.changed:
+            if self.in_flight or self.closed or self.call is None or self.failure is not None:
+                return  # Triton cancels a stream, not a request: the others' replies keep coming
+            call, requests = self.call, self.requests
+            self.call, self.requests = None, queue.SimpleQueue()
+        requests.put(END)  # ends gRPC's thread that sends the requests
+        call.cancel()
 
     def forget(self, request_id: str) -> None:
         with self.changed:
@@ -260,7 +280,7 @@ class Dispatch:
     def idle_expired(self, name: str, limit: float) -> None:
         with self.changed:
             reading = self.reading
-            if reading is None:  # nobody waits inside gRPC: the callers time out by themselves
+            if reading is None or self.call is None:  # nobody waits inside gRPC: the callers time out by themselves
                 return
             deadline, _ = reading.deadline()
             if deadline is None or self.last_read >= deadline:  # a reply came after it: its caller sees for itself
@@ -268,8 +288,8 @@ class Dispatch:
             latest, _ = self._latest()
             if latest is None or latest > time.perf_counter():  # a request submitted since, or a reply queued
                 return
-            self.silent_for = name
-        self.call.cancel()
+            call, self.silent_for = self.call, name
+        call.cancel()
 
     def shut(self) -> None:
         """End the call (the server sees it cancelled); also when the stream is dropped."""
@@ -345,10 +365,11 @@ class OpenStream:
             dispatch.waiting[request_id] = weakref.ref(stream)
             dispatch.in_flight.add(request_id)
             watch, dispatch.on_watch = not dispatch.on_watch, True
+            requests = dispatch.requests  # this call's (a cancel may retire it once this request is over)
         if watch:  # a caller waiting inside gRPC on a stream gone silent is ended by the watchdog
             self.conn.stream_watchdog.watch(dispatch)
         stream.sent_at = time.perf_counter()
-        dispatch.requests.put(data)
+        requests.put(data)
         return stream
 
     def _start(self) -> None:

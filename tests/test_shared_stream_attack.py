@@ -154,3 +154,44 @@ def test_many_threads_submitting_at_once_on_a_fresh_stream_each_get_their_own_re
                     assert outcomes == {i: [f"r{i}".encode(), b"!"] for i in range(8)}
     finally:
         server.stop()
+
+
+def test_cancel_from_another_thread_ends_a_caller_blocked_reading_the_stream(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        a = shared.submit(INPUTS, request_id="a", first_response_timeout=None)
+        scripted.wait_seen(1)
+        scripted.send("a", b"a1")
+        thread, outcome = read_in_thread(a)  # gets a1, then waits inside gRPC for a reply that never comes
+        time.sleep(0.5)
+        a.cancel()
+        thread.join(5)
+        assert not thread.is_alive()  # was: blocked until the next reply on the stream, here forever
+        assert outcome["texts"] == [b"a1"] and a.cancelled and not a.finished
+        assert scripted.cancelled.wait(5)  # nothing else was in flight: the server sees the cancel
+        b = shared.submit(INPUTS, request_id="b")  # the stream still takes requests
+        scripted.wait_seen(1)
+        scripted.send("b", b"b1", final=True)
+        assert [r["text_output"][0] for r in b] == [b"b1"]
+
+
+def test_break_ends_the_call_only_when_no_other_request_is_in_it(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        a = shared.submit(INPUTS, request_id="a")
+        b = shared.submit(INPUTS, request_id="b")
+        scripted.wait_seen(2)
+        scripted.send("a", b"a1")
+        scripted.send("b", b"b1")
+        for _ in a:
+            break
+        scripted.send("b", b"b2", final=True)  # b is still in the call
+        assert [r["text_output"][0] for r in b] == [b"b1", b"b2"] and not scripted.cancelled.is_set()
+        c = shared.submit(INPUTS, request_id="c")
+        scripted.wait_seen(1)
+        scripted.send("c", b"c1")
+        for _ in c:
+            break  # c alone was in flight: the call ends, and the server sees it
+        assert scripted.cancelled.wait(5)
+        d = shared.submit(INPUTS, request_id="d")  # a new call
+        scripted.wait_seen(1)
+        scripted.send("d", b"d1", final=True)
+        assert [r["text_output"][0] for r in d] == [b"d1"]
