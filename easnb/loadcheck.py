@@ -5,9 +5,10 @@ one's structure:
 
 - a V2 ``ModelInferResponse`` must parse, have one raw buffer per output (or none), known datatypes,
   shapes without negative dimensions, and raw buffers or typed contents that hold as many elements as
-  the shape says (BYTES elements are not walked: a raw BYTES buffer must hold at least their 4-byte
-  lengths). A reply laid out as one already checked (the same length, the same bytes but for its raw
-  buffers' contents, which the check does not read) is known to pass after a few byte comparisons;
+  the shape says (a raw BYTES buffer's element lengths walked). A reply laid out as one already checked
+  (the same length, the same bytes but for its raw buffers' contents) is known to pass after a few byte
+  comparisons: a numeric buffer's contents cannot be wrong, but a BYTES one's lengths are not walked
+  again (the one thing such a reply could get wrong);
 - any other method's reply must parse as its response message (upb: about a microsecond).
 
 A reply that fails counts under the kind ``UNREADABLE_REPLY``, its reason kept for the report.
@@ -27,7 +28,8 @@ from google.protobuf.message import DecodeError, Message
 from . import wire
 from ._proto import ModelInferResponse
 from .dtypes import DATATYPES
-from .errors import ServerError
+from .bytes_wire import decode_bytes
+from .errors import EasnbError, ServerError
 
 #: The error kind of a reply easnb cannot read (beside gRPC's codes in a level's errors).
 UNREADABLE = "UNREADABLE_REPLY"
@@ -101,10 +103,14 @@ def _check(data: bytes, learn: bool = False) -> tuple[str, Layout | None]:
             if dim < 0:
                 return f"Output {_short(tensor.name)} has shape {_short(list(tensor.shape))} with a negative dimension.", None
             count *= dim
-        if raws:
+        if raws and dt.name == "BYTES":
+            try:  # each element's length, walked (once for a layout: a reply that fits it is not walked again)
+                decode_bytes(raws[i], count, tensor.name[:80])
+            except EasnbError as exc:
+                return exc.message, None
+        elif raws:
             size = raws[i].nbytes
-            wrong = size < 4 * count if dt.name == "BYTES" else size != count * dt.dtype.itemsize
-            if wrong:
+            if size != count * dt.dtype.itemsize:
                 return (f"Output {_short(tensor.name)} ({dt.name}, shape {_short(list(tensor.shape))}) cannot be held in "
                         f"{size} bytes of raw contents."), None
         elif count:

@@ -251,7 +251,9 @@ def test_a_remembered_layout_is_not_trusted_beyond_the_raw_contents() -> None:
     assert len(wrong) == len(good) and "cannot be held in 16 bytes" in check(wrong)  # shape [5]: the head differs
     for bad, says in [(GARBAGE, "not a valid ModelInferResponse"), (good[:-3], "not a valid ModelInferResponse"),
                       (good.replace(b"FP32", b"FP33"), "FP33"),
-                      (good + wire.join(b"", wire.RAW_OUTPUT_FIELD, [b"1234"]), "2 raw buffers")]:
+                      (good + wire.join(b"", wire.RAW_OUTPUT_FIELD, [b"1234"]), "2 raw buffers"),
+                      (_reply([("t", "BYTES", np.array([b"ab", b"cd"], dtype=object))], raw=True).replace(
+                          b"\x02\x00\x00\x00cd", b"\x05\x00\x00\x00cd"), "BYTES tensor 't'")]:  # a length past the end
         assert says in check(bad), bad
         with pytest.raises(easnb.EasnbError):
             decode_response(bad)
