@@ -16,9 +16,10 @@ no delay. Contenders come in three groups, each measured against its own bare ba
   against ``conn.open_stream(...).submit`` and tritonclient's ``start_stream`` callback API.
 
 Per contender: the median time to first token (from sending to the first response with text, so
-a long-lived stream's set-up is not counted) and its ratio to its baseline's in the same rounds;
+a long-lived stream's set-up is not counted) and the median of its rounds' ratios to its baseline's;
 the wall time per token after the first; and the client's CPU time per token (this process's, all
-threads), whose excess over the baseline's is what the client adds to every token.
+threads), whose excess over the baseline's in the same round (its median over the rounds) is what
+the client adds to every token.
 """
 
 from __future__ import annotations
@@ -219,12 +220,16 @@ def run(contenders: dict[str, Callable[[], Timing]], rounds: int, warmup: int = 
 
 
 def medians(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
-    """Per contender: its medians, and its TTFT ratio to and CPU per token over its group's baseline."""
+    """Per contender: its medians, and its TTFT ratio to and CPU per token over its group's baseline, each the
+    median of the rounds' own (a round measures every contender back to back, so the machine's load, which
+    drifts over a run, cancels out of a round's ratio and difference)."""
     m = {name: {k: statistics.median(v) for k, v in figures.items()} for name, figures in results.items()}
     for base, *others in GROUPS.values():
+        b = results[base]
         for name in (base, *others):
-            m[name]["x_base"] = m[name]["ttft"] / m[base]["ttft"]
-            m[name]["cpu_over_base"] = m[name]["cpu_per_token"] - m[base]["cpu_per_token"]
+            r = results[name]
+            m[name]["x_base"] = statistics.median(t / t0 for t, t0 in zip(r["ttft"], b["ttft"]))
+            m[name]["cpu_over_base"] = statistics.median(c - c0 for c, c0 in zip(r["cpu_per_token"], b["cpu_per_token"]))
     return m
 
 
@@ -241,7 +246,7 @@ def report(m: dict[str, dict[str, float]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few requests each: only checks that it runs")
-    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--json", type=Path, help="also write the medians to this file")
     args = parser.parse_args()
     from stream_server import stream_server

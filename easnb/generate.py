@@ -134,20 +134,23 @@ class Generation:
         self._counted = 0
 
     def _take(self, result: InferResult) -> str:
+        outputs, datatypes = result.outputs, result.datatypes
         for name in (TEXT_OUT, "finish_reason"):
-            datatype = result.datatypes.get(name, "BYTES")
+            datatype = datatypes.get(name, "BYTES")
             if datatype != "BYTES":  # a number's bytes read as UTF-8 would be printed as if the model said them
                 raise TensorError(
                     f"The model sent {name} as {datatype}, not text (BYTES): it does not follow the text "
                     "generation conventions.",
                     hint="Read its responses with conn.stream(model, inputs) instead.")
-        piece = _text(result)
+        text = outputs.get(TEXT_OUT)
+        piece = "" if text is None else _text_of(text)
         self.pieces.append(piece)
-        if "finish_reason" in result.outputs:
-            reason = _text_of(result["finish_reason"])
-            self.finish_reason = reason or self.finish_reason
-        if "num_output_tokens" in result.outputs:
-            self._counted += int(np.asarray(result["num_output_tokens"]).sum())
+        reason = outputs.get("finish_reason")
+        if reason is not None:
+            self.finish_reason = _text_of(reason) or self.finish_reason
+        counted = outputs.get("num_output_tokens")
+        if counted is not None:
+            self._counted += int(np.asarray(counted).sum())
         elif piece:
             self._counted += 1
         return piece
@@ -208,8 +211,8 @@ class Generation:
 
 
 def _text_of(array: Any) -> str:
-    values = np.asarray(array)
-    if values.size == 1 and values.dtype == object:  # the usual token: one piece of text
+    values = array if type(array) is np.ndarray else np.asarray(array)
+    if values.size == 1 and values.dtype.kind == "O":  # the usual token: one piece of text
         value = values.item()
         return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
     values = values.reshape(-1)
