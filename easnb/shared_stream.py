@@ -45,6 +45,10 @@ from .stream_wire import Heads
 from .streaming import END, PATH, Reader, Stream, checked, flavour_of, idle_limits, open_call, request_parameters
 
 
+#: Seconds a caller waits for its reply or the turn before looking again (so Ctrl-C is seen in the main thread).
+SLICE = 0.1
+
+
 class QueuedStream(Stream):
     """One request's share of a shared stream: its replies come off the call, or from its inbox."""
 
@@ -136,8 +140,8 @@ class Dispatch:
                     late = name
                     break
                 self.readers.add(stream)
-                try:
-                    self.changed.wait(wait)
+                try:  # in slices, as gRPC waits: Ctrl-C caught by another thread runs its handler here
+                    self.changed.wait(SLICE if wait is None else min(wait, SLICE))
                 finally:
                     self.readers.discard(stream)
             else:

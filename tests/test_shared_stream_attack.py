@@ -195,3 +195,53 @@ def test_break_ends_the_call_only_when_no_other_request_is_in_it(scripted: Scrip
         scripted.wait_seen(1)
         scripted.send("d", b"d1", final=True)
         assert [r["text_output"][0] for r in d] == [b"d1"]
+
+
+def interrupt_after(seconds: float) -> threading.Timer:
+    import _thread
+
+    timer = threading.Timer(seconds, _thread.interrupt_main)
+    timer.start()
+    return timer
+
+
+def test_ctrl_c_while_blocked_reading_the_stream_cancels_the_request(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        a = shared.submit(INPUTS, request_id="a", first_response_timeout=None)
+        scripted.wait_seen(1)
+        interrupt_after(0.5)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            a.collect()  # holds the turn, inside gRPC
+        assert time.monotonic() - started < 3 and a.cancelled
+        assert scripted.cancelled.wait(5)
+        b = shared.submit(INPUTS, request_id="b")
+        scripted.wait_seen(1)
+        scripted.send("b", b"b1", final=True)
+        assert [r["text_output"][0] for r in b] == [b"b1"]
+
+
+def test_ctrl_c_while_waiting_for_the_turn_leaves_the_other_request_running(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        a = shared.submit(INPUTS, request_id="a", first_response_timeout=None)
+        b = shared.submit(INPUTS, request_id="b", first_response_timeout=None)
+        scripted.wait_seen(2)
+        thread, outcome = read_in_thread(b)  # b's caller holds the turn
+        time.sleep(0.3)
+        interrupt_after(0.3)
+        with pytest.raises(KeyboardInterrupt):
+            a.collect()  # waits for its reply or the turn
+        assert a.cancelled and not scripted.cancelled.is_set()
+        scripted.send("a", b"late for a")
+        scripted.send("b", b"b1", final=True)
+        thread.join(5)
+        assert outcome["texts"] == [b"b1"] and a.responses == []
+
+
+def test_ctrl_c_while_blocked_in_a_single_request_stream_cancels_it(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn:
+        stream = conn.stream("m", INPUTS, flavour="triton", first_response_timeout=None)
+        interrupt_after(0.5)
+        with pytest.raises(KeyboardInterrupt):
+            stream.collect()
+        assert stream.cancelled and scripted.cancelled.wait(5)
