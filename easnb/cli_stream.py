@@ -34,7 +34,6 @@ def typed_inputs(conn: Any, model: str, version: str, text: str) -> dict[str, An
     """``--inputs`` JSON as tensors typed by the model's metadata."""
     import numpy as np
 
-    from .dtypes import DATATYPES
     from .tensors import Tensor
 
     try:
@@ -47,8 +46,14 @@ def typed_inputs(conn: Any, model: str, version: str, text: str) -> dict[str, An
     inputs = {}
     for name, value in given.items():
         datatype = meta.input(name).datatype
-        dtype = DATATYPES[datatype].dtype if datatype not in ("BF16", "BYTES") else None
-        inputs[name] = Tensor(np.asarray(value, dtype=dtype) if dtype else value, datatype)
+        try:  # numpy's own type, as `easnb infer` does: the encoder converts it without loss or says why not
+            array = value if datatype == "BYTES" else np.asarray(value)
+            if datatype not in ("BYTES", "BOOL") and array.dtype.kind == "U":  # JSON numbers in quotes
+                array = np.asarray(value, dtype=np.float64)
+        except ValueError as exc:  # was: forced into the datatype's dtype, so "false" became True and 0.5 became 0
+            raise _usage(f"--inputs: input {name!r} is not a rectangular array of {datatype} values: {exc}",
+                         "Give every row the same length, e.g. [[1, 2], [3, 4]]; true/false for BOOL.") from None
+        inputs[name] = Tensor(array, datatype)
     return inputs
 
 

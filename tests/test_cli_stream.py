@@ -100,3 +100,18 @@ def test_generate_refuses_a_param_that_is_a_flag(demo: DemoServer) -> None:
     for pair in ("timeout=1", "temperature=0.5", "max_tokens=3"):
         done = run("generate", demo.endpoint, "textgen", "hi", "--param", pair, token=demo.token)
         assert done.returncode == 2 and "not a sampling setting" in done.stderr, done.stderr  # was 1, a TypeError
+
+
+def test_stream_inputs_convert_without_loss_or_are_refused(demo: DemoServer) -> None:
+    for inputs, says in (('{"text_input": ["x"], "stream": ["false"]}', "holds text"),  # was: sent as True
+                         ('{"text_input": ["x"], "exclude_input_in_output": [0.5]}', "lose the fractional part"),  # was: 0
+                         ('{"text_input": ["x"], "stream": [2]}', "only 0 and 1")):
+        refused = run("stream", demo.endpoint, "textgen", "--inputs", inputs, token=demo.token)
+        assert refused.returncode == 1 and says in refused.stderr and refused.stdout == "", (inputs, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    ragged = run("stream", demo.endpoint, "textgen", "--inputs", '{"text_input": ["x"], "stream": [[true], [true, false]]}',
+                 token=demo.token)
+    assert ragged.returncode == 2 and "not a rectangular array of BOOL" in ragged.stderr  # was: "ValueError: ..."
+    fine = run("stream", demo.endpoint, "textgen", "--inputs", '{"text_input": ["x y"], "stream": [true], '
+               '"exclude_input_in_output": [1]}', token=demo.token)
+    assert fine.returncode == 0 and json.loads(fine.stdout.splitlines()[-1])["final"] is True
