@@ -206,6 +206,7 @@ class Dispatch:
                 "The stream sent nothing within the idle limits of the requests waiting on it, so easnb ended it.",
                 hint="Open another stream; raise first_response_timeout or between_responses_timeout, or check the "
                 "server's load.", code=grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.requests.put(END)  # the call is over: gRPC's thread that sends the requests ends too
         with self.changed:
             self.failure = failure if not self.closed else None
             waiting = [s for s in (ref() for ref in self.waiting.values()) if s is not None]

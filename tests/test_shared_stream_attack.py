@@ -245,3 +245,31 @@ def test_ctrl_c_while_blocked_in_a_single_request_stream_cancels_it(scripted: Sc
         with pytest.raises(KeyboardInterrupt):
             stream.collect()
         assert stream.cancelled and scripted.cancelled.wait(5)
+
+
+def senders() -> set[int]:
+    """The threads in gRPC's loop that sends a stream's requests."""
+    import sys
+    import traceback
+
+    return {ident for ident, frame in sys._current_frames().items()
+            if any(f.name == "consume_request_iterator" for f in traceback.extract_stack(frame))}
+
+
+def test_a_failed_stream_left_open_lets_go_of_grpcs_sending_thread(scripted: Scripted) -> None:
+    before = senders()
+    with easnb.connect(scripted.endpoint, timeout=None) as conn:
+        shared = conn.open_stream("m", flavour="triton")  # kept open after the failure, as a notebook would
+        a = shared.submit(INPUTS, request_id="a")
+        scripted.wait_seen(1)
+        assert senders() - before
+        scripted.abort(grpc.StatusCode.INTERNAL, "gone")
+        with pytest.raises(easnb.ServerError, match="gone"):
+            a.collect()
+        deadline = time.monotonic() + 5
+        while senders() - before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not senders() - before  # was: blocked on the request queue until the stream was closed or dropped
+        with pytest.raises(easnb.ServerError, match="gone"):
+            shared.submit(INPUTS)
+        shared.close()
