@@ -49,7 +49,7 @@ class Features:
     def open_stream(self: Link, model: str, **options: Any) -> OpenStream:
         """Several requests on one stream: ``s.submit(inputs)`` returns each request's own stream.
 
-        ``options`` are ``stream``'s (``timeout`` and ``headers`` apply to the shared call);
+        ``options`` are ``stream``'s (``timeout`` and ``headers`` apply to the shared call, so ``submit`` refuses them);
         use it as a context manager, leaving it cancels what is still running.
         """
         from .shared_stream import open_shared

@@ -39,7 +39,7 @@ import grpc
 
 from . import arguments
 from .calls import DEFAULT
-from .errors import DeadlineError, EasnbError
+from .errors import ArgumentError, DeadlineError, EasnbError
 from .rpc_errors import from_rpc_error
 from .stream_wire import Heads
 from .streaming import END, PATH, Reader, Stream, checked, flavour_of, idle_limits, open_call, request_parameters
@@ -340,8 +340,16 @@ class OpenStream:
         """Send one request on this stream; its own responses come from the returned ``Stream``."""
         if self._closed:
             raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
+        shared = sorted({"timeout", "headers"} & set(options))
+        if shared:  # was: taken and silently ignored on Triton's shared call
+            raise ArgumentError(
+                f"submit() takes no {shared[0]}=: it belongs to the shared call.", argument=shared[0],
+                hint=f"Give it to conn.open_stream(model, {shared[0]}=...); a request's own waits are "
+                "first_response_timeout= and between_responses_timeout=.")
         merged = {**self.options, **options}
-        request_id = request_id or f"easnb-{next(self._ids)}"
+        made = not request_id
+        while made and (not request_id or request_id in self._dispatch.in_flight):
+            request_id = f"easnb-{next(self._ids)}"  # one of its own, never one the caller gave that is in flight
         shared_parameters = merged.pop("parameters", None)
         parameters = shared_parameters if parameters is None else parameters
         if self.flavour == "mlserver":

@@ -273,3 +273,16 @@ def test_a_failed_stream_left_open_lets_go_of_grpcs_sending_thread(scripted: Scr
         with pytest.raises(easnb.ServerError, match="gone"):
             shared.submit(INPUTS)
         shared.close()
+
+
+def test_submit_refuses_what_belongs_to_the_shared_call_and_makes_ids_that_are_free(scripted: Scripted) -> None:
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        for option in ({"timeout": 3}, {"headers": {"x-a": "1"}}):  # was: taken, and silently ignored
+            with pytest.raises(easnb.ArgumentError, match=f"submit\\(\\) takes no {next(iter(option))}=") as caught:
+                shared.submit(INPUTS, **option)
+            assert "open_stream" in caught.value.hint
+        mine = shared.submit(INPUTS, request_id="easnb-0")
+        made = [shared.submit(INPUTS) for _ in range(2)]  # was: the first made id, easnb-0, refused as in flight
+        assert [s.request_id for s in made] == ["easnb-1", "easnb-2"] and mine.request_id == "easnb-0"
+        with pytest.raises(easnb.EasnbError, match="already in flight"):
+            shared.submit(INPUTS, request_id="easnb-1")
