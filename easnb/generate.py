@@ -150,7 +150,13 @@ class Generation:
             self.finish_reason = _text_of(reason) or self.finish_reason
         counted = outputs.get("num_output_tokens")
         if counted is not None:
-            self._counted += int(np.asarray(counted).sum())
+            total = int(counted.sum()) if counted.dtype.kind in "iu" else -1  # was: int() of a server's text or NaN
+            if total < 0:
+                raise TensorError(
+                    f"The model sent num_output_tokens as {datatypes.get('num_output_tokens')} "
+                    f"{reprlib.repr(counted.tolist())}, not a count of tokens: it does not follow the text generation "
+                    "conventions.", hint="Read its responses with conn.stream(model, inputs) instead.")
+            self._counted += total
         elif piece:
             self._counted += 1
         return piece

@@ -207,3 +207,27 @@ def test_a_call_left_open_after_the_final_response_is_still_cancelled() -> None:
             assert not watchdogs[0].is_alive()
     finally:
         server.stop(None)
+
+
+@pytest.mark.parametrize(("datatype", "field", "values"), [("BYTES", "bytes_contents", [b"abc"]),
+                                                           ("FP32", "fp32_contents", [float("nan")]),
+                                                           ("FP32", "fp32_contents", [3.0]),
+                                                           ("INT64", "int64_contents", [-5])])
+def test_a_token_count_that_is_not_a_count_is_a_clear_error(datatype: str, field: str, values: list) -> None:
+    def answer(data: bytes) -> Iterator[bytes]:
+        r = _proto.ModelInferResponse(model_name="m")
+        set_parameters(r.parameters, {"triton_final_response": True})
+        r.outputs.add(name="text_output", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"hi")
+        getattr(r.outputs.add(name="num_output_tokens", datatype=datatype, shape=[1]).contents, field).extend(values)
+        yield encode_stream_response(r.SerializeToString())
+
+    from easnb.generate import Generation
+
+    server, endpoint = serve(answer)
+    try:
+        with easnb.connect(endpoint) as conn:
+            g = Generation(conn.stream("m", INPUTS, flavour="triton", bytes_as_str=True))
+            with pytest.raises(easnb.TensorError, match=f"num_output_tokens as {datatype}"):
+                g.finish()  # was: ValueError from int() (text, NaN), or a count of -5 tokens
+    finally:
+        server.stop(None)
