@@ -217,8 +217,8 @@ class Dispatch:
                     other.cancelled = True
                 other.inbox.append(END if self.closed else copy.copy(failure))
             self.changed.notify_all()
-        if stream.inbox:
-            return stream.inbox.popleft()
+            if stream.inbox:  # under the lock, which the watchdog holds while it looks at inboxes
+                return stream.inbox.popleft()
         return END if self.closed or stream.cancelled else mine or copy.copy(failure)
 
     def failed(self) -> EasnbError:
