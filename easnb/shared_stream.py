@@ -41,6 +41,7 @@ from . import arguments
 from .calls import DEFAULT
 from .errors import ArgumentError, DeadlineError, EasnbError
 from .rpc_errors import from_rpc_error
+from .shared_stream_idle import IdleWatch
 from .stream_wire import Heads
 from .streaming import END, PATH, Reader, Stream, checked, flavour_of, idle_limits, open_call, request_parameters
 
@@ -96,7 +97,7 @@ class QueuedStream(Stream):
         self._dispatch.retire()
 
 
-class Dispatch:
+class Dispatch(IdleWatch):
     """A shared stream's state: the call, the requests waiting, who reads the call, the failure."""
 
     def __init__(self) -> None:
@@ -249,70 +250,15 @@ class Dispatch:
             self.waiting.pop(request_id, None)
             self.in_flight.discard(request_id)
 
-    # -- what the connection's watchdog asks (easnb.stream_watchdog) ----------------------
-    def idle_limits(self) -> tuple[float | None, float | None]:
-        return None, None
-
-    def idle_limit(self) -> tuple[float | None, str, float]:
-        """While a caller waits inside gRPC, the last moment of the requests in flight (read or not): when it
-        passes, the stream has gone silent. A request submitted and not yet read counts, so ending the call
-        for the waiting callers' limits never takes a request whose own limit has not passed."""
-        with self.changed:
-            latest, name = self._latest()
-        now = time.perf_counter()
-        if latest is None:
-            return 1.0, "", now  # nobody waits inside gRPC, or one without a limit: look again in a second
-        return latest - now, name, now  # passes at ``latest``
-
-    def _latest(self) -> tuple[float | None, str]:
-        """(Under the lock.) When the last idle limit of the requests in flight passes; None while no caller
-        holds the turn, or while one request has no limit."""
-        if self.reading is None:
-            return None, ""
-        streams = {s for s in (ref() for ref in self.waiting.values()) if s is not None}
-        streams.update(self.readers)
-        streams.add(self.reading)
-        deadlines = [_quiet_until(s) for s in streams]
-        if any(d is None for d, _ in deadlines):
-            return None, ""
-        return max(deadlines, key=lambda d: d[0] or 0.0)
-
-    def watched(self) -> bool:
-        with self.changed:
-            self.on_watch = self.failure is None and not self.closed and bool(self.in_flight)
-            return self.on_watch
-
-    def idle_expired(self, name: str, limit: float) -> None:
-        with self.changed:
-            reading = self.reading
-            if reading is None or self.call is None:  # nobody waits inside gRPC: the callers time out by themselves
-                return
-            deadline, _ = reading.deadline()
-            if deadline is None or self.last_read >= deadline:  # a reply came after it: its caller sees for itself
-                return
-            latest, _ = self._latest()
-            if latest is None or latest > time.perf_counter():  # a request submitted since, or a reply queued
-                return
-            call, self.silent_for = self.call, name
-        call.cancel()
-
     def shut(self) -> None:
         """End the call (the server sees it cancelled); also when the stream is dropped."""
-        self.closed = True
-        if self.call is not None:
-            self.requests.put(END)  # ends gRPC's thread that sends the requests
-            self.call.cancel()
-        with self.changed:
+        with self.changed:  # a first submit racing close() either starts its call before, or sees it closed
+            self.closed = True
+            call, requests = self.call, self.requests
             self.changed.notify_all()
-
-
-def _quiet_until(stream: QueuedStream) -> tuple[float | None, str]:
-    """When ``stream``'s idle limit passes, counting replies waiting in its inbox as arrivals."""
-    last = stream.inbox[-1] if stream.inbox else None
-    if type(last) is tuple:
-        limit = stream.between_responses_timeout
-        return (None if limit is None else last[1] + limit), "between_responses_timeout"
-    return stream.deadline()
+        if call is not None:
+            requests.put(END)  # ends gRPC's thread that sends the requests
+            call.cancel()
 
 
 class OpenStream:
@@ -371,6 +317,8 @@ class OpenStream:
             if request_id in dispatch.in_flight:
                 raise EasnbError(f"Request id {request_id!r} is already in flight on this stream.",
                                  hint="Give each request its own id, or leave request_id empty for one to be made.")
+            if dispatch.closed:
+                raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
             if dispatch.failure is not None:
                 raise dispatch.failed()
             if dispatch.call is None:  # under the lock: first submits from two threads open one call, not two
