@@ -119,6 +119,21 @@ def test_cancel_is_seen_by_the_server(conn: easnb.Connection, triton: tuple[str,
         time.sleep(0.1)
 
 
+def test_a_lone_request_left_on_a_shared_stream_is_cancelled_on_triton(conn: easnb.Connection,
+                                                                       triton: tuple[str, Path]) -> None:
+    log = triton[1]
+    before = log.read_text().count("Cancellation notification received for ModelStreamInferHandler")
+    with conn.open_stream("gen") as shared:
+        for _ in shared.submit(prompt("a b c d e f g h i j", delay_ms=200)):
+            break  # nothing else in flight: the call ends, Triton stops generating
+        ends = time.monotonic() + 10
+        while log.read_text().count("Cancellation notification received for ModelStreamInferHandler") <= before:
+            assert time.monotonic() < ends, "tritonserver never logged the cancellation"
+            time.sleep(0.1)
+        after = shared.submit(prompt("k l"))  # on a call of its own
+        assert "".join(r["text_output"][0].decode() for r in after) == " You said: k l." and after.finished
+
+
 def test_timeouts_against_triton(conn: easnb.Connection) -> None:
     with pytest.raises(easnb.DeadlineError, match="between_responses_timeout"):
         conn.stream("gen", prompt("a b c d", delay_ms=600), between_responses_timeout=0.2, first_response_timeout=5).collect()
