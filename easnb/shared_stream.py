@@ -104,7 +104,9 @@ class Dispatch(IdleWatch):
         # weakly: a request its caller dropped unread is not waited for, nor keeps its OpenStream alive
         self.waiting: dict[str, weakref.ref[QueuedStream]] = {}
         self.in_flight: set[str] = set()  # ids sent and not yet over (dropped or not): not to be sent again
-        self.changed = threading.Condition(threading.Lock())  # an inbox filled, the turn freed, the call ended
+        # an inbox filled, the turn freed, the call ended. Reentrant: the garbage collector may close an abandoned
+        # request's loop (its cancel takes this lock) in a thread that holds it
+        self.changed = threading.Condition(threading.RLock())
         self.reading: QueuedStream | None = None  # whose caller is taking replies off the call
         self.readers: set[QueuedStream] = set()  # callers waiting for a reply or the turn
         self.closed = False
@@ -210,7 +212,7 @@ class Dispatch(IdleWatch):
         self.requests.put(END)  # the call is over: gRPC's thread that sends the requests ends too
         with self.changed:
             self.failure = failure if not self.closed else None
-            waiting = [s for s in (ref() for ref in self.waiting.values()) if s is not None]
+            waiting = [s for s in (ref() for ref in list(self.waiting.values())) if s is not None]
             self.waiting.clear()
             self.in_flight.clear()
             for other in waiting:

@@ -47,7 +47,7 @@ class IdleWatch:
         holds the turn, or while one request has no limit."""
         if self.reading is None:
             return None, ""
-        streams = {s for s in (ref() for ref in self.waiting.values()) if s is not None}
+        streams = {s for s in (ref() for ref in list(self.waiting.values())) if s is not None}
         streams.update(self.readers)
         streams.add(self.reading)
         deadlines = [_quiet_until(s) for s in streams]

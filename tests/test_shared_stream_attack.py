@@ -286,3 +286,29 @@ def test_submit_refuses_what_belongs_to_the_shared_call_and_makes_ids_that_are_f
         assert [s.request_id for s in made] == ["easnb-1", "easnb-2"] and mine.request_id == "easnb-0"
         with pytest.raises(easnb.EasnbError, match="already in flight"):
             shared.submit(INPUTS, request_id="easnb-1")
+
+
+def test_a_loop_closed_while_its_thread_holds_the_dispatch_lock_does_not_deadlock(scripted: Scripted) -> None:
+    # The garbage collector closes an abandoned loop in whichever thread allocates, also one that holds the
+    # stream's lock (a caller handing a reply to another's inbox, the watchdog looking): the loop's cancel
+    # takes that lock again. Here the loop is dropped under the lock, which is what that collection does.
+    with easnb.connect(scripted.endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+        x = shared.submit(INPUTS, request_id="x")
+        y = shared.submit(INPUTS, request_id="y")
+        scripted.wait_seen(2)
+        scripted.send("x", b"x1")
+        loop = iter(x)
+        next(loop)  # suspended after its first reply
+        done = threading.Event()
+
+        def drop() -> None:
+            nonlocal loop
+            with shared._dispatch.changed:
+                del loop  # was: the loop's cancel waited for the lock this thread holds, forever
+            done.set()
+
+        worker = threading.Thread(target=drop, daemon=True)
+        worker.start()
+        assert done.wait(5) and x.cancelled
+        scripted.send("y", b"y1", final=True)
+        assert [r["text_output"][0] for r in y] == [b"y1"]
