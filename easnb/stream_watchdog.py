@@ -45,7 +45,8 @@ class Watchdog:
     """Cancels each watched stream whose current idle limit has passed (see the module's text)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Condition(threading.Lock())
+        # reentrant: the garbage collector may end an abandoned stream's loop (which unwatches it) in a thread holding it
+        self._lock = threading.Condition(threading.RLock())
         self._due: list[tuple[float, int, weakref.ref[Watched]]] = []  # (when to look, tie-break, stream)
         self._order = itertools.count()
         self._thread: threading.Thread | None = None

@@ -312,3 +312,26 @@ def test_a_loop_closed_while_its_thread_holds_the_dispatch_lock_does_not_deadloc
         assert done.wait(5) and x.cancelled
         scripted.send("y", b"y1", final=True)
         assert [r["text_output"][0] for r in y] == [b"y1"]
+
+
+def test_a_stream_loop_closed_while_its_thread_holds_the_watchdogs_lock_does_not_deadlock(scripted: Scripted) -> None:
+    # As above, for conn.stream: its loop's end lets go of the watchdog, whose lock the collecting thread may hold
+    with easnb.connect(scripted.endpoint, timeout=None) as conn:
+        stream = conn.stream("m", INPUTS, flavour="triton", request_id="s", first_response_timeout=30)
+        scripted.wait_seen(1)
+        scripted.send("s", b"s1")
+        loop = iter(stream)
+        next(loop)
+        done = threading.Event()
+
+        def drop() -> None:
+            nonlocal loop
+            with conn.stream_watchdog._lock:
+                del loop  # was: unwatch() waited for the lock this thread holds, forever
+            done.set()
+
+        threading.Thread(target=drop, daemon=True).start()
+        assert done.wait(5) and stream.cancelled
+        later = conn.stream("m", INPUTS, flavour="triton", request_id="t", first_response_timeout=0.3)
+        with pytest.raises(easnb.DeadlineError, match="first_response_timeout=0.3"):
+            later.collect()  # the watchdog still works
