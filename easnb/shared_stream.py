@@ -39,11 +39,12 @@ import grpc
 
 from . import arguments
 from .calls import DEFAULT
-from .errors import ArgumentError, DeadlineError, EasnbError
+from .errors import ArgumentError, ClosedError, DeadlineError, EasnbError
+from .loop import CLOSED_UNDER
 from .rpc_errors import from_rpc_error
 from .shared_stream_idle import IdleWatch
 from .stream_wire import Heads
-from .streaming import END, PATH, Reader, Stream, checked, flavour_of, idle_limits, open_call, request_parameters
+from .streaming import END, PATH, Reader, Stream, checked, closed, flavour_of, idle_limits, open_call, request_parameters
 
 
 #: Seconds a caller waits for its reply or the turn before looking again (so Ctrl-C is seen in the main thread).
@@ -118,9 +119,10 @@ class Dispatch(IdleWatch):
         self.last_read = 0.0  # perf_counter() of the latest reply taken off the call
         self.on_watch = False  # the connection's watchdog looks at it (while requests are in flight)
         self.context: dict[str, Any] = {}
+        self.check_open: Any = None  # the connection's: ClosedError once it is closed
 
-    def start(self, channel: Any, timeout: float | None, metadata: Any, context: dict[str, Any]) -> None:
-        self.context = context
+    def start(self, channel: Any, timeout: float | None, metadata: Any, context: dict[str, Any], check_open: Any) -> None:
+        self.context, self.check_open = context, check_open
         self.call = channel.stream_stream(PATH)(iter(self.requests.get, END), timeout=timeout, metadata=metadata)
 
     # -- reading ------------------------------------------------------------------------
@@ -193,7 +195,10 @@ class Dispatch(IdleWatch):
         except grpc.RpcError as exc:
             if call is not self.call:
                 return END
-            failure = from_rpc_error(exc, method="ModelStreamInfer", **self.context)
+            if exc.code() == grpc.StatusCode.CANCELLED and closed(self.check_open):
+                failure = ClosedError(CLOSED_UNDER)  # the connection's close(), not the server
+            else:
+                failure = from_rpc_error(exc, method="ModelStreamInfer", **self.context)
         except EasnbError as exc:  # a reply it cannot read: the stream is useless, end it on the wire too
             failure = copy.copy(exc)  # without its traceback, which holds this frame and the request
             call.cancel()
@@ -340,7 +345,8 @@ class OpenStream:
         timeout = arguments.seconds(self.options.get("timeout"), "timeout")
         timeout = self.conn.timeout if timeout is DEFAULT else timeout
         metadata = self.conn.metadata_for(self.options.get("headers"))
-        self._dispatch.start(self.conn.channel, timeout, metadata, {**self.conn.error_context, "timeout": timeout})
+        self._dispatch.start(self.conn.channel, timeout, metadata, {**self.conn.error_context, "timeout": timeout},
+                             self.conn.check_open)
 
     def close(self) -> None:
         """Cancel whatever is still in flight and end the stream."""

@@ -29,7 +29,8 @@ from google.protobuf.message import DecodeError
 from ._proto import V2_SERVICE, ModelInferResponse, method_path
 from . import arguments, log
 from .calls import DEFAULT
-from .errors import ArgumentError, DeadlineError, EasnbError, ServerError, StreamError, scrub
+from .errors import ArgumentError, ClosedError, DeadlineError, EasnbError, ServerError, StreamError, scrub
+from .loop import CLOSED_UNDER
 from .rpc_errors import from_rpc_error
 from . import wire
 from .inference import decode_response
@@ -277,6 +278,7 @@ class CallStream(Stream):
         super().__init__(reader, request_id, first_timeout, between_timeout)
         conn.check_open()
         self._context = {**conn.error_context, "timeout": timeout}
+        self._check_open = conn.check_open  # a close() in another thread ends the call: ClosedError, not CANCELLED
         self.token, self.target = self._context.get("token"), self._context.get("target", "")
         # unary-stream on the bidirectional method: one message, then the half-close, with no sending thread
         self.sent_at = time.perf_counter()  # time to first response counts the sending too
@@ -332,6 +334,8 @@ class CallStream(Stream):
                 )
             elif self.cancelled and exc.code() == grpc.StatusCode.CANCELLED:
                 return END
+            elif exc.code() == grpc.StatusCode.CANCELLED and closed(self._check_open):
+                error = ClosedError(CLOSED_UNDER)
             else:
                 error = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
         raise error  # outside the except block: the grpc.RpcError (its text may hold the token) is not kept
@@ -345,6 +349,15 @@ class CallStream(Stream):
         # server that never ends the call is still cancelled by between_responses_timeout
         if not (self.finished and not self.cancelled):
             self._stop_watching()
+
+
+def closed(check_open: Any) -> bool:
+    """Whether the connection ``check_open`` belongs to was closed (its calls then end CANCELLED)."""
+    try:
+        check_open()
+    except ClosedError:
+        return True
+    return False
 
 
 def idle_limits(conn: Any, options: Mapping[str, Any]) -> tuple[float | None, float | None]:

@@ -40,8 +40,9 @@ class AsyncStream:
     """One request's responses for ``async for``; ends at its final response. As ``easnb.streaming.Stream``."""
 
     def __init__(self, call: Any, reader: Reader, request_id: str, first: float | None, between: float | None,
-                 context: dict[str, Any]) -> None:
+                 context: dict[str, Any], aconn: Any = None) -> None:
         self._call, self.reader, self.model, self.request_id = call, reader, reader.model, request_id
+        self._aconn = aconn  # whose close() ends the call: ClosedError then
         self.first_response_timeout, self.between_responses_timeout = first, between
         self._context = context
         self.token = context.get("token")  # to redact (a ``Token``: its repr is masked)
@@ -122,7 +123,9 @@ class AsyncStream:
         """A read that raised: EOF when it was our own cancel (or the idle timer's), else what it means is kept
         for ``_end`` to raise (raising here would chain the grpc.RpcError, whose text may hold the token)."""
         if isinstance(exc, asyncio.CancelledError):
-            if _task_cancelling() or not self.cancelled:  # the task's own cancellation, not ours
+            if _task_cancelling() or not self.cancelled:  # the task's own cancellation, or the connection's close
+                if self._aconn is not None and self._aconn.closed and not _task_cancelling():
+                    self._aconn.check_open()  # ClosedError: was a bare CancelledError from a close() in another task
                 raise exc
         elif not self.cancelled or exc.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
             self._failure = from_rpc_error(exc, method="ModelStreamInfer", **self._context)
@@ -192,7 +195,7 @@ async def open_call(aconn: Any, model: str, inputs: Any, *, outputs: Any = None,
     aconn.ensure_open()
     call = aconn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=aconn.metadata_for(headers))
     return AsyncStream(call, Reader(flavour, model, copy, bytes_as_str), request_id, first, between,
-                       {**aconn.error_context, "timeout": timeout})
+                       {**aconn.error_context, "timeout": timeout}, aconn)
 
 
 class AsyncGeneration(Generation):

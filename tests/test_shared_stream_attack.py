@@ -335,3 +335,40 @@ def test_a_stream_loop_closed_while_its_thread_holds_the_watchdogs_lock_does_not
         later = conn.stream("m", INPUTS, flavour="triton", request_id="t", first_response_timeout=0.3)
         with pytest.raises(easnb.DeadlineError, match="first_response_timeout=0.3"):
             later.collect()  # the watchdog still works
+
+
+@pytest.mark.parametrize("kind", ["stream", "open_stream"])
+def test_a_connection_closed_under_a_stream_ends_it_with_closed_error(scripted: Scripted, kind: str) -> None:
+    conn = easnb.connect(scripted.endpoint, timeout=None)
+    if kind == "stream":
+        stream = conn.stream("m", INPUTS, flavour="triton", first_response_timeout=None)
+    else:
+        stream = conn.open_stream("m", flavour="triton").submit(INPUTS, first_response_timeout=None)
+    scripted.wait_seen(1)
+    thread, outcome = read_in_thread(stream)
+    time.sleep(0.3)
+    conn.close()
+    thread.join(5)
+    # was: ServerError "CANCELLED: Channel closed!", its hint blaming the server
+    assert isinstance(outcome["error"], easnb.ClosedError), outcome
+
+
+def test_an_async_connection_closed_under_a_stream_ends_it_with_closed_error(scripted: Scripted) -> None:
+    import asyncio
+
+    import easnb.aio
+
+    async def main() -> BaseException | None:
+        aconn = easnb.aio.connect(scripted.endpoint, timeout=None)
+        stream = await aconn.stream("m", INPUTS, flavour="triton", first_response_timeout=None)
+        reading = asyncio.ensure_future(stream.collect())
+        await asyncio.sleep(0.3)
+        await aconn.close()
+        try:
+            await asyncio.wait_for(reading, 5)
+        except BaseException as exc:  # what the user would see
+            return exc
+        return None
+
+    found = asyncio.run(main())
+    assert isinstance(found, easnb.ClosedError), repr(found)  # was: a bare CancelledError nobody asked for
