@@ -345,8 +345,9 @@ class CallStream(Stream):
         self._call.cancel()
 
     def _release(self) -> None:
-        # a call still open after the final response stays watched until it ends (the done callback), so a
-        # server that never ends the call is still cancelled by between_responses_timeout
+        # a call still open after the final response stays watched until its end is read (the done callback) or
+        # between_responses_timeout passes: a server that never ends the call is cancelled then (on a channel that
+        # reads streams on the iterating thread, one that stopped at the final response has not read the end)
         if not (self.finished and not self.cancelled):
             self._stop_watching()
 
