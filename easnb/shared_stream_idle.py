@@ -81,4 +81,5 @@ def _quiet_until(stream: Any) -> tuple[float | None, str]:
     if type(last) is tuple:
         limit = stream.between_responses_timeout
         return (None if limit is None else last[1] + limit), "between_responses_timeout"
-    return stream.deadline()
+    deadline: tuple[float | None, str] = stream.deadline()
+    return deadline
