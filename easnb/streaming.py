@@ -44,6 +44,9 @@ from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 PATH = method_path(V2_SERVICE, "ModelStreamInfer")
 SHOWN, DETAILS = 2000, 65536  # an in-stream error's characters in the message, and kept in details
 FLAVOURS = ("triton", "mlserver")
+#: Seconds a call may stay open after its final response before the watchdog ends it (a loop that stopped at the
+#: final response leaves the end unread: easnb.settings.SINGLE_THREADED_STREAMS; garbage collection would end it).
+AFTER_FINAL = 1.0
 END = object()  # what a stream's next message is when the call ended cleanly
 
 
@@ -89,7 +92,6 @@ class Reader:
         if error:
             return result, True if FINAL not in result.parameters else final, error
         return (result if result.outputs or not final else None), final, ""
-
 
     def small(self, data: bytes) -> InferResult:
         """A token-sized reply decoded with less bookkeeping than ``decode_response`` (each tensor still
@@ -305,6 +307,10 @@ class CallStream(Stream):
         return self.first_response_timeout, self.between_responses_timeout
 
     def idle_limit(self) -> tuple[float | None, str, float]:
+        if self.finished:  # a call still open this long after its final response is ended (its end unread)
+            limit = self.between_responses_timeout
+            since = self.arrivals[-1] if self.arrivals else self.sent_at
+            return AFTER_FINAL if limit is None else min(limit, AFTER_FINAL), "between_responses_timeout", since
         if self.arrivals:
             return self.between_responses_timeout, "between_responses_timeout", self.arrivals[-1]
         return self.first_response_timeout, "first_response_timeout", self.sent_at
@@ -345,11 +351,12 @@ class CallStream(Stream):
         self._call.cancel()
 
     def _release(self) -> None:
-        # a call still open after the final response stays watched until its end is read (the done callback) or
-        # between_responses_timeout passes: a server that never ends the call is cancelled then (on a channel that
-        # reads streams on the iterating thread, one that stopped at the final response has not read the end)
+        # a call still open after the final response is watched until its end is read or AFTER_FINAL passes
         if not (self.finished and not self.cancelled):
             self._stop_watching()
+        elif self._watchdog is not None and not self._ended:  # looked at again AFTER_FINAL from now, not at a later limit
+            self._watchdog.unwatch(self)
+            self._watchdog.watch(self)
 
 
 def closed(check_open: Any) -> bool:
