@@ -91,7 +91,7 @@ def test_the_grpc_error_header(conn: easnb.Connection) -> None:
 def test_interleaved_requests_on_one_stream(conn: easnb.Connection) -> None:
     texts = {"one two three": None, "four": None, "fail here": None, "five six": None}
     with conn.open_stream("gen") as shared:
-        streams = {t: shared.submit(prompt(t, delay_ms=20)) for t in texts}
+        streams = {t: shared.submit(prompt(t, delay_ms=50)) for t in texts}
         for text, stream in streams.items():
             try:
                 texts[text] = "".join(r["text_output"][0].decode() for r in stream)
@@ -102,8 +102,10 @@ def test_interleaved_requests_on_one_stream(conn: easnb.Connection) -> None:
     assert texts["one two three"] == " You said: one two three." and texts["five six"] == " You said: five six."
     assert isinstance(texts["fail here"], easnb.StreamError)
     assert texts["fail here"].request_id == streams["fail here"].request_id
-    arrivals = sorted((t, name) for name, s in streams.items() for t in s.arrivals)
-    assert len({name for _, name in arrivals[:6]}) > 1  # the requests' responses did interleave
+    # the two model instances ran the first two requests at once: their responses interleaved on the one stream
+    # (overlapping in time; a loaded machine may start the second instance a few tokens late)
+    first, second = streams["one two three"].arrivals, streams["four"].arrivals
+    assert min(second) < max(first) and min(first) < max(second)
 
 
 def test_cancel_is_seen_by_the_server(conn: easnb.Connection, triton: tuple[str, Path]) -> None:
