@@ -59,14 +59,6 @@ class PrivateKey:
         raise EasnbError("A private key is never pickled.", hint="Read it from its file where it is needed.")
 
 
-#: grpcio's ``grpc.experimental.ChannelOptions.SingleThreadedUnaryStream``: a sync unary-stream call is read
-#: by the thread iterating it, which waits on the call's own completion queue, instead of gRPC's channel
-#: thread taking each message and waking it. A streamed token then costs one thread hand-over less:
-#: bench/stream.py measured ~45 us less client CPU a token than the bare stub on a default channel.
-#: Cancelling from another thread works as before; a done-callback runs when the iterating thread sees the end.
-SINGLE_THREADED_STREAMS = ("SingleThreadedUnaryStream", 1)
-
-
 @dataclass(frozen=True, repr=False)
 class Settings:
     """One connection's settings: where, who, how long, how often to retry, and the channel's make-up.
@@ -133,19 +125,13 @@ class Settings:
     # -- channels ----------------------------------------------------------------------
 
     def open_channel(self) -> grpc.Channel:
-        """A new sync channel, its sync interceptors applied (nothing connects until the first call).
-
-        Its server-streaming calls (``conn.stream``, a service's streamed replies) are read on the thread
-        that iterates them, not handed over by gRPC's channel thread (``SINGLE_THREADED_STREAMS``)."""
+        """A new sync channel, its sync interceptors applied (nothing connects until the first call)."""
         credentials = self.credentials()
         target = self.endpoint.target
-        args = self.channel_args
-        if all(key != SINGLE_THREADED_STREAMS[0] for key, _ in args):  # unless the options say otherwise
-            args = [*args, SINGLE_THREADED_STREAMS]
         if credentials is None:
-            channel = grpc.insecure_channel(target, args)
+            channel = grpc.insecure_channel(target, self.channel_args)
         else:
-            channel = grpc.secure_channel(target, credentials, args)
+            channel = grpc.secure_channel(target, credentials, self.channel_args)
         interceptors = self.sync_interceptors
         return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
 

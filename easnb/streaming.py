@@ -44,8 +44,7 @@ from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 PATH = method_path(V2_SERVICE, "ModelStreamInfer")
 SHOWN, DETAILS = 2000, 65536  # an in-stream error's characters in the message, and kept in details
 FLAVOURS = ("triton", "mlserver")
-#: Seconds a call may stay open after its final response before the watchdog ends it (a loop that stopped at the
-#: final response leaves the end unread: easnb.settings.SINGLE_THREADED_STREAMS; garbage collection would end it).
+#: Seconds a call may stay open after its final response before the watchdog ends it (a server that never ends it).
 AFTER_FINAL = 1.0
 END = object()  # what a stream's next message is when the call ended cleanly
 

@@ -264,7 +264,8 @@ def test_high_concurrency_counts_what_the_window_answered(slow: tuple[easnb.Conn
     conn, _ = slow
     level = conn.load_test("slow", ONE, concurrency=[64], seconds=0.6, warmup=0.5, progress=False).levels[0]
     assert abs(level.requests - level.server_requests) <= 8, (level.requests, level.server_requests)
-    assert level.mean_ms == pytest.approx(64 * 1000 / level.infer_per_s, rel=0.25), level
+    # the bug was 2x off; a loaded CI machine moved a right count 28% (481 ms against 376) at this short window
+    assert level.mean_ms == pytest.approx(64 * 1000 / level.infer_per_s, rel=0.4), level
 
 
 def test_streaming_levels_count_generations_answered_in_the_window(conn: easnb.Connection) -> None:

@@ -254,8 +254,7 @@ def test_a_wrong_argument_is_named(conn: easnb.Connection, argument: str, bad: o
 
 @pytest.mark.parametrize("idle", [{}, {"between_responses_timeout": None, "first_response_timeout": 5}])
 def test_no_thread_outlives_its_stream(conn: easnb.Connection, idle: dict) -> None:
-    # the thread iterating a call reads its end (easnb.settings.SINGLE_THREADED_STREAMS): one that stops at the final
-    # response leaves the end unread, so its stream is watched AFTER_FINAL seconds more, then its call ended
+    # a stream read to its final response is watched until its call ends, at most AFTER_FINAL seconds more
     conn.generate("textgen", "warm", max_tokens=2).finish()
     before = {t.ident for t in threading.enumerate() if t.name != "easnb-stream-watchdog"}
     watchdogs = set()
