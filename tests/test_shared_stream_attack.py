@@ -7,7 +7,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -18,7 +17,7 @@ from easnb import _proto
 from easnb.stream_wire import encode_stream_response
 
 from .test_shared_stream_idle import read_in_thread
-from .test_streaming_hostile import INPUTS, reply
+from .test_streaming_hostile import INPUTS, reply, stream_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,11 +30,7 @@ class Scripted:
         self.seen: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.out: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.cancelled = threading.Event()
-        handler = grpc.method_handlers_generic_handler(
-            "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(self._handle)})
-        self.server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
-        self.endpoint = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
-        self.server.start()
+        self.server, self.endpoint = stream_server(self._handle)
 
     def _handle(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         context.add_callback(lambda: None if context.is_active() else self.cancelled.set())

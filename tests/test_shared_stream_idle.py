@@ -10,7 +10,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -20,7 +19,7 @@ import easnb
 from easnb import _proto
 from easnb.stream_wire import encode_stream_response
 
-from .test_streaming_hostile import INPUTS, reply
+from .test_streaming_hostile import INPUTS, reply, stream_server
 
 
 def serve(delays: dict[str, float]) -> tuple[grpc.Server, str]:
@@ -47,12 +46,7 @@ def serve(delays: dict[str, float]) -> tuple[grpc.Server, str]:
                 continue
             yield item
 
-    handler = grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(handle)})
-    server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, f"127.0.0.1:{port}"
+    return stream_server(handle)
 
 
 def read_in_thread(stream: Any) -> tuple[threading.Thread, dict[str, Any]]:

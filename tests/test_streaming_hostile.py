@@ -28,18 +28,24 @@ def reply(request_id: str, text: bytes | None = None, final: bool = False) -> by
     return r.SerializeToString()
 
 
-def serve(answer: Callable[[bytes], Iterator[bytes]]) -> tuple[grpc.Server, str]:
-    def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-        for data in requests:
-            yield from answer(data)
-            return
-
+def stream_server(handle: Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]) -> tuple[grpc.Server, str]:
+    """A started loopback server whose ``ModelStreamInfer`` is ``handle`` (bytes in, bytes out): ``(server, endpoint)``."""
     handler = grpc.method_handlers_generic_handler(
         "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(handle)})
     server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"
+
+
+def serve(answer: Callable[[bytes], Iterator[bytes]]) -> tuple[grpc.Server, str]:
+    """A server answering each call's first request with ``answer(request)``."""
+    def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for data in requests:
+            yield from answer(data)
+            return
+
+    return stream_server(handle)
 
 
 @pytest.mark.parametrize(
@@ -191,13 +197,9 @@ def test_a_call_left_open_after_the_final_response_is_still_cancelled() -> None:
         while context.is_active():  # the final response sent, the call never ended
             time.sleep(0.05)
 
-    handler = grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService", {"ModelStreamInfer": grpc.stream_stream_rpc_method_handler(handle)})
-    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, endpoint = stream_server(handle)
     try:
-        with easnb.connect(f"127.0.0.1:{port}") as conn:
+        with easnb.connect(endpoint) as conn:
             stream = conn.stream("m", INPUTS, flavour="triton", between_responses_timeout=0.5)
             assert [r["text_output"][0] for r in stream] == [b"done"] and stream.finished
             assert cancelled.wait(5)  # the watchdog still cancels the call the server left open
