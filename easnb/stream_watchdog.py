@@ -125,17 +125,17 @@ class Watchdog:
             stream.idle_expired(name, limit)
             if not stream.watched():
                 return
-        when = _next_look(stream, now)
+        when = _next_look(stream, now, (limit, name, since))
         if when is not None:
             with self._lock:
                 heapq.heappush(self._due, (when, next(self._order), ref))
 
 
-def _next_look(stream: Watched, now: float) -> float | None:
-    """When the current limit would pass; while waiting for the first response, also when the limit
-    between responses could first pass (a response may arrive any moment). None: nothing to watch."""
-    limit, name, since = stream.idle_limit()
-    looks = [] if limit is None else [max(since + limit, now + MINIMUM) if since + limit <= now else since + limit]
+def _next_look(stream: Watched, now: float, current: tuple[float | None, str, float] | None = None) -> float | None:
+    """When the current limit (``stream.idle_limit()`` unless given) would pass, at least ``MINIMUM`` from now; while
+    waiting for the first response, also when the limit between responses could first pass. None: nothing to watch."""
+    limit, name, since = stream.idle_limit() if current is None else current
+    looks = [] if limit is None else [max(since + limit, now + MINIMUM)]
     between = stream.idle_limits()[1]
     if name == "first_response_timeout" and between is not None:
         looks.append(now + max(between, MINIMUM))
