@@ -283,5 +283,6 @@ def test_open_loop_above_capacity_after_a_warm_up_measures_the_server(slow: tupl
     conn, _ = slow
     level = conn.load_test("slow", ONE, rate=[400], seconds=1.0, warmup=0.6, progress=False).levels[0]
     capacity = 1000 / level.server_ms["compute_infer"]
-    assert 0.5 * capacity <= level.infer_per_s <= 1.05 * capacity, (level.infer_per_s, capacity)
+    # the bug was 1 infer/s against 190; on a loaded CI machine the client's own sending fell behind (78 of 188)
+    assert 0.25 * capacity <= level.infer_per_s <= 1.05 * capacity, (level.infer_per_s, capacity)
     assert level.rows_per_s == level.infer_per_s and level.p50_ms > 300  # latency still counts from when each was due

@@ -6,6 +6,7 @@ its own limit, and a stream silent past every waiting caller's limit is ended by
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -33,10 +34,11 @@ def serve(delays: dict[str, float]) -> tuple[grpc.Server, str]:
             out.put(encode_stream_response(reply(request_id, b"done", final=True)))
 
         def read() -> None:
-            for data in requests:
-                request_id = _proto.ModelInferRequest.FromString(data).id
-                if request_id in delays:
-                    threading.Thread(target=answer, args=(request_id,), daemon=True).start()
+            with contextlib.suppress(grpc.RpcError):  # the client ended the call: nothing more to read
+                for data in requests:
+                    request_id = _proto.ModelInferRequest.FromString(data).id
+                    if request_id in delays:
+                        threading.Thread(target=answer, args=(request_id,), daemon=True).start()
 
         threading.Thread(target=read, daemon=True).start()
         while context.is_active():
