@@ -46,12 +46,18 @@ class History:
     def on_change(self, callback: Callable[[History], None]) -> None:
         self._listeners.append(callback)
 
-    def record(self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any]) -> Any:
-        """Run ``run()``, keep the call (errors too, then re-raised), and return its answer."""
-        return self.timed(conn, kind, name, summary, request, run)[0]
+    def record(self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any],
+               outcome: Callable[[Any], str] | None = None) -> Any:
+        """Run ``run()``, keep the call (errors too, then re-raised), and return its answer.
+
+        Its status is ``"OK"``, the error's class (and gRPC code) when ``run()`` raised, or, given
+        ``outcome``, what ``outcome(answer)`` says of an answer that may hold failures (a load sweep's).
+        """
+        return self.timed(conn, kind, name, summary, request, run, outcome)[0]
 
     def timed(
-        self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any]
+        self, conn: Connection, kind: str, name: str, summary: str, request: dict[str, Any], run: Callable[[], Any],
+        outcome: Callable[[Any], str] | None = None,
     ) -> tuple[Any, Call]:
         """As ``record``, and the ``Call`` kept, whose ``latency_ms`` is the figure to show for it.
 
@@ -63,6 +69,8 @@ class History:
         started = time.perf_counter()
         try:
             answer = run()
+            if outcome is not None:
+                status = outcome(answer)
         except Exception as exc:
             code = getattr(exc, "code", None)
             status = f"{type(exc).__name__}" + (f" ({code.name})" if code is not None else "")

@@ -16,7 +16,7 @@ from .display import error_html
 from .errors import EasnbError
 from .history import History
 from .model_forms import example_text, model_box, parse_values
-from .loadreport import LoadReport, chart_svg, report_html
+from .loadreport import LoadReport, chart_svg, outcome, report_html
 from .markup import Markup, html
 from .perf_calls import saved_data, summary
 from .tensors import Tensor
@@ -161,6 +161,7 @@ class LoadTab(w.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
                 conn, "load", model, summary(request), request,
                 lambda: conn.load_test(model, data, seconds=self.seconds.value, warmup=self.warmup.value, progress=False,
                                        on_level=on_level, cancel=self._cancel, stream=stream, **{mode: values}),
+                outcome,  # a sweep whose requests failed is not "OK" in History
             )
             self.chart.value = chart_svg(self.report.levels)
             self.output.value = report_html(self.report, chart=False)  # the chart is above

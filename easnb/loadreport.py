@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,6 +199,25 @@ def error_notes(report: LoadReport) -> list[str]:
         else:
             notes.append(f"{lv.mode} {lv.level:g}: {failed} of {lv.requests} requests failed: {kinds}")
     return notes
+
+
+def outcome(report: LoadReport) -> str:
+    """The sweep's status in a line, as History shows it: ``"OK"`` when every request succeeded;
+    ``"failed: ..."`` when some level had no success at all; ``"partly failed: ..."`` when requests failed
+    but every level had successes (each with the error counts by kind); the sweep's early stop, if any."""
+    failed: Counter[str] = Counter()
+    for lv in report.levels:
+        failed.update(lv.errors)
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(failed.items()))
+    requests, errors = sum(lv.requests for lv in report.levels), sum(failed.values())
+    dead = [f"{lv.level:g}" for lv in report.levels if lv.requests <= sum(lv.errors.values())]
+    if dead:
+        words = f"failed: no request succeeded at {report.mode} {', '.join(dead)}" + (f" ({kinds})" if kinds else "")
+    elif errors:
+        words = f"partly failed: {errors} of {requests} requests failed ({kinds})"
+    else:
+        return report.stopped or "OK"
+    return f"{words}; {report.stopped}" if report.stopped else words
 
 
 def _kind(kind: str, count: int, message: str) -> str:

@@ -1,6 +1,6 @@
 """The workbench's Load and Compare tabs in a real JupyterLab (headless Chromium): a sweep whose chart
 fills in, a comparison of iris and iris_v2 led by its verdict, both in History; the token never saved;
-a sweep against a server answering garbage says that nothing was measured."""
+a sweep against a server answering garbage says that nothing was measured, and History calls it failed."""
 
 from __future__ import annotations
 
@@ -100,3 +100,8 @@ def test_load_and_compare_tabs_in_jupyterlab(lab: tuple[str, Path], demo: DemoSe
         expect(page.locator("svg.easnb-load-chart:visible")).to_have_count(0)
         assert errors.first.evaluate("e => e.getBoundingClientRect().right <= e.closest('.widget-tab').getBoundingClientRect().right")
         shot(bench, "workbench-7b-load-garbage")
+        # History says that sweep failed, with its error counts, not "OK"
+        page.get_by_role("tab", name="History", exact=True).click()
+        calls = field(page, "Call", "select").locator("option")
+        expect(calls.first).to_contain_text("load iris (failed: no request succeeded at concurrency 1 (UNREADABLE_REPLY ")
+        expect(page.locator(".widget-tab td:visible", has_text="failed: no request succeeded").first).to_be_visible()

@@ -24,6 +24,7 @@ from easnb import _proto, wire
 from easnb.demo.models import iris, textgen
 from easnb.demo.server import SERVER_OPTIONS, V2Service, greeter_handler, v2_handler
 from easnb.demo.streams import stream_infer
+from easnb.history import History
 from easnb.inference import decode_response
 from easnb.load_tab import LoadTab
 from easnb.tensors import Tensor, encode_tensor
@@ -186,8 +187,9 @@ def test_the_command_line_says_nothing_was_measured(liar: tuple[str, Liar]) -> N
 
 def test_the_load_tab_says_nothing_was_measured(liar: tuple[str, Liar]) -> None:
     endpoint, h = liar
+    history = History()
     with easnb.connect(endpoint, timeout=5) as conn:
-        tab = LoadTab(conn)
+        tab = LoadTab(conn, history=history)
         tab.model_field.value, tab.levels.value, tab.seconds.value, tab.warmup.value = "iris", "1", 0.4, 0.0
         h.mode = "garbage"
         tab.start(wait=True)
@@ -198,6 +200,14 @@ def test_the_load_tab_says_nothing_was_measured(liar: tuple[str, Liar]) -> None:
     assert "every request failed, so nothing was measured" in garbage[0] and "UNREADABLE_REPLY" in garbage[0], garbage
     assert "<svg" not in garbage[1]
     assert "requests failed" in mixed and "replies easnb cannot read" in mixed and "every request" not in mixed, mixed
+    # History says so too: the sweep with no success failed, the mix partly failed, with the counts by kind
+    dead, mix = history[-2].status, history[-1].status
+    assert dead.startswith("failed: no request succeeded at concurrency 1 (UNREADABLE_REPLY ") and "OK" not in dead, dead
+    assert tab.report is not None
+    level = tab.report.levels[0]
+    bad = level.errors[UNREADABLE]
+    assert mix.startswith(f"partly failed: {bad} of {level.requests} requests failed (UNREADABLE_REPLY {bad})"), mix
+    assert history.percentiles() == {}  # neither sweep counts as a call that succeeded
 
 
 def _reply(outputs: list[tuple[str, str, np.ndarray]], raw: bool) -> bytes:

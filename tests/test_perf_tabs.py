@@ -108,3 +108,12 @@ def test_history_refuses_to_replay_a_kind_it_does_not_know(conn: easnb.Connectio
     history.calls.append(replace(history[-1], kind="teleport"))
     with pytest.raises(easnb.EasnbError, match="'teleport' call is not one History can make again"):
         history.replay(len(history) - 1, conn)
+
+
+def test_load_tab_a_model_that_fails_is_not_ok_in_history(conn: easnb.Connection) -> None:
+    history = History()
+    tab = LoadTab(conn, history=history)
+    tab.model_field.value, tab.levels.value, tab.seconds.value, tab.warmup.value = "textgen", "1", 0.3, 0.0
+    tab.picker.kind.value, tab.picker.prompt.value = "Prompt (streaming model)", "please fail"  # the demo's textgen fails
+    tab.start(wait=True)
+    assert "failed on purpose" in tab.output.value and history[-1].status == "StreamError", history[-1].status
