@@ -163,3 +163,31 @@ def test_refresh_never_writes_through_a_link_and_keeps_broken_copies(tmp_path: P
     assert actions["02-tensors-and-dataframes.ipynb"] == "kept (edited)" and actions["01-quickstart.ipynb"] == "copied"
     assert (lab / "02-tensors-and-dataframes.ipynb").read_text() == "{ not json"
     assert set(refresh(lab).values()) == {"up to date", "kept (edited)"}
+
+
+@pytest.mark.timeout(120)
+def test_scripts_lab_banner_names_the_port_and_address_asked_for(tmp_path: Path) -> None:
+    """The banner before JupyterLab's own lines, with a stand-in ``jupyter`` that only says what it was given."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, body in (("python", f'exec "{sys.executable}" "$@"'), ("jupyter", 'echo "jupyter $*"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "EASNB_VENV": str(tmp_path / "venv"), "EASNB_LAB_DIR": str(tmp_path / "lab")}
+    env.pop("JUPYTER_PORT", None)
+
+    def banner(*args: str, **extra: str) -> str:
+        done = subprocess.run(["bash", "scripts/lab", *args], cwd=ROOT, env={**env, **extra}, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0 and f"jupyter lab --notebook-dir={tmp_path / 'lab'}" in done.stdout, done
+        return done.stdout
+
+    plain = banner()
+    assert "http://localhost:8888/lab?token=" in plain and "localhost only" in plain, plain
+    for args in (("--port=8899",), ("--no-browser", "--port", "8899")):
+        text = banner(*args)
+        assert "http://localhost:8899/lab?token=" in text and ":8888" not in text, text
+    assert "http://localhost:9001/lab" in banner(JUPYTER_PORT="9001")
+    assert "http://localhost:9002/lab" in banner("--ServerApp.port=9002", JUPYTER_PORT="9001")
+    exposed = banner("--ip=0.0.0.0")
+    assert "listens on 0.0.0.0: anyone who can reach" in exposed and "localhost only" not in exposed, exposed
