@@ -30,6 +30,7 @@ from . import arguments
 from .errors import ArgumentError, InvalidArgumentError, TensorError
 from .dtypes import DATATYPES
 from .results import InferResult, ModelMetadata
+from .stream_plans import StreamOutputs
 from .tensors import Tensor
 
 TEXT_IN, TEXT_OUT = "text_input", "text_output"
@@ -113,11 +114,6 @@ def build_inputs(meta: ModelMetadata, prompt: str, sampling: Mapping[str, Any]) 
     return inputs
 
 
-def _text(result: InferResult) -> str:
-    array = result.outputs.get(TEXT_OUT)
-    return "" if array is None else _text_of(array)
-
-
 class Generation:
     """The text of one generation, piece by piece: iterate it, then read the totals.
 
@@ -142,12 +138,10 @@ class Generation:
                     f"The model sent {name} as {datatype}, not text (BYTES): it does not follow the text "
                     "generation conventions.",
                     hint="Read its responses with conn.stream(model, inputs) instead.")
-        text = outputs.get(TEXT_OUT)
-        piece = "" if text is None else _text_of(text)
+        piece = _text(outputs, TEXT_OUT)
         self.pieces.append(piece)
-        reason = outputs.get("finish_reason")
-        if reason is not None:
-            self.finish_reason = _text_of(reason) or self.finish_reason
+        if "finish_reason" in outputs:
+            self.finish_reason = _text(outputs, "finish_reason") or self.finish_reason
         counted = outputs.get("num_output_tokens")
         if counted is not None:
             total = int(counted.sum()) if counted.dtype.kind in "iu" else -1  # was: int() of a server's text or NaN
@@ -214,6 +208,16 @@ class Generation:
         timing = f", first token after {ttft * 1000:.1f} ms" if ttft is not None else ""
         model = getattr(self.stream, "model", "(not started)")
         return f"<{type(self).__name__} {model}: {self.tokens} tokens, finish_reason={self.finish_reason!r}{timing}>"
+
+
+def _text(outputs: Mapping[str, Any], name: str) -> str:
+    """Output ``name`` as text ("" when absent): a streamed token's straight from the reply's bytes."""
+    if type(outputs) is StreamOutputs:
+        text = outputs.text(name)
+        if text is not None:
+            return text
+    array = outputs.get(name)
+    return "" if array is None else _text_of(array)
 
 
 def _text_of(array: Any) -> str:

@@ -8,13 +8,16 @@ before the raw fields (the head) are kept with what they decode to. A later repl
 from the plan only if it starts with the very same head and the rest is exactly one raw
 field per output, each holding what its datatype and shape need (BYTES: the length prefixes
 add up); that proves it parses to the same message with new tensor bytes. Anything else
-goes to the full decoder, which says what is wrong.
+goes to the full decoder, which says what is wrong. Such a reply's arrays are made when first
+asked for (``StreamOutputs``): a token's cost on arrival is the byte checks, as tritonclient's
+``InferResult`` makes its arrays in ``as_numpy``.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -49,18 +52,25 @@ class StreamPlan:
     datatypes: dict[str, str]
     #: the fields every result of this layout shares as they are (strings), set once
     names: dict[str, str] = field(init=False, repr=False, compare=False)
+    #: every output numeric or one BYTES element: ``decode`` checks it in full and its arrays are made when asked for
+    simple: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", {"model_name": self.model_name, "model_version": self.model_version, "id": self.id})
+        object.__setattr__(self, "simple", all(dtype is not None or count == 1 for _, _, dtype, _, count in self.outputs))
 
     def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
-        """The result, or None when ``data`` does not have this layout (the caller decodes it in full)."""
+        """The result, or None when ``data`` does not have this layout (the caller decodes it in full).
+
+        The bytes are checked here, on arrival; the arrays are made when first asked for (``StreamOutputs``),
+        unless an output is BYTES of several elements, whose length prefixes are walked (and the arrays
+        made) now."""
         head = self.head
         if not data.startswith(head):
             return None
         pos, end = len(head), len(data)
-        arrays = {}
-        for name, _, dtype, shape, count in self.outputs:
+        spans: list[int] = []
+        for _, _, dtype, _, count in self.outputs:
             if pos + 1 >= end or data[pos] != _RAW_TAG:
                 return None
             length = data[pos + 1]
@@ -71,39 +81,105 @@ class StreamPlan:
             stop = pos + length
             if length < 0 or stop > end:
                 return None
+            if dtype is not None:
+                if length != count * dtype.itemsize:
+                    return None
+            elif count == 1 and (length < 4 or _u32(data, pos)[0] != length - 4):  # the usual token: one prefix, that many bytes
+                return None
+            spans += (pos, stop)
+            pos = stop
+        if pos != end:
+            return None
+        outputs: Mapping[str, np.ndarray]
+        if self.simple:
+            lazy = _new(StreamOutputs)
+            lazy.plan, lazy.data, lazy.spans, lazy.options, lazy.made = self, data, spans, (copy, bytes_as_str), None
+            outputs = lazy
+        else:
+            try:
+                outputs = self.arrays(data, spans, copy, bytes_as_str)
+            except Exception:  # the full decoder raises the typed error
+                return None
+        result = _new(InferResult)  # the frozen dataclass's __init__ sets each field through object.__setattr__
+        fields = result.__dict__
+        fields.update(self.names)
+        fields["outputs"], fields["datatypes"] = outputs, self.datatypes.copy()
+        fields["parameters"], fields["output_parameters"] = self.parameters.copy(), {}
+        return result
+
+    def arrays(self, data: bytes, spans: list[int], copy: bool, bytes_as_str: bool) -> dict[str, np.ndarray]:
+        """The outputs of ``data``, checked by ``decode``; ``spans``: each output's start and stop in ``data``, in turn."""
+        arrays = {}
+        for i, (name, _, dtype, shape, count) in enumerate(self.outputs):
+            start, stop = spans[2 * i], spans[2 * i + 1]
             if dtype is None:  # BYTES
-                if count == 1:  # the usual token: one length prefix, then exactly that many bytes
-                    if length < 4 or _u32(data, pos)[0] != length - 4:
-                        return None
-                    value = data[pos + 4 : stop]
+                if count == 1:
+                    value = data[start + 4 : stop]
                     array: np.ndarray = np.empty(1, _OBJECT)
                     array[0] = value.decode("utf-8", "replace") if bytes_as_str else value
                     if shape != (1,):
                         array = array.reshape(shape)
                 else:
-                    try:
-                        array = decode_bytes(memoryview(data)[pos:stop], count, name)
-                    except Exception:  # the full decoder raises the typed error
-                        return None
+                    array = decode_bytes(memoryview(data)[start:stop], count, name)
                     if bytes_as_str:
                         array = np.array([v.decode("utf-8", "replace") for v in array], dtype=object)
                     array = array.reshape(shape)
             else:
-                if length != count * dtype.itemsize:
-                    return None
-                array = np.frombuffer(data, dtype, count, pos).reshape(shape)
+                array = np.frombuffer(data, dtype, count, start).reshape(shape)
                 if copy:
                     array = array.copy()
             arrays[name] = array
-            pos = stop
-        if pos != end:
-            return None
-        result = _new(InferResult)  # the frozen dataclass's __init__ sets each field through object.__setattr__
-        fields = result.__dict__
-        fields.update(self.names)
-        fields["outputs"], fields["datatypes"] = arrays, self.datatypes.copy()
-        fields["parameters"], fields["output_parameters"] = self.parameters.copy(), {}
-        return result
+        return arrays
+
+
+class StreamOutputs(Mapping[str, np.ndarray]):
+    """A streamed reply's outputs, read as a mapping of name to numpy array like any result's. The reply's
+    bytes were checked against its layout on arrival; the arrays are made the first time one is asked for,
+    so a token nobody looks at (``conn.generate`` reads its text straight from the bytes) costs no numpy work.
+    Pickled or copied, it is the plain dict it stands for."""
+
+    __slots__ = ("plan", "data", "spans", "options", "made")
+    plan: StreamPlan
+    data: bytes
+    spans: list[int]  # each output's start and stop in ``data``, in turn
+    options: tuple[bool, bool]  # copy, bytes_as_str
+    made: dict[str, np.ndarray] | None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        made = self.made
+        if made is None:  # two threads asking at once may both make them: the same values
+            made = self.made = self.plan.arrays(self.data, self.spans, *self.options)
+        return made
+
+    def text(self, name: str) -> str | None:
+        """Output ``name``'s one element as text, read from the reply's bytes; None unless it is one BYTES element."""
+        for i, (output, _, dtype, _, count) in enumerate(self.plan.outputs):
+            if output == name:
+                if dtype is not None or count != 1:
+                    return None
+                return self.data[self.spans[2 * i] + 4 : self.spans[2 * i + 1]].decode("utf-8", "replace")
+        return None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.plan.datatypes)
+
+    def __len__(self) -> int:
+        return len(self.plan.outputs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.plan.datatypes
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.arrays()[name] if name in self.plan.datatypes else default
+
+    def __repr__(self) -> str:
+        return repr(self.arrays())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (self.arrays(),)
 
 
 def learn(data: bytes | memoryview, result: InferResult) -> StreamPlan | None:

@@ -107,3 +107,34 @@ def test_a_layout_is_learned_only_from_plain_replies() -> None:
     for _ in range(100):  # a server whose replies never repeat a layout costs a bounded number of tries
         plans.learn(b"\x0a\x01m", reader.read(encode_stream_response(r.SerializeToString()))[0])  # type: ignore[arg-type]
     assert plans.misses <= 16
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_a_token_s_arrays_are_made_when_first_asked_for_and_behave_as_a_dict(copy: bool) -> None:
+    """A learned layout checks the bytes on arrival but makes the arrays only when one is asked for:
+    a mapping like any result's, the same arrays each time, pickled and copied as the plain dict."""
+    import copy as copying
+    import pickle
+
+    reader = Reader("triton", "gen", copy, False)
+    reader.read(token(b" first", numbers=np.array([[1.5, 2]], np.float16)))
+    result, _, _ = reader.read(token(b" tok", numbers=np.array([[2.5, 3]], np.float16)))
+    assert result is not None
+    outputs = result.outputs
+    assert type(outputs).__name__ == "StreamOutputs" and outputs.made is None  # type: ignore[attr-defined]
+    assert list(outputs) == ["text_output", "finish_reason", "num_output_tokens"] and len(outputs) == 3
+    assert "text_output" in outputs and "nope" not in outputs and outputs.get("nope") is None
+    assert outputs.made is None  # type: ignore[attr-defined]  # asking what is there made nothing
+    assert outputs.text("text_output") == " tok" and outputs.text("num_output_tokens") is None  # type: ignore[attr-defined]
+    numbers = result["num_output_tokens"]
+    assert numbers.tolist() == [[2.5, 3]] and numbers.flags.writeable == copy and result["num_output_tokens"] is numbers
+    assert result["text_output"].tolist() == [b" tok"] and outputs.get("finish_reason").tolist() == [b""]
+    with pytest.raises(KeyError, match="Available outputs are 'text_output'"):
+        result["nope"]
+    assert repr(outputs) == repr(dict(outputs))
+    for again in (pickle.loads(pickle.dumps(result)).outputs, copying.deepcopy(outputs), copying.copy(outputs)):
+        assert type(again) is dict and list(again) == list(outputs)
+        assert again["num_output_tokens"].tolist() == [[2.5, 3]] and again["text_output"].tolist() == [b" tok"]
+    full, _, _ = Reader("triton", "gen", copy, False).read(token(b" tok", numbers=np.array([[2.5, 3]], np.float16)))
+    assert full is not None and type(full.outputs) is dict
+    assert result.to_frame().equals(full.to_frame()) and repr(result) == repr(full)
