@@ -128,8 +128,26 @@ class Generation:
         self.pieces: list[str] = []
         self.finish_reason: str | None = None
         self._counted = 0
+        self._plain: Any = None  # a streamed layout whose text outputs were checked: its tokens are read from the bytes
 
     def _take(self, result: InferResult) -> str:
+        outputs = result.outputs
+        if type(outputs) is StreamOutputs and outputs.plan is self._plain:  # the usual token: the checks below were made
+            piece = outputs.text(TEXT_OUT) or ""
+            self.pieces.append(piece)
+            reason = outputs.text("finish_reason")
+            if reason:
+                self.finish_reason = reason
+            if piece:
+                self._counted += 1
+            return piece
+        piece = self._checked(result)
+        if type(outputs) is StreamOutputs and "num_output_tokens" not in outputs and all(
+                name not in outputs or outputs.text(name) is not None for name in (TEXT_OUT, "finish_reason")):
+            self._plain = outputs.plan
+        return piece
+
+    def _checked(self, result: InferResult) -> str:
         outputs, datatypes = result.outputs, result.datatypes
         for name in (TEXT_OUT, "finish_reason"):
             datatype = datatypes.get(name, "BYTES")

@@ -55,8 +55,12 @@ class StreamPlan:
     #: every output numeric or one BYTES element: ``decode`` checks it in full and its arrays are made when asked for
     simple: bool = field(init=False, repr=False, compare=False)
 
+    #: each one-element BYTES output's place in ``StreamOutputs.spans``
+    texts: dict[str, int] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", {"model_name": self.model_name, "model_version": self.model_version, "id": self.id})
+        object.__setattr__(self, "texts", {o[0]: 2 * i for i, o in enumerate(self.outputs) if o[2] is None and o[4] == 1})
         object.__setattr__(self, "simple", all(dtype is not None or count == 1 for _, _, dtype, _, count in self.outputs))
 
     def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
@@ -153,12 +157,10 @@ class StreamOutputs(Mapping[str, np.ndarray]):
 
     def text(self, name: str) -> str | None:
         """Output ``name``'s one element as text, read from the reply's bytes; None unless it is one BYTES element."""
-        for i, (output, _, dtype, _, count) in enumerate(self.plan.outputs):
-            if output == name:
-                if dtype is not None or count != 1:
-                    return None
-                return self.data[self.spans[2 * i] + 4 : self.spans[2 * i + 1]].decode("utf-8", "replace")
-        return None
+        at = self.plan.texts.get(name)
+        if at is None:
+            return None
+        return self.data[self.spans[at] + 4 : self.spans[at + 1]].decode("utf-8", "replace")
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays()[name]

@@ -15,13 +15,13 @@ from easnb.streaming import Reader
 from easnb.tensors import encode_tensor
 
 
-def token(text: bytes, final: bool = False, numbers: Any = None, shape: list[int] | None = None) -> bytes:
+def token(text: bytes, final: bool = False, numbers: Any = None, shape: list[int] | None = None, finish: bytes = b"") -> bytes:
     """A ModelStreamInferResponse as Triton sends for one token (raw contents, the final flag)."""
     r = _proto.ModelInferResponse(model_name="gen", model_version="1", id="req-7")
     set_parameters(r.parameters, {"triton_final_response": final})
     buffers = []
     values = {"text_output": np.array([text] * int(np.prod(shape or [1])), dtype=object).reshape(shape or [1]),
-              "finish_reason": np.array([b""], dtype=object)}
+              "finish_reason": np.array([finish], dtype=object)}
     if numbers is not None:
         values["num_output_tokens"] = numbers
     for name, value in values.items():
@@ -138,3 +138,28 @@ def test_a_token_s_arrays_are_made_when_first_asked_for_and_behave_as_a_dict(cop
     full, _, _ = Reader("triton", "gen", copy, False).read(token(b" tok", numbers=np.array([[2.5, 3]], np.float16)))
     assert full is not None and type(full.outputs) is dict
     assert result.to_frame().equals(full.to_frame()) and repr(result) == repr(full)
+
+
+@pytest.mark.parametrize("numbers", [None, np.array([2], np.int32)])
+def test_generate_reads_the_same_text_from_a_layout_as_from_arrays(numbers: Any) -> None:
+    """conn.generate reads a learned layout's tokens straight from the bytes: the same pieces, finish reason and
+    count as from the fully decoded results, through a change of layout (a two-element text) and back."""
+    from easnb.generate import Generation
+
+    replies = [token(b" a", numbers=numbers), token(b" b", numbers=numbers), token(b"", numbers=numbers),
+               token(b" c", numbers=numbers, shape=[2]), token("\u00e9".encode(), numbers=numbers),
+               token(b"\xff.", numbers=numbers, finish=b"stop"), token(b"", numbers=numbers)]
+
+    def generation(results: list[Any]) -> Generation:
+        g = Generation(iter(results))
+        assert list(g) == [" a", " b", "", " c c", "\u00e9", "\ufffd.", ""]
+        return g
+
+    reader = learned(token(b" first", numbers=numbers), True)
+    fast = [reader.read(data)[0] for data in replies]
+    assert [type(r.outputs).__name__ for r in fast][:3] == ["StreamOutputs"] * 3  # read from the learned layout
+    slow = [Reader("triton", "gen", False, True).read(data)[0] for data in replies]  # nothing learned: arrays made
+    assert {type(r.outputs) for r in slow} == {dict}
+    for g in (generation(fast), generation(slow)):
+        assert g.text == " a b c c\u00e9\ufffd." and g.finish_reason == "stop"
+        assert g.tokens == (14 if numbers is not None else 5)
