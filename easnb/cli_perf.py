@@ -103,8 +103,11 @@ def load(args: argparse.Namespace, connection: Callable[[argparse.Namespace], An
 
 
 def _status(report: Any) -> int:
-    """0 for a sweep that ran every level; 1 when it stopped early (the error rate, a closed connection); 130 on Ctrl-C."""
-    return 130 if report.interrupted else 1 if report.stopped else 0
+    """0 for a sweep that ran every level; 1 when it stopped early (the error rate, a closed connection) or a
+    level had no success at all; 130 on Ctrl-C."""
+    from .loadreport import dead_levels
+
+    return 130 if report.interrupted else 1 if report.stopped or dead_levels(report) else 0
 
 
 def show(text: str) -> None:

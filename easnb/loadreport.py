@@ -201,6 +201,11 @@ def error_notes(report: LoadReport) -> list[str]:
     return notes
 
 
+def dead_levels(report: LoadReport) -> list[Level]:
+    """The levels where no request succeeded (nothing was measured there)."""
+    return [lv for lv in report.levels if lv.requests <= sum(lv.errors.values())]
+
+
 def outcome(report: LoadReport) -> str:
     """The sweep's status in a line, as History shows it: ``"OK"`` when every request succeeded;
     ``"failed: ..."`` when some level had no success at all; ``"partly failed: ..."`` when requests failed
@@ -210,7 +215,7 @@ def outcome(report: LoadReport) -> str:
         failed.update(lv.errors)
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(failed.items()))
     requests, errors = sum(lv.requests for lv in report.levels), sum(failed.values())
-    dead = [f"{lv.level:g}" for lv in report.levels if lv.requests <= sum(lv.errors.values())]
+    dead = [f"{lv.level:g}" for lv in dead_levels(report)]
     if dead:
         words = f"failed: no request succeeded at {report.mode} {', '.join(dead)}" + (f" ({kinds})" if kinds else "")
     elif errors:

@@ -125,7 +125,13 @@ class Settings:
     # -- channels ----------------------------------------------------------------------
 
     def open_channel(self) -> grpc.Channel:
-        """A new sync channel, its sync interceptors applied (nothing connects until the first call)."""
+        """A new sync channel, its sync interceptors applied (nothing connects until the first call).
+
+        Not used, though faster (measured ~45 us less client CPU a streamed token): grpcio's
+        ``SingleThreadedUnaryStream`` option. Such a call's events are consumed only by the thread that
+        iterates it, and after a ``cancel()`` (``break``, Stop, Ctrl-C, an idle limit) nothing public
+        consumes the rest: the call, and the connection under it, stay open even after ``close()`` and
+        garbage collection (grpcio 1.85, measured by counting the process's sockets)."""
         credentials = self.credentials()
         target = self.endpoint.target
         if credentials is None:

@@ -183,6 +183,9 @@ def test_the_command_line_says_nothing_was_measured(liar: tuple[str, Liar]) -> N
     assert kept.returncode == 1 and report["levels"][0]["errors_by_code"].startswith("UNREADABLE_REPLY ")
     assert "not a valid ModelInferResponse" in report["levels"][0]["error_messages"][UNREADABLE] and report["notes"]
     assert streamed.returncode == 1 and "UNREADABLE_REPLY" in streamed.stdout, streamed
+    few = run("load", endpoint, "iris", "--rate", "10", "--seconds", "0.4", "--warmup", "0",
+              "--inputs", json.dumps({"features": [[5.1, 3.5, 1.4, 0.2]]}), token="")
+    assert "stopped" not in few.stdout and few.returncode == 1, few  # too few answers to stop on, yet nothing measured
 
 
 def test_the_load_tab_says_nothing_was_measured(liar: tuple[str, Liar]) -> None:
