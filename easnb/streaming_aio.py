@@ -89,14 +89,17 @@ class AsyncStream:
             self._timer = None
 
     async def _iterate(self) -> AsyncIterator[InferResult]:
-        # per response, only what must be done: the read awaited here (not through a helper coroutine), names local
-        read, arrivals, clock = self._call.read, self.arrivals, time.perf_counter
+        # per response, only what must be done: the read awaited here (not through a helper coroutine), names local.
+        # The call's own iterator, not call.read(): ~5 us less a response (its checks are made once, at the end)
+        read, arrivals, clock = self._call.__aiter__().__anext__, self.arrivals, time.perf_counter
         status = "OK"
         try:
             self._watch()
             while not self.finished:
                 try:
                     data = await read()
+                except StopAsyncIteration:  # the call ended OK
+                    data = _EOF
                 except (asyncio.CancelledError, grpc.RpcError) as exc:
                     data = self._read_failed(exc)
                 if data is _EOF:
