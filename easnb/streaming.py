@@ -82,7 +82,7 @@ class Reader:
         result = None if inner is None else self.plans.decode(inner, self.copy, self.bytes_as_str)
         if result is not None:
             final = result.parameters.get(FINAL) is True
-            return (result if result.outputs or not final else None), final, ""
+            return (result if not final or result.outputs else None), final, ""
         error, reply = decode_stream_response(data)
         result = self.small(bytes(reply))
         if not error:
