@@ -16,6 +16,7 @@ asked for (``StreamOutputs``): a token's cost on arrival is the byte checks, as 
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass, field
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -34,6 +35,8 @@ from .tensors import element_count
 PLANS = 4
 _RAW_TAG = wire.RAW_OUTPUT_FIELD << 3 | 2
 _new = object.__new__
+_new_dict = dict.__new__
+_update = dict.update
 _u32 = struct.Struct("<I").unpack_from
 _OBJECT = np.dtype(object)
 _NUMERIC = {d.name: d.dtype for d in DATATYPES.values() if d.name not in ("BYTES", "BF16")}
@@ -54,6 +57,10 @@ class StreamPlan:
     names: dict[str, str] = field(init=False, repr=False, compare=False)
     #: every output numeric or one BYTES element: ``decode`` checks it in full and its arrays are made when asked for
     simple: bool = field(init=False, repr=False, compare=False)
+    #: each output's name with None: a StreamOutputs before its arrays are made
+    unmade: dict[str, None] = field(init=False, repr=False, compare=False)
+    #: some output is numeric: its array is a view of the reply's bytes unless copied
+    views: bool = field(init=False, repr=False, compare=False)
 
     #: each one-element BYTES output's place in ``StreamOutputs.spans``
     texts: dict[str, int] = field(init=False, repr=False, compare=False)
@@ -61,6 +68,8 @@ class StreamPlan:
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", {"model_name": self.model_name, "model_version": self.model_version, "id": self.id})
         object.__setattr__(self, "texts", {o[0]: 2 * i for i, o in enumerate(self.outputs) if o[2] is None and o[4] == 1})
+        object.__setattr__(self, "unmade", dict.fromkeys(o[0] for o in self.outputs))
+        object.__setattr__(self, "views", any(o[2] is not None for o in self.outputs))
         object.__setattr__(self, "simple", all(dtype is not None or count == 1 for _, _, dtype, _, count in self.outputs))
 
     def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
@@ -96,8 +105,9 @@ class StreamPlan:
             return None
         outputs: Mapping[str, np.ndarray]
         if self.simple:
-            lazy = _new(StreamOutputs)
-            lazy.plan, lazy.data, lazy.spans, lazy.options, lazy.made = self, data, spans, (copy, bytes_as_str), None
+            lazy = _new_dict(StreamOutputs)
+            lazy.plan, lazy.data, lazy.spans, lazy.options, lazy.made = self, data, spans, (copy, bytes_as_str), False
+            _update(lazy, self.unmade)
             outputs = lazy
         else:
             try:
@@ -136,52 +146,87 @@ class StreamPlan:
         return arrays
 
 
-class StreamOutputs(Mapping[str, np.ndarray]):
-    """A streamed reply's outputs, read as a mapping of name to numpy array like any result's. The reply's
-    bytes were checked against its layout on arrival; the arrays are made the first time one is asked for,
-    so a token nobody looks at (``conn.generate`` reads its text straight from the bytes) costs no numpy work.
-    Pickled or copied, it is the plain dict it stands for."""
+class StreamOutputs(dict[str, np.ndarray]):
+    """A streamed reply's outputs: a ``dict`` of name to numpy array like any result's (``pandas.DataFrame(...)``,
+    ``json``, ``**``, ``|`` and changes all see the arrays). The reply's bytes were checked against its layout on
+    arrival; the arrays are made the first time anything reads the dict (once, whichever thread asks first), so a
+    token nobody looks at (``conn.generate`` reads its text straight from the bytes) costs no numpy work. Pickled
+    or copied, it is the plain dict it stands for. Until then the dict holds each name with None (so its length,
+    ``in`` and json's C encoder, which asks the length first, are right without making anything). Once the arrays
+    are made, the reply's bytes are let go unless an array is a view of them."""
 
     __slots__ = ("plan", "data", "spans", "options", "made")
     plan: StreamPlan
-    data: bytes
+    data: bytes | None  # None once the arrays are made and none of them is a view of it
     spans: list[int]  # each output's start and stop in ``data``, in turn
     options: tuple[bool, bool]  # copy, bytes_as_str
-    made: dict[str, np.ndarray] | None
+    made: bool
 
     def arrays(self) -> dict[str, np.ndarray]:
-        made = self.made
-        if made is None:  # two threads asking at once may both make them: the same values
-            made = self.made = self.plan.arrays(self.data, self.spans, *self.options)
-        return made
+        """The outputs, made now if they were not yet (the dict itself)."""
+        if not self.made:
+            with _MAKING:  # two threads asking at once get the same arrays
+                if not self.made:
+                    data = self.data
+                    assert data is not None
+                    dict.update(self, self.plan.arrays(data, self.spans, *self.options))
+                    self.made = True
+                    if self.options[0] or not self.plan.views:
+                        self.data = None
+        return self
 
     def text(self, name: str) -> str | None:
-        """Output ``name``'s one element as text, read from the reply's bytes; None unless it is one BYTES element."""
+        """Output ``name``'s one element as the reply's text; None unless it is one BYTES element."""
         at = self.plan.texts.get(name)
         if at is None:
             return None
-        return self.data[self.spans[at] + 4 : self.spans[at + 1]].decode("utf-8", "replace")
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.arrays()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.plan.datatypes)
-
-    def __len__(self) -> int:
-        return len(self.plan.outputs)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.plan.datatypes
+        data = self.data
+        if data is None:  # let go of once the arrays were made: read from them
+            array = dict.get(self, name)
+            if array is None or array.size != 1:
+                return None
+            value = array.item()
+            return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
+        return data[self.spans[at] + 4 : self.spans[at + 1]].decode("utf-8", "replace")
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self.arrays()[name] if name in self.plan.datatypes else default
+        return dict.get(self.arrays(), name, default) if dict.__contains__(self, name) else default
 
-    def __repr__(self) -> str:
-        return repr(self.arrays())
+    def __iter__(self) -> Iterator[str]:  # the names are there already; defined here, dict(...) and ** read through it
+        return dict.__iter__(self)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is StreamOutputs:
+            other.arrays()
+        return dict.__eq__(self.arrays(), other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return dict, (self.arrays(),)
+        return dict, (dict(self.arrays()),)
+
+    @classmethod
+    def fromkeys(cls, *args: Any) -> Any:
+        return dict.fromkeys(*args)
+
+
+def _made_first(name: str) -> Any:
+    method = getattr(dict, name)
+
+    def made_first(self: StreamOutputs, *args: Any, **kwargs: Any) -> Any:
+        return method(self.arrays(), *args, **kwargs)
+
+    made_first.__name__ = made_first.__qualname__ = name
+    return made_first
+
+
+# Every other way of reading a value or changing the dict makes the arrays first.
+for _name in ("__getitem__", "__repr__", "__or__", "__ror__", "__ior__", "values",
+              "items", "copy", "__setitem__", "__delitem__", "pop", "popitem", "setdefault", "update", "clear"):
+    setattr(StreamOutputs, _name, _made_first(_name))
+_MAKING = threading.Lock()
 
 
 def learn(data: bytes | memoryview, result: InferResult) -> StreamPlan | None:

@@ -121,10 +121,10 @@ def test_a_token_s_arrays_are_made_when_first_asked_for_and_behave_as_a_dict(cop
     result, _, _ = reader.read(token(b" tok", numbers=np.array([[2.5, 3]], np.float16)))
     assert result is not None
     outputs = result.outputs
-    assert type(outputs).__name__ == "StreamOutputs" and outputs.made is None  # type: ignore[attr-defined]
-    assert list(outputs) == ["text_output", "finish_reason", "num_output_tokens"] and len(outputs) == 3
+    assert type(outputs).__name__ == "StreamOutputs" and not outputs.made  # type: ignore[attr-defined]
+    assert list(outputs) == ["text_output", "finish_reason", "num_output_tokens"] and len(outputs) == 3 and list(outputs.keys()) == list(outputs)
     assert "text_output" in outputs and "nope" not in outputs and outputs.get("nope") is None
-    assert outputs.made is None  # type: ignore[attr-defined]  # asking what is there made nothing
+    assert not outputs.made  # type: ignore[attr-defined]  # asking what is there made nothing
     assert outputs.text("text_output") == " tok" and outputs.text("num_output_tokens") is None  # type: ignore[attr-defined]
     numbers = result["num_output_tokens"]
     assert numbers.tolist() == [[2.5, 3]] and numbers.flags.writeable == copy and result["num_output_tokens"] is numbers
