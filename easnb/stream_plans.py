@@ -162,6 +162,9 @@ class StreamOutputs(dict[str, np.ndarray]):
     options: tuple[bool, bool]  # copy, bytes_as_str
     made: bool
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type(outputs)(...), as dataclasses.asdict calls it: a dict
+        return dict(*args, **kwargs)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The outputs, made now if they were not yet (the dict itself)."""
         if not self.made:

@@ -76,6 +76,7 @@ USES = {
     "popitem": lambda o: (o.popitem()[0], len(o)),
     "|=": lambda o: (o.__ior__({"y": 0}), list(o))[1],
     "fromkeys": lambda o: type(o).fromkeys(["a"], 0),
+    "type(outputs)(...)": lambda o: type(o)(o, extra=1),  # was: a StreamOutputs with nothing set (AttributeError)
 }
 
 
@@ -84,6 +85,15 @@ def test_a_token_s_outputs_behave_as_the_full_decode_s_dict(use: str) -> None:
     lazy, full = pair()
     assert same(outcome(USES[use], lazy.outputs), outcome(USES[use], full.outputs))
     assert use in ("set and read", "pop", "setdefault", "clear", "del", "popitem", "|=") or lazy.to_json() == full.to_json()
+
+
+def test_the_results_dataclass_helpers_see_the_arrays() -> None:
+    """dataclasses.asdict makes each dict field with type(field)(...) (was: AttributeError on a token's outputs)."""
+    import dataclasses
+
+    lazy, full = pair()
+    assert repr(dataclasses.asdict(lazy)) == repr(dataclasses.asdict(full))
+    assert repr(dataclasses.replace(lazy, id="x").outputs) == repr(full.outputs)
 
 
 def test_two_threads_asking_at_once_get_the_same_arrays() -> None:
