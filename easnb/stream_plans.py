@@ -59,6 +59,8 @@ class StreamPlan:
     simple: bool = field(init=False, repr=False, compare=False)
     #: each output's name with None: a StreamOutputs before its arrays are made
     unmade: dict[str, None] = field(init=False, repr=False, compare=False)
+    #: held while a StreamOutputs of this layout makes its arrays (two threads asking at once get the same ones)
+    making: Any = field(init=False, repr=False, compare=False)
     #: some output is numeric: its array is a view of the reply's bytes unless copied
     views: bool = field(init=False, repr=False, compare=False)
 
@@ -68,6 +70,7 @@ class StreamPlan:
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", {"model_name": self.model_name, "model_version": self.model_version, "id": self.id})
         object.__setattr__(self, "texts", {o[0]: 2 * i for i, o in enumerate(self.outputs) if o[2] is None and o[4] == 1})
+        object.__setattr__(self, "making", threading.Lock())
         object.__setattr__(self, "unmade", dict.fromkeys(o[0] for o in self.outputs))
         object.__setattr__(self, "views", any(o[2] is not None for o in self.outputs))
         object.__setattr__(self, "simple", all(dtype is not None or count == 1 for _, _, dtype, _, count in self.outputs))
@@ -168,7 +171,7 @@ class StreamOutputs(dict[str, np.ndarray]):
     def arrays(self) -> dict[str, np.ndarray]:
         """The outputs, made now if they were not yet (the dict itself)."""
         if not self.made:
-            with _MAKING:  # two threads asking at once get the same arrays
+            with self.plan.making:  # two threads asking at once get the same arrays
                 if not self.made:
                     data = self.data
                     assert data is not None
@@ -229,7 +232,6 @@ def _made_first(name: str) -> Any:
 for _name in ("__getitem__", "__repr__", "__or__", "__ror__", "__ior__", "values",
               "items", "copy", "__setitem__", "__delitem__", "pop", "popitem", "setdefault", "update", "clear"):
     setattr(StreamOutputs, _name, _made_first(_name))
-_MAKING = threading.Lock()
 
 
 def learn(data: bytes | memoryview, result: InferResult) -> StreamPlan | None:
