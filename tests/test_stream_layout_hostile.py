@@ -151,6 +151,13 @@ def test_a_changing_or_lying_layout_reads_as_a_fresh_decode_of_each_reply(name: 
                 assert (seen(got), caught) == (seen(expected), error)
                 assert type(got[1].outputs).__name__ == "StreamOutputs"  # the learned layout was used
                 assert seen(stream.responses) == seen(expected)
+            with conn.open_stream("m", flavour="triton", bytes_as_str=True) as shared:  # the shared stream's reader too
+                mine = shared.submit(INPUTS, request_id="req", between_responses_timeout=10)
+                try:
+                    outcome: Any = seen(mine.collect()), None
+                except easnb.EasnbError as exc:
+                    outcome = seen(list(exc.received)), type(exc)  # type: ignore[attr-defined]
+                assert outcome == (seen(expected), error)
             live = generated(conn.stream("m", INPUTS, flavour="triton", bytes_as_str=True, between_responses_timeout=10))
             assert live == generated(replay(*eager(frames, True)))
 
