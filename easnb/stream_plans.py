@@ -213,6 +213,9 @@ class StreamOutputs(dict[str, np.ndarray]):
     def __reduce__(self) -> tuple[Any, ...]:
         return dict, (dict(self.arrays()),)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython shows it as the dict it stands for
+        printer.pretty(dict(self.arrays()))
+
     @classmethod
     def fromkeys(cls, *args: Any) -> Any:
         return dict.fromkeys(*args)

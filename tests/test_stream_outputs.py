@@ -76,7 +76,8 @@ USES = {
     "popitem": lambda o: (o.popitem()[0], len(o)),
     "|=": lambda o: (o.__ior__({"y": 0}), list(o))[1],
     "fromkeys": lambda o: type(o).fromkeys(["a"], 0),
-    "type(outputs)(...)": lambda o: type(o)(o, extra=1),  # was: a StreamOutputs with nothing set (AttributeError)
+    "type(outputs)(...)": lambda o: type(o)(o, extra=1),
+    "IPython display": lambda o: __import__("IPython.lib.pretty").lib.pretty.pretty(o, max_width=40),  # was: one line  # was: a StreamOutputs with nothing set (AttributeError)
 }
 
 
