@@ -38,6 +38,7 @@ _new = object.__new__
 _new_dict = dict.__new__
 _update = dict.update
 _u32 = struct.Struct("<I").unpack_from
+ONE_TEXT, TEXTS = -1, -2  # StreamPlan.sizes for a one-element BYTES output and for one of several elements
 _OBJECT = np.dtype(object)
 _NUMERIC = {d.name: d.dtype for d in DATATYPES.values() if d.name not in ("BYTES", "BF16")}
 
@@ -67,7 +68,12 @@ class StreamPlan:
     #: each one-element BYTES output's place in ``StreamOutputs.spans``
     texts: dict[str, int] = field(init=False, repr=False, compare=False)
 
+    #: per output, what ``decode`` checks: a numeric output's byte count, ``ONE_TEXT``, or ``TEXTS`` (several BYTES elements)
+    sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", tuple(
+            count * dtype.itemsize if dtype is not None else ONE_TEXT if count == 1 else TEXTS for _, _, dtype, _, count in self.outputs))
         object.__setattr__(self, "names", {"model_name": self.model_name, "model_version": self.model_version, "id": self.id})
         object.__setattr__(self, "texts", {o[0]: 2 * i for i, o in enumerate(self.outputs) if o[2] is None and o[4] == 1})
         object.__setattr__(self, "making", threading.Lock())
@@ -75,19 +81,20 @@ class StreamPlan:
         object.__setattr__(self, "views", any(o[2] is not None for o in self.outputs))
         object.__setattr__(self, "simple", all(dtype is not None or count == 1 for _, _, dtype, _, count in self.outputs))
 
-    def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
-        """The result, or None when ``data`` does not have this layout (the caller decodes it in full).
+    def decode(self, data: bytes, start: int, copy: bool, bytes_as_str: bool) -> InferResult | None:
+        """The result of the reply in ``data`` from ``start`` on, or None when it does not have this layout (the
+        caller decodes it in full).
 
         The bytes are checked here, on arrival; the arrays are made when first asked for (``StreamOutputs``),
         unless an output is BYTES of several elements, whose length prefixes are walked (and the arrays
         made) now."""
         head = self.head
-        if not data.startswith(head):
+        if not data.startswith(head, start):
             return None
-        pos, end = len(head), len(data)
+        pos, end = start + len(head), len(data)
         spans: list[int] = []
-        for _, _, dtype, _, count in self.outputs:
-            if pos + 1 >= end or data[pos] != _RAW_TAG:
+        for need in self.sizes:  # a byte past the end raises IndexError: not this layout (Plans.decode)
+            if data[pos] != _RAW_TAG:
                 return None
             length = data[pos + 1]
             if length < 0x80:  # a one-byte length, as a token's is
@@ -97,12 +104,13 @@ class StreamPlan:
             stop = pos + length
             if length < 0 or stop > end:
                 return None
-            if dtype is not None:
-                if length != count * dtype.itemsize:
+            if need >= 0:  # numeric: exactly its bytes
+                if length != need:
                     return None
-            elif count == 1 and (length < 4 or _u32(data, pos)[0] != length - 4):  # the usual token: one prefix, that many bytes
+            elif need == ONE_TEXT and (length < 4 or _u32(data, pos)[0] != length - 4):  # one prefix, that many bytes
                 return None
-            spans += (pos, stop)
+            spans.append(pos)
+            spans.append(stop)
             pos = stop
         if pos != end:
             return None
@@ -279,10 +287,10 @@ class Plans:
         self.known: list[StreamPlan] = []
         self.misses = 0
 
-    def decode(self, data: bytes, copy: bool, bytes_as_str: bool) -> InferResult | None:
+    def decode(self, data: bytes, start: int, copy: bool, bytes_as_str: bool) -> InferResult | None:
         for plan in self.known:
             try:
-                result = plan.decode(data, copy, bytes_as_str)
+                result = plan.decode(data, start, copy, bytes_as_str)
             except IndexError:  # a varint running off the end: not this layout
                 continue
             if result is not None:
@@ -297,15 +305,26 @@ class Plans:
                 self.known.append(plan)
 
 
+def inner_start(data: bytes) -> int:
+    """Where the ModelInferResponse inside a ModelStreamInferResponse that holds nothing else starts, or -1."""
+    end = len(data)
+    if end < 2 or data[0] != 0x12:
+        return -1
+    length = data[1]
+    if length < 0x80:  # a token's reply: a one-byte length
+        pos = 2
+    else:
+        try:
+            length, pos = _varint(data, 1)
+        except IndexError:
+            return -1
+    return pos if pos + length == end else -1
+
+
 def inner_reply(data: bytes) -> bytes | None:
     """The ModelInferResponse inside a ModelStreamInferResponse that holds nothing else, or None."""
-    if len(data) < 2 or data[0] != 0x12:
-        return None
-    try:
-        length, pos = _varint(data, 1)
-    except IndexError:
-        return None
-    return data[pos:] if pos + length == len(data) else None
+    start = inner_start(data)
+    return None if start < 0 else data[start:]
 
 
 def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:

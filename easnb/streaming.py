@@ -38,7 +38,7 @@ from .parameters import to_python
 from .tensors import decode_tensor
 from .redaction import redact
 from .results import InferResult
-from .stream_plans import Plans, inner_reply
+from .stream_plans import Plans, inner_start
 from .stream_wire import ENABLE_EMPTY_FINAL, FINAL, decode_stream_response
 
 PATH = method_path(V2_SERVICE, "ModelStreamInfer")
@@ -78,8 +78,8 @@ class Reader:
         """``(result or None for a flags-only response, final, error message)``."""
         if self.flavour == "mlserver":
             return not_triton(decode_response(data, copy=self.copy, bytes_as_str=self.bytes_as_str)), False, ""
-        inner = inner_reply(data)  # the usual reply: no error message, a layout seen before
-        result = None if inner is None else self.plans.decode(inner, self.copy, self.bytes_as_str)
+        start = inner_start(data)  # the usual reply: no error message, a layout seen before
+        result = None if start < 0 else self.plans.decode(data, start, self.copy, self.bytes_as_str)
         if result is not None:
             final = result.parameters.get(FINAL) is True
             return (result if not final or result.outputs else None), final, ""

@@ -9,7 +9,7 @@ import pytest
 
 from easnb import _proto
 from easnb.parameters import set_parameters
-from easnb.stream_plans import Plans, inner_reply
+from easnb.stream_plans import Plans, inner_reply, inner_start
 from easnb.stream_wire import encode_stream_response
 from easnb.streaming import Reader
 from easnb.tensors import encode_tensor
@@ -57,8 +57,9 @@ def test_a_reply_read_from_its_layout_equals_the_full_decode(as_str: bool, numbe
     reader = learned(token(b" first", numbers=numbers), as_str)
     for text in (b" next", b"", "\u00e9t\u00e9".encode(), b"\xff not utf-8", b"x" * 300):
         data = token(text, numbers=numbers)
-        inner = inner_reply(data)
-        assert inner is not None and reader.plans.decode(inner, False, as_str) is not None  # the layout was used
+        start = inner_start(data)
+        assert start > 0 and reader.plans.decode(data, start, False, as_str) is not None  # the layout was used
+        assert inner_reply(data) == data[start:]
         assert outcome(reader, data) == outcome(Reader("triton", "gen", False, as_str), data)
     result, _, _ = reader.read(token(b" tok", numbers=numbers))
     assert result is not None and result["text_output"].tolist() == [" tok" if as_str else b" tok"]
