@@ -107,8 +107,8 @@ def probability_bars(name: str, array: Any, max_rows: int = 5, labels: Sequence[
     )
 
 
-def latency_html(latencies_ms: Sequence[float]) -> Markup:
-    """p50 / p90 / p99 and a small SVG histogram of the session's latencies."""
+def latency_html(latencies_ms: Sequence[float], kind: str = "") -> Markup:
+    """p50 / p90 / p99 and a small SVG histogram of the session's latencies (of ``kind``'s calls, if named)."""
     import numpy as np
 
     if not latencies_ms:
@@ -124,20 +124,20 @@ def latency_html(latencies_ms: Sequence[float]) -> Markup:
     )
     svg = html("<svg class='easnb-histogram' width='{}' height='30'>{}</svg>", len(counts) * width, bars)
     return html(
-        "<div class='easnb-latency'><small>{} call{} · p50 {:.1f} ms · p90 {:.1f} ms · p99 {:.1f} ms</small><br>{}</div>",
-        len(values), "" if len(values) == 1 else "s", p50, p90, p99, svg,
+        "<div class='easnb-latency'><small>{}{} call{} · p50 {:.1f} ms · p90 {:.1f} ms · p99 {:.1f} ms</small><br>{}</div>",
+        f"{kind}: " if kind else "", len(values), "" if len(values) == 1 else "s", p50, p90, p99, svg,
     )
 
 
 def history_html(history: Any) -> Markup:
     """The session's calls (an ``easnb.history.History``) as a table, with latency percentiles and a histogram."""
     frame = history.to_frame()
-    latencies = [c.latency_ms for c in history.calls if c.status == "OK"]
     if not len(frame):
         return Markup("<i>No calls yet.</i>")
     frame["latency_ms"] = [f"{c.latency_ms:.1f}" for c in history.calls[: len(frame)]]  # as the Infer tab shows it
     note = html("<div><small>latency_ms of each call: {}, measured once (its tab shows the same)</small></div>", LATENCY_MEANS)
-    return frame_html(frame.iloc[::-1], max_rows=50) + note + latency_html(latencies)
+    by_kind = join(latency_html(history.latencies(kind), kind) for kind in history.kinds())  # one distribution a kind
+    return frame_html(frame.iloc[::-1], max_rows=50) + note + by_kind
 
 
 def frame_html(frame: Any, max_rows: int = MAX_ROWS, float_format: Any = None) -> Markup:

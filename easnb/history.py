@@ -10,6 +10,7 @@ Copied code never holds the token: it reads ``$EASNB_TOKEN`` (shell) or
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 FLAVOURS = ("easnb", "tritonclient", "grpcurl")
+#: kinds of History entries that are whole sweeps, seconds long with their own percentiles: not in History's
+SWEEPS = ("load", "compare")
 LATENCY_MEANS = display.LATENCY_MEANS  # what a call's latency_ms covers
 
 
@@ -97,13 +100,29 @@ class History:
         ]
         return pd.DataFrame(rows, columns=["time", "kind", "target", "call", "inputs", "status", "latency_ms"])
 
-    def percentiles(self) -> dict[str, float]:
-        """p50, p90 and p99 latency (ms) of the calls that succeeded."""
-        latencies = [c.latency_ms for c in self.calls if c.status == "OK"]
+    def latencies(self, kind: str) -> list[float]:
+        """The latencies (ms) of the calls of ``kind`` (``"infer"``, ``"generate"``, ...) that succeeded."""
+        return [c.latency_ms for c in self.calls if c.status == "OK" and c.kind == kind]
+
+    def percentiles(self, kind: str | None = None) -> dict[str, float]:
+        """p50, p90 and p99 latency (ms) of the calls of ``kind`` that succeeded (a generation's seconds and an
+        infer's milliseconds are not one distribution); by default of the kind made most but the sweeps (load and
+        compare runs, seconds long, with percentiles of their own)."""
+        if kind is None:
+            kinds = self.kinds()
+            if not kinds:
+                return {}
+            kind = kinds[0]
+        latencies = self.latencies(kind)
         if not latencies:
             return {}
         p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
         return {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+    def kinds(self) -> list[str]:
+        """The kinds of the calls that succeeded, most made first, but the sweeps (``SWEEPS``)."""
+        made = Counter(c.kind for c in self.calls if c.status == "OK" and c.kind not in SWEEPS)
+        return [kind for kind, _ in made.most_common()]
 
     def _repr_html_(self) -> str:
         return display.history_html(self)

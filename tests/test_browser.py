@@ -292,6 +292,8 @@ def test_workbench_in_jupyterlab(lab: tuple[str, Path], demo: DemoServer, tmp_pa
         figure = latency.split()[1]  # the Infer tab's figure for the last iris call is History's too
         expect(page.locator("table.dataframe:visible tbody tr").nth(1).locator("td").last).to_have_text(figure)
         assert page.locator("table.dataframe:visible tbody tr").count() == 4  # the Model tab's call is there too
+        for line in ("infer: 2 calls", "service: 1 call ·"):  # latency percentiles a kind, not one mixed distribution
+            expect(page.locator(".easnb-latency:visible", has_text=line)).to_be_visible()
         entry.select_option(label=iris[0])
         expect(code).to_have_value(re.compile(r"conn\.infer\(['\"]iris['\"]"))
         shot(bench, "workbench-5-history")

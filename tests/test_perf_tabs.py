@@ -117,3 +117,24 @@ def test_load_tab_a_model_that_fails_is_not_ok_in_history(conn: easnb.Connection
     tab.picker.kind.value, tab.picker.prompt.value = "Prompt (streaming model)", "please fail"  # the demo's textgen fails
     tab.start(wait=True)
     assert "failed on purpose" in tab.output.value and history[-1].status == "StreamError", history[-1].status
+
+
+def test_history_percentiles_are_per_kind_and_leave_sweeps_out(conn: easnb.Connection) -> None:
+    """A generation's seconds and an infer's milliseconds are not one distribution: History's percentiles are a
+    kind's (by default the kind made most, never a sweep), one line a kind in its HTML, none for load and compare."""
+    history = History()
+    row = {"features": np.ones((1, 4), np.float32)}
+    for _ in range(3):
+        history.record(conn, "infer", "iris", "", {"model": "iris"}, lambda: conn.infer("iris", row))
+    history.record(conn, "generate", "textgen", "", {"model": "textgen"},
+                   lambda: conn.generate("textgen", "one two three four five six", max_tokens=6).finish())
+    tab = LoadTab(conn, history=history)
+    tab.model_field.value, tab.levels.value, tab.seconds.value, tab.warmup.value = "iris", "1", 0.3, 0.0
+    tab.start(wait=True)
+    assert [c.kind for c in history] == ["infer"] * 3 + ["generate", "load"] and history[-1].status == "OK"
+    assert history.kinds() == ["infer", "generate"]
+    infer, generate = history.latencies("infer"), history.latencies("generate")
+    assert history.percentiles()["p50"] == pytest.approx(float(np.percentile(infer, 50)))
+    assert history.percentiles("generate")["p99"] == pytest.approx(generate[0]) and history.percentiles("nope") == {}
+    page = history._repr_html_()
+    assert "infer: 3 calls" in page and "generate: 1 call ·" in page and "load:" not in page
