@@ -209,7 +209,8 @@ def dead_levels(report: LoadReport) -> list[Level]:
 def outcome(report: LoadReport) -> str:
     """The sweep's status in a line, as History shows it: ``"OK"`` when every request succeeded;
     ``"failed: ..."`` when some level had no success at all; ``"partly failed: ..."`` when requests failed
-    but every level had successes (each with the error counts by kind); the sweep's early stop, if any."""
+    but every level had successes (each with the error counts by kind); the sweep's early stop (or the
+    user's Stop), if any."""
     failed: Counter[str] = Counter()
     for lv in report.levels:
         failed.update(lv.errors)
@@ -221,8 +222,11 @@ def outcome(report: LoadReport) -> str:
     elif errors:
         words = f"partly failed: {errors} of {requests} requests failed ({kinds})"
     else:
-        return report.stopped or "OK"
-    return f"{words}; {report.stopped}" if report.stopped else words
+        words = "OK"
+    stop = "stopped by the user: the levels that finished are shown" if report.interrupted else report.stopped
+    if not stop:
+        return words
+    return stop if words == "OK" else f"{words}; {stop}"
 
 
 def _kind(kind: str, count: int, message: str) -> str:

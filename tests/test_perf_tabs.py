@@ -53,6 +53,7 @@ def test_load_tab_stop_keeps_finished_levels(conn: easnb.Connection) -> None:
     tab.stop()
     tab.wait(30)
     assert tab.report is not None and tab.report.interrupted and 1 <= len(tab.report.levels) < 3
+    assert tab.history[-1].status == "stopped by the user: the levels that finished are shown"  # not "OK"
 
 
 def test_load_tab_errors_are_shown(conn: easnb.Connection) -> None:
