@@ -72,7 +72,7 @@ class QueuedStream(Stream):
         return (None if limit is None else since + limit), name
 
     def timed_out(self, name: str) -> DeadlineError:
-        self._dispatch.forget(self.request_id)
+        self._dispatch.abandon(self.request_id)
         limit = self.between_responses_timeout if name.startswith("between") else self.first_response_timeout
         return DeadlineError(
             f"{self.model} sent no response within {name}={limit:g} s (request id {self.request_id!r}).",
@@ -93,7 +93,7 @@ class QueuedStream(Stream):
 
     def _cancel_call(self) -> None:
         # Triton has no per-request cancel on a shared stream: stop listening, and end the call if nothing else is in it
-        self._dispatch.forget(self.request_id)
+        self._dispatch.abandon(self.request_id)
         self._dispatch.deliver(self, END)
         self._dispatch.retire()
 
@@ -105,6 +105,8 @@ class Dispatch(IdleWatch):
         # weakly: a request its caller dropped unread is not waited for, nor keeps its OpenStream alive
         self.waiting: dict[str, weakref.ref[QueuedStream]] = {}
         self.in_flight: set[str] = set()  # ids sent and not yet over (dropped or not): not to be sent again
+        # ids cancelled or timed out before their final reply: the server may still answer them, so not reused yet
+        self.abandoned: set[str] = set()
         # an inbox filled, the turn freed, the call ended. Reentrant: the garbage collector may close an abandoned
         # request's loop (its cancel takes this lock) in a thread that holds it
         self.changed = threading.Condition(threading.RLock())
@@ -177,6 +179,7 @@ class Dispatch(IdleWatch):
                     other = None if ref is None else ref()
                     if final or error:
                         self.in_flight.discard(request_id)
+                        self.abandoned.discard(request_id)
                         self.waiting.pop(request_id, None)
                     if other is not None:
                         other.inbox.append((data, arrived))
@@ -220,6 +223,7 @@ class Dispatch(IdleWatch):
             waiting = [s for s in (ref() for ref in list(self.waiting.values())) if s is not None]
             self.waiting.clear()
             self.in_flight.clear()
+            self.abandoned.clear()
             for other in waiting:
                 if self.closed:  # close() cut these requests short: they end cancelled, not finished
                     other.cancelled = True
@@ -249,13 +253,28 @@ class Dispatch(IdleWatch):
                 return  # Triton cancels a stream, not a request: the others' replies keep coming
             call, requests = self.call, self.requests
             self.call, self.requests = None, queue.SimpleQueue()
+            self.abandoned.clear()  # the next call is a new one: no reply of the old can reach it
         requests.put(END)  # ends gRPC's thread that sends the requests
         call.cancel()
 
     def forget(self, request_id: str) -> None:
+        """``request_id`` is over (its final reply, or an error)."""
         with self.changed:
             self.waiting.pop(request_id, None)
             self.in_flight.discard(request_id)
+
+    def taken(self, request_id: str) -> bool:
+        """Whether ``request_id`` may not be sent now: in flight, or abandoned before its final reply."""
+        return request_id in self.in_flight or request_id in self.abandoned
+
+    def abandon(self, request_id: str) -> None:
+        """``request_id`` was cancelled or timed out: its replies are dropped from now on, and its id is not
+        sent again on this call until its final reply comes (the server may still be answering it)."""
+        with self.changed:
+            self.waiting.pop(request_id, None)
+            if request_id in self.in_flight:
+                self.in_flight.discard(request_id)
+                self.abandoned.add(request_id)
 
     def shut(self) -> None:
         """End the call (the server sees it cancelled); also when the stream is dropped."""
@@ -301,7 +320,7 @@ class OpenStream:
                 "first_response_timeout= and between_responses_timeout=.")
         merged = {**self.options, **options}
         made = not request_id
-        while made and (not request_id or request_id in self._dispatch.in_flight):
+        while made and (not request_id or self._dispatch.taken(request_id)):
             request_id = f"easnb-{next(self._ids)}"  # one of its own, never one the caller gave that is in flight
         shared_parameters = merged.pop("parameters", None)
         parameters = shared_parameters if parameters is None else parameters
@@ -324,6 +343,10 @@ class OpenStream:
             if request_id in dispatch.in_flight:
                 raise EasnbError(f"Request id {request_id!r} is already in flight on this stream.",
                                  hint="Give each request its own id, or leave request_id empty for one to be made.")
+            if request_id in dispatch.abandoned:  # its late replies would be taken for the new request's
+                raise EasnbError(f"Request id {request_id!r} was cancelled or timed out, and the server may still be "
+                                 "answering it on this stream.",
+                                 hint="Give this request another id, or leave request_id empty for one to be made.")
             if dispatch.closed:
                 raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
             if dispatch.failure is not None:

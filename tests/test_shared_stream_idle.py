@@ -110,3 +110,25 @@ def test_a_stream_silent_past_every_waiting_limit_is_ended() -> None:
                 shared.submit(INPUTS).collect()
     finally:
         server.stop(None)
+
+
+def test_an_id_cancelled_before_its_final_reply_is_not_reused_until_that_reply_comes() -> None:
+    """Reusing a cancelled request's id at once would hand the old request's late replies to the new one."""
+    server, endpoint = serve({"slow": 0.5, "keep": 1.2})
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            keep = shared.submit(INPUTS, request_id="keep")  # in flight: the cancel below cannot end the call
+            slow = shared.submit(INPUTS, request_id="slow")
+            slow.cancel()
+            with pytest.raises(easnb.EasnbError, match="'slow' was cancelled or timed out") as refused:
+                shared.submit(INPUTS, request_id="slow")
+            assert "another id" in refused.value.hint
+            made = shared.submit(INPUTS)  # an id of its own is never the abandoned one
+            assert made.request_id not in ("slow", "keep")
+            made.cancel()
+            assert [r["text_output"][0] for r in keep] == [b"done"]  # while read, slow's late final reply came (0.5 s)
+            again = shared.submit(INPUTS, request_id="slow")  # its final reply came: the id is free again
+            started = time.monotonic()
+            assert [r["text_output"][0] for r in again] == [b"done"] and time.monotonic() - started > 0.3  # its own
+    finally:
+        server.stop(None)
