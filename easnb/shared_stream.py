@@ -258,10 +258,16 @@ class Dispatch(IdleWatch):
         call.cancel()
 
     def forget(self, request_id: str) -> None:
-        """``request_id`` is over (its final reply, or an error)."""
+        """``request_id`` is over (its final reply, or an error). A cancel racing that reply may have marked it
+        abandoned: it is not, its final reply came. Once nothing is in flight but abandoned requests, the call
+        ends (the server stops answering them, and their ids are free on the next call)."""
         with self.changed:
             self.waiting.pop(request_id, None)
             self.in_flight.discard(request_id)
+            self.abandoned.discard(request_id)
+            idle = not self.in_flight and bool(self.abandoned)
+        if idle:
+            self.retire()
 
     def taken(self, request_id: str) -> bool:
         """Whether ``request_id`` may not be sent now: in flight, or abandoned before its final reply."""
@@ -346,7 +352,8 @@ class OpenStream:
             if request_id in dispatch.abandoned:  # its late replies would be taken for the new request's
                 raise EasnbError(f"Request id {request_id!r} was cancelled or timed out, and the server may still be "
                                  "answering it on this stream.",
-                                 hint="Give this request another id, or leave request_id empty for one to be made.")
+                                 hint="Give this request another id, or leave request_id empty for one to be made; "
+                                 "the id is free again once its final reply comes, or on another stream.")
             if dispatch.closed:
                 raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
             if dispatch.failure is not None:

@@ -132,3 +132,52 @@ def test_an_id_cancelled_before_its_final_reply_is_not_reused_until_that_reply_c
             assert [r["text_output"][0] for r in again] == [b"done"] and time.monotonic() - started > 0.3  # its own
     finally:
         server.stop(None)
+
+
+def test_a_cancel_racing_the_turn_holders_own_final_reply_leaves_its_id_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller holding the turn reads its request's final reply while another thread cancels that request
+    (marking it abandoned): the reply came, so the id is free again (was: refused until the call ended)."""
+    server, endpoint = serve({"slow": 0.3, "keep": 3.0})
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            dispatch = shared._dispatch
+            forget = dispatch.forget
+            keep = shared.submit(INPUTS, request_id="keep")  # in flight: the cancel below cannot end the call
+            slow = shared.submit(INPUTS, request_id="slow")
+
+            def cancel_first(request_id: str) -> None:  # the cancel lands between the reply's check and forget
+                if request_id == "slow":
+                    other = threading.Thread(target=slow.cancel)
+                    other.start()
+                    other.join()
+                forget(request_id)
+
+            monkeypatch.setattr(dispatch, "forget", cancel_first)
+            assert [r["text_output"][0] for r in slow] == [b"done"]  # it held the turn and read its own final reply
+            assert slow.cancelled
+            again = shared.submit(INPUTS, request_id="slow")  # its final reply came: the id is free
+            assert again.request_id == "slow"
+            again.cancel()
+            keep.cancel()
+    finally:
+        server.stop(None)
+
+
+def test_an_abandoned_id_whose_server_never_answers_is_freed_once_nothing_else_is_in_flight() -> None:
+    """A cancelled request the server never finishes: once the others are over, the call ends (the server
+    stops working for nobody) and the id may be sent again on the next call (was: refused for ever)."""
+    server, endpoint = serve({"keep": 0.5, "again": 0.2})  # "slow" is never answered
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            keep = shared.submit(INPUTS, request_id="keep")
+            slow = shared.submit(INPUTS, request_id="slow")
+            slow.cancel()
+            with pytest.raises(easnb.EasnbError, match="'slow' was cancelled") as refused:
+                shared.submit(INPUTS, request_id="slow")
+            assert "another stream" in refused.value.hint  # what frees it, when the server never answers
+            assert [r["text_output"][0] for r in keep] == [b"done"]
+            reused = shared.submit(INPUTS, request_id="slow")  # a new call: no late reply of the old can reach it
+            reused.cancel()
+            assert [r["text_output"][0] for r in shared.submit(INPUTS, request_id="again")] == [b"done"]
+    finally:
+        server.stop(None)
