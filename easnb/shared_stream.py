@@ -177,15 +177,19 @@ class Dispatch(IdleWatch):
                 with self.changed:
                     ref = self.waiting.get(request_id)
                     other = None if ref is None else ref()
+                    idle = False
                     if final or error:
                         self.in_flight.discard(request_id)
                         self.abandoned.discard(request_id)
                         self.waiting.pop(request_id, None)
+                        idle = not self.in_flight and bool(self.abandoned)  # this caller's request was cancelled
                     if other is not None:
                         other.inbox.append((data, arrived))
                         if other in self.readers:
                             self.changed.notify_all()
                     other = None  # held here, it would keep its OpenStream alive
+                if idle:
+                    self.retire()  # only abandoned requests are left: end the call, as forget() does
                 deadline, name = stream.deadline()
                 if stream.cancelled:
                     return END

@@ -181,3 +181,28 @@ def test_an_abandoned_id_whose_server_never_answers_is_freed_once_nothing_else_i
             assert [r["text_output"][0] for r in shared.submit(INPUTS, request_id="again")] == [b"done"]
     finally:
         server.stop(None)
+
+
+def test_the_turn_holder_cancelled_from_another_thread_frees_its_id_once_the_others_are_over() -> None:
+    """The caller holding the turn is cancelled from another thread while another request is in flight, and the
+    server never finishes it: once the other's final reply comes, the call ends and the id is free again."""
+    server, endpoint = serve({"keep": 0.5, "again": 0.2})  # "slow" is never answered
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            slow = shared.submit(INPUTS, request_id="slow")
+            keep = shared.submit(INPUTS, request_id="keep")
+            reader, outcome = read_in_thread(slow)
+            for _ in range(100):  # until slow's caller holds the turn, waiting inside gRPC
+                if shared._dispatch.reading is slow:
+                    break
+                time.sleep(0.01)
+            assert shared._dispatch.reading is slow
+            slow.cancel()  # keep is in flight: the call stays
+            reader.join(5)
+            assert outcome.get("texts") == [] and slow.cancelled  # it woke on keep's final reply, and ended
+            assert [r["text_output"][0] for r in keep] == [b"done"]  # from its inbox
+            reused = shared.submit(INPUTS, request_id="slow")  # nothing but slow was left: a new call
+            reused.cancel()
+            assert [r["text_output"][0] for r in shared.submit(INPUTS, request_id="again")] == [b"done"]
+    finally:
+        server.stop(None)
