@@ -191,6 +191,10 @@ def error_notes(report: LoadReport) -> list[str]:
     notes = []
     for lv in report.levels:
         failed = sum(lv.errors.values())
+        if not lv.requests:  # a hung server, or nothing sent: a dead level all the same (`easnb load` exits 1)
+            unsent = f"; {lv.not_sent} were not sent (too many in flight)" if lv.not_sent else ""
+            notes.append(f"{lv.mode} {lv.level:g}: no request was answered in the window, so nothing was measured{unsent}")
+            continue
         if not failed or (failed < lv.requests and not lv.error_messages):
             continue
         kinds = "; ".join(_kind(kind, count, lv.error_messages.get(kind, "")) for kind, count in sorted(lv.errors.items()))

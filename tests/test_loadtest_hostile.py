@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import easnb
-from easnb import _proto
+from easnb import _proto, cli_perf
 from easnb.demo.server import SERVER_OPTIONS, V2Service, v2_handler
+from easnb.loadreport import error_notes
 
 from .test_loadtest import ONE, Slow
 
@@ -89,6 +90,9 @@ def test_a_hung_server_without_deadlines_cannot_hold_the_sweep(hostile: tuple[st
         opened = conn.load_test("slow", ONE, rate=[20], seconds=0.3, warmup=0.0, progress=False, timeout=2)
         took = time.perf_counter() - started
     assert closed.levels[0].requests == 0 and np.isnan(closed.levels[0].p50_ms)
+    # `easnb load` exits 1 on such a level: its output says why (was: no word, only the exit status)
+    assert error_notes(closed) == ["concurrency 2: no request was answered in the window, so nothing was measured"]
+    assert "nothing was measured" in closed._repr_html_() and cli_perf._status(closed) == 1
     assert opened.levels[0].errors == {"DEADLINE_EXCEEDED": opened.levels[0].requests} and opened.levels[0].requests >= 4
     assert took < 12, took
 
