@@ -23,15 +23,19 @@ from easnb.stream_wire import encode_stream_response
 from .test_streaming_hostile import INPUTS, reply, stream_server
 
 
-def serve(delays: dict[str, float]) -> tuple[grpc.Server, str]:
-    """A Triton-like stream: request ``id`` gets its final reply after ``delays[id]`` seconds; other ids nothing."""
+def serve(delays: dict[str, float], errors: frozenset[str] = frozenset()) -> tuple[grpc.Server, str]:
+    """A Triton-like stream: request ``id`` gets its final reply (an error reply for those in ``errors``) after
+    ``delays[id]`` seconds; other ids nothing."""
 
     def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         out: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
         def answer(request_id: str) -> None:
             time.sleep(delays[request_id])
-            out.put(encode_stream_response(reply(request_id, b"done", final=True)))
+            if request_id in errors:
+                out.put(encode_stream_response(reply(request_id), "model failed"))
+            else:
+                out.put(encode_stream_response(reply(request_id, b"done", final=True)))
 
         def read() -> None:
             with contextlib.suppress(grpc.RpcError):  # the client ended the call: nothing more to read
@@ -204,5 +208,23 @@ def test_the_turn_holder_cancelled_from_another_thread_frees_its_id_once_the_oth
             reused = shared.submit(INPUTS, request_id="slow")  # nothing but slow was left: a new call
             reused.cancel()
             assert [r["text_output"][0] for r in shared.submit(INPUTS, request_id="again")] == [b"done"]
+    finally:
+        server.stop(None)
+
+
+def test_an_abandoned_id_is_freed_by_its_error_reply_as_by_a_final_one() -> None:
+    """A server that ends a cancelled request with an error reply instead of a final one: the id is free again
+    while the others are still in flight."""
+    server, endpoint = serve({"slow": 0.2, "mid": 0.5, "keep": 3.0}, errors=frozenset({"slow"}))
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            keep = shared.submit(INPUTS, request_id="keep")
+            slow = shared.submit(INPUTS, request_id="slow")
+            slow.cancel()
+            assert [r["text_output"][0] for r in shared.submit(INPUTS, request_id="mid")] == [b"done"]  # slow's error came
+            again = shared.submit(INPUTS, request_id="slow")  # keep is still in flight: freed by the error reply
+            with pytest.raises(easnb.EasnbError, match="model failed"):
+                again.collect()  # its own error reply, at 0.2 s
+            keep.cancel()
     finally:
         server.stop(None)
