@@ -228,3 +228,28 @@ def test_an_abandoned_id_is_freed_by_its_error_reply_as_by_a_final_one() -> None
             keep.cancel()
     finally:
         server.stop(None)
+
+
+def test_an_id_timed_out_while_another_reads_is_refused_until_its_final_reply_comes() -> None:
+    """The timed-out half of the rule: a request past its first_response_timeout while another caller holds the
+    turn is refused again until its late final reply is read off the call."""
+    server, endpoint = serve({"slow": 0.6, "keep": 1.5})
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            keep = shared.submit(INPUTS, request_id="keep")
+            slow = shared.submit(INPUTS, request_id="slow", first_response_timeout=0.2)
+            reader, outcome = read_in_thread(keep)  # keep's caller takes the turn
+            time.sleep(0.05)
+            with pytest.raises(easnb.DeadlineError):
+                slow.collect()
+            with pytest.raises(easnb.EasnbError, match="'slow' was cancelled or timed out"):
+                shared.submit(INPUTS, request_id="slow")
+            deadline = time.monotonic() + 5
+            while shared._dispatch.taken("slow") and time.monotonic() < deadline:  # its final reply, at 0.6 s
+                time.sleep(0.05)
+            again = shared.submit(INPUTS, request_id="slow")
+            assert [r["text_output"][0] for r in again] == [b"done"]
+            reader.join(5)
+            assert outcome["texts"] == [b"done"]
+    finally:
+        server.stop(None)
