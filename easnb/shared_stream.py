@@ -177,12 +177,7 @@ class Dispatch(IdleWatch):
                 with self.changed:
                     ref = self.waiting.get(request_id)
                     other = None if ref is None else ref()
-                    idle = False
-                    if final or error:
-                        self.in_flight.discard(request_id)
-                        self.abandoned.discard(request_id)
-                        self.waiting.pop(request_id, None)
-                        idle = not self.in_flight and bool(self.abandoned)  # this caller's request was cancelled
+                    idle = bool(final or error) and self._over(request_id)  # only abandoned ones left: this caller's too
                     if other is not None:
                         other.inbox.append((data, arrived))
                         if other in self.readers:
@@ -266,12 +261,16 @@ class Dispatch(IdleWatch):
         abandoned: it is not, its final reply came. Once nothing is in flight but abandoned requests, the call
         ends (the server stops answering them, and their ids are free on the next call)."""
         with self.changed:
-            self.waiting.pop(request_id, None)
-            self.in_flight.discard(request_id)
-            self.abandoned.discard(request_id)
-            idle = not self.in_flight and bool(self.abandoned)
+            idle = self._over(request_id)
         if idle:
             self.retire()
+
+    def _over(self, request_id: str) -> bool:
+        """(Under the lock.) ``request_id`` is over; whether only abandoned requests are left in flight."""
+        self.waiting.pop(request_id, None)
+        self.in_flight.discard(request_id)
+        self.abandoned.discard(request_id)
+        return not self.in_flight and bool(self.abandoned)
 
     def taken(self, request_id: str) -> bool:
         """Whether ``request_id`` may not be sent now: in flight, or abandoned before its final reply."""
