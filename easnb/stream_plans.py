@@ -56,30 +56,30 @@ class StreamPlan:
     datatypes: dict[str, str]
     #: the fields every result of this layout shares as they are (strings), set once
     names: dict[str, str] = field(init=False, repr=False, compare=False)
+    #: per output, what ``decode`` checks: a numeric output's byte count, ``ONE_TEXT``, or ``TEXTS`` (several BYTES elements)
+    sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
     #: every output numeric or one BYTES element: ``decode`` checks it in full and its arrays are made when asked for
     simple: bool = field(init=False, repr=False, compare=False)
+    #: some output is numeric: its array is a view of the reply's bytes unless copied
+    views: bool = field(init=False, repr=False, compare=False)
+    #: each one-element BYTES output's place in ``StreamOutputs.spans``
+    texts: dict[str, int] = field(init=False, repr=False, compare=False)
     #: each output's name with None: a StreamOutputs before its arrays are made
     unmade: dict[str, None] = field(init=False, repr=False, compare=False)
     #: held while a StreamOutputs of this layout makes its arrays (two threads asking at once get the same ones)
     making: Any = field(init=False, repr=False, compare=False)
-    #: some output is numeric: its array is a view of the reply's bytes unless copied
-    views: bool = field(init=False, repr=False, compare=False)
-
-    #: each one-element BYTES output's place in ``StreamOutputs.spans``
-    texts: dict[str, int] = field(init=False, repr=False, compare=False)
-
-    #: per output, what ``decode`` checks: a numeric output's byte count, ``ONE_TEXT``, or ``TEXTS`` (several BYTES elements)
-    sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sizes", tuple(
-            count * dtype.itemsize if dtype is not None else ONE_TEXT if count == 1 else TEXTS for _, _, dtype, _, count in self.outputs))
-        object.__setattr__(self, "names", {"model_name": self.model_name, "model_version": self.model_version, "id": self.id})
-        object.__setattr__(self, "texts", {o[0]: 2 * i for i, o in enumerate(self.outputs) if o[2] is None and o[4] == 1})
-        object.__setattr__(self, "making", threading.Lock())
-        object.__setattr__(self, "unmade", dict.fromkeys(o[0] for o in self.outputs))
-        object.__setattr__(self, "views", any(o[2] is not None for o in self.outputs))
-        object.__setattr__(self, "simple", all(dtype is not None or count == 1 for _, _, dtype, _, count in self.outputs))
+        sizes = tuple(count * dtype.itemsize if dtype is not None else ONE_TEXT if count == 1 else TEXTS
+                      for _, _, dtype, _, count in self.outputs)
+        derived = {
+            "names": {"model_name": self.model_name, "model_version": self.model_version, "id": self.id},
+            "sizes": sizes, "simple": TEXTS not in sizes, "views": any(size >= 0 for size in sizes),
+            "texts": {o[0]: 2 * i for i, (o, size) in enumerate(zip(self.outputs, sizes)) if size == ONE_TEXT},
+            "unmade": dict.fromkeys(o[0] for o in self.outputs), "making": threading.Lock(),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     def decode(self, data: bytes, start: int, copy: bool, bytes_as_str: bool) -> InferResult | None:
         """The result of the reply in ``data`` from ``start`` on, or None when it does not have this layout (the
