@@ -17,7 +17,7 @@ from easnb import _proto
 from easnb.stream_wire import encode_stream_response
 
 from .test_shared_stream_idle import read_in_thread
-from .test_streaming_hostile import INPUTS, reply, stream_server
+from .test_streaming_hostile import INPUTS, queued, reply, stream_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,11 +44,7 @@ class Scripted:
                 pass
 
         threading.Thread(target=read, daemon=True).start()
-        while context.is_active():
-            try:
-                item = out.get(timeout=0.05)
-            except queue.Empty:
-                continue
+        for item in queued(out, context):
             if isinstance(item, tuple):
                 context.abort(*item)
             yield item

@@ -20,7 +20,7 @@ import easnb
 from easnb import _proto
 from easnb.stream_wire import encode_stream_response
 
-from .test_streaming_hostile import INPUTS, reply, stream_server
+from .test_streaming_hostile import INPUTS, queued, reply, stream_server
 
 
 def serve(delays: dict[str, float], errors: frozenset[str] = frozenset()) -> tuple[grpc.Server, str]:
@@ -45,12 +45,7 @@ def serve(delays: dict[str, float], errors: frozenset[str] = frozenset()) -> tup
                         threading.Thread(target=answer, args=(request_id,), daemon=True).start()
 
         threading.Thread(target=read, daemon=True).start()
-        while context.is_active():
-            try:
-                item = out.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            yield item
+        yield from queued(out, context)
 
     return stream_server(handle)
 

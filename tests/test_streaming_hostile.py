@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from concurrent import futures
 
 import grpc
@@ -36,6 +38,15 @@ def stream_server(handle: Callable[[Iterator[bytes], grpc.ServicerContext], Iter
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"
+
+
+def queued(out: queue.SimpleQueue[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    """What a test server's threads put in ``out``, for as long as the call lasts."""
+    while context.is_active():
+        try:
+            yield out.get(timeout=0.05)
+        except queue.Empty:
+            continue
 
 
 def serve(answer: Callable[[bytes], Iterator[bytes]]) -> tuple[grpc.Server, str]:
