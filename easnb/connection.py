@@ -99,9 +99,8 @@ class Connection(Features, BaseConnection):
     ) -> T:
         """Run ``invoke(seconds)``, translating gRPC errors; UNAVAILABLE is retried ``retries`` times.
 
-        Every attempt shares the call's one deadline, so a call never takes longer than
-        its ``timeout``. When a retry runs out of time, the UNAVAILABLE error that caused it is raised.
-        """
+        Every attempt shares the call's one deadline, so a call never takes longer than its ``timeout``.
+        When a retry runs out of time, the UNAVAILABLE error that caused it is raised."""
         if self._closed:
             self.check_open()
         seconds = self.settings.timeout if timeout is DEFAULT else timeout
@@ -327,9 +326,13 @@ class Connection(Features, BaseConnection):
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def before_fork(self) -> None:
+        """Before a fork (``easnb.fork`` calls it): an idle background loop lets its grpc.aio channel go."""
+        if self._background is not None:
+            self._background.release_for_fork()
+
     def after_fork(self) -> tuple[Any, ...]:
-        """In a forked child (``easnb.fork`` calls it): a fresh lock, no background loop, and a channel
-        of this process's own. Returns what was inherited (to be kept alive, never used)."""
+        """In a forked child: a fresh lock, no background loop, a channel of its own; returns what was inherited."""
         self._background_lock = threading.Lock()
         self.stream_watchdog = Watchdog()  # the parent's thread is not in the child
         old = (self._background, self.channel, self._reflection)

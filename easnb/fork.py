@@ -1,33 +1,40 @@
 """Connections across ``os.fork`` (a ``multiprocessing`` pool with the fork start method).
 
 A forked child inherits the parent's gRPC state but none of its threads: a background
-loop's thread, grpc.aio's poller. What grpcio 1.85 does about fork (measured, see
-tests/test_fork.py): with ``GRPC_ENABLE_FORK_SUPPORT`` unset, gRPC core resets its own
-event engine in the child, so new channels work there, but the Python-level fork support
-stays off, grpc.aio cannot start again in a child of a process where it ran, and channels
-made before the fork share the parent's connections. Setting it to 1 adds nothing for
-this (its handlers are skipped while grpc.aio's poller is inside gRPC, which is always);
-setting it to 0 turns the core's reset off too, and then no call works in the child.
-So easnb relies on neither: a connection rebuilds its per-process state in the child
-itself (``os.register_at_fork``, no cost on the hot path):
+loop's thread, grpc.aio's poller. gRPC core has fork handlers of its own, but it runs them
+only when no thread is inside gRPC at the fork; otherwise it prints "Other threads are
+currently calling into gRPC, skipping fork() handlers" and the child works on gRPC state
+copied mid-use, where it crashed now and then inside gRPC (an abseil mutex check, measured in
+CI; grpc/grpc#37710). grpc.aio's poller thread is inside gRPC for as long as any grpc.aio
+channel is open. What grpcio 1.85 does besides (measured, see tests/test_fork.py): with
+``GRPC_ENABLE_FORK_SUPPORT`` unset, the Python-level fork support stays off, grpc.aio cannot
+start again in a child of a process where it ran, and channels made before the fork share the
+parent's connections; setting it to 1 adds nothing for this, and 0 turns the core's handlers
+off too, so that no call works in the child. easnb therefore does its own part
+(``os.register_at_fork``, no cost on the hot path):
 
-- its background loop (``infer_frame``) is dropped, and made anew on first use; in a
-  process whose parent had grpc.aio running, it sends over the sync channel's futures,
-  since grpc.aio cannot start again there;
+- before the fork, a connection's background loop (``infer_frame``, load tests), when no run is in
+  progress, closes its grpc.aio channel and opens it again at its next call: with no other grpc.aio
+  channel open, the poller ends and gRPC's own fork handlers run;
+- in the child, the background loop is dropped, and made anew on first use; in a process whose
+  parent had grpc.aio running, it sends over the sync channel's futures, since grpc.aio is not
+  started again there;
 - a channel it opened is opened again on its first call (never inside the fork handler, where
-  gRPC is not ready: opening one there crashed children now and then), with its own TCP connection (a channel argument
-  naming the process keeps gRPC from sharing the parent's); on it, and on a channel the
-  caller passed in, every call with one reply waits at most its deadline plus ``MARGIN``
+  gRPC is not ready: opening one there crashed children now and then), with its own TCP connection
+  (a channel argument naming the process keeps gRPC from sharing the parent's); on it, and on a
+  channel the caller passed in, every call with one reply waits at most its deadline plus ``MARGIN``
   seconds, even if gRPC's inherited timers are dead (``GRPC_ENABLE_FORK_SUPPORT=0``): the
   ``DeadlineError`` then says why and what to do.
 
 Objects inherited from the parent (old channels, loops) are kept, never closed nor
 collected: their clean-up would call into the parent's gRPC state.
 
-What no client can mend: a gRPC *server* in the forking process (the embedded demo started in the
-notebook itself) keeps threads inside gRPC at every fork, and then a child crashes now and then
-inside gRPC (measured: 2 of 12 runs of tests/test_fork.py, an abseil mutex check; none of 26 with
-the server in another process). There, use the ``spawn`` start method, or run the demo with
+What no client can mend: a thread inside gRPC at the fork that is not easnb's to stop. A gRPC
+*server* in the forking process (the embedded demo started in the notebook itself), an open
+``easnb.aio`` connection or grpc.aio channel, a call or load test running in another thread, a
+connectivity watch (the workbench's status line, INFO logging): with any of them gRPC skips its
+handlers (measured: a child crashed in 2 of 12 runs of tests/test_fork.py with the demo server in
+the forking process). There, use the ``spawn`` or ``forkserver`` start method, or run the demo with
 ``python -m easnb demo`` in a terminal.
 
 >>> isinstance(MARGIN, float)
@@ -48,6 +55,8 @@ import grpc
 class Forkable(Protocol):
     """What ``watch`` needs of a connection: a way to rebuild its per-process state in a child."""
 
+    def before_fork(self) -> None: ...
+
     def after_fork(self) -> tuple[Any, ...]: ...
 
 
@@ -64,6 +73,13 @@ class _Process:
         self.connections: weakref.WeakSet[Forkable] = weakref.WeakSet()
         self.inherited: list[Any] = []  # the parent's channels and loops, kept alive and untouched
 
+    def before_fork(self) -> None:
+        for conn in list(self.connections):
+            try:
+                conn.before_fork()
+            except Exception:  # noqa: BLE001 - a fork must not fail over one connection
+                continue
+
     def after_fork_in_child(self) -> None:
         self.aio_broken = self.aio_broken or self.aio_started
         for conn in list(self.connections):
@@ -75,7 +91,7 @@ class _Process:
 
 PROCESS = _Process()
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=PROCESS.after_fork_in_child)
+    os.register_at_fork(before=PROCESS.before_fork, after_in_child=PROCESS.after_fork_in_child)
 
 
 def watch(conn: Forkable) -> None:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: How often a wait on the loop checks that its thread is still there.
 POLL_S = 0.5
+#: How long a fork waits at most for an idle loop to close its grpc.aio channel (``release_for_fork``).
+RELEASE_S = 1.0
 #: What a wait says when the connection was closed (from another thread) while its calls ran.
 CLOSED_UNDER = "The connection was closed while its calls ran."
 
@@ -42,10 +44,13 @@ class BackgroundLoop:
         self._thread = threading.Thread(target=self.loop.run_forever, name="easnb-aio", daemon=True)
         self._thread.start()
         self._stubs: dict[str, Any] = {}
+        self._running = 0  # run() calls in progress, from any thread
+        self._counting = threading.Lock()
         self.aio = not use_sync and aio_usable()
         if not self.aio:
             self.channel: Any = channel
             return
+        self._settings = settings
 
         async def opened() -> Any:
             return settings.open_aio_channel()
@@ -58,19 +63,56 @@ class BackgroundLoop:
             raise EasnbError("The background event loop did not start.", hint="Connect again: easnb.connect(...).") from None
 
     def stub(self, path: str) -> Any:
-        """A bytes-in, bytes-out unary stub for ``path`` on this loop's channel (made once); calling it gives an awaitable."""
+        """A bytes-in, bytes-out unary stub for ``path`` on this loop's channel; calling it (in the loop) gives an awaitable."""
+        if self.aio:
+            return _AioStub(self, path)
         stub = self._stubs.get(path)
         if stub is None:
-            made = self.channel.unary_unary(path)
-            stub = self._stubs[path] = made if self.aio else _FutureStub(made, self.loop)
+            stub = self._stubs[path] = _FutureStub(self.channel.unary_unary(path), self.loop)
         return stub
+
+    def multicallable(self, path: str) -> Any:
+        """In the loop: the grpc.aio stub for ``path``, the channel opened again if it was let go before a fork."""
+        made = self._stubs.get(path)
+        if made is None:
+            if self.channel is None:
+                self.channel = self._settings.open_aio_channel()
+            made = self._stubs[path] = self.channel.unary_unary(path)
+        return made
+
+    def release_for_fork(self) -> None:
+        """Before a fork, when no ``run`` is in progress: close the grpc.aio channel (the next call opens it
+        again). With no grpc.aio channel left in the process, gRPC's poller thread ends, so the fork takes
+        gRPC's supported path: its own fork handlers run instead of being skipped (see ``easnb.fork``)."""
+        if not self.aio or self.loop.is_closed() or threading.current_thread() is self._thread:
+            return
+
+        async def release() -> None:
+            if self._running or self.channel is None:
+                return
+            channel, self.channel = self.channel, None
+            self._stubs.clear()
+            await channel.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(release(), self.loop).result(timeout=RELEASE_S)
+        except Exception:  # noqa: BLE001 - a fork must go on; it is then only as safe as before
+            pass
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the loop and wait for it; Ctrl-C cancels it (and its calls) before re-raising.
 
         Raises ``EasnbError`` if the loop's thread is gone (it never hangs on a loop that cannot run).
         """
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        with self._counting:
+            self._running += 1
+        try:
+            return self._wait(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+        finally:
+            with self._counting:
+                self._running -= 1
+
+    def _wait(self, future: concurrent.futures.Future[T]) -> T:
         try:
             while True:
                 try:
@@ -106,7 +148,7 @@ class BackgroundLoop:
         async def closing() -> None:
             for task in asyncio.all_tasks() - {asyncio.current_task()}:  # what still runs (a load sweep) ends here,
                 task.cancel()  # not as "Task was destroyed but it is pending" when the loop is collected
-            if self.aio:
+            if self.aio and self.channel is not None:
                 await self.channel.close()
 
         try:
@@ -115,6 +157,19 @@ class BackgroundLoop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
             self.loop.close()
+
+
+class _AioStub:
+    """A grpc.aio unary stub for a path, looked up at each call (in the loop): the channel under it may
+    have been let go before a fork and opened again since."""
+
+    __slots__ = ("_owner", "_path")
+
+    def __init__(self, owner: BackgroundLoop, path: str) -> None:
+        self._owner, self._path = owner, path
+
+    def __call__(self, request: bytes, timeout: float | None = None, metadata: Any = None) -> Any:
+        return self._owner.multicallable(self._path)(request, timeout=timeout, metadata=metadata)
 
 
 class _FutureStub:
