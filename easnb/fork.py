@@ -15,7 +15,8 @@ off too, so that no call works in the child. easnb therefore does its own part
 
 - before the fork, a connection's background loop (``infer_frame``, load tests), when no run is in
   progress, closes its grpc.aio channel and opens it again at its next call: with no other grpc.aio
-  channel open, the poller ends and gRPC's own fork handlers run;
+  channel open (nor held: the garbage collector runs once, for a failed call's reference cycles), the
+  poller ends and gRPC's own fork handlers run;
 - in the child, the background loop is dropped, and made anew on first use; in a process whose
   parent had grpc.aio running, it sends over the sync channel's futures, since grpc.aio is not
   started again there;
@@ -43,6 +44,7 @@ True
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import weakref
@@ -55,7 +57,7 @@ import grpc
 class Forkable(Protocol):
     """What ``watch`` needs of a connection: a way to rebuild its per-process state in a child."""
 
-    def before_fork(self) -> None: ...
+    def before_fork(self) -> bool: ...
 
     def after_fork(self) -> tuple[Any, ...]: ...
 
@@ -74,11 +76,14 @@ class _Process:
         self.inherited: list[Any] = []  # the parent's channels and loops, kept alive and untouched
 
     def before_fork(self) -> None:
+        released = False
         for conn in list(self.connections):
             try:
-                conn.before_fork()
+                released = conn.before_fork() or released
             except Exception:  # noqa: BLE001 - a fork must not fail over one connection
                 continue
+        if released:  # grpc.aio's poller ends with the last reference to the last grpc.aio channel, but a failed call's
+            gc.collect()  # error and its traceback's frames hold each other (and the call its channel) until collected
 
     def after_fork_in_child(self) -> None:
         self.aio_broken = self.aio_broken or self.aio_started

@@ -80,24 +80,31 @@ class BackgroundLoop:
             made = self._stubs[path] = self.channel.unary_unary(path)
         return made
 
-    def release_for_fork(self) -> None:
+    def release_for_fork(self) -> bool:
         """Before a fork, when no ``run`` is in progress: close the grpc.aio channel (the next call opens it
         again). With no grpc.aio channel left in the process, gRPC's poller thread ends, so the fork takes
-        gRPC's supported path: its own fork handlers run instead of being skipped (see ``easnb.fork``)."""
-        if not self.aio or self.loop.is_closed() or threading.current_thread() is self._thread:
-            return
+        gRPC's supported path: its own fork handlers run instead of being skipped (see ``easnb.fork``). Waits at
+        most ``RELEASE_S`` seconds (for calls a Ctrl-C left ending, too). Returns whether it let a channel go."""
+        if not self.aio or self.channel is None or self.closing or not self._thread.is_alive():
+            return False  # nothing to let go (already let go: no trip to the loop, so a fork costs nothing per connection)
+        if threading.current_thread() is self._thread:
+            return False
 
-        async def release() -> None:
+        async def release() -> bool:
             if self._running or self.channel is None:
-                return
+                return False
             channel, self.channel = self.channel, None
             self._stubs.clear()
-            await channel.close()
+            await channel.close()  # cancels its calls: what a run left behind (Ctrl-C returns before its tasks end) ends
+            left = asyncio.all_tasks() - {asyncio.current_task()}
+            if left:
+                await asyncio.wait(left, timeout=RELEASE_S / 2)
+            return True
 
         try:
-            asyncio.run_coroutine_threadsafe(release(), self.loop).result(timeout=RELEASE_S)
+            return asyncio.run_coroutine_threadsafe(release(), self.loop).result(timeout=RELEASE_S)
         except Exception:  # noqa: BLE001 - a fork must go on; it is then only as safe as before
-            pass
+            return True  # it may have
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the loop and wait for it; Ctrl-C cancels it (and its calls) before re-raising.
@@ -136,6 +143,7 @@ class BackgroundLoop:
                     future.result(timeout=5)
                 except (concurrent.futures.CancelledError, Exception):
                     pass
+            del future  # the error's traceback (kept by a notebook) must not keep the run's tasks and their calls
             raise
 
     closing = False

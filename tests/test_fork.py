@@ -12,7 +12,9 @@ a notebook holds: one connection and, at most, one demo server.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -231,6 +233,37 @@ def test_after_infer_frame_a_fork_takes_grpcs_supported_path(shared: easnb.Conne
     busy.join(10)
     assert SKIPPED_HANDLERS in capfd.readouterr().err  # the control: gRPC says so when a thread is inside it
     assert shared.infer_frame("iris", _iris(), batch_size=16, progress=False).equals(parent)
+
+
+@alone
+def test_after_a_failed_or_interrupted_infer_frame_a_fork_takes_grpcs_supported_path(
+    shared: easnb.Connection, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What still held the closed grpc.aio channel (so grpc.aio's poller stayed inside gRPC and the fork skipped
+    gRPC's handlers): a failed call's error and its traceback's frames, which hold each other until the garbage
+    collector comes round; and after Ctrl-C, the run's tasks, still ending on the loop and kept by the
+    KeyboardInterrupt's traceback (a notebook keeps it in ``sys.last_traceback``)."""
+    gc.disable()  # as in a notebook where the collector has not come round yet
+    try:
+        with pytest.raises(easnb.BatchError):
+            shared.infer_frame("sleepy", pd.DataFrame({"seconds": [1.0] * 4}), batch_size=1, progress=False, timeout=0.2)
+        capfd.readouterr()
+        _fork_and_wait()
+        assert SKIPPED_HANDLERS not in capfd.readouterr().err
+
+        capfd.readouterr()
+        threading.Timer(0.5, _thread.interrupt_main).start()  # Ctrl-C
+        try:
+            shared.infer_frame("sleepy", pd.DataFrame({"seconds": [0.3] * 40}), batch_size=1, concurrency=4,
+                               progress=False, timeout=5)
+        except KeyboardInterrupt:
+            _fork_and_wait()  # at once: Ctrl-C returns before the run's tasks on the loop have ended
+        else:
+            pytest.fail("not interrupted")
+        assert SKIPPED_HANDLERS not in capfd.readouterr().err
+    finally:
+        gc.enable()
+    assert len(shared.infer_frame("iris", _iris(), batch_size=16, progress=False)) == 150
 
 
 @alone
