@@ -351,8 +351,11 @@ class AsyncConnection(BaseConnection):
             twin, self._twin = self._twin, None
             if twin is not None:
                 twin.close()
-            if self.channel is not None and self._given is None:
-                await self.channel.close()
+            channel, self.channel = self.channel, None  # nor kept (a notebook keeps `aconn` after `async with`): grpc.aio's
+            self._stubs, self._path_stubs = {}, {}  # poller ends with the last grpc.aio channel, and a later fork is safe
+            self._infer = None
+            if channel is not None and self._given is None:
+                await channel.close()
 
     async def __aenter__(self) -> AsyncConnection:
         self.check_open()  # a closed connection is not entered again

@@ -267,6 +267,26 @@ def test_after_a_failed_or_interrupted_infer_frame_a_fork_takes_grpcs_supported_
 
 
 @alone
+def test_a_closed_async_connection_still_named_lets_a_fork_take_grpcs_supported_path(
+    remote: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``async with easnb.aio.connect(...) as aconn`` leaves ``aconn`` bound (in a notebook, for good): closed, it
+    still held its grpc.aio channel, so grpc.aio's poller stayed inside gRPC and every later fork skipped gRPC's handlers."""
+
+    async def use() -> easnb.aio.AsyncConnection:
+        async with easnb.aio.connect(remote, token=TOKEN) as aconn:
+            assert await aconn.live()
+            await aconn.infer("iris", {"features": np.ones((2, 4), np.float32)})
+        return aconn
+
+    aconn = asyncio.run(use())
+    capfd.readouterr()
+    _fork_and_wait()
+    assert SKIPPED_HANDLERS not in capfd.readouterr().err
+    assert aconn.closed
+
+
+@alone
 def test_a_stub_taken_before_the_loop_let_its_channel_go_still_calls(shared: easnb.Connection) -> None:
     conn = shared
     from easnb.calls import CALLS

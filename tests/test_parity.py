@@ -24,6 +24,7 @@ pytestmark = pytest.mark.core
 
 SYNC_ONLY = {
     "after_fork": "rebuilds the channel in a forked child (easnb.fork calls it); grpc.aio cannot run there",
+    "before_fork": "lets the background loop's grpc.aio channel go before a fork (easnb.fork calls it); an AsyncConnection has no background loop",
     "background": "the event loop a sync connection keeps for infer_frame; an AsyncConnection runs in the caller's loop",
     "call": "the sync executor's primitive (invoke a callable with retries); AsyncConnection's are call_stub and unary",
     "encode_infer": "a helper for tools that build a request without sending it (codegen, load tests); it does no I/O",
