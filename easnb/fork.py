@@ -30,13 +30,14 @@ off too, so that no call works in the child. easnb therefore does its own part
 Objects inherited from the parent (old channels, loops) are kept, never closed nor
 collected: their clean-up would call into the parent's gRPC state.
 
-What no client can mend: a thread inside gRPC at the fork that is not easnb's to stop. A gRPC
-*server* in the forking process (the embedded demo started in the notebook itself), an open
-``easnb.aio`` connection or grpc.aio channel, a call or load test running in another thread, a
-connectivity watch (the workbench's status line, INFO logging): with any of them gRPC skips its
-handlers (measured: a child crashed in 2 of 12 runs of tests/test_fork.py with the demo server in
-the forking process). There, use the ``spawn`` or ``forkserver`` start method, or run the demo with
-``python -m easnb demo`` in a terminal.
+What easnb does not mend: any other thread inside gRPC at the fork. A gRPC *server* in the forking
+process (the embedded demo started in the notebook itself), an open ``easnb.aio`` connection or
+grpc.aio channel (or a kept error of an ``easnb.aio`` call: its traceback's frames hold the channel),
+a call or load test running in another thread, a sync channel's connectivity watch (the connect
+widget's and workbench's status line, easnb's INFO logging): with any of them gRPC skips its handlers
+(``GRPC_VERBOSITY=INFO`` shows it saying so; measured: a child crashed in 2 of 12 runs of
+tests/test_fork.py with the demo server in the forking process). There, use the ``spawn`` or
+``forkserver`` start method, or run the demo with ``python -m easnb demo`` in a terminal.
 
 >>> isinstance(MARGIN, float)
 True
