@@ -17,7 +17,8 @@ connection hands itself to a feature). The members are public and documented her
 - ``background()``: the sync connection's background event loop (``infer_frame``, load tests);
 - ``stream_flavour``: the server's streaming flavour once ``easnb.streaming`` has asked (None before);
 - ``AsyncConnection.ensure_open()``: refuse when closed, else open the channel in the running loop;
-- ``Connection.after_fork()``: what ``easnb.fork`` calls in a forked child.
+- ``Connection.before_fork()`` / ``Connection.after_fork()``: what ``easnb.fork`` calls before a fork
+  and in a forked child.
 """
 
 from __future__ import annotations
