@@ -64,8 +64,13 @@ class BackgroundLoop:
 
     def stub(self, path: str) -> Any:
         """A bytes-in, bytes-out unary stub for ``path`` on this loop's channel; calling it (in the loop) gives an awaitable."""
-        if self.aio:
-            return _AioStub(self, path)
+        if self.aio:  # looked up at each call: the channel may have been let go before a fork and opened again
+            made, multicallable = self._stubs, self.multicallable  # a closure: cheaper to call than an object
+
+            def call(request: bytes, timeout: float | None = None, metadata: Any = None) -> Any:
+                return (made.get(path) or multicallable(path))(request, timeout=timeout, metadata=metadata)
+
+            return call
         stub = self._stubs.get(path)
         if stub is None:
             stub = self._stubs[path] = _FutureStub(self.channel.unary_unary(path), self.loop)
@@ -165,19 +170,6 @@ class BackgroundLoop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
             self.loop.close()
-
-
-class _AioStub:
-    """A grpc.aio unary stub for a path, looked up at each call (in the loop): the channel under it may
-    have been let go before a fork and opened again since."""
-
-    __slots__ = ("_owner", "_path")
-
-    def __init__(self, owner: BackgroundLoop, path: str) -> None:
-        self._owner, self._path = owner, path
-
-    def __call__(self, request: bytes, timeout: float | None = None, metadata: Any = None) -> Any:
-        return self._owner.multicallable(self._path)(request, timeout=timeout, metadata=metadata)
 
 
 class _FutureStub:
