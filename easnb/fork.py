@@ -6,12 +6,12 @@ only when no thread is inside gRPC at the fork; otherwise it prints "Other threa
 currently calling into gRPC, skipping fork() handlers" and the child works on gRPC state
 copied mid-use, where it crashed now and then inside gRPC (an abseil mutex check, measured in
 CI; grpc/grpc#37710). grpc.aio's poller thread is inside gRPC for as long as any grpc.aio
-channel is open. What grpcio 1.85 does besides (measured, see tests/test_fork.py): with
-``GRPC_ENABLE_FORK_SUPPORT`` unset, the Python-level fork support stays off, grpc.aio cannot
-start again in a child of a process where it ran, and channels made before the fork share the
-parent's connections; setting it to 1 adds nothing for this, and 0 turns the core's handlers
-off too, so that no call works in the child. easnb therefore does its own part
-(``os.register_at_fork``, no cost on the hot path):
+channel exists (closed is not enough: the last reference to it must go). What grpcio 1.85 does
+besides (measured, see tests/test_fork.py): with ``GRPC_ENABLE_FORK_SUPPORT`` unset, the
+Python-level fork support stays off, grpc.aio cannot start again in a child of a process where it
+ran, and channels made before the fork share the parent's connections; setting it to 1 adds
+nothing for this, and 0 turns the core's handlers off too, so that no call works in the child.
+easnb therefore does its own part (``os.register_at_fork``, no cost on the hot path):
 
 - before the fork, a connection's background loop (``infer_frame``, load tests), when no run is in
   progress, closes its grpc.aio channel and opens it again at its next call: with no other grpc.aio
