@@ -23,7 +23,7 @@ from .connection_base import BaseConnection, connect_settings
 from .credentials import Headers, Token, parse_token
 from .endpoint import Endpoint
 from .errors import EasnbError, FrameInput
-from .fork import aio_usable, note_aio
+from .fork import aio_usable, note_aio, note_let_go
 from .scrubbing import scrubbing
 from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
@@ -355,6 +355,7 @@ class AsyncConnection(BaseConnection):
             self._stubs, self._path_stubs = {}, {}  # poller ends with the last grpc.aio channel, and a later fork is safe
             self._infer = None
             if channel is not None and self._given is None:
+                note_let_go()  # the next fork collects what may still hold it (a failed call's reference cycle)
                 await channel.close()
 
     async def __aenter__(self) -> AsyncConnection:

@@ -326,10 +326,10 @@ class Connection(Features, BaseConnection):
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def before_fork(self) -> bool:
-        """Before a fork (``easnb.fork`` calls it): an idle background loop lets its grpc.aio channel go (says whether)."""
-        background = self._background
-        return background is not None and background.release_for_fork()
+    def before_fork(self) -> None:
+        """Before a fork (``easnb.fork`` calls it): an idle background loop lets its grpc.aio channel go."""
+        if self._background is not None:
+            self._background.release_for_fork()
 
     def after_fork(self) -> tuple[Any, ...]:
         """In a forked child: a fresh lock, no background loop, a channel of its own; returns what was inherited."""

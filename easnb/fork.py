@@ -14,9 +14,10 @@ nothing for this, and 0 turns the core's handlers off too, so that no call works
 easnb therefore does its own part (``os.register_at_fork``, no cost on the hot path):
 
 - before the fork, a connection's background loop (``infer_frame``, load tests), when no run is in
-  progress, closes its grpc.aio channel and opens it again at its next call: with no other grpc.aio
-  channel open (nor held: the garbage collector runs once, for a failed call's reference cycles), the
-  poller ends and gRPC's own fork handlers run;
+  progress, closes its grpc.aio channel and opens it again at its next call. Closed loops and
+  ``easnb.aio`` connections hold their channel no more, and a fork after easnb closed one collects
+  garbage once (a failed call's error and its frames hold each other, and the call its channel).
+  With no grpc.aio channel left, the poller ends and gRPC's own fork handlers run;
 - in the child, the background loop is dropped, and made anew on first use; in a process whose
   parent had grpc.aio running, it sends over the sync channel's futures, since grpc.aio is not
   started again there;
@@ -58,7 +59,7 @@ import grpc
 class Forkable(Protocol):
     """What ``watch`` needs of a connection: a way to rebuild its per-process state in a child."""
 
-    def before_fork(self) -> bool: ...
+    def before_fork(self) -> None: ...
 
     def after_fork(self) -> tuple[Any, ...]: ...
 
@@ -75,16 +76,17 @@ class _Process:
         self.aio_broken = False  # forked from a process where grpc.aio ran: it cannot start here
         self.connections: weakref.WeakSet[Forkable] = weakref.WeakSet()
         self.inherited: list[Any] = []  # the parent's channels and loops, kept alive and untouched
+        self.let_go = False  # easnb closed a grpc.aio channel since the last fork
 
     def before_fork(self) -> None:
-        released = False
         for conn in list(self.connections):
             try:
-                released = conn.before_fork() or released
+                conn.before_fork()
             except Exception:  # noqa: BLE001 - a fork must not fail over one connection
                 continue
-        if released:  # grpc.aio's poller ends with the last reference to the last grpc.aio channel, but a failed call's
-            gc.collect()  # error and its traceback's frames hold each other (and the call its channel) until collected
+        if self.let_go:  # grpc.aio's poller ends with the last reference to the last grpc.aio channel, but a failed
+            self.let_go = False  # call's error and its traceback's frames hold each other (and the call its channel)
+            gc.collect()  # until they are collected
 
     def after_fork_in_child(self) -> None:
         self.aio_broken = self.aio_broken or self.aio_started
@@ -108,6 +110,11 @@ def watch(conn: Forkable) -> None:
 def note_aio() -> None:
     """Record that a grpc.aio channel was opened in this process (children cannot use grpc.aio then)."""
     PROCESS.aio_started = True
+
+
+def note_let_go() -> None:
+    """Record that a grpc.aio channel was closed here: the next fork collects what may still hold it."""
+    PROCESS.let_go = True
 
 
 def aio_usable() -> bool:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from .errors import ClosedError, EasnbError
-from .fork import MARGIN, Unanswered, aio_usable, note_aio
+from .fork import MARGIN, Unanswered, aio_usable, note_aio, note_let_go
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -85,31 +85,35 @@ class BackgroundLoop:
             made = self._stubs[path] = self.channel.unary_unary(path)
         return made
 
-    def release_for_fork(self) -> bool:
+    def release_for_fork(self) -> None:
         """Before a fork, when no ``run`` is in progress: close the grpc.aio channel (the next call opens it
         again). With no grpc.aio channel left in the process, gRPC's poller thread ends, so the fork takes
         gRPC's supported path: its own fork handlers run instead of being skipped (see ``easnb.fork``). Waits at
-        most ``RELEASE_S`` seconds (for calls a Ctrl-C left ending, too). Returns whether it let a channel go."""
+        most ``RELEASE_S`` seconds (for calls a Ctrl-C left ending, too)."""
         if not self.aio or self.channel is None or self.closing or not self._thread.is_alive():
-            return False  # nothing to let go (already let go: no trip to the loop, so a fork costs nothing per connection)
+            return  # nothing to let go (already let go: no trip to the loop, so a fork costs nothing per connection)
         if threading.current_thread() is self._thread:
-            return False
+            return
 
-        async def release() -> bool:
+        async def release() -> None:
             if self._running or self.channel is None:
-                return False
-            channel, self.channel = self.channel, None
-            self._stubs.clear()
-            await channel.close()  # cancels its calls: what a run left behind (Ctrl-C returns before its tasks end) ends
-            left = asyncio.all_tasks() - {asyncio.current_task()}
-            if left:
+                return
+            await self._let_go()
+            left = asyncio.all_tasks() - {asyncio.current_task()}  # what a run left behind (Ctrl-C returns before
+            if left:  # its tasks end): its calls are cancelled with the channel, and it ends
                 await asyncio.wait(left, timeout=RELEASE_S / 2)
-            return True
 
         try:
-            return asyncio.run_coroutine_threadsafe(release(), self.loop).result(timeout=RELEASE_S)
+            asyncio.run_coroutine_threadsafe(release(), self.loop).result(timeout=RELEASE_S)
         except Exception:  # noqa: BLE001 - a fork must go on; it is then only as safe as before
-            return True  # it may have
+            pass
+
+    async def _let_go(self) -> None:
+        """In the loop: close the grpc.aio channel and hold it no more (a closed loop may be kept: by an error's frames)."""
+        channel, self.channel = self.channel, None
+        self._stubs.clear()
+        note_let_go()
+        await channel.close()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the loop and wait for it; Ctrl-C cancels it (and its calls) before re-raising.
@@ -162,7 +166,7 @@ class BackgroundLoop:
             for task in asyncio.all_tasks() - {asyncio.current_task()}:  # what still runs (a load sweep) ends here,
                 task.cancel()  # not as "Task was destroyed but it is pending" when the loop is collected
             if self.aio and self.channel is not None:
-                await self.channel.close()
+                await self._let_go()
 
         try:
             asyncio.run_coroutine_threadsafe(closing(), self.loop).result(timeout=5)

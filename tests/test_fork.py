@@ -267,6 +267,30 @@ def test_after_a_failed_or_interrupted_infer_frame_a_fork_takes_grpcs_supported_
 
 
 @alone
+def test_a_connection_closed_after_a_failed_infer_frame_lets_a_fork_take_grpcs_supported_path(
+    remote: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Closed, a background loop still held its grpc.aio channel (so grpc.aio's poller stayed inside gRPC and
+    forks skipped gRPC's handlers): through a failed call's reference cycle until the collector came round,
+    and for good when the error was kept (a notebook keeps it in ``sys.last_value``): its frames hold the loop."""
+    gc.disable()  # as in a notebook where the collector has not come round yet
+    try:
+        for keep in (False, True):
+            conn = easnb.connect(remote, token=TOKEN)
+            with pytest.raises(easnb.BatchError) as failed:
+                conn.infer_frame("sleepy", pd.DataFrame({"seconds": [1.0] * 4}), batch_size=1, progress=False, timeout=0.2)
+            kept = failed.value if keep else None
+            del failed
+            conn.close()
+            capfd.readouterr()
+            _fork_and_wait()
+            assert SKIPPED_HANDLERS not in capfd.readouterr().err, f"error kept: {keep}"
+    finally:
+        gc.enable()
+    assert isinstance(kept, easnb.BatchError)
+
+
+@alone
 def test_a_closed_async_connection_still_named_lets_a_fork_take_grpcs_supported_path(
     remote: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -277,11 +301,17 @@ def test_a_closed_async_connection_still_named_lets_a_fork_take_grpcs_supported_
         async with easnb.aio.connect(remote, token=TOKEN) as aconn:
             assert await aconn.live()
             await aconn.infer("iris", {"features": np.ones((2, 4), np.float32)})
+            with pytest.raises(easnb.DeadlineError):  # its error and frames hold each other (and the channel) until collected
+                await aconn.infer("sleepy", {"seconds": np.array([1.0])}, timeout=0.2)
         return aconn
 
-    aconn = asyncio.run(use())
-    capfd.readouterr()
-    _fork_and_wait()
+    gc.disable()  # as in a notebook where the collector has not come round yet
+    try:
+        aconn = asyncio.run(use())
+        capfd.readouterr()
+        _fork_and_wait()
+    finally:
+        gc.enable()
     assert SKIPPED_HANDLERS not in capfd.readouterr().err
     assert aconn.closed
 
