@@ -108,24 +108,28 @@ class AsyncConnection(BaseConnection):
         if self._closed:
             self.check_open()
         self._open()
-        stub = self._infer if method == "ModelInfer" else self._stubs[method]
-        return await self._send(method, stub, request, timeout, retries, self.metadata_for(headers))
+        return await self._send(method, self._infer if method == "ModelInfer" else self._stubs[method], request, timeout,
+                                retries, self.metadata_for(headers))  # no stub in this frame: see _send
 
     async def _send(self, method: str, stub: Any, request: Any, timeout: Any, retries: int, metadata: Any) -> Any:
         seconds = self.settings.timeout if timeout is DEFAULT else timeout
         plan = RetryPlan(method, seconds, retries, self.error_context)
-        for attempt in plan.attempts():
-            started = time.perf_counter()
-            try:
-                reply = await stub(request, timeout=plan.left(attempt), metadata=metadata)
-            except grpc.RpcError as exc:
-                error = plan.failed(exc, started, attempt)
-            except asyncio.CancelledError:
-                self._closed_under()
-                raise
-            else:
-                return plan.done(reply, started, attempt)
-            await asyncio.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
+        try:
+            for attempt in plan.attempts():
+                started = time.perf_counter()
+                try:
+                    reply = await stub(request, timeout=plan.left(attempt), metadata=metadata)
+                except grpc.RpcError as exc:
+                    error = plan.failed(exc, started, attempt)
+                except asyncio.CancelledError:
+                    self._closed_under()
+                    raise
+                else:
+                    return plan.done(reply, started, attempt)
+                await asyncio.sleep(plan.pause_after(error, attempt))  # raises when there is no retry left
+        except BaseException:
+            del stub  # an error kept (a notebook's sys.last_value) keeps its frames, and a stub its channel: grpc.aio's
+            raise  # poller would stay inside gRPC at every later fork (see easnb.fork)
         raise AssertionError("unreachable")
 
     async def _small(self, name: str, request: Any, timeout: float | None, headers: Headers | None) -> Any:
@@ -213,14 +217,17 @@ class AsyncConnection(BaseConnection):
         """One ``Unary`` step of a plan, on this channel."""
         self.check_open()
         self._open()
+        return await self._send(step.path, self._path_stub(step), step.request, step.timeout,
+                                self.retries if step.idempotent else 0, self.settings.metadata)  # no stub in this frame
+
+    def _path_stub(self, step: Unary) -> Any:
         stub = self._path_stubs.get(step.path)
         if stub is None:
             assert self.channel is not None
             stub = self._path_stubs[step.path] = self.channel.unary_unary(
                 step.path, request_serializer=type(step.request).SerializeToString, response_deserializer=quiet(step.reply.FromString)
             )
-        return await self._send(step.path, stub, step.request, step.timeout, self.retries if step.idempotent else 0,
-                                self.settings.metadata)
+        return stub
 
     async def cached_model_metadata(self, name: str, version: str = "", headers: Headers | None = None) -> ModelMetadata:
         """As ``Connection.cached_model_metadata``."""

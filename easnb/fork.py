@@ -33,7 +33,7 @@ collected: their clean-up would call into the parent's gRPC state.
 
 What easnb does not mend: any other thread inside gRPC at the fork. A gRPC *server* in the forking
 process (the embedded demo started in the notebook itself), an open ``easnb.aio`` connection or
-grpc.aio channel (or a kept error of an ``easnb.aio`` call: its traceback's frames hold the channel),
+grpc.aio channel (or a kept error of an ``easnb.aio`` stream: its traceback's frames hold the call),
 a call or load test running in another thread, a sync channel's connectivity watch (the connect
 widget's and workbench's status line, easnb's INFO logging): with any of them gRPC skips its handlers
 (``GRPC_VERBOSITY=INFO`` shows it saying so; measured: a child crashed in 2 of 12 runs of

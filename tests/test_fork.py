@@ -317,6 +317,31 @@ def test_a_closed_async_connection_still_named_lets_a_fork_take_grpcs_supported_
 
 
 @alone
+def test_a_kept_error_of_a_closed_async_connection_lets_a_fork_take_grpcs_supported_path(
+    remote: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A notebook keeps a cell's error (``sys.last_value``): the frames of an ``easnb.aio`` call's error held the
+    call's stub, so the channel, closed or not, and grpc.aio's poller stayed inside gRPC at every later fork."""
+
+    async def fail() -> list[easnb.EasnbError]:
+        kept = []
+        async with easnb.aio.connect(remote, token=TOKEN) as aconn, easnb.aio.connect(remote, token="not-it") as refused:
+            for ask in (lambda: aconn.infer("sleepy", {"seconds": np.array([1.0])}, timeout=0.2),
+                        lambda: aconn.model_metadata("no-such-model"), refused.models):  # V2 calls, a plan's step
+                try:
+                    await ask()
+                except easnb.EasnbError as exc:
+                    kept.append(exc)
+        return kept
+
+    kept = asyncio.run(fail())
+    capfd.readouterr()
+    _fork_and_wait()
+    assert SKIPPED_HANDLERS not in capfd.readouterr().err
+    assert [type(e) for e in kept] == [easnb.DeadlineError, easnb.NotFoundError, easnb.AuthenticationError]
+
+
+@alone
 def test_a_stub_taken_before_the_loop_let_its_channel_go_still_calls(shared: easnb.Connection) -> None:
     conn = shared
     from easnb.calls import CALLS
