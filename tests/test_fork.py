@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,11 +201,24 @@ def test_a_closed_connection_stays_closed_in_the_child(shared: easnb.Connection)
     assert isinstance(error, easnb.EasnbError) and "closed" in error.message
 
 
-def _fork_and_wait() -> None:
+def _fork_is_clean(capfd: pytest.CaptureFixture[str]) -> bool:
+    """Fork a child that exits at once: whether gRPC ran its own fork handlers (it prints when it skips them)."""
+    capfd.readouterr()
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
+    return SKIPPED_HANDLERS not in capfd.readouterr().err
+
+
+@contextmanager
+def _collector_off() -> Iterator[None]:
+    """As in a notebook where the garbage collector has not come round yet."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @alone
@@ -215,9 +229,7 @@ def test_after_infer_frame_a_fork_takes_grpcs_supported_path(shared: easnb.Conne
     parent = shared.infer_frame("iris", _iris(), batch_size=16, progress=False)
     shared.load_test("iris", {"features": _iris().to_numpy(np.float32)[:4]}, concurrency=[2], seconds=0.2, warmup=0.1,
                      progress=False)
-    capfd.readouterr()
-    _fork_and_wait()
-    assert SKIPPED_HANDLERS not in capfd.readouterr().err
+    assert _fork_is_clean(capfd)
     assert shared.infer_frame("iris", _iris(), batch_size=16, progress=False).equals(parent)  # opened again
 
     background, started = shared.background(), threading.Event()
@@ -229,9 +241,8 @@ def test_after_infer_frame_a_fork_takes_grpcs_supported_path(shared: easnb.Conne
     busy = threading.Thread(target=background.run, args=(hold(),))
     busy.start()
     assert started.wait(10)
-    _fork_and_wait()
+    assert not _fork_is_clean(capfd)  # the control: gRPC says so when a thread is inside it
     busy.join(10)
-    assert SKIPPED_HANDLERS in capfd.readouterr().err  # the control: gRPC says so when a thread is inside it
     assert shared.infer_frame("iris", _iris(), batch_size=16, progress=False).equals(parent)
 
 
@@ -243,26 +254,19 @@ def test_after_a_failed_or_interrupted_infer_frame_a_fork_takes_grpcs_supported_
     gRPC's handlers): a failed call's error and its traceback's frames, which hold each other until the garbage
     collector comes round; and after Ctrl-C, the run's tasks, still ending on the loop and kept by the
     KeyboardInterrupt's traceback (a notebook keeps it in ``sys.last_traceback``)."""
-    gc.disable()  # as in a notebook where the collector has not come round yet
-    try:
+    with _collector_off():
         with pytest.raises(easnb.BatchError):
             shared.infer_frame("sleepy", pd.DataFrame({"seconds": [1.0] * 4}), batch_size=1, progress=False, timeout=0.2)
-        capfd.readouterr()
-        _fork_and_wait()
-        assert SKIPPED_HANDLERS not in capfd.readouterr().err
+        assert _fork_is_clean(capfd)
 
-        capfd.readouterr()
         threading.Timer(0.5, _thread.interrupt_main).start()  # Ctrl-C
         try:
             shared.infer_frame("sleepy", pd.DataFrame({"seconds": [0.3] * 40}), batch_size=1, concurrency=4,
                                progress=False, timeout=5)
         except KeyboardInterrupt:
-            _fork_and_wait()  # at once: Ctrl-C returns before the run's tasks on the loop have ended
+            assert _fork_is_clean(capfd)  # at once: Ctrl-C returns before the run's tasks on the loop have ended
         else:
             pytest.fail("not interrupted")
-        assert SKIPPED_HANDLERS not in capfd.readouterr().err
-    finally:
-        gc.enable()
     assert len(shared.infer_frame("iris", _iris(), batch_size=16, progress=False)) == 150
 
 
@@ -273,8 +277,7 @@ def test_a_connection_closed_after_a_failed_infer_frame_lets_a_fork_take_grpcs_s
     """Closed, a background loop still held its grpc.aio channel (so grpc.aio's poller stayed inside gRPC and
     forks skipped gRPC's handlers): through a failed call's reference cycle until the collector came round,
     and for good when the error was kept (a notebook keeps it in ``sys.last_value``): its frames hold the loop."""
-    gc.disable()  # as in a notebook where the collector has not come round yet
-    try:
+    with _collector_off():
         for keep in (False, True):
             conn = easnb.connect(remote, token=TOKEN)
             with pytest.raises(easnb.BatchError) as failed:
@@ -282,11 +285,7 @@ def test_a_connection_closed_after_a_failed_infer_frame_lets_a_fork_take_grpcs_s
             kept = failed.value if keep else None
             del failed
             conn.close()
-            capfd.readouterr()
-            _fork_and_wait()
-            assert SKIPPED_HANDLERS not in capfd.readouterr().err, f"error kept: {keep}"
-    finally:
-        gc.enable()
+            assert _fork_is_clean(capfd), f"error kept: {keep}"
     assert isinstance(kept, easnb.BatchError)
 
 
@@ -305,14 +304,9 @@ def test_a_closed_async_connection_still_named_lets_a_fork_take_grpcs_supported_
                 await aconn.infer("sleepy", {"seconds": np.array([1.0])}, timeout=0.2)
         return aconn
 
-    gc.disable()  # as in a notebook where the collector has not come round yet
-    try:
+    with _collector_off():
         aconn = asyncio.run(use())
-        capfd.readouterr()
-        _fork_and_wait()
-    finally:
-        gc.enable()
-    assert SKIPPED_HANDLERS not in capfd.readouterr().err
+        assert _fork_is_clean(capfd)
     assert aconn.closed
 
 
@@ -335,9 +329,7 @@ def test_a_kept_error_of_a_closed_async_connection_lets_a_fork_take_grpcs_suppor
         return kept
 
     kept = asyncio.run(fail())
-    capfd.readouterr()
-    _fork_and_wait()
-    assert SKIPPED_HANDLERS not in capfd.readouterr().err
+    assert _fork_is_clean(capfd)
     assert [type(e) for e in kept] == [easnb.DeadlineError, easnb.NotFoundError, easnb.AuthenticationError]
 
 
