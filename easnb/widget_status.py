@@ -128,3 +128,4 @@ class Follow:
         timer = threading.Timer(PROBE_S, self._probing.cancel)
         timer.daemon = True
         timer.start()
+        self._probing.add_done_callback(lambda _: timer.cancel())  # over: its thread ends now, not PROBE_S later

@@ -167,5 +167,11 @@ def test_a_server_that_keeps_dropping_the_connection_gets_one_reconnection_at_a_
     before = threading.active_count()
     for _ in range(200):  # what a flapping server makes the channel report
         widget._follow._changed(grpc.ChannelConnectivity.IDLE)
+    for _ in range(20):  # and spaced out, so that each reconnection is over before the next drop
+        time.sleep(0.05)
+        widget._follow._changed(grpc.ChannelConnectivity.IDLE)
+    settled = time.monotonic() + 3  # a finished reconnection leaves no thread behind (its 10 s timer was one)
+    while threading.active_count() > before + 2 and time.monotonic() < settled:
+        time.sleep(0.05)
     assert threading.active_count() <= before + 2
     assert lights_of(widget.status.value) == [GREEN, GREEN]
