@@ -64,6 +64,7 @@ class BaseConnection:
         self._model_cache: dict[tuple[str, str], ModelMetadata] = {}
         self.request_heads: dict[Any, bytes] = {}  # serialized request heads, per model and input layout
         self.reply_plans: dict[int, ReplyPlan | None] = {}  # small replies' layouts, by length
+        self.stream_plans: dict[str, tuple[Any, ...]] = {}  # streamed replies' layouts, by model (easnb.stream_plans)
         self.stream_flavour: str | None = None  # the server's streaming flavour (easnb.streaming asks once)
 
     # -- the settings, by name ------------------------------------------------------------

@@ -52,6 +52,9 @@ class BaseLink(Protocol):
     def reply_plans(self) -> dict[int, Any]: ...
 
     @property
+    def stream_plans(self) -> dict[str, tuple[Any, ...]]: ...
+
+    @property
     def endpoint(self) -> Endpoint: ...
 
     @property

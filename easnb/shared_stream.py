@@ -347,7 +347,7 @@ class OpenStream:
         data = self.conn.encode_infer(self.model, inputs, outputs, version, request_parameters("triton", parameters),
                                       request_id, raw)
         dispatch = self._dispatch
-        stream = QueuedStream(self, dispatch, Reader("triton", self.model, copy, as_str), request_id, first, between)
+        stream = QueuedStream(self, dispatch, Reader("triton", self.model, copy, as_str, self.conn.stream_plans), request_id, first, between)
         with dispatch.changed:
             if request_id in dispatch.in_flight:
                 raise EasnbError(f"Request id {request_id!r} is already in flight on this stream.",

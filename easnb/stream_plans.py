@@ -1,14 +1,16 @@
 """Token-sized stream replies read from a layout learned once: a few byte comparisons per token.
 
 A streaming model's responses differ only in their tensor bytes: the model name, version,
-id, parameters (``triton_final_response: false``) and the outputs' names, datatypes and
-shapes repeat. Protobuf writes fields in number order, so the raw output contents
-(field 6) come last. The first reply of a kind is decoded in full and checked; its bytes
-before the raw fields (the head) are kept with what they decode to. A later reply is read
-from the plan only if it starts with the very same head and the rest is exactly one raw
-field per output, each holding what its datatype and shape need (BYTES: the length prefixes
-add up); that proves it parses to the same message with new tensor bytes. Anything else
-goes to the full decoder, which says what is wrong. Such a reply's arrays are made when first
+parameters (``triton_final_response: false``) and the outputs' names, datatypes and
+shapes repeat; the id is each request's own. Protobuf writes fields in number order, so the
+raw output contents (field 6) come last. The first reply of a kind is decoded in full and
+checked; its bytes before the raw fields (the head) are kept with what they decode to, the
+id's field cut out. A later reply is read from the plan only if it starts with the very
+same head (any UTF-8 id in the id's place) and the rest is exactly one raw field per
+output, each holding what its datatype and shape need (BYTES: the length prefixes add up);
+that proves it parses to the same message with new tensor bytes. Anything else goes to the
+full decoder, which says what is wrong. A connection keeps the layouts its streams learned,
+per model (``Plans(shared, model)``), so a request's first reply is read from one too. Such a reply's arrays are made when first
 asked for (``StreamOutputs``): a token's cost on arrival is the byte checks, as tritonclient's
 ``InferResult`` makes its arrays in ``as_numpy``.
 """
@@ -33,7 +35,10 @@ from .tensors import element_count
 
 #: How many layouts one stream keeps (a token reply, the final one, an odd one or two).
 PLANS = 4
+#: How many models' layouts a connection keeps before it starts again.
+MODELS = 64
 _RAW_TAG = wire.RAW_OUTPUT_FIELD << 3 | 2
+_ID_TAG = 3 << 3 | 2  # ModelInferResponse.id
 _new = object.__new__
 _new_dict = dict.__new__
 _update = dict.update
@@ -45,12 +50,13 @@ _NUMERIC = {d.name: d.dtype for d in DATATYPES.values() if d.name not in ("BYTES
 
 @dataclass(frozen=True)
 class StreamPlan:
-    """What replies starting with ``head`` decode to, apart from their raw tensor bytes."""
+    """What replies starting with ``prefix``, an id, then ``suffix`` decode to, apart from the id and their raw
+    tensor bytes."""
 
-    head: bytes
+    prefix: bytes  # the model's name and version
+    suffix: bytes  # the parameters and the outputs' names, datatypes and shapes
     model_name: str
     model_version: str
-    id: str
     parameters: dict[str, Any]
     outputs: tuple[tuple[str, str, Any, tuple[int, ...], int], ...]  # name, datatype, numpy dtype or None (BYTES), shape, count
     datatypes: dict[str, str]
@@ -73,7 +79,7 @@ class StreamPlan:
         sizes = tuple(count * dtype.itemsize if dtype is not None else ONE_TEXT if count == 1 else TEXTS
                       for _, _, dtype, _, count in self.outputs)
         derived = {
-            "names": {"model_name": self.model_name, "model_version": self.model_version, "id": self.id},
+            "names": {"model_name": self.model_name, "model_version": self.model_version},
             "sizes": sizes, "simple": TEXTS not in sizes, "views": any(size >= 0 for size in sizes),
             "texts": {o[0]: 2 * i for i, (o, size) in enumerate(zip(self.outputs, sizes)) if size == ONE_TEXT},
             "unmade": dict.fromkeys(o[0] for o in self.outputs), "making": threading.Lock(),
@@ -88,10 +94,29 @@ class StreamPlan:
         The bytes are checked here, on arrival; the arrays are made when first asked for (``StreamOutputs``),
         unless an output is BYTES of several elements, whose length prefixes are walked (and the arrays
         made) now."""
-        head = self.head
-        if not data.startswith(head, start):
+        prefix = self.prefix
+        if not data.startswith(prefix, start):
             return None
-        pos, end = start + len(head), len(data)
+        pos, end = start + len(prefix), len(data)
+        request_id = ""
+        if data[pos] == _ID_TAG:  # a byte past the end raises IndexError: not this layout (Plans.decode)
+            length = data[pos + 1]
+            if length < 0x80:
+                pos += 2
+            else:
+                length, pos = _varint(data, pos + 1)
+            stop = pos + length
+            if length < 0 or stop > end:
+                return None
+            try:
+                request_id = data[pos:stop].decode()
+            except UnicodeDecodeError:  # protobuf refuses it: the full decoder says so
+                return None
+            pos = stop
+        suffix = self.suffix
+        if not data.startswith(suffix, pos):
+            return None
+        pos += len(suffix)
         spans: list[int] = []
         for need in self.sizes:  # a byte past the end raises IndexError: not this layout (Plans.decode)
             if data[pos] != _RAW_TAG:
@@ -128,7 +153,7 @@ class StreamPlan:
         result = _new(InferResult)  # the frozen dataclass's __init__ sets each field through object.__setattr__
         fields = result.__dict__
         fields.update(self.names)
-        fields["outputs"], fields["datatypes"] = outputs, self.datatypes.copy()
+        fields["id"], fields["outputs"], fields["datatypes"] = request_id, outputs, self.datatypes.copy()
         fields["parameters"], fields["output_parameters"] = self.parameters.copy(), {}
         return result
 
@@ -273,18 +298,49 @@ def learn(data: bytes | memoryview, result: InferResult) -> StreamPlan | None:
             return None
     except DecodeError:
         return None
+    parts = _without_id(head, message)
+    if parts is None:
+        return None
     names = [o[0] for o in outputs]
     if len(set(names)) != len(names) or set(names) != set(result.outputs):
         return None
-    return StreamPlan(head, result.model_name, result.model_version, result.id, dict(result.parameters),
+    return StreamPlan(*parts, result.model_name, result.model_version, dict(result.parameters),
                       tuple(outputs), dict(result.datatypes))
 
 
-class Plans:
-    """One stream's learned layouts, tried in turn; a reply no layout fits is decoded in full and learned."""
+def _without_id(head: bytes, message: Any) -> tuple[bytes, bytes] | None:
+    """``(prefix, suffix)``: ``head`` is the prefix (the name's and version's fields), the id's field if any,
+    then the suffix, which holds no id; None otherwise."""
+    prefix = ModelInferResponse(model_name=message.model_name, model_version=message.model_version).SerializeToString()
+    if not head.startswith(prefix):
+        return None
+    pos = len(prefix)
+    if head[pos : pos + 1] == bytes([_ID_TAG]):
+        try:
+            length, start = _varint(head, pos + 1)
+        except IndexError:
+            return None
+        if length < 0 or head[start : start + length] != message.id.encode():
+            return None
+        pos = start + length
+    suffix = head[pos:]
+    idless = ModelInferResponse()
+    idless.CopyFrom(message)
+    idless.id = ""
+    if suffix[:1] == bytes([_ID_TAG]) or ModelInferResponse.FromString(prefix + suffix) != idless:
+        return None
+    return prefix, suffix
 
-    def __init__(self) -> None:
-        self.known: list[StreamPlan] = []
+
+class Plans:
+    """One stream's learned layouts, tried in turn; a reply no layout fits is decoded in full and learned.
+
+    ``shared`` (a connection's dict, by ``key``, the model) gives a new stream the layouts earlier streams
+    learned, and gets the ones this stream learns."""
+
+    def __init__(self, shared: dict[Any, tuple[StreamPlan, ...]] | None = None, key: Any = None) -> None:
+        self.shared, self.key = shared, key
+        self.known: list[StreamPlan] = list(shared.get(key, ())) if shared is not None else []
         self.misses = 0
 
     def decode(self, data: bytes, start: int, copy: bool, bytes_as_str: bool) -> InferResult | None:
@@ -298,11 +354,16 @@ class Plans:
         return None
 
     def learn(self, data: bytes | memoryview, result: InferResult) -> None:
-        if len(self.known) < PLANS and self.misses < 4 * PLANS:
+        if self.misses < 4 * PLANS:
             self.misses += 1
             plan = learn(data, result)
             if plan is not None:
-                self.known.append(plan)
+                self.known = [*self.known[-(PLANS - 1):], plan]  # the oldest goes
+                shared = self.shared
+                if shared is not None:
+                    if len(shared) >= MODELS and self.key not in shared:
+                        shared.clear()
+                    shared[self.key] = tuple(self.known)
 
 
 def inner_start(data: bytes) -> int:

@@ -68,11 +68,12 @@ def request_parameters(flavour: str, parameters: Mapping[str, Any] | None) -> di
 
 
 class Reader:
-    """Turns one stream's wire messages into results: the flavour, the decode options, the errors."""
+    """Turns one stream's wire messages into results: the flavour, the decode options, the errors; ``plans``,
+    a connection's ``stream_plans``, holds the reply layouts its streams learned (``easnb.stream_plans``)."""
 
-    def __init__(self, flavour: str, model: str, copy: bool, bytes_as_str: bool) -> None:
+    def __init__(self, flavour: str, model: str, copy: bool, bytes_as_str: bool, plans: dict[Any, Any] | None = None) -> None:
         self.flavour, self.model, self.copy, self.bytes_as_str = flavour, model, copy, bytes_as_str
-        self.plans = Plans()
+        self.plans = Plans(plans, model)
 
     def read(self, data: bytes) -> tuple[InferResult | None, bool, str]:
         """``(result or None for a flags-only response, final, error message)``."""
@@ -415,5 +416,5 @@ def open_call(conn: Any, model: str, inputs: Any, *, outputs: Any = None, versio
     flavour = flavour_of(conn, flavour)
     data = conn.encode_infer(model, inputs, outputs, version, request_parameters(flavour, parameters), request_id, raw)
     metadata = conn.metadata_for(headers)
-    return CallStream(conn, data, Reader(flavour, model, copy, bytes_as_str), request_id, timeout=timeout,
+    return CallStream(conn, data, Reader(flavour, model, copy, bytes_as_str, conn.stream_plans), request_id, timeout=timeout,
                       first_timeout=first, between_timeout=between, metadata=metadata)

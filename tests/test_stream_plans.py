@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import easnb
 from easnb import _proto
 from easnb.parameters import set_parameters
 from easnb.stream_plans import Plans, inner_reply, inner_start
@@ -15,9 +16,10 @@ from easnb.streaming import Reader
 from easnb.tensors import encode_tensor
 
 
-def token(text: bytes, final: bool = False, numbers: Any = None, shape: list[int] | None = None, finish: bytes = b"") -> bytes:
+def token(text: bytes, final: bool = False, numbers: Any = None, shape: list[int] | None = None, finish: bytes = b"",
+          request_id: str = "req-7") -> bytes:
     """A ModelStreamInferResponse as Triton sends for one token (raw contents, the final flag)."""
-    r = _proto.ModelInferResponse(model_name="gen", model_version="1", id="req-7")
+    r = _proto.ModelInferResponse(model_name="gen", model_version="1", id=request_id)
     set_parameters(r.parameters, {"triton_final_response": final})
     buffers = []
     values = {"text_output": np.array([text] * int(np.prod(shape or [1])), dtype=object).reshape(shape or [1]),
@@ -164,3 +166,36 @@ def test_generate_reads_the_same_text_from_a_layout_as_from_arrays(numbers: Any)
     for g in (generation(fast), generation(slow)):
         assert g.text == " a b c c\u00e9\ufffd." and g.finish_reason == "stop"
         assert g.tokens == (14 if numbers is not None else 5)
+
+
+@pytest.mark.parametrize("first_id", ["req-7", "", "x" * 200])
+def test_a_layout_reads_every_request_s_id_from_the_reply(first_id: str) -> None:
+    """The id is each request's own (open_stream gives every request one): a layout learned from one request's
+    reply reads another's with that reply's id, whatever its length; an id protobuf refuses stays an error."""
+    reader = learned(token(b" first", request_id=first_id))
+    for request_id in ("req-7", "", "easnb-12", "\u00e9" * 100, "y" * 300):
+        data = token(b" tok", request_id=request_id)
+        assert reader.plans.decode(data, inner_start(data), False, False) is not None  # the layout was used
+        assert outcome(reader, data) == outcome(Reader("triton", "gen", False, False), data)
+        assert reader.read(data)[0].id == request_id  # type: ignore[union-attr]
+    bad = token(b" tok", request_id="ab").replace(b"\x1a\x02ab", b"\x1a\x02\xff\xfe")
+    assert reader.plans.decode(bad, inner_start(bad), False, False) is None
+    assert outcome(reader, bad) == outcome(Reader("triton", "gen", False, False), bad) == easnb.ServerError
+
+
+def test_a_connection_s_streams_share_their_layouts_per_model() -> None:
+    """A stream learns its replies' layouts into its connection's ``stream_plans``; the next stream of that model
+    reads even its first reply from one, another model's does not; a fifth layout pushes out the oldest."""
+    shared: dict[str, Any] = {}
+    first = Reader("triton", "gen", False, False, shared)
+    first.read(token(b" a", request_id="one"))
+    assert [len(p.outputs) for p in shared["gen"]] == [2]
+    second = Reader("triton", "gen", False, False, shared)
+    data = token(b" b", request_id="two")
+    assert second.plans.known == list(shared["gen"]) and second.plans.decode(data, inner_start(data), False, False) is not None
+    assert outcome(second, data) == outcome(Reader("triton", "gen", False, False), data) and second.plans.misses == 0
+    assert Reader("triton", "other", False, False, shared).plans.known == []
+    for shape in ([2], [3], [4], [5]):  # four more layouts: the reader keeps (and shares) the latest four
+        second.read(token(b"t", shape=shape))
+    assert len(second.plans.known) == len(shared["gen"]) == 4 and [p.outputs[0][3] for p in shared["gen"]] == [(2,), (3,), (4,), (5,)]
+    assert outcome(second, token(b"t", shape=[5])) == outcome(Reader("triton", "gen", False, False), token(b"t", shape=[5]))

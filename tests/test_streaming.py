@@ -187,6 +187,22 @@ def test_interleaved_requests_on_one_stream(demo: DemoServer, conn: easnb.Connec
         shared.submit(prompt("late"))
 
 
+def test_a_stream_reads_even_its_first_reply_from_a_layout_an_earlier_stream_learned(conn: easnb.Connection) -> None:
+    """The connection keeps the reply layouts its streams learned (per model, whatever the request id): a later
+    request, plain or on a shared stream, reads every reply from them, each with its own id."""
+    assert conn.stream("textgen", prompt("warm up")).collect()
+    later = conn.stream("textgen", prompt("a b c"), request_id="later")
+    assert later.reader.plans.known  # before its first reply
+    results = later.collect()
+    assert later.reader.plans.misses == 0 and [r.id for r in results] == ["later"] * 5
+    assert {type(r.outputs).__name__ for r in results} == {"StreamOutputs"} and words(results)[-1] == " c."
+    with conn.open_stream("textgen") as shared:
+        streams = [shared.submit(prompt(f"w{i} x")) for i in range(3)]
+        for i, stream in enumerate(streams):
+            assert words(stream.collect()) == [" You", " said:", f" w{i}", " x."]
+            assert stream.reader.plans.misses == 0 and {r.id for r in stream.responses} == {stream.request_id}
+
+
 def test_open_stream_refuses_an_id_in_flight(conn: easnb.Connection) -> None:
     with conn.open_stream("textgen") as shared:
         shared.submit(prompt("a b c"), request_id="same")
