@@ -29,6 +29,7 @@ from .frames import frame_to_inputs, frames_in, is_frame
 from .inference import Inputs, Outputs, decode_response, encode_request
 from .results import InferResult, ModelMetadata, ServerMetadata
 from .settings import Settings, settings_of
+from .stream_watchdog import Watchdog
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,6 +73,7 @@ class AsyncConnection(BaseConnection):
         self._twin: Connection | None = None  # a sync connection for blocking look-ups (reflection, .proto)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.stream_watchdog = Watchdog()  # streams' idle limits: one thread for them all, while any is watched
 
     def ensure_open(self) -> None:
         """Refuse when closed (``ClosedError``); otherwise open the channel in the running loop if not yet."""
@@ -358,6 +360,7 @@ class AsyncConnection(BaseConnection):
             twin, self._twin = self._twin, None
             if twin is not None:
                 twin.close()
+            self.stream_watchdog.close()
             channel, self.channel = self.channel, None  # nor kept (a notebook keeps `aconn` after `async with`): grpc.aio's
             self._stubs, self._path_stubs = {}, {}  # poller ends with the last grpc.aio channel, and a later fork is safe
             self._infer = None

@@ -12,6 +12,7 @@ so the loop ends exactly with the request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -51,7 +52,8 @@ class AsyncStream:
         self.arrivals: list[float] = []
         self.sent_at = time.perf_counter()
         self.finished = self.cancelled = self._started = False
-        self._timer: asyncio.TimerHandle | None = None  # one timer for the idle limits, moved only when it fires
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the call is read: the watchdog's cancel goes there
+        self._watching = False  # the connection's watchdog looks at this stream's idle limits
         self._timed_out = ""
         self._failure: EasnbError | None = None  # what a failed read meant, raised once out of its except block
 
@@ -61,32 +63,40 @@ class AsyncStream:
         self._started = True
         return self._iterate()
 
-    def _limit(self) -> tuple[float | None, str, float]:
+    # -- the idle limits, watched by the connection's thread (easnb.stream_watchdog), not by a timer on the loop:
+    # -- a timer there made each response cost ~10 us more (bench/stream.py, easnb.aio's stream with and without)
+    def idle_limits(self) -> tuple[float | None, float | None]:
+        return self.first_response_timeout, self.between_responses_timeout
+
+    def idle_limit(self) -> tuple[float | None, str, float]:
         if self.arrivals:
             return self.between_responses_timeout, "between_responses_timeout", self.arrivals[-1]
         return self.first_response_timeout, "first_response_timeout", self.sent_at
 
-    def _watch(self) -> None:
-        """Cancel the call when the current idle limit has passed; else look again when it could pass.
+    def watched(self) -> bool:
+        return self._watching
 
-        An arrival does not touch the timer (that would cost every response): the timer, when it
-        fires, finds the newer arrival and sets itself for that one's limit."""
-        self._timer = None
-        limit, name, since = self._limit()
-        if self.finished or self.cancelled or limit is None:
-            return
-        left = since + limit - time.perf_counter()
-        if left > 0:
-            self._timer = asyncio.get_running_loop().call_later(left, self._watch)
-            return
-        self._timed_out = f"{name}={limit:g}"
-        self.cancelled = True
-        self._call.cancel()
+    def idle_expired(self, name: str, limit: float) -> None:
+        """(The watchdog's thread.) The limit passed: the call is cancelled in its loop."""
+        self._watching = False
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is reading the stream
+            self._loop.call_soon_threadsafe(self._expired, name, limit)  # type: ignore[union-attr]
+
+    def _expired(self, name: str, limit: float) -> None:
+        if not self.finished and not self.cancelled:
+            self._timed_out = f"{name}={limit:g}"
+            self.cancelled = True
+            self._call.cancel()
+
+    def _watch(self) -> None:
+        if self._aconn is not None and (self.first_response_timeout is not None or self.between_responses_timeout is not None):
+            self._loop, self._watching = asyncio.get_running_loop(), True
+            self._aconn.stream_watchdog.watch(self)
 
     def _unwatch(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._watching:
+            self._watching = False
+            self._aconn.stream_watchdog.unwatch(self)
 
     async def _iterate(self) -> AsyncIterator[InferResult]:
         # per response, only what must be done: the read awaited here (not through a helper coroutine), names local.
@@ -106,9 +116,6 @@ class AsyncStream:
                     self._end()
                     return
                 arrivals.append(clock())
-                if len(arrivals) == 1:  # from now on the limit between responses counts
-                    self._unwatch()
-                    self._watch()
                 result = received(self, data)
                 if result is not None:
                     yield result
@@ -197,7 +204,7 @@ async def open_call(aconn: Any, model: str, inputs: Any, *, outputs: Any = None,
     data = encode_request(model, inputs, outputs, version, request_parameters(flavour, parameters), request_id, raw)
     aconn.ensure_open()
     call = aconn.channel.unary_stream(PATH)(data, timeout=timeout, metadata=aconn.metadata_for(headers))
-    return AsyncStream(call, Reader(flavour, model, copy, bytes_as_str), request_id, first, between,
+    return AsyncStream(call, Reader(flavour, model, copy, bytes_as_str, aconn.stream_plans), request_id, first, between,
                        {**aconn.error_context, "timeout": timeout}, aconn)
 
 

@@ -1,4 +1,5 @@
-"""easnb.aio streams' idle limits: one timer that moves itself, firing only when a limit has really passed."""
+"""easnb.aio streams' idle limits: watched by the connection's thread (no timer on the loop), firing only when a limit
+has really passed."""
 
 from __future__ import annotations
 
@@ -28,20 +29,28 @@ def test_between_responses_timeout_fires_after_a_response_and_not_before(demo: D
                                             first_response_timeout=first)
                 with pytest.raises(easnb.DeadlineError, match="between_responses_timeout=0.3") as caught:
                     await stream.collect()
-                assert len(caught.value.received) == 1 and stream.cancelled and stream._timer is None
+                assert len(caught.value.received) == 1 and stream.cancelled and not stream.watched()
                 assert "cancelled" in repr(stream)
 
     asyncio.run(main())
 
 
-def test_a_finished_stream_leaves_no_timer(demo: DemoServer) -> None:
+def test_a_stream_is_watched_while_it_is_read_and_sets_no_timer_on_the_loop(demo: DemoServer) -> None:
     async def main() -> None:
         async with easnb.aio.connect(demo.endpoint, token=TOKEN) as aconn:
+            loop = asyncio.get_running_loop()
             stream = await aconn.stream("textgen", WORDS, first_response_timeout=30, between_responses_timeout=30)
-            assert len(await stream.collect()) == 8 and stream.finished and stream._timer is None
+            async for _ in stream:
+                assert stream.watched() and aconn.stream_watchdog._due  # the connection's thread has it
+                assert not loop._scheduled  # type: ignore[attr-defined]  # a timer there costs every response
+            assert len(stream.responses) == 8 and stream.finished and not stream.watched() and not aconn.stream_watchdog._due
             stream = await aconn.stream("textgen", WORDS, parameters={"delay_ms": 50}, between_responses_timeout=30)
             async for _ in stream:
-                stream.cancel()  # the loop then ends quietly, its timer gone
-            assert stream.cancelled and len(stream.responses) == 1 and stream._timer is None
+                stream.cancel()  # the loop then ends quietly, no longer watched
+            assert stream.cancelled and len(stream.responses) == 1 and not stream.watched()
+            unwatched = await aconn.stream("textgen", WORDS, first_response_timeout=None, between_responses_timeout=None)
+            async for _ in unwatched:
+                assert not unwatched.watched()
+        assert aconn.stream_watchdog._closed  # closed with the connection: its thread ends now
 
     asyncio.run(main())
