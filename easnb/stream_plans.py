@@ -310,7 +310,7 @@ def learn(data: bytes | memoryview, result: InferResult) -> StreamPlan | None:
 
 def _without_id(head: bytes, message: Any) -> tuple[bytes, bytes] | None:
     """``(prefix, suffix)``: ``head`` is the prefix (the name's and version's fields), the id's field if any,
-    then the suffix, which holds no id; None otherwise."""
+    then the suffix, which holds no id's field; None otherwise."""
     prefix = ModelInferResponse(model_name=message.model_name, model_version=message.model_version).SerializeToString()
     if not head.startswith(prefix):
         return None
@@ -327,7 +327,10 @@ def _without_id(head: bytes, message: Any) -> tuple[bytes, bytes] | None:
     idless = ModelInferResponse()
     idless.CopyFrom(message)
     idless.id = ""
-    if suffix[:1] == bytes([_ID_TAG]) or ModelInferResponse.FromString(prefix + suffix) != idless:
+    if ModelInferResponse.FromString(prefix + suffix) != idless:
+        return None
+    # an id's field in the suffix (even ``1a 00``) would win over the id's place, as protobuf keeps the last one
+    if ModelInferResponse.FromString(prefix + b"\x1a\x01?" + suffix).id != "?":
         return None
     return prefix, suffix
 

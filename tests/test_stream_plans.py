@@ -199,3 +199,40 @@ def test_a_connection_s_streams_share_their_layouts_per_model() -> None:
         second.read(token(b"t", shape=shape))
     assert len(second.plans.known) == len(shared["gen"]) == 4 and [p.outputs[0][3] for p in shared["gen"]] == [(2,), (3,), (4,), (5,)]
     assert outcome(second, token(b"t", shape=[5])) == outcome(Reader("triton", "gen", False, False), token(b"t", shape=[5]))
+
+
+def _pieces(text: bytes = b" a") -> tuple[bytes, bytes, bytes, bytes]:
+    """A token reply's fields, serialized apart: the name and version, the parameters, the outputs, the raw contents."""
+    params = _proto.ModelInferResponse()
+    set_parameters(params.parameters, {"triton_final_response": False})
+    outs = _proto.ModelInferResponse()
+    buffer, _ = encode_tensor(outs.outputs.add(), "text_output", np.array([text], dtype=object))
+    raws = _proto.ModelInferResponse(raw_output_contents=[memoryview(buffer).tobytes()])
+    head = _proto.ModelInferResponse(model_name="gen", model_version="1")
+    return head.SerializeToString(), params.SerializeToString(), outs.SerializeToString(), raws.SerializeToString()
+
+
+def _id_field(value: bytes) -> bytes:
+    from easnb import wire
+
+    return b"\x1a" + wire.varint(len(value)) + value
+
+
+@pytest.mark.parametrize("first_at", range(4))
+def test_an_id_field_anywhere_reads_as_protobuf_reads_it(first_at: int) -> None:
+    """A hostile server writes the id's field out of order, twice, or empty (``1a 00``) after the parameters
+    (protobuf keeps the last one): a learned layout still gives each reply the id a full decode gives."""
+    name, params, outs, raws = _pieces()
+    places = [
+        lambda i: name + i + params + outs + raws,  # in order
+        lambda i: name + params + i + outs + raws,  # after the parameters
+        lambda i: name + i + params + _id_field(b"") + outs + raws,  # twice, the last one empty
+        lambda i: name + params + outs + raws + i,  # last of all
+    ]
+    first = encode_stream_response(places[first_at](_id_field(b"")))
+    for place in places:
+        for request_id in (b"", b"abc", "\u00e9".encode(), b"x" * 20000, b"\xff"):
+            data = encode_stream_response(place(_id_field(request_id)))
+            reader = Reader("triton", "gen", False, False)
+            reader.read(first)
+            assert outcome(reader, data) == outcome(Reader("triton", "gen", False, False), data), (place, request_id[:5])
