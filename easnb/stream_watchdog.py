@@ -54,8 +54,15 @@ class Watchdog:
         self._closed = False
 
     def watch(self, stream: Watched) -> None:
-        """Watch ``stream`` until its call is over; a stream with no limits is not watched."""
-        when = _next_look(stream, time.perf_counter())
+        """Watch ``stream`` until its call is over; a stream with no limits is not watched. A limit already
+        passed (one of 0) ends the call now: by the thread's first look a response may have moved it on."""
+        now = time.perf_counter()
+        limit, name, since = stream.idle_limit()
+        if limit is not None and now >= since + limit and not self._closed:
+            stream.idle_expired(name, limit)
+            if not stream.watched():
+                return
+        when = _next_look(stream, now)
         if when is None:
             return
         with self._lock:
@@ -132,10 +139,10 @@ class Watchdog:
 
 
 def _next_look(stream: Watched, now: float, current: tuple[float | None, str, float] | None = None) -> float | None:
-    """When the current limit (``stream.idle_limit()`` unless given) would pass, at least ``MINIMUM`` from now; while
+    """When the current limit (``stream.idle_limit()`` unless given) passes, or ``MINIMUM`` from now if it has; while
     waiting for the first response, also when the limit between responses could first pass. None: nothing to watch."""
     limit, name, since = stream.idle_limit() if current is None else current
-    looks = [] if limit is None else [max(since + limit, now + MINIMUM)]
+    looks = [] if limit is None else [since + limit if since + limit > now else now + MINIMUM]
     between = stream.idle_limits()[1]
     if name == "first_response_timeout" and between is not None:
         looks.append(now + max(between, MINIMUM))

@@ -54,3 +54,23 @@ def test_a_stream_is_watched_while_it_is_read_and_sets_no_timer_on_the_loop(demo
         assert aconn.stream_watchdog._closed  # closed with the connection: its thread ends now
 
     asyncio.run(main())
+
+
+def test_a_limit_of_zero_always_passes_in_sync_and_easnb_aio_streams(demo: DemoServer) -> None:
+    """``first_response_timeout=0``: no response can come in time, however fast the server (the demo's first token
+    comes in ~5 ms, sooner than the watchdog's next look): a DeadlineError naming the limit and the request id."""
+    says = r"first_response_timeout=0 s \(request id 'zero-"
+    with easnb.connect(demo.endpoint, token=TOKEN) as conn:
+        for i in range(3):
+            with pytest.raises(easnb.DeadlineError, match=says):
+                conn.stream("textgen", WORDS, first_response_timeout=0, request_id=f"zero-{i}").collect()
+
+    async def main() -> None:
+        async with easnb.aio.connect(demo.endpoint, token=TOKEN) as aconn:
+            for i in range(3):
+                stream = await aconn.stream("textgen", WORDS, first_response_timeout=0, request_id=f"zero-{i}")
+                with pytest.raises(easnb.DeadlineError, match=says):
+                    await stream.collect()
+                assert stream.cancelled and not stream.watched()
+
+    asyncio.run(main())
