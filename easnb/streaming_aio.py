@@ -130,7 +130,7 @@ class AsyncStream:
             ended(self, status)
 
     def _read_failed(self, exc: BaseException) -> Any:
-        """A read that raised: EOF when it was our own cancel (or the idle timer's), else what it means is kept
+        """A read that raised: EOF when it was our own cancel (or the watchdog's), else what it means is kept
         for ``_end`` to raise (raising here would chain the grpc.RpcError, whose text may hold the token)."""
         if isinstance(exc, asyncio.CancelledError):
             if _task_cancelling() or not self.cancelled:  # the task's own cancellation, or the connection's close
