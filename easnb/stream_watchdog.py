@@ -38,7 +38,8 @@ class Watched(Protocol):
         """Whether the stream still needs watching (its call not over)."""
 
     def idle_expired(self, name: str, limit: float) -> None:
-        """The limit passed: cancel the call, noting why."""
+        """The limit passed: cancel the call, noting why (in the watchdog's thread, or in ``watch``'s caller's
+        when the limit had passed already)."""
 
 
 class Watchdog:

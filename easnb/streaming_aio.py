@@ -77,7 +77,8 @@ class AsyncStream:
         return self._watching
 
     def idle_expired(self, name: str, limit: float) -> None:
-        """(The watchdog's thread.) The limit passed: the call is cancelled in its loop."""
+        """(The watchdog's thread, or the loop's when the limit passed before the reading began.) The limit
+        passed: the call is cancelled in its loop."""
         self._watching = False
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is reading the stream
             self._loop.call_soon_threadsafe(self._expired, name, limit)  # type: ignore[union-attr]

@@ -4,6 +4,10 @@ has really passed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ import easnb
 import easnb.aio
 from easnb.demo import DemoServer
 
-from .conftest import TOKEN
+from .conftest import TOKEN, eventually
 
 WORDS = {"text_input": np.array([b"a b c d e f"], dtype=object), "stream": np.array([True])}
 
@@ -74,3 +78,46 @@ def test_a_limit_of_zero_always_passes_in_sync_and_easnb_aio_streams(demo: DemoS
                 assert stream.cancelled and not stream.watched()
 
     asyncio.run(main())
+
+
+def test_a_limit_passing_after_the_loop_stopped_or_closed_prints_nothing(demo: DemoServer) -> None:
+    """A stream left mid-way in a loop that stopped: its limit passing is noted, and the cancel runs when the loop
+    runs again (the next read says which limit); in a loop closed since, the watchdog's call finds nothing to do and
+    prints nothing (a child process: a connection left open in a closed loop cannot be closed)."""
+    loop = asyncio.new_event_loop()
+    try:
+        aconn, stream, reading = loop.run_until_complete(_left_mid_way(demo.endpoint))
+        eventually(lambda: not stream.watched())  # the limit passed while the loop stood still
+        loop.run_until_complete(asyncio.sleep(0))
+        assert stream.cancelled
+        with pytest.raises(easnb.DeadlineError, match=r"between_responses_timeout=0.1 s \(request id 'left'\)"):
+            loop.run_until_complete(reading.__anext__())
+        loop.run_until_complete(aconn.close())
+    finally:
+        loop.close()
+    child = subprocess.run([sys.executable, "-c", CLOSED_LOOP, demo.endpoint], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert child.returncode == 0 and child.stdout.split() == ["watched", "expired", "not-cancelled"], child
+    assert not [line for line in child.stderr.splitlines() if "Error" in line or "Traceback" in line], child.stderr
+
+
+async def _left_mid_way(endpoint: str) -> tuple[Any, Any, Any]:
+    """A connection, and a stream of it read to its first response and left there (0.1 s between responses)."""
+    aconn = easnb.aio.connect(endpoint, token=TOKEN)
+    stream = await aconn.stream("textgen", WORDS, parameters={"delay_ms": 400}, between_responses_timeout=0.1,
+                                request_id="left")
+    reading = stream.__aiter__()
+    await reading.__anext__()
+    return aconn, stream, reading
+
+
+CLOSED_LOOP = """
+import asyncio, sys, time
+from tests.test_stream_idle_aio import _left_mid_way
+loop = asyncio.new_event_loop()
+aconn, stream, reading = loop.run_until_complete(_left_mid_way(sys.argv[1]))
+loop.close()
+print("watched" if stream.watched() else "unwatched")
+time.sleep(0.3)
+print("unwatched" if stream.watched() else "expired", "cancelled" if stream.cancelled else "not-cancelled")
+"""
