@@ -334,7 +334,7 @@ class Connection(Features, BaseConnection):
     def after_fork(self) -> tuple[Any, ...]:
         """In a forked child: a fresh lock, no background loop, a channel of its own; returns what was inherited."""
         self._background_lock = threading.Lock()
-        self.stream_watchdog = Watchdog()  # the parent's thread is not in the child
+        self.stream_watchdog, self.stream_plans = Watchdog(), {}  # the parent's thread is not here; its layouts' locks may be held
         old = (self._background, self.channel, self._reflection)
         self._background = None
         self._reflection = None

@@ -47,6 +47,7 @@ ALONE = "EASNB_FORK_TESTS_ALONE"
 SKIPPED_HANDLERS = "skipping fork() handlers"
 #: The connection the forked workers use: inherited through fork, as a notebook's global is.
 SHARED: dict[str, Any] = {}
+STREAMED = {"text_input": np.array([b"a b c"], dtype=object), "stream": np.array([True])}
 
 
 def _iris() -> pd.DataFrame:
@@ -68,6 +69,8 @@ def _in_child(what: str) -> Any:
             answer = SHARED["greeter"].SayHello(name="child").message
         elif what == "generate":  # a server stream, on the sync channel
             answer = "".join(conn.generate("textgen", "hello"))
+        elif what == "stream":  # each token's arrays made
+            answer = [r["text_output"].tolist() for r in conn.stream("textgen", STREAMED, timeout=5)]
         elif what == "new connection":  # made in the child: its background loop cannot be grpc.aio
             with easnb.connect(SHARED["endpoint"], token=SHARED["token"]) as fresh:
                 answer = fresh.infer_frame("iris", _iris(), batch_size=16, progress=False)
@@ -406,3 +409,14 @@ def test_the_fork_handler_opens_no_channel(shared: easnb.Connection) -> None:
         other.live()
         ((answer, _),) = _pool_run("opened in the handler")
     assert answer == (False, True)
+
+
+@alone
+def test_a_forked_worker_learns_stream_layouts_of_its_own(shared: easnb.Connection) -> None:
+    """The connection's learned stream layouts stay with the parent: one whose lock another thread held at the fork
+    (making a token's arrays) would be held in the child for ever, and its first token's arrays would hang."""
+    said = [r["text_output"].tolist() for r in shared.stream("textgen", STREAMED)]
+    (plan, *_) = shared.stream_plans["textgen"]
+    with plan.making:  # as another thread making a token's arrays at the fork
+        ((streamed, seconds),) = _pool_run("stream")
+    assert streamed == said and seconds < 10
