@@ -5,13 +5,15 @@ parameters (``triton_final_response: false``) and the outputs' names, datatypes 
 shapes repeat; the id is each request's own. Protobuf writes fields in number order, so the
 raw output contents (field 6) come last. The first reply of a kind is decoded in full and
 checked; its bytes before the raw fields (the head) are kept with what they decode to, the
-id's field cut out. A later reply is read from the plan only if it starts with the very
-same head (any UTF-8 id in the id's place) and the rest is exactly one raw field per
-output, each holding what its datatype and shape need (BYTES: the length prefixes add up);
-that proves it parses to the same message with new tensor bytes. Anything else goes to the
-full decoder, which says what is wrong. A connection keeps the layouts its streams learned,
-per model (``Plans(shared, model)``), so a request's first reply is read from one too. Such a reply's arrays are made when first
-asked for (``StreamOutputs``): a token's cost on arrival is the byte checks, as tritonclient's
+id's field cut out (a head with an id's field anywhere but right after the name and version
+is not learned: protobuf keeps the last one). A later reply is read from the plan only if it
+starts with the very same head (any UTF-8 id in the id's place) and the rest is exactly one raw
+field per output, each holding what its datatype and shape need (BYTES: the length prefixes
+add up); that proves it parses to the same message with new tensor bytes. Anything else goes
+to the full decoder, which says what is wrong. A connection keeps the layouts its streams
+learned, ``PLANS`` per model for up to ``MODELS`` models (``Plans(shared, model)``), so a
+request's first reply is read from one too. Such a reply's arrays are made when first asked
+for (``StreamOutputs``): a token's cost on arrival is the byte checks, as tritonclient's
 ``InferResult`` makes its arrays in ``as_numpy``.
 """
 
@@ -33,7 +35,7 @@ from .dtypes import DATATYPES
 from .results import InferResult
 from .tensors import element_count
 
-#: How many layouts one stream keeps (a token reply, the final one, an odd one or two).
+#: How many layouts a stream, and its connection per model, keeps (a token reply, the final one, an odd one or two).
 PLANS = 4
 #: How many models' layouts a connection keeps before it starts again.
 MODELS = 64
