@@ -346,7 +346,7 @@ class Plans:
     def __init__(self, shared: dict[Any, tuple[StreamPlan, ...]] | None = None, key: Any = None) -> None:
         self.shared, self.key = shared, key
         self.known: list[StreamPlan] = list(shared.get(key, ())) if shared is not None else []
-        self.misses = 0
+        self.misses = self.learned = 0  # tries, and layouts this stream learned: at most 4 * PLANS and PLANS
 
     def decode(self, data: bytes, start: int, copy: bool, bytes_as_str: bool) -> InferResult | None:
         for plan in self.known:
@@ -359,10 +359,11 @@ class Plans:
         return None
 
     def learn(self, data: bytes | memoryview, result: InferResult) -> None:
-        if self.misses < 4 * PLANS:
+        if self.misses < 4 * PLANS and self.learned < PLANS:
             self.misses += 1
             plan = learn(data, result)
             if plan is not None:
+                self.learned += 1
                 self.known = [*self.known[-(PLANS - 1):], plan]  # the oldest goes
                 shared = self.shared
                 if shared is not None:

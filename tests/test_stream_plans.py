@@ -236,3 +236,23 @@ def test_an_id_field_anywhere_reads_as_protobuf_reads_it(first_at: int) -> None:
             reader = Reader("triton", "gen", False, False)
             reader.read(first)
             assert outcome(reader, data) == outcome(Reader("triton", "gen", False, False), data), (place, request_id[:5])
+
+
+def test_a_server_whose_every_reply_differs_costs_a_stream_few_layouts() -> None:
+    """Replies whose parameters change every time (a step counter) never fit a layout: a stream learns at most
+    ``PLANS`` of them (each a full decode more), as before the connection kept them, and reads on as without."""
+    from easnb.stream_plans import PLANS
+
+    def step(i: int) -> bytes:
+        r = _proto.ModelInferResponse(model_name="gen", model_version="1", id="req-7")
+        set_parameters(r.parameters, {"triton_final_response": False, "step": i})
+        buffer, _ = encode_tensor(r.outputs.add(), "text_output", np.array([b" tok"], dtype=object))
+        r.raw_output_contents.append(memoryview(buffer).tobytes())
+        return encode_stream_response(r.SerializeToString())
+
+    shared: dict[str, Any] = {}
+    for _ in range(2):  # the second stream starts with the first's layouts, none of which fits
+        reader = Reader("triton", "gen", False, False, shared)
+        for i in range(40):
+            assert outcome(reader, step(i)) == outcome(Reader("triton", "gen", False, False), step(i))
+        assert reader.plans.misses == PLANS and len(shared["gen"]) == PLANS
