@@ -173,7 +173,8 @@ class Dispatch(IdleWatch):
                 if request_id == mine and not stream.cancelled:
                     if final or error:
                         self.forget(mine)
-                    return data, arrived
+                    deadline, name = stream.deadline()  # its own reply, late: as the watchdog would have ended it
+                    return (data, arrived) if deadline is None or arrived < deadline else stream.timed_out(name)
                 with self.changed:
                     ref = self.waiting.get(request_id)
                     other = None if ref is None else ref()

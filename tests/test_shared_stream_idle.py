@@ -248,3 +248,19 @@ def test_an_id_timed_out_while_another_reads_is_refused_until_its_final_reply_co
             assert outcome["texts"] == [b"done"]
     finally:
         server.stop(None)
+
+
+def test_the_turn_holder_s_own_reply_after_its_limit_is_a_deadline_error() -> None:
+    """The caller holding the turn gets its own first reply 0.6 s after the submit, past its 0.2 s limit: a
+    DeadlineError naming the limit (as conn.stream gives), not the reply; that reply was final, so its id is free."""
+    server, endpoint = serve({"slow": 0.6})
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            slow = shared.submit(INPUTS, request_id="slow", first_response_timeout=0.2)
+            with pytest.raises(easnb.DeadlineError, match=r"first_response_timeout=0.2 s \(request id 'slow'\)"):
+                slow.collect()
+            assert slow.responses == []
+            again = shared.submit(INPUTS, request_id="slow", first_response_timeout=5)
+            assert [r["text_output"][0] for r in again] == [b"done"]
+    finally:
+        server.stop(None)
