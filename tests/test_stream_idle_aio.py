@@ -90,7 +90,7 @@ def test_a_limit_passing_after_the_loop_stopped_or_closed_prints_nothing(demo: D
         eventually(lambda: not stream.watched())  # the limit passed while the loop stood still
         loop.run_until_complete(asyncio.sleep(0))
         assert stream.cancelled
-        with pytest.raises(easnb.DeadlineError, match=r"between_responses_timeout=0.1 s \(request id 'left'\)"):
+        with pytest.raises(easnb.DeadlineError, match=r"between_responses_timeout=0.3 s \(request id 'left'\)"):
             loop.run_until_complete(reading.__anext__())
         loop.run_until_complete(aconn.close())
     finally:
@@ -98,13 +98,13 @@ def test_a_limit_passing_after_the_loop_stopped_or_closed_prints_nothing(demo: D
     child = subprocess.run([sys.executable, "-c", CLOSED_LOOP, demo.endpoint], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert child.returncode == 0 and child.stdout.split() == ["watched", "expired", "not-cancelled"], child
-    assert not [line for line in child.stderr.splitlines() if "Error" in line or "Traceback" in line], child.stderr
+    assert "Traceback" not in child.stderr and "Exception" not in child.stderr, child.stderr
 
 
 async def _left_mid_way(endpoint: str) -> tuple[Any, Any, Any]:
-    """A connection, and a stream of it read to its first response and left there (0.1 s between responses)."""
+    """A connection, and a stream of it read to its first response and left there (0.3 s between responses)."""
     aconn = easnb.aio.connect(endpoint, token=TOKEN)
-    stream = await aconn.stream("textgen", WORDS, parameters={"delay_ms": 400}, between_responses_timeout=0.1,
+    stream = await aconn.stream("textgen", WORDS, parameters={"delay_ms": 400}, between_responses_timeout=0.3,
                                 request_id="left")
     reading = stream.__aiter__()
     await reading.__anext__()
@@ -118,6 +118,6 @@ loop = asyncio.new_event_loop()
 aconn, stream, reading = loop.run_until_complete(_left_mid_way(sys.argv[1]))
 loop.close()
 print("watched" if stream.watched() else "unwatched")
-time.sleep(0.3)
+time.sleep(0.8)
 print("unwatched" if stream.watched() else "expired", "cancelled" if stream.cancelled else "not-cancelled")
 """
