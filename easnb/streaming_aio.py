@@ -64,7 +64,7 @@ class AsyncStream:
         return self._iterate()
 
     # -- the idle limits, watched by the connection's thread (easnb.stream_watchdog), not by a timer on the loop:
-    # -- a timer there made each response cost ~10 us more (bench/stream.py, easnb.aio's stream with and without)
+    # -- a timer there made each response cost ~10 us more (bench/stream.py's server, streams with and without limits)
     def idle_limits(self) -> tuple[float | None, float | None]:
         return self.first_response_timeout, self.between_responses_timeout
 
