@@ -28,6 +28,7 @@ import numpy as np
 
 from . import arguments
 from .errors import ArgumentError, InvalidArgumentError, TensorError
+from .inference import not_unicode
 from .dtypes import DATATYPES
 from .results import InferResult, ModelMetadata
 from .stream_plans import StreamOutputs
@@ -63,7 +64,10 @@ def _scalar(meta: ModelMetadata, name: str, value: Any) -> Tensor:
     shape = [1] * max(len(spec.shape), 1)
     values = value if isinstance(value, (list, tuple)) else [value]
     if spec.datatype == "BYTES":
-        array = np.array([v.encode("utf-8") if isinstance(v, str) else v for v in values], dtype=object)
+        try:
+            array = np.array([v.encode("utf-8") if isinstance(v, str) else v for v in values], dtype=object)
+        except UnicodeEncodeError as exc:  # was: raised as it was, from inside the list
+            raise not_unicode(exc, f"Input {name!r}") from None
     else:
         dtype = DATATYPES[spec.datatype].dtype if spec.datatype != "BF16" else np.float32
         try:
@@ -97,10 +101,11 @@ def build_inputs(meta: ModelMetadata, prompt: str, sampling: Mapping[str, Any]) 
     if kind == "vllm":
         if "exclude_input_in_output" in names:
             inputs["exclude_input_in_output"] = _scalar(meta, "exclude_input_in_output", True)
-        try:
-            text = json.dumps(settings)
+        try:  # allow_nan=False: json.dumps wrote NaN and Infinity, which are not JSON
+            text = json.dumps(settings, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(f"The sampling settings cannot be JSON: {exc}.") from None
+            raise InvalidArgumentError(f"The sampling settings cannot be JSON: {exc} ({reprlib.repr(settings)}).",
+                                       hint="Give numbers that are finite, and str, list or dict values.") from None
         inputs["sampling_parameters"] = _scalar(meta, "sampling_parameters", text)
         return inputs
     unknown = sorted(set(settings) - names)

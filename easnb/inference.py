@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from . import reply_plans, wire
 from ._proto import ModelInferRequest, ModelInferResponse
-from .errors import TensorError
+from .errors import InvalidArgumentError, TensorError
 from .parameters import set_parameters, to_dict
 from .reply_plans import ReplyPlan
 from .results import InferResult
@@ -45,45 +46,61 @@ def encode_request(
     contiguous numeric arrays, keyed by model, version and each input's name, datatype and shape:
     the usual call then costs one dict look-up and one join.
     """
-    if heads is not None and raw and outputs is None and not parameters and not request_id:
-        plain = _plain_inputs(inputs)
-        if plain is not None:
-            specs, plain_buffers = plain
-            key = (model, version, specs)
-            head = heads.get(key)
-            if head is None:
-                if len(heads) >= HEADS:
-                    heads.clear()
-                request = ModelInferRequest(model_name=model, model_version=version)
-                for name, datatype, shape in specs:
-                    request.inputs.add(name=name, datatype=datatype, shape=shape)
-                head = heads[key] = request.SerializeToString(deterministic=True)
-            return wire.join(head, wire.RAW_INPUT_FIELD, plain_buffers)
-    request = ModelInferRequest(model_name=model, model_version=version, id=request_id)
-    if parameters:
-        set_parameters(request.parameters, parameters)
-    items = inputs.items() if isinstance(inputs, Mapping) else inputs
-    buffers: list[Any] = []
-    for name, value in items:
-        buffer, _ = encode_tensor(request.inputs.add(), str(name), value, raw=raw)
-        if buffer is not None:
-            buffers.append(buffer)
-    if not request.inputs:
-        raise TensorError(f"No inputs were given for model {model!r}.", hint="Pass a dict of input name -> array.")
-    if outputs is not None:
-        if isinstance(outputs, str):  # one output's name, not its letters
-            outputs = (outputs,)
-        named = outputs.items() if isinstance(outputs, Mapping) else ((o, None) for o in outputs)
-        for name, params in named:
-            requested = request.outputs.add(name=str(name))
-            if params:
-                set_parameters(requested.parameters, params)
-    if sum(memoryview(b).nbytes for b in buffers) < wire.SMALL:  # small: protobuf's copy is cheaper
-        request.raw_input_contents.extend(memoryview(b).tobytes() for b in buffers)
-        small: bytes = request.SerializeToString(deterministic=True)
-        return small
-    head = request.SerializeToString(deterministic=True)
-    return wire.join(head, wire.RAW_INPUT_FIELD, buffers)
+    try:
+        if heads is not None and raw and outputs is None and not parameters and not request_id:
+            plain = _plain_inputs(inputs)
+            if plain is not None:
+                specs, plain_buffers = plain
+                key = (model, version, specs)
+                head = heads.get(key)
+                if head is None:
+                    if len(heads) >= HEADS:
+                        heads.clear()
+                    request = ModelInferRequest(model_name=model, model_version=version)
+                    for name, datatype, shape in specs:
+                        request.inputs.add(name=name, datatype=datatype, shape=shape)
+                    head = heads[key] = request.SerializeToString(deterministic=True)
+                return wire.join(head, wire.RAW_INPUT_FIELD, plain_buffers)
+        request = ModelInferRequest(model_name=model, model_version=version, id=request_id)
+        if parameters:
+            set_parameters(request.parameters, parameters)
+        items = inputs.items() if isinstance(inputs, Mapping) else inputs
+        buffers: list[Any] = []
+        for name, value in items:
+            try:
+                buffer, _ = encode_tensor(request.inputs.add(), str(name), value, raw=raw)
+            except UnicodeEncodeError as exc:
+                raise not_unicode(exc, f"Input {reprlib.repr(str(name))}") from None
+            if buffer is not None:
+                buffers.append(buffer)
+        if not request.inputs:
+            raise TensorError(f"No inputs were given for model {model!r}.", hint="Pass a dict of input name -> array.")
+        if outputs is not None:
+            if isinstance(outputs, str):  # one output's name, not its letters
+                outputs = (outputs,)
+            named = outputs.items() if isinstance(outputs, Mapping) else ((o, None) for o in outputs)
+            for name, params in named:
+                requested = request.outputs.add(name=str(name))
+                if params:
+                    set_parameters(requested.parameters, params)
+        if sum(memoryview(b).nbytes for b in buffers) < wire.SMALL:  # small: protobuf's copy is cheaper
+            request.raw_input_contents.extend(memoryview(b).tobytes() for b in buffers)
+            small: bytes = request.SerializeToString(deterministic=True)
+            return small
+        head = request.SerializeToString(deterministic=True)
+        return wire.join(head, wire.RAW_INPUT_FIELD, buffers)
+    except UnicodeEncodeError as exc:  # in a name: protobuf strings are UTF-8
+        given = {"model": model, "version": version, "request_id": request_id}
+        what = next((f"{k}={reprlib.repr(v)}" for k, v in given.items() if v == exc.object), "An input's or output's name")
+        raise not_unicode(exc, what) from None
+
+
+def not_unicode(exc: UnicodeEncodeError, what: str) -> InvalidArgumentError:
+    """The error for text holding a lone surrogate (JSON's ``"\\ud800"``, a non-UTF-8 command line)."""
+    return InvalidArgumentError(
+        f"{what} holds a lone surrogate "
+        f"({exc.object[exc.start:exc.end]!r} at position {exc.start}), which is not text UTF-8 can carry.",
+        hint="Fix the text (text.encode('utf-8', 'replace').decode() shows where), or send bytes.")
 
 
 def _plain_inputs(inputs: Any) -> tuple[tuple[tuple[str, str, tuple[int, ...]], ...], list[np.ndarray]] | None:

@@ -1,0 +1,59 @@
+"""Text a user hands streams and generate that protobuf or JSON cannot carry: a clear error, nothing sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+import easnb
+import easnb.aio
+from easnb.demo import DemoServer
+
+from .conftest import TOKEN
+
+HI = {"text_input": np.array([b"hi"], dtype=object)}
+
+
+@pytest.mark.parametrize(("call", "says"), [
+    (lambda c: c.generate("textgen", "a\ud800b").finish(), "text_input"),  # a prompt from JSON's "\ud800" or a non-UTF-8 argv
+    (lambda c: c.stream("textgen", {"text_input": np.array(["a\ud800"], dtype=object)}).collect(), "text_input"),
+    (lambda c: c.stream("textgen", {"text_input": np.array(["a\ud800"])}).collect(), "text_input"),
+    (lambda c: c.stream("textgen", HI, request_id="id\ud800").collect(), "request_id"),
+    (lambda c: c.stream("textgen\udcff", HI).collect(), "model"),
+    (lambda c: c.infer("text", {"TEXT": np.array(["a\ud800"], dtype=object)}), "TEXT"),
+])
+def test_a_lone_surrogate_is_a_clear_error(conn: easnb.Connection, call: Any, says: str) -> None:
+    with pytest.raises(easnb.InvalidArgumentError, match="surrogate") as caught:
+        call(conn)
+    assert says in str(caught.value) and caught.value.__cause__ is None
+
+
+def test_a_lone_surrogate_on_a_shared_stream_and_in_asyncio(demo: DemoServer, conn: easnb.Connection) -> None:
+    with conn.open_stream("textgen") as shared, pytest.raises(easnb.InvalidArgumentError, match="surrogate"):
+        shared.submit({"text_input": np.array(["\udcff"], dtype=object)})
+
+    async def run() -> None:
+        async with easnb.aio.connect(demo.endpoint, token=TOKEN) as aconn:
+            with pytest.raises(easnb.InvalidArgumentError, match="surrogate"):
+                await aconn.stream("textgen", {"text_input": np.array(["\udcff"], dtype=object)})
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), [1.0, float("-inf")]])
+def test_sampling_settings_that_json_cannot_hold_are_refused(conn: easnb.Connection, bad: Any) -> None:
+    with pytest.raises(easnb.InvalidArgumentError, match="JSON") as caught:
+        conn.generate("textgen", "hi", seed=bad)  # json.dumps wrote NaN/Infinity, which no JSON parser need take
+    assert "seed" in str(caught.value)
+
+
+def test_sampling_settings_go_as_strict_json(conn: easnb.Connection) -> None:
+    from easnb.generate import build_inputs
+
+    inputs = build_inputs(conn.model_metadata("textgen"), "hi", {"stop": ["\n", "\ud83d\ude00"], "top_k": 3})
+    text = inputs["sampling_parameters"].data.reshape(-1)[0].decode()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"stop": ["\n", "\U0001f600"], "top_k": 3}
