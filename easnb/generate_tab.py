@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from .display import error_html
 from .errors import EasnbError
-from .generate import Generation, build_inputs, convention
+from .generate import STREAM_OPTIONS, Generation, build_inputs, convention
 from .history import History, saved_inputs
 from .markup import Markup, html, join
 from .model_forms import model_box, model_names
@@ -103,6 +103,10 @@ class GenerateInspector(w.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
                 raise EasnbError(f"Other settings are not JSON: {exc}.", hint='e.g. {"top_k": 40, "stop": ["\\n"]}') from None
             if not isinstance(more, dict):
                 raise EasnbError("Other settings must be a JSON object.", hint='e.g. {"top_k": 40}')
+            taken = sorted(set(more) & {"model", "prompt", *STREAM_OPTIONS})  # was: a raw TypeError, or run unrecorded
+            if taken:
+                raise EasnbError(f"Other: {', '.join(taken)} is not a sampling setting.",
+                                 hint="Other holds sampling settings sent to the model, e.g. {\"top_k\": 40}.")
             settings.update(more)
         return settings
 
