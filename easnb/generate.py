@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import arguments
-from .errors import ArgumentError, InvalidArgumentError, TensorError
+from .errors import ArgumentError, EasnbError, InvalidArgumentError, TensorError, scrub
 from .inference import not_unicode
 from .dtypes import DATATYPES
 from .results import InferResult, ModelMetadata
@@ -146,7 +146,10 @@ class Generation:
             if piece:
                 self._counted += 1
             return piece
-        piece = self._checked(result)
+        try:
+            piece = self._checked(result)
+        except EasnbError as exc:  # its text quotes the server's (a datatype, a count's text), which may quote the token
+            raise scrub(exc, getattr(self.stream, "token", None)) from None
         if type(outputs) is StreamOutputs and "num_output_tokens" not in outputs and all(
                 name not in outputs or outputs.text(name) is not None for name in (TEXT_OUT, "finish_reason")):
             self._plain = outputs.plan

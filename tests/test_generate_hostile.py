@@ -1,0 +1,79 @@
+"""generate against a server whose model half-follows the text generation conventions and quotes the token."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+
+import easnb
+import easnb.aio
+from easnb import _proto
+from easnb.parameters import set_parameters
+from easnb.stream_wire import encode_stream_response
+
+TOKEN = "hostile-generate-token-0123"
+
+
+def reply(count: tuple[str, Any]) -> bytes:
+    r = _proto.ModelInferResponse(model_name="m")
+    set_parameters(r.parameters, {"triton_final_response": True})
+    r.outputs.add(name="text_output", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"x")
+    datatype, value = count
+    out = r.outputs.add(name="num_output_tokens", datatype=datatype, shape=[1])
+    if datatype == TOKEN:  # the text itself, in a datatype of the server's naming
+        r.outputs[0].datatype = TOKEN
+    elif datatype == "BYTES":
+        out.contents.bytes_contents.append(value)
+    else:
+        out.contents.fp32_contents.append(value)
+    return encode_stream_response(r.SerializeToString())
+
+
+@pytest.fixture()
+def llm(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A vLLM-shaped model whose one reply carries ``num_output_tokens`` as the test's parameter gives it."""
+    def metadata(data: bytes, context: grpc.ServicerContext) -> bytes:
+        m = _proto.ModelMetadataResponse(name="m", versions=["1"], platform="x")
+        for name in ("text_input", "sampling_parameters"):
+            m.inputs.add(name=name, datatype="BYTES", shape=[1])
+        m.outputs.add(name="text_output", datatype="BYTES", shape=[1])
+        return m.SerializeToString()
+
+    def stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for _ in requests:
+            yield reply(request.param)
+            return
+
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelMetadata": grpc.unary_unary_rpc_method_handler(metadata),
+        "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(stream)})
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def _no_token(error: BaseException) -> None:
+    assert TOKEN not in str(error) + repr(error) + repr(vars(error))
+
+
+@pytest.mark.parametrize("llm", [("BYTES", TOKEN.encode()), ("BYTES", b"Bearer " + TOKEN.encode()), (TOKEN, b"")],
+                         indirect=True)
+def test_a_reply_quoting_the_token_is_an_error_without_it(llm: str) -> None:
+    with easnb.connect(llm, token=TOKEN) as conn, pytest.raises(easnb.TensorError, match="output") as caught:
+        conn.generate("m", "hi", flavour="triton").finish()
+    _no_token(caught.value)  # was: the count's text, token and all, in the message
+
+    async def run() -> None:
+        async with easnb.aio.connect(llm, token=TOKEN) as aconn:
+            with pytest.raises(easnb.TensorError, match="output") as caught:
+                await aconn.generate("m", "hi", flavour="triton").finish()
+            _no_token(caught.value)
+
+    asyncio.run(run())
