@@ -17,7 +17,7 @@ while others still wait learns it with the next reply on the stream.
 
 Triton cancels a stream, not a request: a request's ``cancel()`` (``break``, Ctrl-C) stops its caller
 listening, and when no other request is in flight it ends the call (the server sees it; a caller
-blocked in gRPC for that request wakes) and the next ``submit`` opens another.
+blocked in gRPC for that request wakes) and the next ``submit`` opens another, as after a status ended it.
 
 Nothing holds the ``OpenStream`` but its requests' own streams: closing it, or dropping it
 (garbage collection), ends the call. Requests that are over, or that their caller dropped, are not kept.
@@ -215,7 +215,7 @@ class Dispatch(IdleWatch):
             mine = stream.timed_out(name) if deadline is not None else None
             failure = DeadlineError(
                 "The stream sent nothing within the idle limits of the requests waiting on it, so easnb ended it.",
-                hint="Open another stream; raise first_response_timeout or between_responses_timeout, or check the "
+                hint="The next submit opens another call; raise first_response_timeout or between_responses_timeout, or check the "
                 "server's load.", code=grpc.StatusCode.DEADLINE_EXCEEDED)
         self.requests.put(END)  # the call is over: gRPC's thread that sends the requests ends too
         with self.changed:
@@ -238,6 +238,11 @@ class Dispatch(IdleWatch):
         ``request_id`` and ``received`` attached, and is raised in its own thread."""
         assert self.failure is not None
         return copy.copy(self.failure)
+
+    def reopen(self) -> None:
+        """(Under the lock.) A status ended the call and each of its requests has the error: the next ``submit``
+        opens another call, as after a cancel (and as MLServer's call per request does)."""
+        self.failure, self.silent_for, self.call, self.requests = None, "", None, queue.SimpleQueue()
 
     def deliver(self, stream: QueuedStream, item: Any) -> None:
         """Put ``item`` in ``stream``'s inbox and wake it (a cancel from another thread)."""
@@ -360,8 +365,8 @@ class OpenStream:
                                  "the id is free again once its final reply comes, or on another stream.")
             if dispatch.closed:
                 raise EasnbError("This stream is closed.", hint="Open another with conn.open_stream(model).")
-            if dispatch.failure is not None:
-                raise dispatch.failed()
+            if dispatch.failure is not None:  # was: raised again on every submit, the stream dead for good
+                dispatch.reopen()
             if dispatch.call is None:  # under the lock: first submits from two threads open one call, not two
                 self._start()
             dispatch.waiting[request_id] = weakref.ref(stream)
