@@ -92,6 +92,9 @@ def build_inputs(meta: ModelMetadata, prompt: str, sampling: Mapping[str, Any]) 
     kind = convention(meta)
     names = {t.name for t in meta.inputs}
     settings = {k: v for k, v in sampling.items() if v is not None}
+    if TEXT_IN in settings:  # was: sent instead of the prompt (TensorRT-LLM), or inside sampling_parameters (vLLM)
+        raise ArgumentError(f"{TEXT_IN}= is the prompt: give it as generate's second argument.", argument=TEXT_IN,
+                            hint='For example conn.generate(model, "Tell me a story", max_tokens=32).')
     for name, check in (("max_tokens", arguments.count), ("temperature", arguments.number), ("top_p", arguments.number)):
         if name in settings:
             settings[name] = check(settings[name], name)

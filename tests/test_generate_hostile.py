@@ -77,3 +77,15 @@ def test_a_reply_quoting_the_token_is_an_error_without_it(llm: str) -> None:
             _no_token(caught.value)
 
     asyncio.run(run())
+
+
+def test_a_text_input_setting_does_not_replace_the_prompt_of_a_tensorrt_llm_model() -> None:
+    from easnb.demo import DemoServer
+
+    from .test_generate import trtllm_model
+
+    seen: list[dict] = []
+    with DemoServer(token="", models={"ensemble": trtllm_model(seen)}) as server, easnb.connect(server.endpoint) as conn:
+        with pytest.raises(easnb.ArgumentError, match="prompt"):
+            conn.generate("ensemble", "the prompt", max_tokens=2, text_input="another")  # was: sent instead of the prompt
+        assert seen == []

@@ -57,3 +57,9 @@ def test_sampling_settings_go_as_strict_json(conn: easnb.Connection) -> None:
     inputs = build_inputs(conn.model_metadata("textgen"), "hi", {"stop": ["\n", "\ud83d\ude00"], "top_k": 3})
     text = inputs["sampling_parameters"].data.reshape(-1)[0].decode()
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"stop": ["\n", "\U0001f600"], "top_k": 3}
+
+
+def test_a_text_input_setting_does_not_replace_the_prompt(conn: easnb.Connection) -> None:
+    with pytest.raises(easnb.ArgumentError, match="prompt") as caught:
+        conn.generate("textgen", "the prompt", text_input="another")  # was: sent inside sampling_parameters
+    assert caught.value.argument == "text_input"
