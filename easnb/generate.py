@@ -211,7 +211,12 @@ class Generation:
 
     @property
     def time_to_first_token(self) -> float | None:
-        return None if self.stream is None else self.stream.time_to_first_response
+        """Seconds from sending to the first response that held text (``None`` while none has)."""
+        first = next((i for i, piece in enumerate(self.pieces) if piece), None)  # was: any response, a flags-only one too
+        if self.stream is None or first is None or first >= len(self.stream.arrivals):
+            return None
+        seconds: float = self.stream.arrivals[first] - self.stream.sent_at
+        return seconds
 
     @property
     def inter_token_latencies(self) -> list[float]:

@@ -63,3 +63,21 @@ def test_a_text_input_setting_does_not_replace_the_prompt(conn: easnb.Connection
     with pytest.raises(easnb.ArgumentError, match="prompt") as caught:
         conn.generate("textgen", "the prompt", text_input="another")  # was: sent inside sampling_parameters
     assert caught.value.argument == "text_input"
+
+
+def test_a_generation_of_no_tokens_has_no_time_to_first_token(conn: easnb.Connection) -> None:
+    g = conn.generate("textgen", "hi", max_tokens=0).finish()  # the demo's flags-only final response, nothing else
+    assert g.tokens == 0 and g.text == "" and len(g.stream.arrivals) == 1
+    assert g.time_to_first_token is None and "first token" not in repr(g)  # was: the final response's arrival
+    assert g.inter_token_latencies == [] and g.tokens_per_second is None
+
+
+def test_time_to_first_token_counts_from_the_first_response_that_holds_text(demo: DemoServer) -> None:
+    from easnb.generate import Generation
+
+    with easnb.connect(demo.endpoint, token=TOKEN) as conn:
+        stream = conn.stream("textgen", {"text_input": np.array([b"a b c"], dtype=object), "stream": np.array([True])},
+                             bytes_as_str=True)
+        g = Generation(stream).finish()
+    assert g.pieces[0] == " You" and g.time_to_first_token == stream.arrivals[0] - stream.sent_at
+    assert len(g.inter_token_latencies) == len(g.pieces) - 1
