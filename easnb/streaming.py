@@ -224,7 +224,7 @@ def not_triton(result: InferResult) -> InferResult:
     no outputs, and a model version that is the inner response's bytes (a server whose metadata misleads)."""
     if not result.outputs and not result.model_name and not result.model_version.isprintable():
         raise ServerError("The server's stream replies are Triton's ModelStreamInferResponses, not MLServer's.",
-                          hint="Its server metadata says MLServer: pass flavour='triton'.")
+                          hint="Pass flavour='triton' (without it, easnb goes by the server's metadata, which may mislead).")
     return result
 
 

@@ -81,3 +81,10 @@ def test_time_to_first_token_counts_from_the_first_response_that_holds_text(demo
         g = Generation(stream).finish()
     assert g.pieces[0] == " You" and g.time_to_first_token == stream.arrivals[0] - stream.sent_at
     assert len(g.inter_token_latencies) == len(g.pieces) - 1
+
+
+def test_flavour_mlserver_given_for_a_triton_server_is_not_blamed_on_its_metadata(conn: easnb.Connection) -> None:
+    assert "mlserver" not in conn.server_metadata().name.lower()
+    with pytest.raises(easnb.ServerError, match="not MLServer's") as caught:
+        conn.stream("textgen", HI, flavour="mlserver").collect()
+    assert "flavour='triton'" in caught.value.hint and "metadata says MLServer" not in caught.value.hint
