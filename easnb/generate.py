@@ -221,10 +221,14 @@ class Generation:
     @property
     def inter_token_latencies(self) -> list[float]:
         """Seconds between consecutive responses that held text (flags-only responses left out)."""
+        arrivals = self._text_arrivals()  # was: every response's, one with no text among them
+        return [b - a for a, b in zip(arrivals, arrivals[1:])]
+
+    def _text_arrivals(self) -> list[float]:
+        """When each response that held text arrived (only the final response may be flags-only: its arrival is last)."""
         if self.stream is None:
             return []
-        arrivals = self.stream.arrivals[: len(self.stream.responses)]
-        return [b - a for a, b in zip(arrivals, arrivals[1:])]
+        return [t for t, piece in zip(self.stream.arrivals, self.pieces) if piece]
 
     @property
     def tokens_per_second(self) -> float | None:

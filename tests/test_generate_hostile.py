@@ -34,9 +34,8 @@ def reply(count: tuple[str, Any]) -> bytes:
     return encode_stream_response(r.SerializeToString())
 
 
-@pytest.fixture()
-def llm(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A vLLM-shaped model whose one reply carries ``num_output_tokens`` as the test's parameter gives it."""
+def llm_server(stream: Any) -> tuple[grpc.Server, str]:
+    """A started loopback server of a vLLM-shaped model ``m`` whose ``ModelStreamInfer`` is ``stream``."""
     def metadata(data: bytes, context: grpc.ServicerContext) -> bytes:
         m = _proto.ModelMetadataResponse(name="m", versions=["1"], platform="x")
         for name in ("text_input", "sampling_parameters"):
@@ -44,18 +43,25 @@ def llm(request: pytest.FixtureRequest) -> Iterator[str]:
         m.outputs.add(name="text_output", datatype="BYTES", shape=[1])
         return m.SerializeToString()
 
-    def stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-        for _ in requests:
-            yield reply(request.param)
-            return
-
     handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
         "ModelMetadata": grpc.unary_unary_rpc_method_handler(metadata),
         "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(stream)})
     server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    yield f"127.0.0.1:{port}"
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture()
+def llm(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A vLLM-shaped model whose one reply carries ``num_output_tokens`` as the test's parameter gives it."""
+    def stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for _ in requests:
+            yield reply(request.param)
+            return
+
+    server, endpoint = llm_server(stream)
+    yield endpoint
     server.stop(None)
 
 
@@ -89,3 +95,58 @@ def test_a_text_input_setting_does_not_replace_the_prompt_of_a_tensorrt_llm_mode
         with pytest.raises(easnb.ArgumentError, match="prompt"):
             conn.generate("ensemble", "the prompt", max_tokens=2, text_input="another")  # was: sent instead of the prompt
         assert seen == []
+
+
+def test_latencies_leave_out_a_response_with_no_outputs_in_the_middle() -> None:
+    """A decoupled model may send a response with no outputs before its text (a Python backend's empty one)."""
+    import time
+
+    from easnb.generate import Generation
+
+    from .test_streaming_hostile import INPUTS, reply as text_reply, serve
+
+    def answer(_: bytes) -> Iterator[bytes]:
+        yield encode_stream_response(text_reply(""))  # no outputs, not final
+        time.sleep(0.4)
+        yield encode_stream_response(text_reply("", b"a"))
+        time.sleep(0.2)
+        yield encode_stream_response(text_reply("", b"b", final=True))
+
+    server, endpoint = serve(answer)
+    try:
+        with easnb.connect(endpoint) as conn:
+            stream = conn.stream("m", INPUTS, flavour="triton", bytes_as_str=True)
+            g = Generation(stream).finish()
+    finally:
+        server.stop(None)
+    assert g.text == "ab" and len(stream.arrivals) == 3
+    assert g.time_to_first_token >= 0.35  # was: the empty response's arrival, at once
+    [gap] = g.inter_token_latencies  # was: two, the response with no text counted as a token
+    assert gap >= 0.15
+
+
+def test_asyncio_latencies_leave_out_a_response_with_no_outputs_in_the_middle() -> None:
+    import time
+
+    from .test_streaming_hostile import reply as text_reply
+
+    def answer(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for _ in requests:
+            yield encode_stream_response(text_reply(""))  # no outputs, not final
+            time.sleep(0.4)
+            yield encode_stream_response(text_reply("", b"a"))
+            yield encode_stream_response(text_reply("", b"b", final=True))
+            return
+
+    server, endpoint = llm_server(answer)
+
+    async def run() -> Any:
+        async with easnb.aio.connect(endpoint) as aconn:
+            return await aconn.generate("m", "hi", flavour="triton").finish()
+
+    try:
+        g = asyncio.run(run())
+    finally:
+        server.stop(None)
+    assert g.text == "ab" and g.time_to_first_token >= 0.35  # was: the empty response's arrival, at once
+    assert len(g.inter_token_latencies) == 1
