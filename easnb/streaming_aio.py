@@ -153,7 +153,8 @@ class AsyncStream:
 
     def _deadline(self) -> None:
         raise DeadlineError(
-            f"{self.model} sent no response within {self._timed_out} s (request id {self.request_id!r}).",
+            f"{self.model} sent no response within {self._timed_out} s "
+            f"(request id {self.request_id!r}, {len(self.responses)} responses before).",
             hint="Raise the timeout, or check the server's load; the request was cancelled.",
             code=grpc.StatusCode.DEADLINE_EXCEEDED,
         )

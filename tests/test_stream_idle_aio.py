@@ -31,7 +31,7 @@ def test_between_responses_timeout_fires_after_a_response_and_not_before(demo: D
             for first in (5, None):  # with and without a limit on the first response
                 stream = await aconn.stream("textgen", WORDS, parameters={"delay_ms": 700}, between_responses_timeout=0.3,
                                             first_response_timeout=first)
-                with pytest.raises(easnb.DeadlineError, match="between_responses_timeout=0.3") as caught:
+                with pytest.raises(easnb.DeadlineError, match=r"between_responses_timeout=0.3 s \(request id '', 1 responses before\)") as caught:
                     await stream.collect()
                 assert len(caught.value.received) == 1 and stream.cancelled and not stream.watched()
                 assert "cancelled" in repr(stream)
@@ -90,7 +90,7 @@ def test_a_limit_passing_after_the_loop_stopped_or_closed_prints_nothing(demo: D
         eventually(lambda: not stream.watched())  # the limit passed while the loop stood still
         loop.run_until_complete(asyncio.sleep(0))
         assert stream.cancelled
-        with pytest.raises(easnb.DeadlineError, match=r"between_responses_timeout=0.3 s \(request id 'left'\)"):
+        with pytest.raises(easnb.DeadlineError, match=r"between_responses_timeout=0.3 s \(request id 'left', 1 responses before\)"):
             loop.run_until_complete(reading.__anext__())
         loop.run_until_complete(aconn.close())
     finally:
