@@ -208,7 +208,7 @@ class AsyncConnection(BaseConnection):
                                request_id=request_id, **options)
 
     def generate(self, model: str, prompt: str, **sampling: Any) -> AsyncGeneration:
-        """As ``Connection.generate``: ``async for piece in conn.generate(...)``; sent when the loop starts."""
+        """As ``Connection.generate``: ``async for piece in conn.generate(...)``; sent when the loop starts, or on ``await``."""
         from .streaming_aio import generate
 
         return generate(self, model, prompt, **sampling)

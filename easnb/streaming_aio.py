@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping
 from typing import Any
 
 import grpc
@@ -229,6 +229,15 @@ class AsyncGeneration(Generation):
 
     def __iter__(self) -> Any:
         raise TypeError("Use `async for piece in aconn.generate(...)` (or easnb.connect for a plain loop).")
+
+    def __await__(self) -> Generator[Any, None, AsyncGeneration]:
+        """``await aconn.generate(...)`` sends the request now (as ``await aconn.stream(...)``); returns itself."""
+        return self._sent().__await__()
+
+    async def _sent(self) -> AsyncGeneration:
+        if self.stream is None:
+            self.stream = await self._open()
+        return self
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._pieces()

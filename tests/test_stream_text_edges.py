@@ -88,3 +88,15 @@ def test_flavour_mlserver_given_for_a_triton_server_is_not_blamed_on_its_metadat
     with pytest.raises(easnb.ServerError, match="not MLServer's") as caught:
         conn.stream("textgen", HI, flavour="mlserver").collect()
     assert "flavour='triton'" in caught.value.hint and "metadata says MLServer" not in caught.value.hint
+
+
+def test_an_async_generation_may_be_awaited_as_a_stream_is(demo: DemoServer) -> None:
+    async def run() -> tuple[str, str, int]:
+        async with easnb.aio.connect(demo.endpoint, token=TOKEN) as aconn:
+            g = await aconn.generate("textgen", "a b")  # was: TypeError, can't be used in 'await' expression
+            assert g.stream is not None  # sent: the request is on its way
+            pieces = [piece async for piece in g]
+            again = await (await aconn.generate("textgen", "c")).finish()
+            return "".join(pieces), again.text, len(again.stream.responses)
+
+    assert asyncio.run(run()) == (" You said: a b.", " You said: c.", 3)
