@@ -19,6 +19,8 @@ import time
 import weakref
 from typing import Protocol
 
+from .log import LOGGER
+
 #: Seconds the thread waits for another stream before it ends (a loop of requests keeps one thread).
 LINGER = 2.0
 #: Seconds before a stream whose limit passed, but which is still watched, is looked at again.
@@ -102,8 +104,11 @@ class Watchdog:
                     return
             for ref in due:  # outside the lock: a cancel runs gRPC's callbacks
                 stream = ref()
-                if stream is not None and stream.watched():
-                    self._look(stream, ref)
+                try:
+                    if stream is not None and stream.watched():
+                        self._look(stream, ref)
+                except Exception as exc:  # noqa: BLE001 - one stream's fault must not end every other's watch
+                    LOGGER.warning("easnb stopped watching a stream's idle limits: %s", type(exc).__name__)
 
     def _wait(self) -> list[weakref.ref[Watched]] | None:
         """(Under the lock.) The streams due now; None once closed, or after ``LINGER`` seconds with none."""

@@ -244,3 +244,40 @@ def test_a_token_count_that_is_not_a_count_is_a_clear_error(datatype: str, field
                 g.finish()  # was: ValueError from int() (text, NaN), or a count of -5 tokens
     finally:
         server.stop(None)
+
+
+class _Limited:
+    """A stream as the watchdog sees it (``easnb.stream_watchdog.Watched``), with one limit from now."""
+
+    def __init__(self, limit: float, broken: bool = False) -> None:
+        self.since, self.limit, self.broken, self.expired = time.perf_counter(), limit, broken, threading.Event()
+
+    def idle_limits(self) -> tuple[float | None, float | None]:
+        return self.limit, None
+
+    def idle_limit(self) -> tuple[float | None, str, float]:
+        if self.broken and time.perf_counter() > self.since + 0.05:
+            raise RuntimeError("a fault in a stream's own code")
+        return self.limit, "first_response_timeout", self.since
+
+    def watched(self) -> bool:
+        return not self.expired.is_set()
+
+    def idle_expired(self, name: str, limit: float) -> None:
+        self.expired.set()
+
+
+def test_a_stream_whose_watch_fails_does_not_end_the_watch_of_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    """The connection's watchdog thread watches every stream of the connection: one that raises when looked at is
+    dropped (a warning names the exception's type only), and the others' limits still end them."""
+    from easnb.stream_watchdog import Watchdog
+
+    watchdog = Watchdog()
+    broken, later = _Limited(0.1, broken=True), _Limited(0.4)
+    watchdog.watch(broken)
+    watchdog.watch(later)
+    try:
+        assert later.expired.wait(5) and not broken.expired.is_set()
+        assert "stopped watching a stream's idle limits: RuntimeError" in caplog.text and "fault" not in caplog.text
+    finally:
+        watchdog.close()
