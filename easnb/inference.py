@@ -99,7 +99,7 @@ def not_unicode(exc: UnicodeEncodeError, what: str) -> InvalidArgumentError:
     """The error for text holding a lone surrogate (JSON's ``"\\ud800"``, a non-UTF-8 command line)."""
     return InvalidArgumentError(
         f"{what} holds a lone surrogate "
-        f"({exc.object[exc.start:exc.end]!r} at position {exc.start}), which is not text UTF-8 can carry.",
+        f"({exc.object[exc.start:min(exc.end, exc.start + 4)]!r} at position {exc.start}), which is not text UTF-8 can carry.",
         hint="Fix the text (text.encode('utf-8', 'replace').decode() shows where), or send bytes.")
 
 

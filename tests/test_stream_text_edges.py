@@ -100,3 +100,9 @@ def test_an_async_generation_may_be_awaited_as_a_stream_is(demo: DemoServer) -> 
             return "".join(pieces), again.text, len(again.stream.responses)
 
     assert asyncio.run(run()) == (" You said: a b.", " You said: c.", 3)
+
+
+def test_the_surrogate_error_is_short_however_long_the_run(conn: easnb.Connection) -> None:
+    with pytest.raises(easnb.InvalidArgumentError, match="surrogate") as caught:
+        conn.stream("textgen", {"text_input": np.array(["\ud800" * 100_000], dtype=object)}).collect()
+    assert len(str(caught.value)) < 500  # was: every surrogate of the run, 600 kB
