@@ -105,7 +105,7 @@ def build_inputs(meta: ModelMetadata, prompt: str, sampling: Mapping[str, Any]) 
         if "exclude_input_in_output" in names:
             inputs["exclude_input_in_output"] = _scalar(meta, "exclude_input_in_output", True)
         try:  # allow_nan=False: json.dumps wrote NaN and Infinity, which are not JSON
-            text = json.dumps(settings, allow_nan=False)
+            text = json.dumps(settings, allow_nan=False, default=_json_value)
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"The sampling settings cannot be JSON: {exc} ({reprlib.repr(settings)}).",
                                        hint="Give numbers that are finite, and str, list or dict values.") from None
@@ -265,6 +265,13 @@ def _text_of(array: Any) -> str:
         return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
     values = values.reshape(-1)
     return "".join(v if isinstance(v, str) else bytes(v).decode("utf-8", "replace") for v in values)
+
+
+def _json_value(value: Any) -> Any:
+    """A numpy scalar or array as the Python value ``json`` writes (was: "not JSON serializable")."""
+    if isinstance(value, (np.generic, np.ndarray)) and value.dtype.kind in "biufU":
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -106,3 +106,16 @@ def test_the_surrogate_error_is_short_however_long_the_run(conn: easnb.Connectio
     with pytest.raises(easnb.InvalidArgumentError, match="surrogate") as caught:
         conn.stream("textgen", {"text_input": np.array(["\ud800" * 100_000], dtype=object)}).collect()
     assert len(str(caught.value)) < 500  # was: every surrogate of the run, 600 kB
+
+
+def test_numpy_sampling_settings_go_as_json_numbers(conn: easnb.Connection) -> None:
+    from easnb.generate import build_inputs
+
+    settings = {"top_k": np.int64(40), "seed": np.uint32(1), "ignore_eos": np.bool_(True), "stop": np.array(["x", "y"]),
+                "top_p": np.float32(0.5)}  # was: "Object of type int64 is not JSON serializable", as TensorRT-LLM's took them
+    inputs = build_inputs(conn.model_metadata("textgen"), "hi", settings)
+    sent = json.loads(inputs["sampling_parameters"].data.reshape(-1)[0].decode())
+    assert sent == {"top_k": 40, "seed": 1, "ignore_eos": True, "stop": ["x", "y"], "top_p": 0.5}
+    assert conn.generate("textgen", "a b", top_k=np.int64(40)).finish().text == " You said: a b."
+    with pytest.raises(easnb.InvalidArgumentError, match="JSON"):
+        conn.generate("textgen", "hi", seed=np.float64("nan"))
