@@ -158,7 +158,8 @@ class GenerateInspector(w.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
                         shown = time.monotonic()
                 return g
 
-            g, _ = self.history.timed(conn, "generate", model, summary, request, run)
+            g, _ = self.history.timed(conn, "generate", model, summary, request, run,  # a part is not one in the percentiles
+                                      lambda g: "stopped" if g.stream.cancelled else "OK")
             self._show(g, done=True)
             self.chart.value = latency_chart([t * 1000 for t in g.inter_token_latencies])
         except Exception as exc:
