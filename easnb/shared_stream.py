@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import queue
 import threading
 import time
@@ -120,6 +121,7 @@ class Dispatch(IdleWatch):
         self.silent_for: str = ""  # the limit that ended a stream gone silent
         self.last_read = 0.0  # perf_counter() of the latest reply taken off the call
         self.on_watch = False  # the connection's watchdog looks at it (while requests are in flight)
+        self.next_look = math.inf  # when the watchdog looks at it next (perf_counter seconds)
         self.context: dict[str, Any] = {}
         self.check_open: Any = None  # the connection's: ClosedError once it is closed
 
@@ -371,7 +373,9 @@ class OpenStream:
                 self._start()
             dispatch.waiting[request_id] = weakref.ref(stream)
             dispatch.in_flight.add(request_id)
-            watch, dispatch.on_watch = not dispatch.on_watch, True
+            first = stream.first_response_timeout  # a limit passing before the watchdog's next look: it looks sooner
+            watch = not dispatch.on_watch or (first is not None and time.perf_counter() + first < dispatch.next_look)
+            dispatch.on_watch = True
             requests = dispatch.requests  # this call's (a cancel may retire it once this request is over)
         if watch:  # a caller waiting inside gRPC on a stream gone silent is ended by the watchdog
             self.conn.stream_watchdog.watch(dispatch)

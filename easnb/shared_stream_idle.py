@@ -9,6 +9,7 @@ callers' limits never takes a request whose own limit has not passed.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -29,18 +30,26 @@ class IdleWatch:
     silent_for: str
     last_read: float
     on_watch: bool
+    next_look: float
 
     def idle_limits(self) -> tuple[float | None, float | None]:
         return None, None
 
     def idle_limit(self) -> tuple[float | None, str, float]:
         """While a caller waits inside gRPC, seconds until the last limit of the requests in flight passes."""
+        now = time.perf_counter()
         with self.changed:
             latest, name = self._latest()
-        now = time.perf_counter()
-        if latest is None:
-            return 1.0, "", now  # nobody waits inside gRPC, or one without a limit: look again in a second
+            if latest is None:  # nobody waits inside gRPC, or one without a limit: look again in a second, or when
+                latest, name = min(self._soonest(now), now + 1.0), ""  # a request's limit passes, if sooner
+            self.next_look = max(latest, now)
         return latest - now, name, now  # passes at ``latest``
+
+    def _soonest(self, now: float) -> float:
+        """(Under the lock.) The earliest idle limit of the requests in flight still to pass (inf: none): a caller
+        that takes the turn before then is looked at when it could first be late, not up to a second on."""
+        streams = [s for s in (ref() for ref in list(self.waiting.values())) if s is not None]
+        return min((d for d, _ in map(_quiet_until, streams) if d is not None and d > now), default=math.inf)
 
     def _latest(self) -> tuple[float | None, str]:
         """(Under the lock.) When the last idle limit of the requests in flight passes; None while no caller

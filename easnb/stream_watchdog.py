@@ -140,8 +140,9 @@ class Watchdog:
                 return
         when = _next_look(stream, now, (limit, name, since))
         if when is not None:
-            with self._lock:
-                heapq.heappush(self._due, (when, next(self._order), ref))
+            with self._lock:  # a stream watched again (a shared stream's sooner limit) may have a look planned already
+                if not any(due <= when and other() is stream for due, _, other in self._due):
+                    heapq.heappush(self._due, (when, next(self._order), ref))
 
 
 def _next_look(stream: Watched, now: float, current: tuple[float | None, str, float] | None = None) -> float | None:

@@ -264,3 +264,22 @@ def test_the_turn_holder_s_own_reply_after_its_limit_is_a_deadline_error() -> No
             assert [r["text_output"][0] for r in again] == [b"done"]
     finally:
         server.stop(None)
+
+
+def test_a_silent_stream_is_ended_when_the_limit_passes_not_up_to_a_second_later() -> None:
+    """A request submitted with a limit that passes before the watchdog's next look (planned a second on while
+    nobody waited) has it look then: a 0.2 s limit on a silent stream ends it well before a second."""
+    server, endpoint = serve({"one": 0.05})  # a reply for "one", then silence
+    try:
+        with easnb.connect(endpoint, timeout=None) as conn, conn.open_stream("m", flavour="triton") as shared:
+            shared.submit(INPUTS, request_id="one").collect()  # the first request: the watchdog has the stream
+            quiet = shared.submit(INPUTS, request_id="quiet", first_response_timeout=0.2)
+            started = time.monotonic()
+            with pytest.raises(easnb.DeadlineError, match="first_response_timeout=0.2 s"):
+                quiet.collect()
+            assert time.monotonic() - started < 0.6  # was 0.9-1.2 s
+            time.sleep(1.2)  # the look planned before (a second after "one") finds the call ended too: no look left
+            with conn.stream_watchdog._lock:
+                assert conn.stream_watchdog._due == []
+    finally:
+        server.stop(None)

@@ -281,3 +281,23 @@ def test_a_stream_whose_watch_fails_does_not_end_the_watch_of_the_others(caplog:
         assert "stopped watching a stream's idle limits: RuntimeError" in caplog.text and "fault" not in caplog.text
     finally:
         watchdog.close()
+
+
+def test_a_stream_watched_twice_is_looked_at_by_one_chain_of_looks() -> None:
+    """A shared stream is watched again when a request's limit passes before the planned look: the two plans merge at
+    the next look, so a stream never has looks multiplying (each look plans the next)."""
+    from easnb.stream_watchdog import Watchdog
+
+    class Busy(_Limited):  # a response keeps arriving: its limit never passes, so it is looked at again and again
+        def idle_limit(self) -> tuple[float | None, str, float]:
+            return self.limit, "between_responses_timeout", time.perf_counter()
+
+    watchdog, stream = Watchdog(), Busy(0.05)
+    try:
+        for _ in range(3):
+            watchdog.watch(stream)
+        time.sleep(0.3)
+        with watchdog._lock:
+            assert len(watchdog._due) == 1 and not stream.expired.is_set()
+    finally:
+        watchdog.close()
