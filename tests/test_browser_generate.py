@@ -74,6 +74,9 @@ def test_generate_tab_in_jupyterlab(lab: tuple[str, Path], slow_demo: DemoServer
         shot(bench, "generate-2-finished")
         # History: both generations, the last copied as tritonclient code that asks for the final response
         page.get_by_role("tab", name="History", exact=True).click()
+        rows = page.locator("table:visible tr", has_text="textgen")
+        expect(rows.filter(has_text="stopped")).to_have_count(1)  # the stopped one: not OK, not in the percentiles
+        expect(rows.filter(has_text="OK")).to_have_count(1)
         field(page, "as", "select").select_option("tritonclient")
         page.locator("button:visible", has_text="Copy as code").click()
         code = page.locator("textarea:visible").last
