@@ -49,13 +49,24 @@ def convention(meta: ModelMetadata) -> str:
             return "vllm"
         if "max_tokens" in names:
             return "trtllm"
-    takes = ", ".join(f"{t.name} ({t.datatype} {list(t.shape)})" for t in meta.inputs) or "no inputs"
-    gives = ", ".join(t.name for t in meta.outputs) or "no outputs"
+    takes = _few([f"{_short(t.name)} ({_short(t.datatype)} {reprlib.repr(list(t.shape))})" for t in meta.inputs], "inputs")
+    gives = _few([_short(t.name) for t in meta.outputs], "outputs")  # was: every one, a hostile server's 1 MB of names
     raise InvalidArgumentError(
         f"Model {meta.name!r} does not follow the text generation conventions: it takes {takes} and gives {gives}.",
         hint="generate() needs text_input with sampling_parameters (vLLM) or max_tokens (TensorRT-LLM), and "
         "text_output; for any other model use conn.stream(model, inputs).",
     )
+
+
+def _few(items: list[str], what: str, shown: int = 12) -> str:
+    """The first ``shown`` of ``items``, joined, and how many there are."""
+    if len(items) <= shown:
+        return ", ".join(items) or f"no {what}"
+    return ", ".join(items[:shown]) + f", ... ({len(items)} {what})"
+
+
+def _short(name: str, most: int = 60) -> str:
+    return name if len(name) <= most else name[: most - 3] + "..."
 
 
 def _scalar(meta: ModelMetadata, name: str, value: Any) -> Tensor:

@@ -150,3 +150,25 @@ def test_asyncio_latencies_leave_out_a_response_with_no_outputs_in_the_middle() 
         server.stop(None)
     assert g.text == "ab" and g.time_to_first_token >= 0.35  # was: the empty response's arrival, at once
     assert len(g.inter_token_latencies) == 1
+
+
+def test_a_model_with_a_flood_of_inputs_gets_a_short_error() -> None:
+    def metadata(data: bytes, context: grpc.ServicerContext) -> bytes:
+        m = _proto.ModelMetadataResponse(name="m", versions=["1"], platform="x")
+        for i in range(20_000):
+            m.inputs.add(name=f"input_{i}_" + "x" * 40, datatype="FP32", shape=[1])
+        m.outputs.add(name="y" * 5000, datatype="FP32", shape=[1])
+        return m.SerializeToString()
+
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelMetadata": grpc.unary_unary_rpc_method_handler(metadata)})
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with easnb.connect(f"127.0.0.1:{port}") as conn, pytest.raises(easnb.InvalidArgumentError) as caught:
+            conn.generate("m", "hi", flavour="triton")
+    finally:
+        server.stop(None)
+    assert "input_0_" in str(caught.value) and "20000 inputs" in str(caught.value)
+    assert len(str(caught.value)) < 3000  # was: every input, 1.3 MB
