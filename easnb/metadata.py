@@ -83,5 +83,10 @@ def _find(tensors: tuple[TensorMetadata, ...], name: str, kind: str, model: str)
     for tensor in tensors:
         if tensor.name == name:
             return tensor
-    known = ", ".join(repr(t.name) for t in tensors) or "none"
-    raise TensorError(f"Model {model!r} has no {kind} {name!r}. Available {kind}s are {known}.")
+    known = ", ".join(_named(t.name) for t in tensors[:12]) or "none"  # was: every one, a server's 1 MB of names
+    more = f", ... ({len(tensors)} {kind}s)" if len(tensors) > 12 else ""
+    raise TensorError(f"Model {_named(model)} has no {kind} {_named(name)}. Available {kind}s are {known}{more}.")
+
+
+def _named(name: str, most: int = 60) -> str:
+    return repr(name if len(name) <= most else name[: most - 3] + "...")

@@ -172,3 +172,12 @@ def test_a_model_with_a_flood_of_inputs_gets_a_short_error() -> None:
         server.stop(None)
     assert "input_0_" in str(caught.value) and "20000 inputs" in str(caught.value)
     assert len(str(caught.value)) < 3000  # was: every input, 1.3 MB
+
+
+def test_an_unknown_input_of_a_model_with_a_flood_of_inputs_gets_a_short_error() -> None:
+    from easnb.results import ModelMetadata, TensorMetadata
+
+    meta = ModelMetadata("m", ("1",), "x", tuple(TensorMetadata(f"in_{i}_" + "x" * 40, "FP32", (1,)) for i in range(20_000)), ())
+    with pytest.raises(easnb.TensorError, match="no input 'nope'") as caught:
+        meta.input("nope")  # as easnb stream --inputs looks each name up
+    assert "in_0_" in str(caught.value) and "20000" in str(caught.value) and len(str(caught.value)) < 3000  # was: 1 MB
