@@ -170,13 +170,20 @@ class GenerateInspector(w.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             self.button.disabled, self.stop_button.disabled = False, True
 
 
-def generative(conn: Any, model: str) -> bool:
-    """Whether ``model`` follows the text generation conventions (its metadata asked once)."""
-    try:
-        convention(conn.cached_model_metadata(model))
-    except EasnbError:
-        return False
-    return True
+def generators(conn: Any, models: Sequence[str]) -> list[str]:
+    """The models of ``models`` that follow the text generation conventions, their metadata asked within
+    ``PROBE_SECONDS`` in all (was: one connection timeout each, two minutes for a server slow to answer)."""
+    ends, found = time.monotonic() + PROBE_SECONDS, []
+    for model in models:
+        left = ends - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            convention(conn.model_metadata(model, timeout=left if conn.timeout is None else min(left, conn.timeout)))
+        except EasnbError:
+            continue
+        found.append(model)
+    return found
 
 
 def decoupled_offer(meta: Any, open_generate: Any = None) -> w.Widget | None:
@@ -199,14 +206,14 @@ def decoupled_offer(meta: Any, open_generate: Any = None) -> w.Widget | None:
     return w.VBox([w.HTML(note), button])
 
 
-#: How many of the server's models the workbench asks for metadata, looking for text generators.
-PROBE = 24
+#: How many of the server's models the workbench asks for metadata, looking for text generators, and for how long.
+PROBE, PROBE_SECONDS = 24, 3.0
 
 
 def add_generate_page(bench: Any, conn: Any) -> list[tuple[str, w.Widget]]:
     """The workbench's Generate page (as ``[(title, page)]``, or none), wired to the Infer tab's offer."""
     wanted = getattr(bench, "show_generate", None)
-    found = [] if wanted is False else [m for m in model_names(bench.source, bench.models)[:PROBE] if generative(conn, m)]
+    found = [] if wanted is False else generators(conn, model_names(bench.source, bench.models)[:PROBE])
     if not (wanted or found):
         bench.generate = None
         return []

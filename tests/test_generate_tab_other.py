@@ -1,6 +1,9 @@
-"""The Generate tab's "Other" box takes sampling settings only: what runs is what History replays and copies."""
+"""The Generate tab: "Other" takes sampling settings only (what runs is what History replays and copies), a
+stopped generation is kept as stopped, and a slow server does not hold the workbench while it looks for generators."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -48,3 +51,39 @@ def test_a_stopped_generation_is_kept_as_stopped_not_ok(conn: easnb.Connection) 
     assert tab.history.latencies("generate") == []  # a part of a generation is not one in the percentiles
     tab.generate(wait=True)
     assert tab.history[-1].status == "OK" and len(tab.history.latencies("generate")) == 1
+
+
+def test_a_server_slow_to_give_metadata_does_not_hold_the_workbench() -> None:
+    """The workbench asks up to 24 models' metadata looking for text generators: one budget bounds them all."""
+    import time
+    from concurrent import futures
+
+    import grpc
+
+    from easnb import _proto
+    from easnb.workbench import Workbench
+
+    def answer(reply: Any) -> Any:
+        return grpc.unary_unary_rpc_method_handler(lambda data, context: reply.SerializeToString())
+
+    def silent(data: bytes, context: grpc.ServicerContext) -> bytes:
+        while context.is_active():
+            time.sleep(0.05)
+        return b""
+
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ServerLive": answer(_proto.ServerLiveResponse(live=True)), "ServerReady": answer(_proto.ServerReadyResponse(ready=True)),
+        "ServerMetadata": answer(_proto.ServerMetadataResponse(name="triton", version="2")),
+        "ModelMetadata": grpc.unary_unary_rpc_method_handler(silent)})
+    server = grpc.server(futures.ThreadPoolExecutor(8), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with easnb.connect(f"127.0.0.1:{port}", timeout=1.0) as conn:
+            started = time.monotonic()
+            bench = Workbench(conn, models=[f"m{i}" for i in range(30)])
+            took = time.monotonic() - started
+    finally:
+        server.stop(None)
+    assert bench.generate is None and "built" in bench.status.value
+    assert took < 12  # was: 24 models times the timeout, 24 s here and two minutes at the default 5 s
