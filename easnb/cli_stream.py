@@ -4,7 +4,8 @@
     easnb generate localhost:50051 textgen "Tell me a story" --max-tokens 32 --param top_p=0.9
 
 ``stream`` prints one JSON document per response as it arrives (``"final": true`` on the
-request's last; a flags-only final response prints as one with no outputs). ``generate`` prints
+request's last; a flags-only final response prints as one with no outputs); a JSON object given
+for a BYTES input (``"sampling_parameters": [{"max_tokens": 8}]``) goes as its JSON text. ``generate`` prints
 the text as it arrives and, on standard error, the finish reason, token count and latencies.
 ``--timeout`` bounds each wait for a response, ``--max-time`` the whole stream. Exit status as
 for ``call``: 0, 1 for an error (an in-stream one too), 2 for a usage error, 130 for Ctrl-C.
@@ -46,6 +47,8 @@ def typed_inputs(conn: Any, model: str, version: str, text: str) -> dict[str, An
     inputs = {}
     for name, value in given.items():
         datatype = meta.input(name).datatype
+        if datatype == "BYTES" and isinstance(value, list):  # {"max_tokens": 8} in sampling_parameters: its JSON text
+            value = [json.dumps(v) if isinstance(v, dict) else v for v in value]  # was: "has a dict", exit 1
         try:  # numpy's own type, as `easnb infer` does: the encoder converts it without loss or says why not
             array = value if datatype == "BYTES" else np.asarray(value)
             if datatype not in ("BYTES", "BOOL") and array.dtype.kind == "U":  # JSON numbers in quotes
