@@ -114,10 +114,10 @@ def generate(args: argparse.Namespace) -> int:
     sampling = dict(_param(p) for p in args.param or ())
     from .generate import STREAM_OPTIONS  # generate's own flags and stream options: a --param would collide
 
-    taken = sorted(set(sampling) & {"max_tokens", "temperature", *STREAM_OPTIONS})
+    taken = sorted(set(sampling) & {"model", "prompt", "max_tokens", "temperature", *STREAM_OPTIONS})  # prompt, model: TypeError
     if taken:
         raise _usage(f"--param {', '.join(taken)} is not a sampling setting of its own.",
-                     "Use --max-tokens, --temperature, --version and --max-time for those.")
+                     "Give the model and prompt as arguments; --max-tokens, --temperature, --version and --max-time for those.")
 
     def run() -> int:
         with connection_from(args) as conn:

@@ -20,3 +20,10 @@ def test_a_json_object_in_a_bytes_input_goes_as_its_json_text(demo: DemoServer) 
     nested = run("stream", demo.endpoint, "textgen", "--inputs",
                  '{"text_input": ["x"], "sampling_parameters": [{"max_tokens": {"deep": [1]}}]}', token=demo.token)
     assert nested.returncode == 1 and "max_tokens" in nested.stderr and "Traceback" not in nested.stderr  # the model says
+
+
+def test_generate_refuses_a_param_that_names_the_prompt_or_model(demo: DemoServer) -> None:
+    for pair in ("prompt=x", "model=iris"):
+        done = run("generate", demo.endpoint, "textgen", "hi", "--param", pair, token=demo.token)
+        assert done.returncode == 2 and "not a sampling setting" in done.stderr, done.stderr  # was 1, a TypeError
+        assert "TypeError" not in done.stderr
