@@ -101,6 +101,7 @@ class StreamPlan:
             return None
         pos, end = start + len(prefix), len(data)
         request_id = ""
+        # the id's field and the raw fields below are read inline, not by one helper: a call per field costs every token
         if data[pos] == _ID_TAG:  # a byte past the end raises IndexError: not this layout (Plans.decode)
             length = data[pos + 1]
             if length < 0x80:

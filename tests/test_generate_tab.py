@@ -82,6 +82,10 @@ def test_stop_cancels_on_the_server(demo: DemoServer, conn: easnb.Connection) ->
     while demo.service.cancelled <= before:
         assert time.monotonic() < ends, "the server never saw the Stop"
         time.sleep(0.02)
+    assert tab.history[-1].status == "stopped"  # was: "OK"
+    assert tab.history.latencies("generate") == []  # a part of a generation is not one in the percentiles
+    tab.generate(wait=True)
+    assert tab.history[-1].status == "OK" and len(tab.history.latencies("generate")) == 1
 
 
 def test_errors_show_in_the_tab(conn: easnb.Connection) -> None:

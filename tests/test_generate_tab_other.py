@@ -34,25 +34,6 @@ def test_other_settings_run_replay_and_copy_alike(conn: easnb.Connection) -> Non
     assert '"top_k": 4' in tab.history.code(0, "easnb") and "top_k" in tab.history.code(0, "tritonclient")
 
 
-def test_a_stopped_generation_is_kept_as_stopped_not_ok(conn: easnb.Connection) -> None:
-    import time
-
-    tab = GenerateInspector(conn, "textgen")
-    tab.prompt.value = " ".join("w" * 40)
-    tab.max_tokens.value = 60
-    tab.generate()
-    ends = time.monotonic() + 10
-    while tab.generation is None or not tab.generation.stream.responses:
-        assert time.monotonic() < ends
-        time.sleep(0.01)
-    tab.stop()
-    tab.wait(10)
-    assert tab.generation.stream.cancelled and tab.history[-1].status == "stopped"  # was: "OK"
-    assert tab.history.latencies("generate") == []  # a part of a generation is not one in the percentiles
-    tab.generate(wait=True)
-    assert tab.history[-1].status == "OK" and len(tab.history.latencies("generate")) == 1
-
-
 def test_a_server_slow_to_give_metadata_does_not_hold_the_workbench() -> None:
     """The workbench asks up to 24 models' metadata looking for text generators: one budget bounds them all."""
     import time
