@@ -30,6 +30,7 @@ from . import arguments
 from .errors import ArgumentError, EasnbError, InvalidArgumentError, TensorError, scrub
 from .inference import not_unicode
 from .dtypes import DATATYPES
+from .metadata import listed, short
 from .results import InferResult, ModelMetadata
 from .stream_plans import StreamOutputs
 from .tensors import Tensor
@@ -49,24 +50,13 @@ def convention(meta: ModelMetadata) -> str:
             return "vllm"
         if "max_tokens" in names:
             return "trtllm"
-    takes = _few([f"{_short(t.name)} ({_short(t.datatype)} {reprlib.repr(list(t.shape))})" for t in meta.inputs], "inputs")
-    gives = _few([_short(t.name) for t in meta.outputs], "outputs")  # was: every one, a hostile server's 1 MB of names
+    takes = listed([f"{short(t.name)} ({short(t.datatype)} {reprlib.repr(list(t.shape))})" for t in meta.inputs], "inputs")
+    gives = listed([short(t.name) for t in meta.outputs], "outputs")  # was: every one, a hostile server's 1 MB of names
     raise InvalidArgumentError(
         f"Model {meta.name!r} does not follow the text generation conventions: it takes {takes} and gives {gives}.",
         hint="generate() needs text_input with sampling_parameters (vLLM) or max_tokens (TensorRT-LLM), and "
         "text_output; for any other model use conn.stream(model, inputs).",
     )
-
-
-def _few(items: list[str], what: str, shown: int = 12) -> str:
-    """The first ``shown`` of ``items``, joined, and how many there are."""
-    if len(items) <= shown:
-        return ", ".join(items) or f"no {what}"
-    return ", ".join(items[:shown]) + f", ... ({len(items)} {what})"
-
-
-def _short(name: str, most: int = 60) -> str:
-    return name if len(name) <= most else name[: most - 3] + "..."
 
 
 def _scalar(meta: ModelMetadata, name: str, value: Any) -> Tensor:
@@ -223,11 +213,8 @@ class Generation:
     @property
     def time_to_first_token(self) -> float | None:
         """Seconds from sending to the first response that held text (``None`` while none has)."""
-        first = next((i for i, piece in enumerate(self.pieces) if piece), None)  # was: any response, a flags-only one too
-        if self.stream is None or first is None or first >= len(self.stream.arrivals):
-            return None
-        seconds: float = self.stream.arrivals[first] - self.stream.sent_at
-        return seconds
+        arrivals = self._text_arrivals()  # was: any response's, a flags-only one too
+        return arrivals[0] - self.stream.sent_at if arrivals else None
 
     @property
     def inter_token_latencies(self) -> list[float]:

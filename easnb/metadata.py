@@ -83,10 +83,17 @@ def _find(tensors: tuple[TensorMetadata, ...], name: str, kind: str, model: str)
     for tensor in tensors:
         if tensor.name == name:
             return tensor
-    known = ", ".join(_named(t.name) for t in tensors[:12]) or "none"  # was: every one, a server's 1 MB of names
-    more = f", ... ({len(tensors)} {kind}s)" if len(tensors) > 12 else ""
-    raise TensorError(f"Model {_named(model)} has no {kind} {_named(name)}. Available {kind}s are {known}{more}.")
+    known = listed([repr(short(t.name)) for t in tensors], f"{kind}s", "none")  # was: every one, a server's 1 MB of names
+    raise TensorError(f"Model {short(model)!r} has no {kind} {short(name)!r}. Available {kind}s are {known}.")
 
 
-def _named(name: str, most: int = 60) -> str:
-    return repr(name if len(name) <= most else name[: most - 3] + "...")
+def short(name: str, most: int = 60) -> str:
+    """``name`` cut to ``most`` characters (a server's names can be any length)."""
+    return name if len(name) <= most else name[: most - 3] + "..."
+
+
+def listed(items: list[str], what: str, empty: str = "", shown: int = 12) -> str:
+    """The first ``shown`` of ``items``, joined, and how many there are; ``empty`` (else "no {what}") for none."""
+    if len(items) <= shown:
+        return ", ".join(items) or empty or f"no {what}"
+    return ", ".join(items[:shown]) + f", ... ({len(items)} {what})"
